@@ -1,0 +1,123 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// One browser's WebSocket connection: who it is once authenticated, and the messages waiting to be handled.
+///
+/// Messages are handled one at a time per connection, in arrival order, by a task that exists only while there is
+/// something to handle: an idle connection costs no task.
+public final class Connection: Sendable {
+    /// Something to handle for this connection, in order.
+    enum Inbound: Sendable {
+        case message(Message)
+        case disconnected
+    }
+
+    private struct State {
+        var session: SessionInfo?
+        var inbox: [Inbound] = []
+        var draining = false
+    }
+
+    /// Unique in the cluster: the server's id and a counter.
+    public let id: String
+    /// What the browser presented at the upgrade.
+    let credentials: BrowserCredentials
+    /// The address as given in `X-Forwarded-For` by a trusted proxy, or the peer's.
+    public var address: String { credentials.address }
+    let eventLoop: any EventLoop
+    private let handler: NIOLoopBound<WebSocketConnectionHandler>
+    private let state = NIOLockedValueBox(State())
+    let logger: Logger
+
+    init(id: String, credentials: BrowserCredentials, handler: WebSocketConnectionHandler, eventLoop: any EventLoop, logger: Logger) {
+        self.id = id
+        self.credentials = credentials
+        self.eventLoop = eventLoop
+        self.handler = NIOLoopBound(handler, eventLoop: eventLoop)
+        var logger = logger
+        logger[metadataKey: "connection"] = "\(id)"
+        self.logger = logger
+    }
+
+    /// The session, once authenticated.
+    public var session: SessionInfo? {
+        state.withLockedValue { $0.session }
+    }
+
+    func setSession(_ session: SessionInfo) {
+        state.withLockedValue { $0.session = session }
+    }
+
+    /// A logger that also names the user, once known.
+    var userLogger: Logger {
+        var logger = self.logger
+        if let session { logger[metadataKey: "user"] = "\(session.user.indexKey)" }
+        return logger
+    }
+
+    /// Queues `item`; returns `true` when the caller must start draining (no drain is under way).
+    func enqueue(_ item: Inbound) -> Bool {
+        state.withLockedValue { state in
+            state.inbox.append(item)
+            if state.draining { return false }
+            state.draining = true
+            return true
+        }
+    }
+
+    /// The next queued item, or `nil` (and draining stops) when there is none.
+    func nextInbound() -> Inbound? {
+        state.withLockedValue { state in
+            if !state.inbox.isEmpty { return state.inbox.removeFirst() }
+            state.draining = false
+            return nil
+        }
+    }
+
+    /// Writes an encoded text frame, from any thread.
+    func write(_ frame: ByteBuffer) {
+        if eventLoop.inEventLoop {
+            handler.value.write(text: frame)
+        } else {
+            let handler = self.handler
+            eventLoop.execute { handler.value.write(text: frame) }
+        }
+    }
+
+    /// Writes from the connection's own event loop; the caller has checked it is on it.
+    func writeOnLoop(_ frame: ByteBuffer) {
+        handler.value.write(text: frame)
+    }
+
+    /// Sends one message to this connection.
+    func send(_ message: Message) {
+        write(ByteBuffer(bytes: message.encoded()))
+    }
+
+    /// Sends a close frame with `code` and `reason`, then closes the connection.
+    func close(code: WebSocketCloseCode, reason: String) {
+        let handler = self.handler
+        eventLoop.execute { handler.value.close(code: code, reason: reason) }
+    }
+}
+
+/// A close code: the standard ones the server uses.
+public struct WebSocketCloseCode: Sendable, Equatable {
+    /// The number sent in the close frame.
+    public let rawValue: UInt16
+    /// Normal closure.
+    public static let normal = WebSocketCloseCode(rawValue: 1000)
+    /// The server is going away (shutdown).
+    public static let goingAway = WebSocketCloseCode(rawValue: 1001)
+    /// A frame type the server does not accept (binary).
+    public static let unacceptableData = WebSocketCloseCode(rawValue: 1003)
+    /// A frame whose data is not of the wire format.
+    public static let invalidData = WebSocketCloseCode(rawValue: 1007)
+    /// The connection broke a policy (rejected session, expired session, slow reader).
+    public static let policyViolation = WebSocketCloseCode(rawValue: 1008)
+    /// A message larger than the limit.
+    public static let messageTooLarge = WebSocketCloseCode(rawValue: 1009)
+    /// The server cannot serve it now (the site failed); try again later.
+    public static let tryAgainLater = WebSocketCloseCode(rawValue: 1013)
+}

@@ -1,0 +1,197 @@
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// The connections of one server and their indexes (by user, session, group, address), and the routing of a send
+/// to the connections it selects.
+///
+/// A send is encoded once; the same bytes go to every recipient, written from each recipient's event loop with one
+/// hop per event loop, not per connection.
+public final class Hub: Sendable {
+    private struct Indexes {
+        var all: [String: Connection] = [:]
+        var byUser: [String: [String: Connection]] = [:]
+        var bySession: [String: [String: Connection]] = [:]
+        var byGroup: [String: [String: Connection]] = [:]
+        var byAddress: [String: Int] = [:]
+        var authenticated = 0
+    }
+
+    private let indexes = NIOLockedValueBox(Indexes())
+    private let metrics: ServerMetrics
+    private let logger: Logger
+
+    init(metrics: ServerMetrics, logger: Logger) {
+        self.metrics = metrics
+        self.logger = logger
+    }
+
+    /// How many connections are open, and how many of them are authenticated.
+    public var counts: (connections: Int, authenticated: Int) {
+        indexes.withLockedValue { ($0.all.count, $0.authenticated) }
+    }
+
+    /// How many connections `address` holds.
+    func connectionCount(address: String) -> Int {
+        indexes.withLockedValue { $0.byAddress[address] ?? 0 }
+    }
+
+    /// Adds a connection unless its address already holds `limit` (0: no limit); returns whether it was added.
+    func add(_ connection: Connection, limit: Int) -> Bool {
+        indexes.withLockedValue { indexes in
+            let held = indexes.byAddress[connection.address] ?? 0
+            if limit > 0 && held >= limit { return false }
+            indexes.byAddress[connection.address] = held + 1
+            indexes.all[connection.id] = connection
+            return true
+        }
+    }
+
+    /// Indexes an authenticated connection by its user, session and groups.
+    func authenticate(_ connection: Connection, session: SessionInfo) {
+        connection.setSession(session)
+        indexes.withLockedValue { indexes in
+            guard indexes.all[connection.id] != nil else { return }
+            indexes.authenticated += 1
+            indexes.byUser[session.user.indexKey, default: [:]][connection.id] = connection
+            indexes.bySession[session.session, default: [:]][connection.id] = connection
+            for group in session.groups {
+                indexes.byGroup[group.indexKey, default: [:]][connection.id] = connection
+            }
+        }
+    }
+
+    /// Forgets a closed connection.
+    func remove(_ connection: Connection) {
+        let session = connection.session
+        indexes.withLockedValue { indexes in
+            guard indexes.all.removeValue(forKey: connection.id) != nil else { return }
+            let held = (indexes.byAddress[connection.address] ?? 1) - 1
+            indexes.byAddress[connection.address] = held > 0 ? held : nil
+            guard let session else { return }
+            indexes.authenticated -= 1
+            Self.remove(connection.id, key: session.user.indexKey, from: &indexes.byUser)
+            Self.remove(connection.id, key: session.session, from: &indexes.bySession)
+            for group in session.groups {
+                Self.remove(connection.id, key: group.indexKey, from: &indexes.byGroup)
+            }
+        }
+    }
+
+    private static func remove(_ id: String, key: String, from index: inout [String: [String: Connection]]) {
+        index[key]?.removeValue(forKey: id)
+        if index[key]?.isEmpty == true { index[key] = nil }
+    }
+
+    /// Every open connection.
+    func allConnections() -> [Connection] {
+        indexes.withLockedValue { Array($0.all.values) }
+    }
+
+    /// The connections `send` selects.
+    func recipients(of sendTo: SendTo, target: JSON) -> [Connection] {
+        let keys: [String]
+        if case .array(let items) = target { keys = items.map(\.indexKey) } else { keys = [target.indexKey] }
+        return indexes.withLockedValue { indexes -> [Connection] in
+            func union(_ index: [String: [String: Connection]]) -> [Connection] {
+                if keys.count == 1 { return Array((index[keys[0]] ?? [:]).values) }
+                var seen: [String: Connection] = [:]
+                for key in keys {
+                    for (id, connection) in index[key] ?? [:] { seen[id] = connection }
+                }
+                return Array(seen.values)
+            }
+            switch sendTo {
+            case .all:
+                return Array(indexes.all.values)
+            case .registeredUsers:
+                return indexes.all.values.filter { connection in
+                    guard let session = connection.session else { return false }
+                    return !session.guest
+                }
+            case .specificUsers: return union(indexes.byUser)
+            case .usersGroup: return union(indexes.byGroup)
+            case .sessions: return union(indexes.bySession)
+            case .connections: return keys.compactMap { indexes.all[$0] }
+            case .filter:
+                guard case .array(let pair) = target, pair.count == 2, let property = pair[0].stringValue else {
+                    return []
+                }
+                let value = pair[1]
+                switch property {
+                case "user": return Array((indexes.byUser[value.indexKey] ?? [:]).values)
+                case "session": return Array((indexes.bySession[value.indexKey] ?? [:]).values)
+                default:
+                    // Other properties have no index: a filter on them is the one send that scans.
+                    return indexes.all.values.filter { Self.connection($0, has: property, equalTo: value) }
+                }
+            }
+        }
+    }
+
+    private static func connection(_ connection: Connection, has property: String, equalTo value: JSON) -> Bool {
+        let session = connection.session
+        let actual: JSON?
+        switch property {
+        case "ip": actual = .string(connection.address)
+        case "user_agent": actual = .string(connection.credentials.userAgent)
+        case "language": actual = (session?.language).map(JSON.string)
+        case "guest": actual = session.map { .bool($0.guest) }
+        default: actual = session?.properties[property]
+        }
+        guard let actual else { return false }
+        return actual.loosely(equals: value)
+    }
+
+    /// Performs a send on this server's connections; returns how many connections it was written to.
+    @discardableResult
+    public func deliver(_ send: Send) -> Int {
+        metrics.sends(send.sendTo).increment()
+        switch send.action {
+        case "Server/close_by_session":
+            return closeForGood(recipients(of: .sessions, target: send.details))
+        case "Server/close_by_user":
+            return closeForGood(recipients(of: .specificUsers, target: send.details))
+        default:
+            break
+        }
+        let targets = recipients(of: send.sendTo, target: send.target)
+        guard !targets.isEmpty else { return 0 }
+        let frame = ByteBuffer(bytes: Message(action: send.action, details: send.details).encoded())
+        let now = Int64(Date().timeIntervalSince1970)
+        var byLoop: [ObjectIdentifier: (any EventLoop, [Connection])] = [:]
+        var expired: [Connection] = []
+        for connection in targets {
+            if let session = connection.session, session.isExpired(now: now) {
+                expired.append(connection)
+                continue
+            }
+            byLoop[ObjectIdentifier(connection.eventLoop), default: (connection.eventLoop, [])].1.append(connection)
+        }
+        for connection in expired {
+            connection.userLogger.info("session expired: closing instead of sending")
+            metrics.closed(reason: "session_expired")
+            connection.close(code: .policyViolation, reason: "Session expired")
+        }
+        var delivered = 0
+        for (_, (loop, connections)) in byLoop {
+            delivered += connections.count
+            loop.execute {
+                for connection in connections { connection.writeOnLoop(frame) }
+            }
+        }
+        return delivered
+    }
+
+    /// Sends `Server/close` to `connections` and closes them: the client must not reconnect.
+    private func closeForGood(_ connections: [Connection]) -> Int {
+        let frame = ByteBuffer(bytes: Message(action: "Server/close", details: .null).encoded())
+        for connection in connections {
+            connection.write(frame)
+            connection.close(code: .normal, reason: "Closed by the server")
+            metrics.closed(reason: "server_close")
+        }
+        return connections.count
+    }
+}

@@ -1,0 +1,87 @@
+import CoreMetrics
+import struct Prometheus.PrometheusMetricsFactory
+import class Prometheus.PrometheusCollectorRegistry
+
+/// The server's metrics, through swift-metrics into a Prometheus registry of its own (so that several servers in
+/// one process, as in tests or an embedding application, do not share counters).
+public final class ServerMetrics: Sendable {
+    /// The registry `/metrics` renders.
+    public let registry: PrometheusCollectorRegistry
+    private let factory: PrometheusMetricsFactory
+
+    let connections: CoreMetrics.Gauge
+    let authenticatedConnections: CoreMetrics.Gauge
+    let messagesIn: Counter
+    let messagesOut: Counter
+    private let sends: [Counter]
+    let authOK: Counter
+    let authRejected: Counter
+    let authFailed: Counter
+    let sessionCacheHits: Counter
+    let sessionRequestLatency: CoreMetrics.Timer
+    let messageRequestLatency: CoreMetrics.Timer
+
+    /// Metrics in a new registry.
+    public init() {
+        let registry = PrometheusCollectorRegistry()
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.defaultDurationHistogramBuckets = [
+            .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25),
+            .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1),
+            .seconds(2.5), .seconds(5), .seconds(10),
+        ]
+        self.registry = registry
+        self.factory = factory
+        connections = Gauge(label: "websockets_connections", factory: factory)
+        authenticatedConnections = Gauge(label: "websockets_connections_authenticated", factory: factory)
+        messagesIn = Counter(label: "websockets_messages_in_total", factory: factory)
+        messagesOut = Counter(label: "websockets_messages_out_total", factory: factory)
+        sends = SendTo.allCases.map {
+            Counter(label: "websockets_sends_total", dimensions: [("send_to", String($0.rawValue))], factory: factory)
+        }
+        authOK = Counter(label: "websockets_auth_total", dimensions: [("outcome", "ok")], factory: factory)
+        authRejected = Counter(label: "websockets_auth_total", dimensions: [("outcome", "rejected")], factory: factory)
+        authFailed = Counter(label: "websockets_auth_total", dimensions: [("outcome", "site_failure")], factory: factory)
+        sessionCacheHits = Counter(label: "websockets_session_cache_hits_total", factory: factory)
+        sessionRequestLatency = Timer(
+            label: "websockets_site_request_duration_seconds", dimensions: [("endpoint", "session")],
+            factory: factory)
+        messageRequestLatency = Timer(
+            label: "websockets_site_request_duration_seconds", dimensions: [("endpoint", "message")],
+            factory: factory)
+    }
+
+    /// The counter of sends with `sendTo`.
+    func sends(_ sendTo: SendTo) -> Counter {
+        sends[sendTo.rawValue - 1]
+    }
+
+    /// Counts a failed call to the site; `reason` is a short word such as `timeout` or `status`.
+    func siteFailure(endpoint: String, reason: String) {
+        Counter(
+            label: "websockets_site_failures_total", dimensions: [("endpoint", endpoint), ("reason", reason)],
+            factory: factory
+        ).increment()
+    }
+
+    /// Counts a message accepted for delivery that did not reach a connection, by reason.
+    func dropped(reason: String) {
+        Counter(label: "websockets_dropped_total", dimensions: [("reason", reason)], factory: factory).increment()
+    }
+
+    /// Counts a connection the server closed, by reason.
+    func closed(reason: String) {
+        Counter(label: "websockets_closed_total", dimensions: [("reason", reason)], factory: factory).increment()
+    }
+
+    /// Records the time from `start` to now in `timer`.
+    func record(_ timer: CoreMetrics.Timer, since start: ContinuousClock.Instant) {
+        let elapsed = ContinuousClock.now - start
+        timer.recordNanoseconds(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
+    }
+
+    /// The Prometheus text exposition of every metric.
+    public func render() -> [UInt8] {
+        registry.emitToBuffer()
+    }
+}

@@ -1,0 +1,135 @@
+import Foundation
+import Logging
+
+extension WebSocketsServer {
+    /// A decoded message from a connection's event loop: queued in order, handled by the connection's drain.
+    func received(_ message: Message, from connection: Connection) {
+        if connection.enqueue(.message(message)) { startDrain(connection) }
+    }
+
+    /// A connection ended: it leaves the indexes at once (no more sends reach it), and an authenticated one gets
+    /// its `Client/disconnection` event after the messages it sent before.
+    func connectionClosed(_ connection: Connection) {
+        hub.remove(connection)
+        if connection.session != nil, connection.enqueue(.disconnected) {
+            startDrain(connection)
+        }
+    }
+
+    private func startDrain(_ connection: Connection) {
+        beginDrain()
+        Task {
+            while let item = connection.nextInbound() {
+                await self.process(item, for: connection)
+            }
+            self.endDrain()
+        }
+    }
+
+    private func process(_ item: Connection.Inbound, for connection: Connection) async {
+        switch item {
+        case .disconnected:
+            guard let session = connection.session else { return }
+            await dispatch(
+                name: "Client/disconnection", message: Message(action: "Client/disconnection"), connection: connection,
+                session: session)
+        case .message(let message):
+            if message.action.hasPrefix("Application/Internal:") {
+                handleInternal(message, from: connection)
+            } else if message.action == "Client/authentication" {
+                await authenticate(message, connection: connection)
+            } else if let session = connection.session {
+                await dispatch(name: "WebSockets/message", message: message, connection: connection, session: session)
+            } else {
+                connection.logger.debug("message before authentication not dispatched", metadata: ["action": "\(message.action)"])
+                metrics.dropped(reason: "unauthenticated")
+            }
+        }
+    }
+
+    /// The seed's way to send from another program: `["Application/Internal:<key>", "<JSON of a send>"]`; the
+    /// server performs the send and closes that connection.
+    private func handleInternal(_ message: Message, from connection: Connection) {
+        let key = message.action.dropFirst("Application/Internal:".count)
+        guard SecurityKey.matches(key, settings.securityKey) else {
+            // The action carries a key: it is never echoed or logged.
+            connection.logger.warning("internal message with a wrong key")
+            connection.send(Message(action: "Application/Internal:error", details: composeError(403)))
+            connection.close(code: .policyViolation, reason: "Forbidden")
+            return
+        }
+        do {
+            let payload: JSON
+            if case .string(let text) = message.details {
+                payload = try JSON(parsing: text)
+            } else {
+                payload = message.details
+            }
+            for send in try Send.list(from: payload) { hub.deliver(send) }
+            connection.close(code: .normal, reason: "Sent")
+        } catch {
+            connection.logger.info("malformed internal send", metadata: ["error": "\(error)"])
+            connection.send(Message(action: "Application/Internal:error", details: composeError(400, "\(error)")))
+            connection.close(code: .invalidData, reason: "Malformed send")
+        }
+    }
+
+    private func authenticate(_ message: Message, connection: Connection) async {
+        if connection.session != nil {
+            connection.send(Message(action: "Client/authentication", details: "ok"))
+            return
+        }
+        let result = await site.validate(connection.credentials)
+        switch result {
+        case .valid(let session) where !session.isExpired(now: Int64(Date().timeIntervalSince1970)):
+            hub.authenticate(connection, session: session)
+            metrics.authOK.increment()
+            connection.userLogger.debug("authenticated")
+            connection.send(Message(action: "Client/authentication", details: "ok"))
+            await dispatch(name: "Client/authentication", message: message, connection: connection, session: session)
+        case .valid, .rejected:
+            metrics.authRejected.increment()
+            connection.logger.info("authentication rejected by the site")
+            connection.send(Message(action: "Client/authentication:error", details: composeError(403)))
+            connection.close(code: .policyViolation, reason: "Forbidden")
+        case .failed(let reason):
+            metrics.authFailed.increment()
+            connection.logger.warning("authentication impossible: site failure", metadata: ["reason": "\(reason)"])
+            connection.send(Message(action: "Client/authentication:error", details: composeError(503)))
+            connection.close(code: .tryAgainLater, reason: "Service Unavailable")
+        }
+    }
+
+    /// Hands an event to the in-process handlers, then to the site, and performs the sends in the site's answer.
+    /// Only a browser's own message gets an `:error` reply when that fails; system events are logged.
+    private func dispatch(name: String, message: Message, connection: Connection, session: SessionInfo) async {
+        let isMessage = name == "WebSockets/message"
+        let event = WebSocketsEvent(
+            name: name, action: isMessage ? message.action : name, details: message.details,
+            language: session.language ?? Self.firstLanguage(connection.credentials.acceptLanguage),
+            user: session.user, session: session.session, connection: connection.id, server: address, hub: hub)
+        let registered = handlers.withLockedValue { $0[name] ?? [] }
+        for handler in registered {
+            do {
+                try await handler(event)
+            } catch {
+                connection.userLogger.warning("event handler failed", metadata: ["event": "\(name)", "error": "\(error)"])
+                if isMessage { connection.send(message.errorReply(code: 500)) }
+            }
+        }
+        guard settings.resolvedMessageEndpoint != nil else { return }
+        switch await site.post(event: event.siteBody) {
+        case .success(let sends):
+            for send in sends { hub.deliver(send) }
+        case .failure(let error):
+            connection.userLogger.warning(
+                "message endpoint failed", metadata: ["event": "\(name)", "action": "\(event.action)", "error": "\(error)"])
+            if isMessage { connection.send(message.errorReply(code: error.code)) }
+        }
+    }
+
+    private static func firstLanguage(_ header: String) -> String {
+        let first = header.split(separator: ",").first.map { $0.split(separator: ";")[0] } ?? ""
+        return first.trimmingCharacters(in: .whitespaces)
+    }
+}

@@ -1,0 +1,67 @@
+import NIOCore
+import NIOHTTP1
+
+extension WebSocketsServer {
+    /// Answers the server's plain HTTP requests.
+    func respond(to request: HTTPServerRequest) async -> HTTPServerResponse {
+        switch (request.method, request.path) {
+        case (.GET, "/WebSockets/health"):
+            return health()
+        case (.GET, "/metrics"):
+            let counts = hub.counts
+            metrics.connections.record(counts.connections)
+            metrics.authenticatedConnections.record(counts.authenticated)
+            return HTTPServerResponse(
+                headers: ["Content-Type": "text/plain; version=0.0.4; charset=utf-8"], body: metrics.render())
+        case (.POST, "/WebSockets/send"):
+            return send(request)
+        case (_, "/WebSockets/send"):
+            return .error(.methodNotAllowed)
+        case (_, "/WebSockets"), (_, "/WebSockets/"):
+            // Only an upgrade that was refused, or a plain request, arrives here.
+            guard request.headers[canonicalForm: "upgrade"].contains(where: { $0.lowercased() == "websocket" }) else {
+                return .error(.upgradeRequired, "This address takes WebSocket connections")
+            }
+            let origin = request.headers.first(name: "origin")
+            if isStopping { return .error(.serviceUnavailable, "Server shutting down") }
+            if !settings.allows(origin: origin) { return .error(.forbidden, "Origin not allowed") }
+            if settings.maxConnectionsPerIP > 0 { return .error(.tooManyRequests, "Too many connections from this address") }
+            return .error(.badRequest, "Malformed WebSocket upgrade")
+        default:
+            if let additionalResponder, let response = await additionalResponder(request) {
+                return response
+            }
+            return .error(.notFound)
+        }
+    }
+
+    private func health() -> HTTPServerResponse {
+        let counts = hub.counts
+        let uptime = ContinuousClock.now - startedAt
+        return .json([
+            "status": isStopping ? "stopping" : "ok",
+            "connections": .int(Int64(counts.connections)),
+            "authenticated": .int(Int64(counts.authenticated)),
+            "uptime": .double((Double(uptime.components.seconds) + Double(uptime.components.attoseconds) / 1e18 * 1000).rounded() / 1000),
+            "server": .string(address),
+        ])
+    }
+
+    /// `POST /WebSockets/send`: one `[action, details, send_to, target]` or an array of them.
+    private func send(_ request: HTTPServerRequest) -> HTTPServerResponse {
+        guard let key = request.headers.first(name: "x-websockets-key"), SecurityKey.matches(key, settings.securityKey)
+        else {
+            logger.info("send refused: wrong or missing key", metadata: ["ip": "\(request.remoteAddress)"])
+            return .error(.forbidden, "Wrong or missing X-WebSockets-Key")
+        }
+        let sends: [Send]
+        do {
+            sends = try Send.list(from: try JSON(parsing: request.body))
+        } catch {
+            return .error(.badRequest, "\(error)")
+        }
+        var delivered = 0
+        for send in sends { delivered += hub.deliver(send) }
+        return .json(["accepted": .int(Int64(sends.count)), "delivered": .int(Int64(delivered))], status: .accepted)
+    }
+}

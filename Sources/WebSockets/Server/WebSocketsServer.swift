@@ -1,0 +1,253 @@
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOWebSocket
+import ServiceLifecycle
+
+/// A WebSockets server: `/WebSockets` for browsers, `/WebSockets/send`, `/WebSockets/health` and `/metrics`.
+///
+/// Embed it in a Swift application, register handlers with ``on(_:_:)``, send with
+/// ``sendToClients(_:_:_:_:)``, and run it in a `ServiceGroup` (it is a `Service`) or with ``start()`` and
+/// ``shutdown()``.
+public final class WebSocketsServer: Service, Sendable {
+    /// The settings it runs with.
+    public let settings: Settings
+    /// Its metrics, rendered at `/metrics`.
+    public let metrics: ServerMetrics
+    /// Its connections.
+    public let hub: Hub
+    let logger: Logger
+    let site: SiteClient
+    private let curl: CurlClient
+    private let group: any EventLoopGroup
+    let additionalResponder: (@Sendable (HTTPServerRequest) async -> HTTPServerResponse?)?
+    private let serverID: String
+    let startedAt = ContinuousClock.now
+
+    struct Runtime {
+        var channel: (any Channel)?
+        var port = 0
+        var stopping = false
+        var nextConnection: UInt64 = 0
+        var drains = 0
+        var drainWaiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    let runtime = NIOLockedValueBox(Runtime())
+    let handlers = NIOLockedValueBox<[String: [WebSocketsEventHandler]]>([:])
+
+    /// A server for `settings`; `additionalRoutes` answers HTTP requests the server has no route for (a site
+    /// served from the same port, as the demo does), returning `nil` to fall through to 404.
+    public init(
+        settings: Settings, logger: Logger = Logger(label: "websockets"),
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        additionalRoutes: (@Sendable (HTTPServerRequest) async -> HTTPServerResponse?)? = nil
+    ) {
+        self.settings = settings
+        self.logger = logger
+        self.group = group
+        self.additionalResponder = additionalRoutes
+        let metrics = ServerMetrics()
+        self.metrics = metrics
+        self.hub = Hub(metrics: metrics, logger: logger)
+        self.curl = CurlClient(maximumConcurrency: settings.siteConcurrency)
+        self.site = SiteClient(curl: curl, settings: settings, metrics: metrics, logger: logger)
+        var generator = SystemRandomNumberGenerator()
+        self.serverID = String(generator.next() & 0xFFFF_FFFF, radix: 16)
+    }
+
+    /// The port it listens on, once started.
+    public var port: Int { runtime.withLockedValue { $0.port } }
+
+    /// How other servers and senders reach this one.
+    public var address: String {
+        settings.serverAddress ?? "ws://127.0.0.1:\(port)/WebSockets"
+    }
+
+    /// Registers an in-process handler for `event`: `WebSockets/message`, `Client/authentication` or
+    /// `Client/disconnection`. Handlers run in registration order, before the event is posted to the site.
+    public func on(_ event: String, _ handler: @escaping WebSocketsEventHandler) {
+        handlers.withLockedValue { $0[event, default: []].append(handler) }
+    }
+
+    /// Sends `action` with `details` to the connections `sendTo` and `target` select (the seed's
+    /// `send_to_clients`); returns how many connections of this server it was written to.
+    @discardableResult
+    public func sendToClients(_ action: String, _ details: JSON = .null, _ sendTo: SendTo, _ target: JSON = .null) -> Int {
+        hub.deliver(Send(action: action, details: details, sendTo: sendTo, target: target))
+    }
+
+    // MARK: Lifecycle
+
+    /// Binds and starts serving.
+    public func start() async throws {
+        let host = settings.listenLocally ? "127.0.0.1" : "0.0.0.0"
+        let high = max(settings.maxOutboundBuffer, 1024)
+        let channel = try await ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.writeBufferWaterMark, value: .init(low: high / 2, high: high))
+            .childChannelInitializer { [self] channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try self.configure(channel)
+                }
+            }
+            .bind(host: host, port: settings.listenPort).get()
+        let port = channel.localAddress?.port ?? settings.listenPort
+        runtime.withLockedValue {
+            $0.channel = channel
+            $0.port = port
+        }
+        logger.info(
+            "listening", metadata: ["address": "\(host):\(port)", "site": "\(settings.site)", "server": "\(address)"])
+    }
+
+    /// Serves until graceful shutdown (SIGTERM/SIGINT in a `ServiceGroup`), then shuts down.
+    public func run() async throws {
+        try await start()
+        try? await gracefulShutdown()
+        await shutdown()
+    }
+
+    /// Stops accepting, closes every connection with 1001 "going away", lets in-flight site calls finish.
+    public func shutdown() async {
+        let channel = runtime.withLockedValue { runtime -> (any Channel)? in
+            if runtime.stopping { return nil }
+            runtime.stopping = true
+            return runtime.channel
+        }
+        guard let channel else { return }
+        logger.info("shutting down")
+        try? await channel.close()
+        for connection in hub.allConnections() {
+            connection.close(code: .goingAway, reason: "Server shutting down")
+        }
+        await waitForDrains(limit: .seconds(settings.siteTimeout + 2))
+        // Give the close frames a moment to reach the clients before the process may exit.
+        let deadline = ContinuousClock.now + .seconds(2)
+        while hub.counts.connections > 0 && ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        await curl.shutdown()
+        logger.info("stopped")
+    }
+
+    private func waitForDrains(limit: Duration) async {
+        let done = NIOLockedValueBox(false)
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { [self] in
+                await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                    let now = runtime.withLockedValue { runtime -> Bool in
+                        if runtime.drains == 0 { return true }
+                        runtime.drainWaiters.append(continuation)
+                        return false
+                    }
+                    if now { continuation.resume() }
+                }
+                done.withLockedValue { $0 = true }
+            }
+            group.addTask {
+                try? await Task.sleep(for: limit)
+            }
+            await group.next()
+            group.cancelAll()
+        }
+        if !done.withLockedValue({ $0 }) {
+            logger.warning("shutdown: site calls still under way after the limit")
+        }
+    }
+
+    // MARK: Channels
+
+    private func configure(_ channel: any Channel) throws {
+        let upgrader = NIOWebSocketServerUpgrader(
+            maxFrameSize: max(settings.maxMessageSize, 126),
+            automaticErrorHandling: true,
+            shouldUpgrade: { [self] channel, head in
+                let refusal = upgradeRefusal(head, address: clientAddress(head, channel))
+                return channel.eventLoop.makeSucceededFuture(refusal == nil ? HTTPHeaders() : nil)
+            },
+            upgradePipelineHandler: { [self] channel, head in
+                let credentials = BrowserCredentials(
+                    cookie: head.headers[canonicalForm: "cookie"].joined(separator: "; "),
+                    userAgent: head.headers.first(name: "user-agent") ?? "",
+                    acceptLanguage: head.headers.first(name: "accept-language") ?? "",
+                    address: clientAddress(head, channel))
+                return channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        WebSocketConnectionHandler(server: self, credentials: credentials))
+                }
+            })
+        let httpHandler = HTTPRequestHandler(responder: { [self] request in await respond(to: request) })
+        try channel.pipeline.syncOperations.configureHTTPServerPipeline(
+            withServerUpgrade: (
+                upgraders: [upgrader],
+                completionHandler: { context in
+                    context.pipeline.removeHandler(name: "websockets-http", promise: nil)
+                }
+            ))
+        try channel.pipeline.syncOperations.addHandler(httpHandler, name: "websockets-http")
+    }
+
+    /// The client's address: the peer's, or the last `X-Forwarded-For` entry when the peer is a proxy on this
+    /// machine (nginx in front of the server appends the address it saw there).
+    private func clientAddress(_ head: HTTPRequestHead, _ channel: any Channel) -> String {
+        let peer = channel.remoteAddress?.ipAddress ?? ""
+        if peer == "127.0.0.1" || peer == "::1",
+            let forwarded = head.headers[canonicalForm: "x-forwarded-for"].last?.trimmingCharacters(in: .whitespaces),
+            !forwarded.isEmpty
+        {
+            return String(forwarded)
+        }
+        return peer
+    }
+
+    /// Why a WebSocket upgrade is refused, or `nil` when it may go ahead.
+    private func upgradeRefusal(_ head: HTTPRequestHead, address: String) -> (HTTPResponseStatus, String)? {
+        let (path, _) = HTTPRequestHandler.split(head.uri)
+        guard path == "/WebSockets" || path == "/WebSockets/" else { return (.notFound, "Not Found") }
+        if runtime.withLockedValue({ $0.stopping }) { return (.serviceUnavailable, "Server shutting down") }
+        let origin = head.headers.first(name: "origin")
+        guard settings.allows(origin: origin) else {
+            logger.info("upgrade refused: origin not allowed", metadata: ["origin": "\(origin ?? "")"])
+            metrics.closed(reason: "origin")
+            return (.forbidden, "Origin not allowed")
+        }
+        let cap = settings.maxConnectionsPerIP
+        if cap > 0 && hub.connectionCount(address: address) >= cap {
+            logger.info("upgrade refused: too many connections", metadata: ["ip": "\(address)"])
+            metrics.closed(reason: "per_ip_cap")
+            return (.tooManyRequests, "Too many connections from this address")
+        }
+        return nil
+    }
+
+    /// Whether shutdown has begun.
+    var isStopping: Bool { runtime.withLockedValue { $0.stopping } }
+
+    func beginDrain() {
+        runtime.withLockedValue { $0.drains += 1 }
+    }
+
+    func endDrain() {
+        let waiters = runtime.withLockedValue { runtime -> [CheckedContinuation<Void, Never>] in
+            runtime.drains -= 1
+            guard runtime.drains == 0 else { return [] }
+            defer { runtime.drainWaiters = [] }
+            return runtime.drainWaiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    func nextConnectionID() -> String {
+        let number = runtime.withLockedValue { runtime -> UInt64 in
+            runtime.nextConnection += 1
+            return runtime.nextConnection
+        }
+        return serverID + "-" + String(number)
+    }
+}

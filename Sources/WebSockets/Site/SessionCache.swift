@@ -1,0 +1,62 @@
+import NIOConcurrencyHelpers
+
+/// Answers of the session endpoint, kept for a short time per session cookie, with one request in flight per
+/// cookie: a thousand tabs reconnecting with one cookie wait for the same answer instead of asking a thousand times.
+final class SessionCache: Sendable {
+    /// A waiter is resumed with the answer, or with `nil` when it is the one that must fetch it.
+    private typealias Waiter = CheckedContinuation<SessionValidation?, Never>
+
+    private enum Entry {
+        case pending([Waiter])
+        case done(SessionValidation, expires: ContinuousClock.Instant)
+    }
+
+    private let entries = NIOLockedValueBox<[String: Entry]>([:])
+    private let lifetime: Duration
+    private let maximumEntries: Int
+
+    init(lifetime: Duration, maximumEntries: Int = 100_000) {
+        self.lifetime = lifetime
+        self.maximumEntries = maximumEntries
+    }
+
+    /// The cached answer for `key`, or the answer of `fetch`, which runs once for all concurrent callers.
+    /// Site failures are handed to the callers that waited for them but not kept.
+    func value(for key: String, fetch: @Sendable () async -> SessionValidation) async -> (
+        SessionValidation, fromCache: Bool
+    ) {
+        let now = ContinuousClock.now
+        // Looking up and joining the waiters happen under one lock, so no waiter can miss the answer.
+        let shared = await withCheckedContinuation { (waiter: Waiter) in
+            let immediate: SessionValidation?? = entries.withLockedValue { entries in
+                switch entries[key] {
+                case .done(let value, let expires) where expires > now:
+                    return .some(value)
+                case .pending(var waiters):
+                    waiters.append(waiter)
+                    entries[key] = .pending(waiters)
+                    return .none
+                default:
+                    if entries.count >= maximumEntries { entries.removeAll(keepingCapacity: true) }
+                    entries[key] = .pending([])
+                    return .some(nil)
+                }
+            }
+            if let immediate { waiter.resume(returning: immediate) }
+        }
+        if let shared { return (shared, true) }
+        let value = await fetch()
+        let keep: Bool
+        switch value {
+        case .valid, .rejected: keep = true
+        case .failed: keep = false
+        }
+        let waiters = entries.withLockedValue { entries -> [Waiter] in
+            guard case .pending(let waiters) = entries[key] else { return [] }
+            entries[key] = keep ? .done(value, expires: .now + lifetime) : nil
+            return waiters
+        }
+        for waiter in waiters { waiter.resume(returning: value) }
+        return (value, false)
+    }
+}

@@ -1,0 +1,142 @@
+import Logging
+
+/// The outcome of checking a browser's session with the site.
+public enum SessionValidation: Sendable, Equatable {
+    /// The site knows the session.
+    case valid(SessionInfo)
+    /// The site answered 401 or 403.
+    case rejected(status: Int)
+    /// The site could not be asked or gave an answer that is not one (timeout, refused, other status, bad body).
+    case failed(String)
+}
+
+/// What a browser presented when it opened its WebSocket; forwarded to the session endpoint.
+public struct BrowserCredentials: Sendable {
+    /// The `Cookie` header (never logged).
+    public var cookie: String
+    /// The `User-Agent` header.
+    public var userAgent: String
+    /// The `Accept-Language` header.
+    public var acceptLanguage: String
+    /// The client's IP address.
+    public var address: String
+
+    /// Credentials as presented.
+    public init(cookie: String, userAgent: String, acceptLanguage: String, address: String) {
+        self.cookie = cookie
+        self.userAgent = userAgent
+        self.acceptLanguage = acceptLanguage
+        self.address = address
+    }
+}
+
+/// Why an event could not be handed to the site.
+enum SiteCallError: Error, Sendable {
+    case timeout
+    case failed(String)
+
+    /// The error code the browser gets: 504 for a timeout, 502 otherwise.
+    var code: Int {
+        switch self {
+        case .timeout: return 504
+        case .failed: return 502
+        }
+    }
+}
+
+/// The server's side of the site's endpoints (contract section 3), over libcurl.
+final class SiteClient: Sendable {
+    private let curl: CurlClient
+    private let settings: Settings
+    private let cache: SessionCache
+    private let metrics: ServerMetrics
+    private let logger: Logger
+
+    init(curl: CurlClient, settings: Settings, metrics: ServerMetrics, logger: Logger) {
+        self.curl = curl
+        self.settings = settings
+        self.cache = SessionCache(lifetime: .milliseconds(Int64(settings.sessionCacheTTL * 1000)))
+        self.metrics = metrics
+        self.logger = logger
+    }
+
+    private var timeout: Duration { .milliseconds(Int64(settings.siteTimeout * 1000)) }
+
+    /// Checks a session with the site, or reuses the answer given for the same cookie moments ago.
+    func validate(_ credentials: BrowserCredentials) async -> SessionValidation {
+        let (result, fromCache) = await cache.value(for: credentials.cookie) { [self] in
+            await self.requestSession(credentials)
+        }
+        if fromCache { metrics.sessionCacheHits.increment() }
+        return result
+    }
+
+    private func requestSession(_ credentials: BrowserCredentials) async -> SessionValidation {
+        let request = HTTPClientRequest(
+            url: settings.resolvedSessionEndpoint,
+            headers: [
+                ("Cookie", credentials.cookie), ("User-Agent", credentials.userAgent),
+                ("Accept-Language", credentials.acceptLanguage), ("X-Forwarded-For", credentials.address),
+                ("X-WebSockets-Key", settings.securityKey), ("Accept", "application/json"),
+            ],
+            timeout: timeout)
+        let start = ContinuousClock.now
+        let result = await curl.perform(request)
+        metrics.record(metrics.sessionRequestLatency, since: start)
+        switch result {
+        case .failure(let error):
+            metrics.siteFailure(endpoint: "session", reason: error == .timeout ? "timeout" : "transport")
+            logger.warning("session endpoint failed", metadata: ["error": "\(error)"])
+            return .failed(error.description)
+        case .success(let response) where response.status == 401 || response.status == 403:
+            return .rejected(status: response.status)
+        case .success(let response) where (200..<300).contains(response.status):
+            do {
+                return .valid(try SessionInfo(json: try JSON(parsing: response.body)))
+            } catch {
+                metrics.siteFailure(endpoint: "session", reason: "body")
+                logger.warning("session endpoint answered a malformed body", metadata: ["error": "\(error)"])
+                return .failed("malformed session answer")
+            }
+        case .success(let response):
+            metrics.siteFailure(endpoint: "session", reason: "status")
+            logger.warning("session endpoint answered an unexpected status", metadata: ["status": "\(response.status)"])
+            return .failed("status \(response.status)")
+        }
+    }
+
+    /// Posts an event to the message endpoint; returns the sends the site's answer carries.
+    func post(event: JSON) async -> Result<[Send], SiteCallError> {
+        guard let endpoint = settings.resolvedMessageEndpoint else { return .success([]) }
+        var body: [UInt8] = []
+        event.write(into: &body)
+        let request = HTTPClientRequest(
+            method: "POST", url: endpoint,
+            headers: [
+                ("Content-Type", "application/json"), ("X-WebSockets-Key", settings.securityKey),
+                ("Accept", "application/json"),
+            ],
+            body: body, timeout: timeout)
+        let start = ContinuousClock.now
+        let result = await curl.perform(request)
+        metrics.record(metrics.messageRequestLatency, since: start)
+        switch result {
+        case .failure(let error):
+            metrics.siteFailure(endpoint: "message", reason: error == .timeout ? "timeout" : "transport")
+            return .failure(error == .timeout ? .timeout : .failed(error.description))
+        case .success(let response) where (200..<300).contains(response.status):
+            if response.body.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }) {
+                return .success([])
+            }
+            do {
+                return .success(try Send.list(from: try JSON(parsing: response.body)))
+            } catch {
+                metrics.siteFailure(endpoint: "message", reason: "body")
+                return .failure(.failed("malformed answer: \(error)"))
+            }
+        case .success(let response):
+            metrics.siteFailure(endpoint: "message", reason: "status")
+            return .failure(.failed("status \(response.status)"))
+        }
+    }
+}

@@ -1,0 +1,61 @@
+/// One frame of the wire format: `[action, details]`.
+public struct Message: Sendable, Equatable {
+    /// The action, such as `Client/authentication` or `hello:error`.
+    public var action: String
+    /// Any JSON value; `null` when absent.
+    public var details: JSON
+
+    /// A message with the given action and details.
+    public init(action: String, details: JSON = .null) {
+        self.action = action
+        self.details = details
+    }
+
+    /// Decodes a text frame; an array of at least two elements whose first is a string.
+    public init(frame bytes: UnsafeBufferPointer<UInt8>) throws(WireError) {
+        let value: JSON
+        do {
+            value = try JSON(parsing: bytes)
+        } catch {
+            throw WireError(description: "not valid JSON: \(error.description)")
+        }
+        guard case .array(let elements) = value, elements.count >= 2 else {
+            throw WireError(description: "not an array of [action, details]")
+        }
+        guard case .string(let action) = elements[0] else {
+            throw WireError(description: "the action is not a string")
+        }
+        self.init(action: action, details: elements[1])
+    }
+
+    /// Decodes a text frame given as a string.
+    public init(frame text: String) throws(WireError) {
+        let result = Array(text.utf8).withUnsafeBufferPointer { bytes in
+            Result { () throws(WireError) -> Message in try Message(frame: bytes) }
+        }
+        self = try result.get()
+    }
+
+    /// The frame's text, `[action, details]`, as UTF-8 bytes.
+    public func encoded() -> [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(action.utf8.count + 16)
+        bytes.append(UInt8(ascii: "["))
+        JSON.writeString(action, into: &bytes)
+        bytes.append(UInt8(ascii: ","))
+        details.write(into: &bytes)
+        bytes.append(UInt8(ascii: "]"))
+        return bytes
+    }
+
+    /// The error reply to this message: `<action>:error` with `[code, message]`.
+    public func errorReply(code: Int, message: String? = nil) -> Message {
+        Message(action: action + ":error", details: composeError(code, message))
+    }
+}
+
+/// Why a frame or a send is not of the wire format.
+public struct WireError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// What is wrong, for a close reason, a log line or a 400 answer.
+    public let description: String
+}

@@ -1,0 +1,2 @@
+import WebSockets
+@main struct Main { static func main() {} }
