@@ -1,2 +1,24 @@
-import WebSockets
-@main struct Main { static func main() {} }
+import ArgumentParser
+import Foundation
+import Logging
+
+/// The `websockets` command: a real-time server that gives any web site WebSockets.
+@main
+struct CLI: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "websockets",
+        abstract: "A real-time WebSocket server in front of any web site.",
+        subcommands: [StartCommand.self, SendCommand.self]
+    )
+
+    /// Logs to standard error; the level comes from `WEBSOCKETS_LOG_LEVEL` (default `info`).
+    static func bootstrapLogging() -> Logger {
+        let level = ProcessInfo.processInfo.environment["WEBSOCKETS_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        return Logger(label: "websockets")
+    }
+}

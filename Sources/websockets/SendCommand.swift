@@ -1,0 +1,71 @@
+import ArgumentParser
+import Foundation
+import WebSockets
+
+/// `websockets send <action> [<details>] --to ... [--target ...]`: a send through a running server.
+struct SendCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "send", abstract: "Send a message to browsers through a running server.")
+
+    @Argument(help: "The action the browsers receive.")
+    var action: String
+
+    @Argument(help: "The details, as JSON (text that is not JSON is sent as a string).")
+    var details: String?
+
+    @Option(help: "Whom: all, registered, users, groups, filter, sessions or connections.")
+    var to: String = "all"
+
+    @Option(help: "The target as JSON: a user id, [ids], or [property, value] for filter.")
+    var target: String?
+
+    @Option(help: "The server's send address (default http://127.0.0.1:<listen_port>/WebSockets/send).")
+    var server: String?
+
+    @OptionGroup var options: SettingsOptions
+
+    func run() async throws {
+        let (settings, _) = try options.loader.load(generateKey: false)
+        guard !settings.securityKey.isEmpty else {
+            throw ValidationError("No security key: set security_key in the settings file, WEBSOCKETS_SECURITY_KEY or --security-key.")
+        }
+        guard let sendTo = SendTo(name: to) else {
+            throw ValidationError("--to must be one of: \(SendTo.allCases.map(\.name).joined(separator: ", "))")
+        }
+        let detailsValue: JSON = details.map { (try? JSON(parsing: $0)) ?? .string($0) } ?? .null
+        var targetValue = JSON.null
+        if let target {
+            do {
+                targetValue = try JSON(parsing: target)
+            } catch {
+                targetValue = .string(target)
+            }
+        }
+        let send: Send
+        do {
+            send = try Send(json: Send(action: action, details: detailsValue, sendTo: sendTo, target: targetValue).json)
+        } catch {
+            throw ValidationError(error.description)
+        }
+        var body: [UInt8] = []
+        send.json.write(into: &body)
+        let url = server ?? "http://127.0.0.1:\(settings.listenPort)/WebSockets/send"
+        let client = CurlClient(maximumConcurrency: 1)
+        let result = await client.perform(
+            HTTPClientRequest(
+                method: "POST", url: url,
+                headers: [("Content-Type", "application/json"), ("X-WebSockets-Key", settings.securityKey)],
+                body: body, timeout: .seconds(settings.siteTimeout)))
+        await client.shutdown()
+        switch result {
+        case .success(let response) where response.status == 202:
+            print(String(decoding: response.body, as: UTF8.self))
+        case .success(let response):
+            FileHandle.standardError.write(Data("send failed: HTTP \(response.status) \(String(decoding: response.body, as: UTF8.self))\n".utf8))
+            throw ExitCode(1)
+        case .failure(let error):
+            FileHandle.standardError.write(Data("send failed: \(url): \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+}

@@ -1,0 +1,39 @@
+import ArgumentParser
+import Foundation
+import Logging
+import ServiceLifecycle
+import WebSockets
+
+/// `websockets start <site> [<server address>]`: a server in the foreground.
+struct StartCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "start", abstract: "Run a server in the foreground (SIGTERM or SIGINT stops it gracefully).")
+
+    @Argument(help: "The site's address, such as https://example.com (or the `site` setting).")
+    var site: String?
+
+    @Argument(help: "How other servers and senders reach this one, such as wss://10.0.0.5:8080/WebSockets.")
+    var serverAddress: String?
+
+    @OptionGroup var options: SettingsOptions
+
+    func run() async throws {
+        let logger = CLI.bootstrapLogging()
+        let loader = options.loader
+        var (settings, generated) = try loader.load()
+        if let site { settings.site = site }
+        if let serverAddress { settings.serverAddress = serverAddress }
+        guard !settings.site.isEmpty else {
+            throw ValidationError("Give the site's address: websockets start https://example.com")
+        }
+        if generated {
+            // Printed once, on the start that generated it, so the operator can give it to the site.
+            print("Generated a security key and saved it to \(loader.path): \(settings.securityKey)")
+            fflush(nil)
+        }
+        let server = WebSocketsServer(settings: settings, logger: logger)
+        let group = ServiceGroup(
+            configuration: .init(services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+    }
+}

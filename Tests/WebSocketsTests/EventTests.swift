@@ -1,0 +1,78 @@
+import NIOConcurrencyHelpers
+import Testing
+
+@testable import WebSockets
+
+@Suite struct EventTests {
+    @Test func eventsReachTheSiteAndItsSendsArePerformed() async throws {
+        let harness = try await Harness.start()
+        defer { Task { await harness.stop() } }
+        let socket = try await harness.connect("alice")
+        try await eventually("Client/authentication reaches the site") {
+            harness.site.events(named: "Client/authentication").count == 1
+        }
+        try await socket.send("hello", "Alice")
+        #expect(try await socket.nextMessage() == Message(action: "hello", details: "Hello, Alice!"))
+        let event = try #require(harness.site.events(named: "WebSockets/message").first)
+        #expect(event["action"] == "hello")
+        #expect(event["details"] == "Alice")
+        #expect(event["user"] == 1)
+        #expect(event["session"] == "session-alice")
+        #expect(event["language"] == "en")
+        #expect(event["server"] == .string(harness.server.address))
+        let connection = try #require(event["connection"]?.stringValue)
+        #expect(harness.site.events(named: "Client/authentication").first?["connection"] == .string(connection))
+        await socket.close()
+        try await eventually("Client/disconnection reaches the site") {
+            harness.site.events(named: "Client/disconnection").first?["connection"] == .string(connection)
+        }
+    }
+
+    @Test func inProcessHandlersGetEveryEvent() async throws {
+        let harness = try await Harness.start { $0.messageEndpoint = "none" }
+        defer { Task { await harness.stop() } }
+        let seen = NIOLockedValueBox<[String]>([])
+        for name in ["Client/authentication", "WebSockets/message", "Client/disconnection"] {
+            harness.server.on(name) { event in
+                seen.withLockedValue { $0.append("\(event.name) \(event.action) \(event.user.indexKey)") }
+                if event.action == "echo" { event.reply("echo", event.details) }
+                if event.action == "fail" { throw TestWebSocket.Failure(description: "handler failure") }
+            }
+        }
+        let socket = try await harness.connect("bob")
+        try await socket.send("echo", ["x": 1])
+        #expect(try await socket.nextMessage() == Message(action: "echo", details: ["x": 1]))
+        try await socket.send("fail", nil)
+        #expect(try await socket.nextMessage() == Message(action: "fail:error", details: [500, "Internal Server Error"]))
+        await socket.close()
+        try await eventually("disconnection handled") { seen.withLockedValue { $0.count } == 4 }
+        #expect(seen.withLockedValue { $0 } == [
+            "Client/authentication Client/authentication 2", "WebSockets/message echo 2", "WebSockets/message fail 2",
+            "Client/disconnection Client/disconnection 2",
+        ])
+        #expect(harness.site.events.isEmpty)
+    }
+
+    @Test func siteFailuresAnswerTheBrowserWithAnError() async throws {
+        let harness = try await Harness.start { $0.siteTimeout = 0.5 }
+        defer { Task { await harness.stop() } }
+        let socket = try await harness.connect("alice")
+        try await socket.send("boom", nil)
+        #expect(try await socket.nextMessage() == Message(action: "boom:error", details: [502, "Bad Gateway"]))
+        try await socket.send("slow", nil)
+        #expect(try await socket.nextMessage() == Message(action: "slow:error", details: [504, "Gateway Timeout"]))
+        // The connection still works after both.
+        try await socket.send("hello", "again")
+        #expect(try await socket.nextMessage() == Message(action: "hello", details: "Hello, again!"))
+        await socket.close()
+    }
+
+    @Test func unreachableSiteGives502() async throws {
+        let harness = try await Harness.start { $0.messageEndpoint = "http://127.0.0.1:1/api/WebSockets/message" }
+        defer { Task { await harness.stop() } }
+        let socket = try await harness.connect("alice")
+        try await socket.send("anything", nil)
+        #expect(try await socket.nextMessage() == Message(action: "anything:error", details: [502, "Bad Gateway"]))
+        await socket.close()
+    }
+}

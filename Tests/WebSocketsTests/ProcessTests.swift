@@ -1,0 +1,60 @@
+import Foundation
+import Testing
+
+@testable import WebSockets
+
+@Suite struct ProcessTests {
+    @Test func startSendAndGracefulStopAsAProcess() async throws {
+        let directory = try ServerProcess.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let port = try ServerProcess.freePort()
+        try Data(#"{"listen_port": \#(port)}"#.utf8).write(to: URL(fileURLWithPath: directory + "/websockets.json"))
+
+        // First start: the key is generated, saved and printed once.
+        let probe = try await TestSite.start()
+        let server = try ServerProcess(["start", probe.url], directory: directory)
+        let healthURL = "http://127.0.0.1:\(port)/WebSockets/health"
+        try await eventually(timeout: .seconds(20), "the server answers its health check") {
+            let client = CurlClient(maximumConcurrency: 1)
+            defer { Task { await client.shutdown() } }
+            return (try? await client.perform(HTTPClientRequest(url: healthURL)).get().status) == 200
+        }
+        let settings = try JSON(parsing: [UInt8](try Data(contentsOf: URL(fileURLWithPath: directory + "/websockets.json"))))
+        let key = try #require(settings["security_key"]?.stringValue)
+        #expect(key.count == 56)
+        server.process.terminate()
+        server.process.waitUntilExit()
+        let printed = String(decoding: server.output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(printed.contains("Generated a security key"))
+        #expect(printed.contains(key))
+        await probe.shutdown()
+
+        // Second start with a site that knows the key: nothing is printed; sends come in from the command line.
+        let site = try await TestSite.start(key: key)
+        let again = try ServerProcess(["start", site.url], directory: directory)
+        try await eventually(timeout: .seconds(20), "the server answers its health check") {
+            let client = CurlClient(maximumConcurrency: 1)
+            defer { Task { await client.shutdown() } }
+            return (try? await client.perform(HTTPClientRequest(url: healthURL)).get().status) == 200
+        }
+        let alice = try await TestWebSocket.authenticated(port: port, sid: "alice")
+        let bob = try await TestWebSocket.authenticated(port: port, sid: "bob")
+        let sent = try ServerProcess.run(["send", "greet", #"{"from":"cron"}"#, "--to", "users", "--target", "1"], directory: directory)
+        #expect(sent.status == 0)
+        #expect(try await alice.nextMessage() == Message(action: "greet", details: ["from": "cron"]))
+        try await bob.expectNoMessage()
+        let refused = try ServerProcess.run(["send", "x", "--security-key", "wrong"], directory: directory)
+        #expect(refused.status != 0)
+
+        // SIGTERM: every client gets 1001 "going away" and the process exits 0.
+        kill(again.process.processIdentifier, SIGTERM)
+        for socket in [alice, bob] {
+            let close = try await socket.nextClose()
+            #expect(close.code == 1001)
+        }
+        again.process.waitUntilExit()
+        #expect(again.process.terminationStatus == 0)
+        #expect(String(decoding: again.output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).isEmpty)
+        await site.shutdown()
+    }
+}

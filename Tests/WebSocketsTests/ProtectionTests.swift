@@ -1,0 +1,113 @@
+import NIOCore
+import Testing
+
+@testable import WebSockets
+
+@Suite struct ProtectionTests {
+    @Test func originIsCheckedAtTheUpgrade() async throws {
+        let harness = try await Harness.start()
+        defer { Task { await harness.stop() } }
+        let upgrade = [
+            ("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Version", "13"),
+            ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ]
+        let refused = try await harness.http("GET", "/WebSockets", headers: upgrade + [("Origin", "https://evil.example")])
+        #expect(refused.status == 403)
+        await #expect(throws: TestWebSocket.Failure.self) {
+            _ = try await TestWebSocket.connect(port: harness.port, headers: [("Origin", "https://evil.example")])
+        }
+        let own = try await harness.connect("alice", headers: [("Origin", harness.site.url)])
+        await own.close()
+        let plain = try await harness.http("GET", "/WebSockets")
+        #expect(plain.status == 426)
+    }
+
+    @Test func malformedFramesCloseWith1007() async throws {
+        let harness = try await Harness.start()
+        defer { Task { await harness.stop() } }
+        for text in ["not json", #"{"action": "x"}"#, #"["only one"]"#, #"[1, 2]"#] {
+            let socket = try await harness.connect("alice")
+            try await socket.send(text: text)
+            #expect(try await socket.nextClose().code == 1007, "\(text)")
+        }
+        let unauthenticated = try await TestWebSocket.connect(port: harness.port)
+        try await unauthenticated.send(text: "garbage")
+        #expect(try await unauthenticated.nextClose().code == 1007)
+    }
+
+    @Test func binaryFramesCloseWith1003() async throws {
+        let harness = try await Harness.start()
+        defer { Task { await harness.stop() } }
+        let socket = try await harness.connect("alice")
+        try await socket.sendFrame(.binary, ByteBuffer(bytes: [1, 2, 3]))
+        #expect(try await socket.nextClose().code == 1003)
+    }
+
+    @Test func oversizedMessagesCloseWith1009() async throws {
+        let harness = try await Harness.start { $0.maxMessageSize = 1024 }
+        defer { Task { await harness.stop() } }
+        let big = String(repeating: "x", count: 2000)
+        let single = try await harness.connect("alice")
+        try await single.send("big", .string(big))
+        #expect(try await single.nextClose().code == 1009)
+
+        let fragmented = try await harness.connect("alice")
+        try await fragmented.sendFrame(.text, ByteBuffer(string: #"["big","#), fin: false)
+        for _ in 0..<3 { try await fragmented.sendFrame(.continuation, ByteBuffer(string: String(big.prefix(600))), fin: false) }
+        #expect(try await fragmented.nextClose().code == 1009)
+
+        // A fragmented message within the limit is reassembled and handled.
+        let fine = try await harness.connect("alice")
+        try await fine.sendFrame(.text, ByteBuffer(string: #"["hello","#), fin: false)
+        try await fine.sendFrame(.continuation, ByteBuffer(string: #""in parts"]"#), fin: true)
+        #expect(try await fine.nextMessage() == Message(action: "hello", details: "Hello, in parts!"))
+    }
+
+    @Test func silentConnectionsAreClosedAndAnsweringOnesKept() async throws {
+        let harness = try await Harness.start {
+            $0.pingInterval = 0.2
+            $0.idleTimeout = 0.7
+        }
+        defer { Task { await harness.stop() } }
+        let answering = try await harness.connect("alice")
+        let silent = try await TestWebSocket.connect(port: harness.port, answerPings: false)
+        let close = try await silent.nextClose(timeout: .seconds(3))
+        #expect(close.code == 1001)
+        #expect(close.reason == "Idle timeout")
+        harness.server.sendToClients("still", "here", .specificUsers, 1)
+        #expect(try await answering.nextMessage() == Message(action: "still", details: "here"))
+    }
+
+    @Test func slowReaderIsClosedAndOthersAreServed() async throws {
+        let harness = try await Harness.start { $0.maxOutboundBuffer = 64 * 1024 }
+        defer { Task { await harness.stop() } }
+        let reader = try await harness.connect("bob")
+        let stalled = try await TestWebSocket.connect(port: harness.port, headers: [("Cookie", "sid=alice")], autoRead: false)
+        try await stalled.send("Client/authentication", nil)
+        try await eventually { harness.server.hub.counts.authenticated == 2 }
+        let payload = JSON.string(String(repeating: "y", count: 16 * 1024))
+        for _ in 0..<1500 {
+            harness.server.sendToClients("bulk", payload, .specificUsers, 1)
+            if harness.server.hub.counts.connections < 2 { break }
+        }
+        try await eventually("the slow reader is closed") { harness.server.hub.counts.connections == 1 }
+        let metrics = try await harness.http("GET", "/metrics").body
+        #expect(metrics.contains(#"websockets_dropped_total{reason="slow_reader"} 1"#))
+        harness.server.sendToClients("ok", nil, .specificUsers, 2)
+        #expect(try await reader.nextMessage() == Message(action: "ok"))
+        await stalled.close()
+    }
+
+    @Test func connectionsPerAddressAreCapped() async throws {
+        let harness = try await Harness.start { $0.maxConnectionsPerIP = 2 }
+        defer { Task { await harness.stop() } }
+        let first = try await harness.connect("alice")
+        let second = try await harness.connect("bob")
+        await #expect(throws: TestWebSocket.Failure.self) { _ = try await TestWebSocket.connect(port: harness.port) }
+        await first.close()
+        try await eventually { harness.server.hub.counts.connections == 1 }
+        let third = try await harness.connect("carol")
+        await second.close()
+        await third.close()
+    }
+}

@@ -1,0 +1,75 @@
+import Foundation
+import Testing
+
+@testable import WebSockets
+
+@Suite struct SettingsTests {
+    private func temporaryFile(_ text: String?) -> String {
+        let path = NSTemporaryDirectory() + "websockets-\(UUID().uuidString).json"
+        if let text { _ = FileManager.default.createFile(atPath: path, contents: Data(text.utf8)) }
+        return path
+    }
+
+    @Test func flagsWinOverEnvironmentOverFile() throws {
+        let path = temporaryFile(#"{"security_key": "k", "listen_port": 1000, "idle_timeout": 9, "allowed_origins": ["https://a.example"]}"#)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let loader = SettingsLoader(
+            path: path, environment: ["WEBSOCKETS_LISTEN_PORT": "2000", "WEBSOCKETS_LISTEN_LOCALLY": "false", "WEBSOCKETS_IDLE_TIMEOUT": "7"],
+            flags: ["listen_port": "3000"])
+        let (settings, generated) = try loader.load()
+        #expect(!generated)
+        #expect(settings.listenPort == 3000)
+        #expect(settings.listenLocally == false)
+        #expect(settings.idleTimeout == 7)
+        #expect(settings.allowedOrigins == ["https://a.example"])
+        #expect(settings.securityKey == "k")
+    }
+
+    @Test func generatesAndSavesTheKey() throws {
+        let path = temporaryFile(#"{"listen_port": 8090}"#)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let (first, generated) = try SettingsLoader(path: path, environment: [:]).load()
+        #expect(generated)
+        #expect(first.securityKey.count == 56)
+        #expect(first.securityKey.allSatisfy { "0123456789abcdef".contains($0) })
+        let (second, again) = try SettingsLoader(path: path, environment: [:]).load()
+        #expect(!again)
+        #expect(second.securityKey == first.securityKey)
+        #expect(second.listenPort == 8090)
+        let attributes = try FileManager.default.attributesOfItem(atPath: path)
+        #expect((attributes[.posixPermissions] as? Int) == 0o600)
+        #expect(SecurityKey.generate() != SecurityKey.generate())
+    }
+
+    @Test func reportsBadSettings() {
+        let path = temporaryFile(#"{"listen_prot": 1}"#)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        #expect(throws: SettingsError.self) { try SettingsLoader(path: path, environment: [:]).load() }
+        #expect(throws: SettingsError.self) {
+            try SettingsLoader(path: "/nonexistent/x.json", environment: ["WEBSOCKETS_LISTEN_PORT": "eighty"]).load(generateKey: false)
+        }
+    }
+
+    @Test func derivesEndpointsAndOrigins() {
+        var settings = Settings(site: "https://Example.com/", securityKey: "k")
+        #expect(settings.resolvedSessionEndpoint == "https://Example.com/api/WebSockets/session")
+        #expect(settings.resolvedMessageEndpoint == "https://Example.com/api/WebSockets/message")
+        #expect(settings.allows(origin: "https://example.com"))
+        #expect(settings.allows(origin: "https://example.com:443"))
+        #expect(!settings.allows(origin: "https://evil.example"))
+        #expect(!settings.allows(origin: "http://example.com"))
+        #expect(settings.allows(origin: nil))
+        settings.messageEndpoint = "none"
+        #expect(settings.resolvedMessageEndpoint == nil)
+        settings.allowedOrigins = ["*"]
+        #expect(settings.allows(origin: "https://evil.example"))
+    }
+
+    @Test func comparesKeys() {
+        #expect(SecurityKey.matches("abc", "abc"))
+        #expect(!SecurityKey.matches("abd", "abc"))
+        #expect(!SecurityKey.matches("ab", "abc"))
+        #expect(!SecurityKey.matches("abcd", "abc"))
+        #expect(!SecurityKey.matches("", ""))
+    }
+}

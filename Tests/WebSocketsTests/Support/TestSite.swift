@@ -1,0 +1,171 @@
+import Foundation
+import NIOConcurrencyHelpers
+import NIOHTTP1
+import WebSockets
+
+/// A real site on loopback implementing the contract's session and message endpoints.
+///
+/// The session cookie `sid` says who the browser is, and a few names switch the session endpoint's behaviour:
+/// `reject` (401), `fail` (500), `garbage` (200 with HTML), `hang` (answers after 10 s), `slow` (300 ms, then a
+/// valid session). Message actions do the same for the message endpoint: `hello` (replies to the connection),
+/// `boom` (500), `slow` (answers after 10 s), `broadcast` (sends to everyone).
+final class TestSite: Sendable {
+    struct State {
+        var sessions: [String: JSON] = [:]
+        var sessionRequests: [String: Int] = [:]
+        var sessionHeaders: [HTTPHeaders] = []
+        var events: [JSON] = []
+    }
+
+    let key: String
+    let state = NIOLockedValueBox(State())
+    private let server: NIOLockedValueBox<HTTPServer?> = NIOLockedValueBox(nil)
+
+    init(key: String = SecurityKey.generate()) {
+        self.key = key
+    }
+
+    static func start(key: String = SecurityKey.generate()) async throws -> TestSite {
+        let site = TestSite(key: key)
+        let server = try await HTTPServer(port: 0) { request in await site.respond(to: request) }
+        site.server.withLockedValue { $0 = server }
+        site.addSession("alice", user: 1, groups: [1, 10], language: "en")
+        site.addSession("alice2", user: 1, groups: [1, 10], language: "en")
+        site.addSession("bob", user: 2, groups: [2, 10], language: "de")
+        site.addSession("carol", user: 3, groups: [2], language: "en", properties: ["plan": "pro"])
+        site.addSession("guest", user: 0, guest: true)
+        site.addSession("slow", user: 4)
+        return site
+    }
+
+    var port: Int { server.withLockedValue { $0!.port } }
+    var url: String { "http://127.0.0.1:\(port)" }
+
+    func addSession(
+        _ sid: String, user: Int64, groups: [JSON] = [], language: String? = nil, guest: Bool = false,
+        expire: Int64? = nil, properties: [String: JSON] = [:]
+    ) {
+        var object: [String: JSON] = [
+            "user": .int(user), "session": .string("session-\(sid)"), "groups": .array(groups), "guest": .bool(guest),
+            "properties": .object(properties),
+        ]
+        if let language { object["language"] = .string(language) }
+        if let expire { object["expire"] = .int(expire) }
+        state.withLockedValue { $0.sessions[sid] = .object(object) }
+    }
+
+    func sessionRequests(_ sid: String) -> Int {
+        state.withLockedValue { $0.sessionRequests[sid] ?? 0 }
+    }
+
+    var events: [JSON] { state.withLockedValue { $0.events } }
+
+    /// The events posted so far whose `event` is `name`.
+    func events(named name: String) -> [JSON] {
+        events.filter { $0["event"] == .string(name) }
+    }
+
+    func shutdown() async {
+        await server.withLockedValue { $0 }?.shutdown()
+    }
+
+    private func respond(to request: HTTPServerRequest) async -> HTTPServerResponse {
+        guard request.headers.first(name: "X-WebSockets-Key") == key else { return .error(.forbidden) }
+        switch request.path {
+        case "/api/WebSockets/session":
+            let sid = request.cookie("sid") ?? ""
+            let session = state.withLockedValue { state -> JSON? in
+                state.sessionRequests[sid, default: 0] += 1
+                state.sessionHeaders.append(request.headers)
+                return state.sessions[sid]
+            }
+            switch sid {
+            case "reject": return .error(.unauthorized)
+            case "fail": return .error(.internalServerError)
+            case "garbage": return .text("<html>not json</html>")
+            case "hang":
+                try? await Task.sleep(for: .seconds(10))
+                return .error(.unauthorized)
+            case "slow":
+                try? await Task.sleep(for: .milliseconds(300))
+            default: break
+            }
+            guard let session else { return .error(.unauthorized) }
+            return .json(session)
+        case "/api/WebSockets/message":
+            guard let event = try? JSON(parsing: request.body) else { return .error(.badRequest) }
+            state.withLockedValue { $0.events.append(event) }
+            guard event["event"] == "WebSockets/message" else { return HTTPServerResponse() }
+            switch event["action"]?.stringValue ?? "" {
+            case "hello":
+                let name = event["details"] ?? .null
+                return .json([["hello", .string("Hello, \(name.stringValue ?? "?")!"), 7, event["connection"] ?? .null]])
+            case "boom": return .error(.internalServerError)
+            case "slow":
+                try? await Task.sleep(for: .seconds(10))
+                return HTTPServerResponse()
+            case "broadcast":
+                return .json([["broadcast", event["details"] ?? .null, 1]])
+            default:
+                return HTTPServerResponse()
+            }
+        default:
+            return .error(.notFound)
+        }
+    }
+}
+
+/// A WebSockets server in this process in front of a ``TestSite``, on free ports.
+struct Harness: Sendable {
+    let site: TestSite
+    let server: WebSocketsServer
+
+    static func start(_ adjust: (inout Settings) -> Void = { _ in }) async throws -> Harness {
+        let site = try await TestSite.start()
+        var settings = Settings(site: site.url, securityKey: site.key)
+        settings.listenPort = 0
+        settings.siteTimeout = 1
+        adjust(&settings)
+        let server = WebSocketsServer(settings: settings)
+        try await server.start()
+        return Harness(site: site, server: server)
+    }
+
+    var port: Int { server.port }
+    var key: String { site.key }
+
+    func connect(_ sid: String, headers: [(String, String)] = []) async throws -> TestWebSocket {
+        try await TestWebSocket.authenticated(port: port, sid: sid, headers: headers)
+    }
+
+    func stop() async {
+        await server.shutdown()
+        await site.shutdown()
+    }
+
+    /// A plain HTTP request to the server through libcurl.
+    func http(
+        _ method: String = "GET", _ path: String, headers: [(String, String)] = [], body: String? = nil
+    ) async throws -> (status: Int, body: String) {
+        let client = CurlClient(maximumConcurrency: 1)
+        let result = await client.perform(
+            HTTPClientRequest(
+                method: method, url: "http://127.0.0.1:\(port)\(path)", headers: headers,
+                body: body.map { Array($0.utf8) }))
+        await client.shutdown()
+        let response = try result.get()
+        return (response.status, String(decoding: response.body, as: UTF8.self))
+    }
+}
+
+/// Waits until `condition` holds, polling; fails after `timeout`.
+func eventually(
+    timeout: Duration = .seconds(5), _ what: String = "condition", _ condition: @Sendable () async throws -> Bool
+) async throws {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if try await condition() { return }
+        try await Task.sleep(for: .milliseconds(20))
+    }
+    throw TestWebSocket.Failure(description: "\(what) did not happen within \(timeout)")
+}

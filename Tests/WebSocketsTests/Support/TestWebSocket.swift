@@ -1,0 +1,223 @@
+import Foundation
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOWebSocket
+import WebSockets
+
+/// A real WebSocket client on SwiftNIO, as a browser would be, with knobs a browser lacks (no pong, no reading).
+final class TestWebSocket: Sendable {
+    enum Event: Sendable, Equatable {
+        case text(String)
+        case close(code: UInt16, reason: String)
+        case ping
+        case ended
+    }
+
+    struct Failure: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    let channel: any Channel
+    private let inbox: EventInbox
+
+    private init(channel: any Channel, inbox: EventInbox) {
+        self.channel = channel
+        self.inbox = inbox
+    }
+
+    /// Opens `/WebSockets` (or `path`) on `port` with extra request headers such as `Cookie` and `Origin`.
+    static func connect(
+        port: Int, path: String = "/WebSockets", headers: [(String, String)] = [], answerPings: Bool = true,
+        autoRead: Bool = true
+    ) async throws -> TestWebSocket {
+        let inbox = EventInbox()
+        let upgraded = MultiThreadedEventLoopGroup.singleton.next().makePromise(of: Void.self)
+        var head = HTTPRequestHead(version: .http1_1, method: .GET, uri: path)
+        head.headers.add(name: "Host", value: "127.0.0.1:\(port)")
+        for (name, value) in headers { head.headers.add(name: name, value: value) }
+        let requestHead = head
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .channelOption(.autoRead, value: autoRead)
+            .channelInitializer { channel in
+                let key = Data((0..<16).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()
+                let upgrader = NIOWebSocketClientUpgrader(
+                    requestKey: key, maxFrameSize: 1 << 24, automaticErrorHandling: false
+                ) { channel, _ in
+                    channel.pipeline.removeHandler(name: "request-sender").flatMapThrowing {
+                        try channel.pipeline.syncOperations.addHandler(
+                            Collector(inbox: inbox, answerPings: answerPings))
+                        upgraded.succeed()
+                    }
+                }
+                return channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers(
+                        withClientUpgrade: (upgraders: [upgrader], completionHandler: { _ in }))
+                    try channel.pipeline.syncOperations.addHandler(
+                        RequestSender(head: requestHead, upgraded: upgraded), name: "request-sender")
+                }
+            }
+            .connect(host: "127.0.0.1", port: port).get()
+        if !autoRead { channel.read() }
+        try await upgraded.futureResult.get()
+        return TestWebSocket(channel: channel, inbox: inbox)
+    }
+
+    /// Opens a connection with `Cookie: sid=<sid>` and authenticates; fails unless the server answers "ok".
+    static func authenticated(port: Int, sid: String, headers: [(String, String)] = []) async throws -> TestWebSocket {
+        let socket = try await connect(port: port, headers: [("Cookie", "sid=\(sid)")] + headers)
+        try await socket.send("Client/authentication", nil)
+        let reply = try await socket.nextMessage()
+        guard reply == Message(action: "Client/authentication", details: "ok") else {
+            throw Failure(description: "authentication of \(sid) answered \(reply)")
+        }
+        return socket
+    }
+
+    func send(text: String) async throws {
+        try await sendFrame(.text, ByteBuffer(string: text))
+    }
+
+    func send(_ action: String, _ details: JSON) async throws {
+        try await send(text: String(decoding: Message(action: action, details: details).encoded(), as: UTF8.self))
+    }
+
+    func sendFrame(_ opcode: WebSocketOpcode, _ data: ByteBuffer, fin: Bool = true) async throws {
+        let mask = WebSocketMaskingKey.random()
+        try await channel.writeAndFlush(WebSocketFrame(fin: fin, opcode: opcode, maskKey: mask, data: data)).get()
+    }
+
+    /// The next event, pings included; fails after `timeout`.
+    func next(timeout: Duration = .seconds(5)) async throws -> Event {
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            if let event = inbox.pop() { return event }
+            if ContinuousClock.now >= deadline { throw Failure(description: "no event within \(timeout)") }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+    }
+
+    /// The next message, skipping pings; fails on a close or after `timeout`.
+    func nextMessage(timeout: Duration = .seconds(5)) async throws -> Message {
+        while true {
+            switch try await next(timeout: timeout) {
+            case .ping: continue
+            case .text(let text): return try Message(frame: text)
+            case let other: throw Failure(description: "expected a message, got \(other)")
+            }
+        }
+    }
+
+    /// Messages until a close, which it returns with the messages before it.
+    func nextClose(timeout: Duration = .seconds(5)) async throws -> (code: UInt16, reason: String, before: [Message]) {
+        var before: [Message] = []
+        while true {
+            switch try await next(timeout: timeout) {
+            case .ping: continue
+            case .text(let text): before.append(try Message(frame: text))
+            case .close(let code, let reason): return (code, reason, before)
+            case .ended: throw Failure(description: "connection ended without a close frame")
+            }
+        }
+    }
+
+    /// Fails if a message arrives within `window`.
+    func expectNoMessage(within window: Duration = .milliseconds(300)) async throws {
+        do {
+            let message = try await nextMessage(timeout: window)
+            throw Failure(description: "unexpected message \(message)")
+        } catch let failure as Failure where failure.description.hasPrefix("no event") {
+            return
+        }
+    }
+
+    func close() async {
+        try? await channel.close()
+    }
+}
+
+/// Sends the upgrade request once connected; reports a refused upgrade.
+private final class RequestSender: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPClientResponsePart
+    typealias OutboundOut = HTTPClientRequestPart
+    let head: HTTPRequestHead
+    let upgraded: EventLoopPromise<Void>
+
+    init(head: HTTPRequestHead, upgraded: EventLoopPromise<Void>) {
+        self.head = head
+        self.upgraded = upgraded
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        context.write(wrapOutboundOut(.head(head)), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if case .head(let response) = unwrapInboundIn(data) {
+            upgraded.fail(TestWebSocket.Failure(description: "upgrade refused: \(response.status.code)"))
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        upgraded.fail(error)
+        context.close(promise: nil)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        upgraded.fail(TestWebSocket.Failure(description: "closed before the upgrade"))
+        context.fireChannelInactive()
+    }
+}
+
+/// Turns frames into events.
+private final class Collector: ChannelInboundHandler {
+    typealias InboundIn = WebSocketFrame
+    typealias OutboundOut = WebSocketFrame
+    let inbox: EventInbox
+    let answerPings: Bool
+
+    init(inbox: EventInbox, answerPings: Bool) {
+        self.inbox = inbox
+        self.answerPings = answerPings
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        switch frame.opcode {
+        case .text:
+            inbox.push(.text(String(buffer: frame.unmaskedData)))
+        case .connectionClose:
+            var data = frame.unmaskedData
+            let code = data.readInteger(as: UInt16.self) ?? 1005
+            inbox.push(.close(code: code, reason: data.readString(length: data.readableBytes) ?? ""))
+        case .ping:
+            if answerPings {
+                let pong = WebSocketFrame(fin: true, opcode: .pong, maskKey: .random(), data: frame.unmaskedData)
+                context.writeAndFlush(wrapOutboundOut(pong), promise: nil)
+            }
+            inbox.push(.ping)
+        default:
+            break
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        inbox.push(.ended)
+    }
+}
+
+/// Events in arrival order, taken by the test as it goes.
+final class EventInbox: Sendable {
+    private let events = NIOLockedValueBox<[TestWebSocket.Event]>([])
+
+    func push(_ event: TestWebSocket.Event) {
+        events.withLockedValue { $0.append(event) }
+    }
+
+    func pop() -> TestWebSocket.Event? {
+        events.withLockedValue { $0.isEmpty ? nil : $0.removeFirst() }
+    }
+}

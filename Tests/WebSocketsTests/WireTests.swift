@@ -1,0 +1,54 @@
+import Testing
+
+@testable import WebSockets
+
+@Suite struct WireTests {
+    @Test func parsesAndPrintsJSON() throws {
+        let text = #"{"a":[1,-2.5,true,false,null,"x\"\u00e9\ud83d\ude00"],"b":{}}"#
+        let value = try JSON(parsing: text)
+        #expect(value["a"] == [1, -2.5, true, false, nil, "x\"é😀"])
+        #expect(try JSON(parsing: value.serialized()) == value)
+        #expect(try JSON(parsing: "42") == .int(42))
+        #expect(JSON.double(42).serialized() == "42")
+        #expect(JSON.string("a\nb\u{1}").serialized() == #""a\nb\u0001""#)
+    }
+
+    @Test func rejectsMalformedJSON() {
+        for text in ["", "[", "[1,]", "{\"a\"}", "tru", "01", "1.", "\"\u{1}\"", "[1] x", "\"\\ud800\"", String(repeating: "[", count: 200) + String(repeating: "]", count: 200)] {
+            #expect(throws: JSONError.self, "\(text)") { try JSON(parsing: text) }
+        }
+    }
+
+    @Test func decodesFrames() throws {
+        #expect(try Message(frame: #"["hello", {"a": 1}]"#) == Message(action: "hello", details: ["a": 1]))
+        #expect(try Message(frame: #"["hello", null, "extra"]"#).details == .null)
+        for bad in [#"{"a":1}"#, #"["only"]"#, #"[1, 2]"#, "not json", "[]"] {
+            #expect(throws: WireError.self, "\(bad)") { try Message(frame: bad) }
+        }
+        #expect(String(decoding: Message(action: "a\"b", details: [1]).encoded(), as: UTF8.self) == #"["a\"b",[1]]"#)
+    }
+
+    @Test func composesErrors() {
+        #expect(composeError(404) == [404, "Not Found"])
+        #expect(composeError(403) == [403, "Forbidden"])
+        #expect(composeError(500, "Oops") == [500, "Oops"])
+        #expect(Message(action: "hello").errorReply(code: 502) == Message(action: "hello:error", details: [502, "Bad Gateway"]))
+    }
+
+    @Test func decodesSends() throws {
+        #expect(try Send.list(from: ["a", nil, 1]) == [Send(action: "a", sendTo: .all)])
+        #expect(try Send.list(from: [["a", 1, 3, 42], ["b", 2, 4, [1, 2]]]).count == 2)
+        #expect(try Send(json: ["a", nil, 5, ["user", 1]]).target == ["user", 1])
+        #expect(SendTo.specificUsers.rawValue == 3 && SendTo.filter.rawValue == 5 && SendTo.connections.rawValue == 7)
+        for bad: JSON in [["a", nil], ["a", nil, 9], [1, nil, 1], ["a", nil, 3], ["a", nil, 5, "user"], "x"] {
+            #expect(throws: WireError.self, "\(bad)") { try Send.list(from: bad) }
+        }
+    }
+
+    @Test func matchesIdsAcrossTypes() {
+        #expect(JSON.int(42).indexKey == JSON.string("42").indexKey)
+        #expect(JSON.double(42).indexKey == "42")
+        #expect(JSON.int(1).loosely(equals: "1"))
+        #expect(!JSON.int(1).loosely(equals: "2"))
+    }
+}
