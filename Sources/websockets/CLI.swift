@@ -13,7 +13,8 @@ struct CLI: AsyncParsableCommand {
 
     /// Logs to standard error; the level comes from `WEBSOCKETS_LOG_LEVEL` (default `info`).
     static func bootstrapLogging() -> Logger {
-        let level = ProcessInfo.processInfo.environment["WEBSOCKETS_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
+        let level =
+            ProcessInfo.processInfo.environment["WEBSOCKETS_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level

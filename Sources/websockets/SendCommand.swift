@@ -27,7 +27,8 @@ struct SendCommand: AsyncParsableCommand {
     func run() async throws {
         let (settings, _) = try options.loader.load(generateKey: false)
         guard !settings.securityKey.isEmpty else {
-            throw ValidationError("No security key: set security_key in the settings file, WEBSOCKETS_SECURITY_KEY or --security-key.")
+            throw ValidationError(
+                "No security key: set security_key in the settings file, WEBSOCKETS_SECURITY_KEY or --security-key.")
         }
         guard let sendTo = SendTo(name: to) else {
             throw ValidationError("--to must be one of: \(SendTo.allCases.map(\.name).joined(separator: ", "))")
@@ -61,7 +62,8 @@ struct SendCommand: AsyncParsableCommand {
         case .success(let response) where response.status == 202:
             print(String(decoding: response.body, as: UTF8.self))
         case .success(let response):
-            FileHandle.standardError.write(Data("send failed: HTTP \(response.status) \(String(decoding: response.body, as: UTF8.self))\n".utf8))
+            FileHandle.standardError.write(
+                Data("send failed: HTTP \(response.status) \(String(decoding: response.body, as: UTF8.self))\n".utf8))
             throw ExitCode(1)
         case .failure(let error):
             FileHandle.standardError.write(Data("send failed: \(url): \(error)\n".utf8))

@@ -14,7 +14,8 @@ struct SettingsOptions: ParsableArguments {
     var listenLocally: String?
     @Option(name: .customLong("session-endpoint"), help: "Default <site>/api/WebSockets/session.")
     var sessionEndpoint: String?
-    @Option(name: .customLong("message-endpoint"), help: "Default <site>/api/WebSockets/message; none: in-process only.")
+    @Option(
+        name: .customLong("message-endpoint"), help: "Default <site>/api/WebSockets/message; none: in-process only.")
     var messageEndpoint: String?
     @Option(name: .customLong("allowed-origins"), help: "Comma-separated origins, or *; default the site's origin.")
     var allowedOrigins: String?
@@ -36,7 +37,9 @@ struct SettingsOptions: ParsableArguments {
     var pingInterval: String?
     @Option(name: .customLong("idle-timeout"), help: "Seconds of silence before a connection is closed (default 60).")
     var idleTimeout: String?
-    @Option(name: .customLong("max-outbound-buffer"), help: "Bytes queued for one connection before it is closed as a slow reader (default 1048576).")
+    @Option(
+        name: .customLong("max-outbound-buffer"),
+        help: "Bytes queued for one connection before it is closed as a slow reader (default 1048576).")
     var maxOutboundBuffer: String?
     @Option(name: .customLong("max-connections-per-ip"), help: "Connections per IP address; 0: no cap (default).")
     var maxConnectionsPerIP: String?

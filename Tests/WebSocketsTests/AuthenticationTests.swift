@@ -38,7 +38,8 @@ import Testing
         let socket = try await TestWebSocket.connect(port: harness.port, headers: [("Cookie", "sid=\(sid)")])
         try await socket.send("Client/authentication", nil)
         let close = try await socket.nextClose()
-        #expect(close.before == [Message(action: "Client/authentication:error", details: [503, "Service Unavailable"])])
+        #expect(
+            close.before == [Message(action: "Client/authentication:error", details: [503, "Service Unavailable"])])
         #expect(close.code == 1013)
         // Others are still served, and a failure is not cached: the site is asked again.
         let other = try await harness.connect("bob")
@@ -80,7 +81,9 @@ import Testing
         try await socket.send("Client/authentication", nil)
         for index in 1...5 { try await socket.send("count", .int(Int64(index))) }
         #expect(try await socket.nextMessage() == Message(action: "Client/authentication", details: "ok"))
-        try await eventually("five messages reach the site") { harness.site.events(named: "WebSockets/message").count == 5 }
+        try await eventually("five messages reach the site") {
+            harness.site.events(named: "WebSockets/message").count == 5
+        }
         #expect(harness.site.events(named: "WebSockets/message").map { $0["details"] } == [1, 2, 3, 4, 5])
         await socket.close()
     }

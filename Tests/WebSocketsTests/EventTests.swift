@@ -43,13 +43,16 @@ import Testing
         try await socket.send("echo", ["x": 1])
         #expect(try await socket.nextMessage() == Message(action: "echo", details: ["x": 1]))
         try await socket.send("fail", nil)
-        #expect(try await socket.nextMessage() == Message(action: "fail:error", details: [500, "Internal Server Error"]))
+        #expect(
+            try await socket.nextMessage() == Message(action: "fail:error", details: [500, "Internal Server Error"]))
         await socket.close()
         try await eventually("disconnection handled") { seen.withLockedValue { $0.count } == 4 }
-        #expect(seen.withLockedValue { $0 } == [
-            "Client/authentication Client/authentication 2", "WebSockets/message echo 2", "WebSockets/message fail 2",
-            "Client/disconnection Client/disconnection 2",
-        ])
+        #expect(
+            seen.withLockedValue { $0 } == [
+                "Client/authentication Client/authentication 2", "WebSockets/message echo 2",
+                "WebSockets/message fail 2",
+                "Client/disconnection Client/disconnection 2",
+            ])
         #expect(harness.site.events.isEmpty)
     }
 
@@ -74,5 +77,31 @@ import Testing
         try await socket.send("anything", nil)
         #expect(try await socket.nextMessage() == Message(action: "anything:error", details: [502, "Bad Gateway"]))
         await socket.close()
+    }
+
+    @Test func callsToTheSiteReuseKeepAliveConnections() async throws {
+        let harness = try await Harness.start()
+        defer { Task { await harness.stop() } }
+        let socket = try await harness.connect("alice")
+        for index in 0..<20 {
+            try await socket.send("hello", .string("n\(index)"))
+            #expect(try await socket.nextMessage().details == .string("Hello, n\(index)!"))
+        }
+        // One session request, Client/authentication and 20 messages: 22 requests, one connection.
+        #expect(harness.site.events.count == 21)
+        #expect(harness.site.connectionsAccepted == 1)
+        await socket.close()
+    }
+
+    @Test func shutdownLetsSiteCallsUnderWayFinish() async throws {
+        let harness = try await Harness.start()
+        let socket = try await harness.connect("alice")
+        try await socket.send("pause", nil)
+        try await eventually { harness.site.events(named: "WebSockets/message").count == 1 }
+        await harness.server.shutdown()
+        #expect(harness.site.completed.count == 1)
+        let close = try await socket.nextClose()
+        #expect(close.code == 1001)
+        await harness.site.shutdown()
     }
 }

@@ -19,7 +19,8 @@ import Testing
             defer { Task { await client.shutdown() } }
             return (try? await client.perform(HTTPClientRequest(url: healthURL)).get().status) == 200
         }
-        let settings = try JSON(parsing: [UInt8](try Data(contentsOf: URL(fileURLWithPath: directory + "/websockets.json"))))
+        let settings = try JSON(
+            parsing: [UInt8](try Data(contentsOf: URL(fileURLWithPath: directory + "/websockets.json"))))
         let key = try #require(settings["security_key"]?.stringValue)
         #expect(key.count == 56)
         server.process.terminate()
@@ -39,7 +40,8 @@ import Testing
         }
         let alice = try await TestWebSocket.authenticated(port: port, sid: "alice")
         let bob = try await TestWebSocket.authenticated(port: port, sid: "bob")
-        let sent = try ServerProcess.run(["send", "greet", #"{"from":"cron"}"#, "--to", "users", "--target", "1"], directory: directory)
+        let sent = try ServerProcess.run(
+            ["send", "greet", #"{"from":"cron"}"#, "--to", "users", "--target", "1"], directory: directory)
         #expect(sent.status == 0)
         #expect(try await alice.nextMessage() == Message(action: "greet", details: ["from": "cron"]))
         try await bob.expectNoMessage()

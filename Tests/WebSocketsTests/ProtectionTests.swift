@@ -11,7 +11,8 @@ import Testing
             ("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Version", "13"),
             ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
         ]
-        let refused = try await harness.http("GET", "/WebSockets", headers: upgrade + [("Origin", "https://evil.example")])
+        let refused = try await harness.http(
+            "GET", "/WebSockets", headers: upgrade + [("Origin", "https://evil.example")])
         #expect(refused.status == 403)
         await #expect(throws: TestWebSocket.Failure.self) {
             _ = try await TestWebSocket.connect(port: harness.port, headers: [("Origin", "https://evil.example")])
@@ -53,7 +54,9 @@ import Testing
 
         let fragmented = try await harness.connect("alice")
         try await fragmented.sendFrame(.text, ByteBuffer(string: #"["big","#), fin: false)
-        for _ in 0..<3 { try await fragmented.sendFrame(.continuation, ByteBuffer(string: String(big.prefix(600))), fin: false) }
+        for _ in 0..<3 {
+            try await fragmented.sendFrame(.continuation, ByteBuffer(string: String(big.prefix(600))), fin: false)
+        }
         #expect(try await fragmented.nextClose().code == 1009)
 
         // A fragmented message within the limit is reassembled and handled.
@@ -82,7 +85,8 @@ import Testing
         let harness = try await Harness.start { $0.maxOutboundBuffer = 64 * 1024 }
         defer { Task { await harness.stop() } }
         let reader = try await harness.connect("bob")
-        let stalled = try await TestWebSocket.connect(port: harness.port, headers: [("Cookie", "sid=alice")], autoRead: false)
+        let stalled = try await TestWebSocket.connect(
+            port: harness.port, headers: [("Cookie", "sid=alice")], autoRead: false)
         try await stalled.send("Client/authentication", nil)
         try await eventually { harness.server.hub.counts.authenticated == 2 }
         let payload = JSON.string(String(repeating: "y", count: 16 * 1024))

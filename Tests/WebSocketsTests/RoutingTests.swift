@@ -13,7 +13,8 @@ import Testing
     }
 
     private func expectReceivers(
-        _ sockets: [String: TestWebSocket], _ expected: Set<String>, action: String, sourceLocation: SourceLocation = #_sourceLocation
+        _ sockets: [String: TestWebSocket], _ expected: Set<String>, action: String,
+        sourceLocation: SourceLocation = #_sourceLocation
     ) async throws {
         for (name, socket) in sockets {
             if expected.contains(name) {

@@ -12,12 +12,14 @@ import Testing
         #expect(one.status == 202)
         #expect(try JSON(parsing: one.body) == ["accepted": 1, "delivered": 1])
         #expect(try await bob.nextMessage() == Message(action: "news", details: ["n": 1]))
-        let many = try await harness.http("POST", "/WebSockets/send", headers: key, body: #"[["a", 1, 1], ["b", 2, 4, [2]]]"#)
+        let many = try await harness.http(
+            "POST", "/WebSockets/send", headers: key, body: #"[["a", 1, 1], ["b", 2, 4, [2]]]"#)
         #expect(many.status == 202)
         #expect(try await bob.nextMessage().action == "a")
         #expect(try await bob.nextMessage().action == "b")
 
-        let wrong = try await harness.http("POST", "/WebSockets/send", headers: [("X-WebSockets-Key", "nope")], body: #"["x", 1, 1]"#)
+        let wrong = try await harness.http(
+            "POST", "/WebSockets/send", headers: [("X-WebSockets-Key", "nope")], body: #"["x", 1, 1]"#)
         #expect(wrong.status == 403)
         let missing = try await harness.http("POST", "/WebSockets/send", body: #"["x", 1, 1]"#)
         #expect(missing.status == 403)

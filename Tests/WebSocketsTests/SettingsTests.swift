@@ -11,10 +11,14 @@ import Testing
     }
 
     @Test func flagsWinOverEnvironmentOverFile() throws {
-        let path = temporaryFile(#"{"security_key": "k", "listen_port": 1000, "idle_timeout": 9, "allowed_origins": ["https://a.example"]}"#)
+        let path = temporaryFile(
+            #"{"security_key": "k", "listen_port": 1000, "idle_timeout": 9, "allowed_origins": ["https://a.example"]}"#)
         defer { try? FileManager.default.removeItem(atPath: path) }
         let loader = SettingsLoader(
-            path: path, environment: ["WEBSOCKETS_LISTEN_PORT": "2000", "WEBSOCKETS_LISTEN_LOCALLY": "false", "WEBSOCKETS_IDLE_TIMEOUT": "7"],
+            path: path,
+            environment: [
+                "WEBSOCKETS_LISTEN_PORT": "2000", "WEBSOCKETS_LISTEN_LOCALLY": "false", "WEBSOCKETS_IDLE_TIMEOUT": "7",
+            ],
             flags: ["listen_port": "3000"])
         let (settings, generated) = try loader.load()
         #expect(!generated)
@@ -46,7 +50,8 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: path) }
         #expect(throws: SettingsError.self) { try SettingsLoader(path: path, environment: [:]).load() }
         #expect(throws: SettingsError.self) {
-            try SettingsLoader(path: "/nonexistent/x.json", environment: ["WEBSOCKETS_LISTEN_PORT": "eighty"]).load(generateKey: false)
+            try SettingsLoader(path: "/nonexistent/x.json", environment: ["WEBSOCKETS_LISTEN_PORT": "eighty"]).load(
+                generateKey: false)
         }
     }
 

@@ -14,7 +14,10 @@ import Testing
     }
 
     @Test func rejectsMalformedJSON() {
-        for text in ["", "[", "[1,]", "{\"a\"}", "tru", "01", "1.", "\"\u{1}\"", "[1] x", "\"\\ud800\"", String(repeating: "[", count: 200) + String(repeating: "]", count: 200)] {
+        for text in [
+            "", "[", "[1,]", "{\"a\"}", "tru", "01", "1.", "\"\u{1}\"", "[1] x", "\"\\ud800\"",
+            String(repeating: "[", count: 200) + String(repeating: "]", count: 200),
+        ] {
             #expect(throws: JSONError.self, "\(text)") { try JSON(parsing: text) }
         }
     }
@@ -32,7 +35,9 @@ import Testing
         #expect(composeError(404) == [404, "Not Found"])
         #expect(composeError(403) == [403, "Forbidden"])
         #expect(composeError(500, "Oops") == [500, "Oops"])
-        #expect(Message(action: "hello").errorReply(code: 502) == Message(action: "hello:error", details: [502, "Bad Gateway"]))
+        #expect(
+            Message(action: "hello").errorReply(code: 502)
+                == Message(action: "hello:error", details: [502, "Bad Gateway"]))
     }
 
     @Test func decodesSends() throws {

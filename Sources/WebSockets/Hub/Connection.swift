@@ -30,7 +30,10 @@ public final class Connection: Sendable {
     private let state = NIOLockedValueBox(State())
     let logger: Logger
 
-    init(id: String, credentials: BrowserCredentials, handler: WebSocketConnectionHandler, eventLoop: any EventLoop, logger: Logger) {
+    init(
+        id: String, credentials: BrowserCredentials, handler: WebSocketConnectionHandler, eventLoop: any EventLoop,
+        logger: Logger
+    ) {
         self.id = id
         self.credentials = credentials
         self.eventLoop = eventLoop

@@ -101,7 +101,9 @@ public struct SettingsLoader: Sendable {
         }
         text += lines.joined(separator: ",\n") + "\n}\n"
         // The file holds the security key: readable by its owner only.
-        guard FileManager.default.createFile(atPath: path, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600])
+        guard
+            FileManager.default.createFile(
+                atPath: path, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600])
         else {
             throw SettingsError(description: "cannot write the settings file \(path)")
         }
@@ -112,10 +114,14 @@ public struct SettingsLoader: Sendable {
         case .string: return .string(text)
         case .list: return .array(text.split(separator: ",").map { .string($0.trimmingCharacters(in: .whitespaces)) })
         case .integer:
-            guard let value = Int64(text) else { throw SettingsError(description: "\(source): \"\(text)\" is not an integer") }
+            guard let value = Int64(text) else {
+                throw SettingsError(description: "\(source): \"\(text)\" is not an integer")
+            }
             return .int(value)
         case .number:
-            guard let value = Double(text) else { throw SettingsError(description: "\(source): \"\(text)\" is not a number") }
+            guard let value = Double(text) else {
+                throw SettingsError(description: "\(source): \"\(text)\" is not a number")
+            }
             return .double(value)
         case .boolean:
             switch text.lowercased() {
@@ -155,7 +161,8 @@ public struct SettingsLoader: Sendable {
         case "message_endpoint": settings.messageEndpoint = try string()
         case "allowed_origins":
             switch value {
-            case .string(let text): settings.allowedOrigins = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+            case .string(let text):
+                settings.allowedOrigins = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
             case .array(let items): settings.allowedOrigins = items.compactMap(\.stringValue)
             default: throw SettingsError(description: "allowed_origins must be a list or a comma-separated string")
             }

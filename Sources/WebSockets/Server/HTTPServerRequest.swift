@@ -67,7 +67,8 @@ public struct HTTPServerResponse: Sendable {
 
     /// A plain-text response.
     public static func text(_ text: String, status: HTTPResponseStatus = .ok) -> HTTPServerResponse {
-        HTTPServerResponse(status: status, headers: ["Content-Type": "text/plain; charset=utf-8"], body: Array(text.utf8))
+        HTTPServerResponse(
+            status: status, headers: ["Content-Type": "text/plain; charset=utf-8"], body: Array(text.utf8))
     }
 
     /// A JSON error `{"error": {"code": ..., "message": ...}}`.

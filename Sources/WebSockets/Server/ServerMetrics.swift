@@ -41,7 +41,8 @@ public final class ServerMetrics: Sendable {
         }
         authOK = Counter(label: "websockets_auth_total", dimensions: [("outcome", "ok")], factory: factory)
         authRejected = Counter(label: "websockets_auth_total", dimensions: [("outcome", "rejected")], factory: factory)
-        authFailed = Counter(label: "websockets_auth_total", dimensions: [("outcome", "site_failure")], factory: factory)
+        authFailed = Counter(
+            label: "websockets_auth_total", dimensions: [("outcome", "site_failure")], factory: factory)
         sessionCacheHits = Counter(label: "websockets_session_cache_hits_total", factory: factory)
         sessionRequestLatency = Timer(
             label: "websockets_site_request_duration_seconds", dimensions: [("endpoint", "session")],
@@ -77,7 +78,8 @@ public final class ServerMetrics: Sendable {
     /// Records the time from `start` to now in `timer`.
     func record(_ timer: CoreMetrics.Timer, since start: ContinuousClock.Instant) {
         let elapsed = ContinuousClock.now - start
-        timer.recordNanoseconds(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
+        timer.recordNanoseconds(
+            elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
     }
 
     /// The Prometheus text exposition of every metric.

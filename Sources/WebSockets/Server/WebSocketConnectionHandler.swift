@@ -68,7 +68,8 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
             close(code: .goingAway, reason: "Idle timeout")
             return
         }
-        context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .ping, data: ByteBuffer())), promise: nil)
+        context.writeAndFlush(
+            wrapOutboundOut(WebSocketFrame(fin: true, opcode: .ping, data: ByteBuffer())), promise: nil)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -110,7 +111,8 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
             reject(.unacceptableData, "Binary frames are not accepted")
         case .ping:
             var payload = frame.unmaskedData
-            let pong = WebSocketFrame(fin: true, opcode: .pong, data: payload.readSlice(length: payload.readableBytes) ?? ByteBuffer())
+            let pong = WebSocketFrame(
+                fin: true, opcode: .pong, data: payload.readSlice(length: payload.readableBytes) ?? ByteBuffer())
             context.writeAndFlush(wrapOutboundOut(pong), promise: nil)
         case .pong:
             break

@@ -41,7 +41,8 @@ extension WebSocketsServer {
             } else if let session = connection.session {
                 await dispatch(name: "WebSockets/message", message: message, connection: connection, session: session)
             } else {
-                connection.logger.debug("message before authentication not dispatched", metadata: ["action": "\(message.action)"])
+                connection.logger.debug(
+                    "message before authentication not dispatched", metadata: ["action": "\(message.action)"])
                 metrics.dropped(reason: "unauthenticated")
             }
         }
@@ -113,7 +114,8 @@ extension WebSocketsServer {
             do {
                 try await handler(event)
             } catch {
-                connection.userLogger.warning("event handler failed", metadata: ["event": "\(name)", "error": "\(error)"])
+                connection.userLogger.warning(
+                    "event handler failed", metadata: ["event": "\(name)", "error": "\(error)"])
                 if isMessage { connection.send(message.errorReply(code: 500)) }
             }
         }
@@ -123,7 +125,8 @@ extension WebSocketsServer {
             for send in sends { hub.deliver(send) }
         case .failure(let error):
             connection.userLogger.warning(
-                "message endpoint failed", metadata: ["event": "\(name)", "action": "\(event.action)", "error": "\(error)"])
+                "message endpoint failed",
+                metadata: ["event": "\(name)", "action": "\(event.action)", "error": "\(error)"])
             if isMessage { connection.send(message.errorReply(code: error.code)) }
         }
     }

@@ -25,7 +25,9 @@ extension WebSocketsServer {
             let origin = request.headers.first(name: "origin")
             if isStopping { return .error(.serviceUnavailable, "Server shutting down") }
             if !settings.allows(origin: origin) { return .error(.forbidden, "Origin not allowed") }
-            if settings.maxConnectionsPerIP > 0 { return .error(.tooManyRequests, "Too many connections from this address") }
+            if settings.maxConnectionsPerIP > 0 {
+                return .error(.tooManyRequests, "Too many connections from this address")
+            }
             return .error(.badRequest, "Malformed WebSocket upgrade")
         default:
             if let additionalResponder, let response = await additionalResponder(request) {
@@ -42,7 +44,9 @@ extension WebSocketsServer {
             "status": isStopping ? "stopping" : "ok",
             "connections": .int(Int64(counts.connections)),
             "authenticated": .int(Int64(counts.authenticated)),
-            "uptime": .double((Double(uptime.components.seconds) + Double(uptime.components.attoseconds) / 1e18 * 1000).rounded() / 1000),
+            "uptime": .double(
+                (Double(uptime.components.seconds) + Double(uptime.components.attoseconds) / 1e18 * 1000).rounded()
+                    / 1000),
             "server": .string(address),
         ])
     }

@@ -76,7 +76,9 @@ public final class WebSocketsServer: Service, Sendable {
     /// Sends `action` with `details` to the connections `sendTo` and `target` select (the seed's
     /// `send_to_clients`); returns how many connections of this server it was written to.
     @discardableResult
-    public func sendToClients(_ action: String, _ details: JSON = .null, _ sendTo: SendTo, _ target: JSON = .null) -> Int {
+    public func sendToClients(_ action: String, _ details: JSON = .null, _ sendTo: SendTo, _ target: JSON = .null)
+        -> Int
+    {
         hub.deliver(Send(action: action, details: details, sendTo: sendTo, target: target))
     }
 

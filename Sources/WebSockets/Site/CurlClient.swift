@@ -135,8 +135,10 @@ private final class CurlTransfer: @unchecked Sendable {
         guard let easy = curl_easy_init() else { return nil }
         _ = ws_curl_setopt_string(easy, CURLOPT_URL, request.url)
         _ = ws_curl_setopt_long(easy, CURLOPT_NOSIGNAL, 1)
-        let timeoutMilliseconds = max(1, Int(request.timeout.components.seconds * 1000)
-            + Int(request.timeout.components.attoseconds / 1_000_000_000_000_000))
+        let timeoutMilliseconds = max(
+            1,
+            Int(request.timeout.components.seconds * 1000)
+                + Int(request.timeout.components.attoseconds / 1_000_000_000_000_000))
         _ = ws_curl_setopt_long(easy, CURLOPT_TIMEOUT_MS, timeoutMilliseconds)
         _ = ws_curl_setopt_long(easy, CURLOPT_CONNECTTIMEOUT_MS, timeoutMilliseconds)
         _ = ws_curl_setopt_long(easy, CURLOPT_TCP_KEEPALIVE, 1)
@@ -150,7 +152,9 @@ private final class CurlTransfer: @unchecked Sendable {
         if let body = request.body {
             _ = ws_curl_setopt_long(easy, CURLOPT_POSTFIELDSIZE, body.count)
             body.withUnsafeBufferPointer { buffer in
-                _ = ws_curl_setopt_pointer(easy, CURLOPT_COPYPOSTFIELDS, UnsafeMutableRawPointer(mutating: buffer.baseAddress ?? UnsafePointer(bitPattern: 1)!))
+                _ = ws_curl_setopt_pointer(
+                    easy, CURLOPT_COPYPOSTFIELDS,
+                    UnsafeMutableRawPointer(mutating: buffer.baseAddress ?? UnsafePointer(bitPattern: 1)!))
             }
         }
         // libcurl would otherwise wait for "100 Continue" before sending a body over 1 KiB.

@@ -32,7 +32,9 @@ public struct SessionInfo: Sendable, Equatable {
     /// Decodes the session endpoint's JSON answer.
     public init(json: JSON) throws(WireError) {
         guard case .object(let object) = json else { throw WireError(description: "session answer is not an object") }
-        guard let user = object["user"], user != .null else { throw WireError(description: "session answer has no user") }
+        guard let user = object["user"], user != .null else {
+            throw WireError(description: "session answer has no user")
+        }
         guard let sessionValue = object["session"], sessionValue != .null else {
             throw WireError(description: "session answer has no session")
         }

@@ -8,13 +8,14 @@ import WebSockets
 /// The session cookie `sid` says who the browser is, and a few names switch the session endpoint's behaviour:
 /// `reject` (401), `fail` (500), `garbage` (200 with HTML), `hang` (answers after 10 s), `slow` (300 ms, then a
 /// valid session). Message actions do the same for the message endpoint: `hello` (replies to the connection),
-/// `boom` (500), `slow` (answers after 10 s), `broadcast` (sends to everyone).
+/// `boom` (500), `slow` (answers after 10 s), `pause` (answers after 400 ms), `broadcast` (sends to everyone).
 final class TestSite: Sendable {
     struct State {
         var sessions: [String: JSON] = [:]
         var sessionRequests: [String: Int] = [:]
         var sessionHeaders: [HTTPHeaders] = []
         var events: [JSON] = []
+        var completed: [JSON] = []
     }
 
     let key: String
@@ -60,6 +61,12 @@ final class TestSite: Sendable {
 
     var events: [JSON] { state.withLockedValue { $0.events } }
 
+    /// Events whose handling by the site finished (the `pause` action takes 400 ms).
+    var completed: [JSON] { state.withLockedValue { $0.completed } }
+
+    /// TCP connections the site has accepted: the server's calls should reuse keep-alive connections.
+    var connectionsAccepted: Int { server.withLockedValue { $0!.connectionsAccepted } }
+
     /// The events posted so far whose `event` is `name`.
     func events(named name: String) -> [JSON] {
         events.filter { $0["event"] == .string(name) }
@@ -99,10 +106,16 @@ final class TestSite: Sendable {
             switch event["action"]?.stringValue ?? "" {
             case "hello":
                 let name = event["details"] ?? .null
-                return .json([["hello", .string("Hello, \(name.stringValue ?? "?")!"), 7, event["connection"] ?? .null]])
+                return .json([
+                    ["hello", .string("Hello, \(name.stringValue ?? "?")!"), 7, event["connection"] ?? .null]
+                ])
             case "boom": return .error(.internalServerError)
             case "slow":
                 try? await Task.sleep(for: .seconds(10))
+                return HTTPServerResponse()
+            case "pause":
+                try? await Task.sleep(for: .milliseconds(400))
+                state.withLockedValue { $0.completed.append(event) }
                 return HTTPServerResponse()
             case "broadcast":
                 return .json([["broadcast", event["details"] ?? .null, 1]])
