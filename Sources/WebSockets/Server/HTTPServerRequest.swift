@@ -18,6 +18,15 @@ public struct HTTPServerRequest: Sendable {
 
     /// The value of the query parameter `name`, percent-decoded.
     public func queryValue(_ name: String) -> String? {
+        Self.value(of: name, inForm: query)
+    }
+
+    /// The value of the field `name` of an `application/x-www-form-urlencoded` body, percent-decoded.
+    public func formValue(_ name: String) -> String? {
+        Self.value(of: name, inForm: String(decoding: body, as: UTF8.self))
+    }
+
+    private static func value(of name: String, inForm query: String) -> String? {
         for pair in query.split(separator: "&") {
             let parts = pair.split(separator: "=", maxSplits: 1)
             if parts.first.map(String.init) == name {

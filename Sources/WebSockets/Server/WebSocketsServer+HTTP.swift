@@ -13,6 +13,10 @@ extension WebSocketsServer {
             metrics.authenticatedConnections.record(counts.authenticated)
             return HTTPServerResponse(
                 headers: ["Content-Type": "text/plain; version=0.0.4; charset=utf-8"], body: metrics.render())
+        case (.GET, "/WebSockets/client.js"), (.GET, "/WebSockets/WebSockets.js"):
+            return StaticAsset.classicClient.response(to: request)
+        case (.GET, "/WebSockets/client.mjs"), (.GET, "/WebSockets/WebSockets.mjs"):
+            return StaticAsset.moduleClient.response(to: request)
         case (.POST, "/WebSockets/send"):
             return send(request)
         case (_, "/WebSockets/send"):

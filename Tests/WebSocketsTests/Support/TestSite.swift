@@ -77,6 +77,7 @@ final class TestSite: Sendable {
     }
 
     private func respond(to request: HTTPServerRequest) async -> HTTPServerResponse {
+        if request.path == "/page" { return page(request) }
         guard request.headers.first(name: "X-WebSockets-Key") == key else { return .error(.forbidden) }
         switch request.path {
         case "/api/WebSockets/session":
@@ -128,6 +129,25 @@ final class TestSite: Sendable {
     }
 }
 
+extension TestSite {
+    /// A page of the site that loads the client from the server on `?server=<port>`; `?sid=` sets the session
+    /// cookie first. It records what the client reports in `window.log`.
+    fileprivate func page(_ request: HTTPServerRequest) -> HTTPServerResponse {
+        let server = request.queryValue("server") ?? "0"
+        var headers: HTTPHeaders = ["Content-Type": "text/html; charset=utf-8"]
+        if let sid = request.queryValue("sid") { headers.add(name: "Set-Cookie", value: "sid=\(sid); Path=/") }
+        let html = """
+            <!doctype html><title>test page</title>
+            <script src="http://127.0.0.1:\(server)/WebSockets/client.js" data-url="ws://127.0.0.1:\(server)/WebSockets"></script>
+            <script>
+              window.log = [];
+              cs.WebSockets.on('Client/state', function (state) { log.push('state:' + state); });
+            </script>
+            """
+        return HTTPServerResponse(headers: headers, body: Array(html.utf8))
+    }
+}
+
 /// A WebSockets server in this process in front of a ``TestSite``, on free ports.
 struct Harness: Sendable {
     let site: TestSite
@@ -146,6 +166,20 @@ struct Harness: Sendable {
 
     var port: Int { server.port }
     var key: String { site.key }
+
+    /// The address of the site's test page for `sid`.
+    func pageURL(_ sid: String) -> String {
+        "\(site.url)/page?server=\(port)&sid=\(sid)"
+    }
+
+    /// A new server with the same settings and port, in front of the same site (after `server.shutdown()`).
+    func restarted() async throws -> Harness {
+        var settings = server.settings
+        settings.listenPort = port
+        let server = WebSocketsServer(settings: settings)
+        try await server.start()
+        return Harness(site: site, server: server)
+    }
 
     func connect(_ sid: String, headers: [(String, String)] = []) async throws -> TestWebSocket {
         try await TestWebSocket.authenticated(port: port, sid: sid, headers: headers)

@@ -178,6 +178,7 @@ private final class Collector: ChannelInboundHandler {
     typealias OutboundOut = WebSocketFrame
     let inbox: EventInbox
     let answerPings: Bool
+    var fragments: ByteBuffer?
 
     init(inbox: EventInbox, answerPings: Bool) {
         self.inbox = inbox
@@ -187,8 +188,17 @@ private final class Collector: ChannelInboundHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
         switch frame.opcode {
-        case .text:
+        case .text where frame.fin:
             inbox.push(.text(String(buffer: frame.unmaskedData)))
+        case .text:
+            fragments = frame.unmaskedData
+        case .continuation:
+            var data = frame.unmaskedData
+            fragments?.writeBuffer(&data)
+            if frame.fin, let whole = fragments {
+                inbox.push(.text(String(buffer: whole)))
+                fragments = nil
+            }
         case .connectionClose:
             var data = frame.unmaskedData
             let code = data.readInteger(as: UInt16.self) ?? 1005
