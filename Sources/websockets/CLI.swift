@@ -8,7 +8,7 @@ struct CLI: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "websockets",
         abstract: "A real-time WebSocket server in front of any web site.",
-        subcommands: [DemoCommand.self, StartCommand.self, SendCommand.self]
+        subcommands: [DemoCommand.self, StartCommand.self, SendCommand.self, SuperviseCommand.self, WebCommand.self]
     )
 
     /// Logs to standard error; the level comes from `WEBSOCKETS_LOG_LEVEL` (default `info`).

@@ -13,6 +13,7 @@ import Testing
         // First start: the key is generated, saved and printed once.
         let probe = try await TestSite.start()
         let server = try ServerProcess(["start", probe.url], directory: directory)
+        defer { server.stop() }
         let healthURL = "http://127.0.0.1:\(port)/WebSockets/health"
         try await eventually(timeout: .seconds(20), "the server answers its health check") {
             let client = CurlClient(maximumConcurrency: 1)
@@ -33,6 +34,7 @@ import Testing
         // Second start with a site that knows the key: nothing is printed; sends come in from the command line.
         let site = try await TestSite.start(key: key)
         let again = try ServerProcess(["start", site.url], directory: directory)
+        defer { again.stop() }
         try await eventually(timeout: .seconds(20), "the server answers its health check") {
             let client = CurlClient(maximumConcurrency: 1)
             defer { Task { await client.shutdown() } }

@@ -23,6 +23,8 @@ public struct Settings: Sendable {
     public var spawn: Bool = true
     /// The port of the web-start service.
     public var webPort: Int = 8081
+    /// Where a server started by web start writes its output.
+    public var logFile: String = "websockets.log"
     /// The hard timeout of a call to the site, in seconds.
     public var siteTimeout: Double = 5
     /// How long a session endpoint answer is reused for the same cookie, in seconds.
@@ -39,6 +41,24 @@ public struct Settings: Sendable {
     public var maxOutboundBuffer: Int = 1 << 20
     /// The most connections one IP address may hold; `0` means no cap.
     public var maxConnectionsPerIP: Int = 0
+
+    /// Every setting as its `WEBSOCKETS_*` variable: how web start hands its effective settings to the server it
+    /// spawns without putting the key on a command line (where `ps` would show it).
+    public var variables: [String: String] {
+        var values: [String: String] = [
+            "site": site, "security_key": securityKey, "listen_port": String(listenPort),
+            "listen_locally": String(listenLocally), "spawn": String(spawn), "web_port": String(webPort),
+            "log_file": logFile, "site_timeout": String(siteTimeout), "session_cache_ttl": String(sessionCacheTTL),
+            "site_concurrency": String(siteConcurrency), "max_message_size": String(maxMessageSize),
+            "ping_interval": String(pingInterval), "idle_timeout": String(idleTimeout),
+            "max_outbound_buffer": String(maxOutboundBuffer), "max_connections_per_ip": String(maxConnectionsPerIP),
+        ]
+        if let sessionEndpoint { values["session_endpoint"] = sessionEndpoint }
+        if let messageEndpoint { values["message_endpoint"] = messageEndpoint }
+        if let allowedOrigins { values["allowed_origins"] = allowedOrigins.joined(separator: ",") }
+        if let postgres { values["postgres"] = postgres }
+        return Dictionary(uniqueKeysWithValues: values.map { (SettingsLoader.variableName(of: $0.key), $0.value) })
+    }
 
     /// Defaults for `site`, with a key to be filled in.
     public init(site: String = "", securityKey: String = "") {

@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 import NIOHTTP1
 
@@ -52,6 +53,7 @@ extension WebSocketsServer {
                 (Double(uptime.components.seconds) + Double(uptime.components.attoseconds) / 1e18 * 1000).rounded()
                     / 1000),
             "server": .string(address),
+            "pid": .int(Int64(getpid())),
         ])
     }
 

@@ -32,10 +32,13 @@ final class ServerProcess: @unchecked Sendable {
     }
 
     /// Starts `websockets <arguments>` in `directory`.
-    init(_ arguments: [String], directory: String, environment: [String: String] = [:]) throws {
+    init(
+        _ arguments: [String], directory: String, environment: [String: String] = [:], captureErrors: Bool = false,
+        executable: String? = nil
+    ) throws {
         self.directory = directory
         process = Process()
-        process.executableURL = Self.executable
+        process.executableURL = executable.map { URL(fileURLWithPath: $0) } ?? Self.executable
         process.arguments = arguments
         process.currentDirectoryURL = URL(fileURLWithPath: directory)
         var merged = ProcessInfo.processInfo.environment
@@ -43,7 +46,7 @@ final class ServerProcess: @unchecked Sendable {
         process.environment = merged
         output = Pipe()
         process.standardOutput = output
-        process.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        process.standardError = captureErrors ? output : FileHandle(forWritingAtPath: "/dev/null")
         try process.run()
     }
 
@@ -53,6 +56,43 @@ final class ServerProcess: @unchecked Sendable {
         process.process.waitUntilExit()
         let data = process.output.fileHandleForReading.readDataToEndOfFile()
         return (process.process.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    /// Kills the process if a failed test left it running.
+    func stop() {
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+    }
+
+    /// `(ppid, session id)` of a process, from /proc.
+    static func parentAndSession(of pid: Int32) -> (parent: Int32, session: Int32)? {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let end = stat.lastIndex(of: ")")
+        else { return nil }
+        let fields = stat[stat.index(end, offsetBy: 2)...].split(separator: " ")
+        guard fields.count > 3, let parent = Int32(fields[1]), let session = Int32(fields[3]) else { return nil }
+        return (parent, session)
+    }
+
+    /// Whether a process with this id exists (and is not a zombie).
+    static func isAlive(_ pid: Int32) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let end = stat.lastIndex(of: ")")
+        else { return false }
+        return stat[stat.index(end, offsetBy: 2)] != "Z"
+    }
+
+    /// The arguments of every process whose command line contains `text`.
+    static func commandLines(containing text: String) -> [(pid: Int32, arguments: [String])] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap { entry -> (Int32, [String])? in
+            guard let pid = Int32(entry), let data = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline")
+            else { return nil }
+            let arguments = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+            return arguments.contains(text) && isAlive(pid) ? (pid, arguments) : nil
+        }
     }
 
     static func temporaryDirectory() throws -> String {

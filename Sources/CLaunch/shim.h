@@ -1,0 +1,9 @@
+#ifndef WEBSOCKETS_CLAUNCH_SHIM_H
+#define WEBSOCKETS_CLAUNCH_SHIM_H
+#include <spawn.h>
+#include <signal.h>
+
+/* glibc declares these only under _GNU_SOURCE, which Swift's Glibc module is not built with. */
+static const short WS_POSIX_SPAWN_SETSID = 0x80;
+extern int posix_spawn_file_actions_addclosefrom_np(posix_spawn_file_actions_t *file_actions, int from);
+#endif

@@ -1,0 +1,35 @@
+import NIOConcurrencyHelpers
+
+/// Slows down guessing: after each wrong key from an address, that address is refused for a while (0.5 s,
+/// doubling with each further failure, at most 30 s), whatever key it presents, so one address cannot try more
+/// than a handful of keys a minute.
+final class AttemptLimiter: Sendable {
+    private struct Record {
+        var failures: Int
+        var blockedUntil: ContinuousClock.Instant
+    }
+
+    private let records = NIOLockedValueBox<[String: Record]>([:])
+    private let maximumRecords = 10_000
+
+    /// Whether `address` must wait before trying again.
+    func isBlocked(_ address: String) -> Bool {
+        records.withLockedValue { records in
+            guard let record = records[address] else { return false }
+            return ContinuousClock.now < record.blockedUntil
+        }
+    }
+
+    func recordFailure(_ address: String) {
+        records.withLockedValue { records in
+            if records.count >= maximumRecords { records.removeAll() }
+            let failures = (records[address]?.failures ?? 0) + 1
+            let pause = min(Duration.seconds(30), .milliseconds(500) * Int(1 << min(failures - 1, 10)))
+            records[address] = Record(failures: failures, blockedUntil: .now + pause)
+        }
+    }
+
+    func recordSuccess(_ address: String) {
+        records.withLockedValue { _ = $0.removeValue(forKey: address) }
+    }
+}

@@ -1,0 +1,145 @@
+import Foundation
+import Testing
+
+@testable import WebSockets
+
+/// The supervisor and web start, as real processes.
+@Suite struct LaunchTests {
+    private func get(_ url: String) async -> (status: Int, body: String)? {
+        let client = CurlClient(maximumConcurrency: 2)
+        let result = await client.perform(HTTPClientRequest(url: url, timeout: .seconds(30)))
+        await client.shutdown()
+        guard let response = try? result.get() else { return nil }
+        return (response.status, String(decoding: response.body, as: UTF8.self))
+    }
+
+    private func healthPID(port: Int) async -> Int32? {
+        guard let answer = await get("http://127.0.0.1:\(port)/WebSockets/health"), answer.status == 200,
+            let pid = (try? JSON(parsing: answer.body))?["pid"]?.intValue
+        else { return nil }
+        return Int32(pid)
+    }
+
+    private func settingsDirectory(listenPort: Int, webPort: Int, extra: String = "") throws -> String {
+        let directory = try ServerProcess.temporaryDirectory()
+        let text = #"{"security_key": "web-key", "listen_port": \#(listenPort), "web_port": \#(webPort)\#(extra)}"#
+        try Data(text.utf8).write(to: URL(fileURLWithPath: directory + "/websockets.json"))
+        return directory
+    }
+
+    @Test func supervisorRestartsACommandThatExits() async throws {
+        let directory = try ServerProcess.temporaryDirectory()
+        let supervisor = try ServerProcess(
+            ["supervise", "--", "/bin/sh", "-c", "echo $$ >> runs"], directory: directory)
+        defer { supervisor.stop() }
+        try await eventually(timeout: .seconds(10), "three runs") {
+            ((try? String(contentsOfFile: directory + "/runs", encoding: .utf8)) ?? "").split(separator: "\n").count
+                >= 3
+        }
+        kill(supervisor.process.processIdentifier, SIGTERM)
+        supervisor.process.waitUntilExit()
+        #expect(supervisor.process.terminationStatus == 0)
+    }
+
+    @Test func supervisorStopsItsChildOnSIGTERM() async throws {
+        let directory = try ServerProcess.temporaryDirectory()
+        let supervisor = try ServerProcess(["supervise", "echo $$ > child.pid; exec sleep 60"], directory: directory)
+        defer { supervisor.stop() }
+        let pidFile = directory + "/child.pid"
+        @Sendable func childPID() -> Int32 {
+            let text = (try? String(contentsOfFile: pidFile, encoding: .utf8)) ?? ""
+            return Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+        }
+        try await eventually(timeout: .seconds(10), "the child runs") { childPID() > 0 }
+        let child = childPID()
+        #expect(ServerProcess.isAlive(child))
+        #expect(ServerProcess.parentAndSession(of: child)?.parent == supervisor.process.processIdentifier)
+        kill(supervisor.process.processIdentifier, SIGTERM)
+        supervisor.process.waitUntilExit()
+        #expect(supervisor.process.terminationStatus == 0)
+        #expect(!ServerProcess.isAlive(child))
+    }
+
+    @Test func supervisorWithoutACommandPrintsItsUsage() throws {
+        let directory = try ServerProcess.temporaryDirectory()
+        let process = try ServerProcess(["supervise"], directory: directory, captureErrors: true)
+        process.process.waitUntilExit()
+        #expect(process.process.terminationStatus == 2)
+        let text = String(decoding: process.output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(text.contains("Usage: websockets supervise '"))
+    }
+
+    @Test func webStartSpawnsOneDetachedServerThatOutlivesIt() async throws {
+        let listenPort = try ServerProcess.freePort()
+        let webPort = try ServerProcess.freePort()
+        let directory = try settingsDirectory(listenPort: listenPort, webPort: webPort)
+        let site = "http://127.0.0.1:\(listenPort + 1)/web-start-test-\(listenPort)"
+        let web = try ServerProcess(["web", site], directory: directory)
+        defer { web.stop() }
+        let base = "http://127.0.0.1:\(webPort)/WebSockets/"
+        try await eventually(timeout: .seconds(20), "web start listens") {
+            await get("http://127.0.0.1:\(webPort)/") != nil
+        }
+        // A wrong key: 400; a second try at once: refused without looking at the key.
+        #expect(await get(base + "wrong")?.status == 400)
+        #expect(await get(base + "web-key")?.status == 429)
+        try await Task.sleep(for: .milliseconds(700))
+
+        async let first = get(base + "web-key")
+        async let second = get(base + "web-key")
+        let answers = await [first?.body, second?.body].compactMap { $0 }.sorted()
+        #expect(answers == ["Server already running", "Server started"])
+        let servers = ServerProcess.commandLines(containing: site).filter { $0.arguments.dropFirst().first == "start" }
+        #expect(servers.count == 1)
+        let pid = try #require(await healthPID(port: listenPort))
+        let family = try #require(ServerProcess.parentAndSession(of: pid))
+        let supervisor = family.parent
+        #expect(
+            ServerProcess.commandLines(containing: site).contains {
+                $0.pid == supervisor && $0.arguments.contains("supervise")
+            })
+        #expect(family.session != ServerProcess.parentAndSession(of: web.process.processIdentifier)?.session)
+        #expect(await get(base + "web-key")?.body == "Server already running")
+
+        // The web service dies; the server it started does not.
+        kill(web.process.processIdentifier, SIGKILL)
+        web.process.waitUntilExit()
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(await healthPID(port: listenPort) == pid)
+
+        kill(supervisor, SIGTERM)
+        try await eventually(timeout: .seconds(10), "the supervised server stops") {
+            !ServerProcess.isAlive(pid) && !ServerProcess.isAlive(supervisor)
+        }
+        let log = try String(contentsOfFile: directory + "/websockets.log", encoding: .utf8)
+        #expect(log.contains("listening"))
+        #expect(!log.contains("web-key"))
+    }
+
+    @Test func webStartFallsBackToAnInProcessServer() async throws {
+        // Forced by the setting, and by an executable that is gone (deleted after it started).
+        let copy = try ServerProcess.temporaryDirectory() + "/websockets-copy"
+        try FileManager.default.copyItem(atPath: ServerProcess.executable.path, toPath: copy)
+        for useCopy in [false, true] {
+            let listenPort = try ServerProcess.freePort()
+            let webPort = try ServerProcess.freePort()
+            let directory = try settingsDirectory(
+                listenPort: listenPort, webPort: webPort, extra: useCopy ? "" : #", "spawn": false"#)
+            let web = try ServerProcess(
+                ["web", "http://127.0.0.1:1"], directory: directory, executable: useCopy ? copy : nil)
+            defer { web.stop() }
+            let base = "http://127.0.0.1:\(webPort)/WebSockets/"
+            try await eventually(timeout: .seconds(20), "web start listens") {
+                await get("http://127.0.0.1:\(webPort)/") != nil
+            }
+            if useCopy { try FileManager.default.removeItem(atPath: copy) }
+            #expect(await get(base + "web-key")?.body == "Server started in-process")
+            #expect(await healthPID(port: listenPort) == web.process.processIdentifier)
+            #expect(await get(base + "web-key")?.body == "Server already running")
+            kill(web.process.processIdentifier, SIGTERM)
+            web.process.waitUntilExit()
+            #expect(web.process.terminationStatus == 0)
+            #expect(await healthPID(port: listenPort) == nil)
+        }
+    }
+}
