@@ -9,11 +9,8 @@ import WebSocketsDemo
     @Test func onOffOnceSendAndErrorCallbacks() async throws {
         let harness = try await Harness.start()
         let browser = try await Chromium.launch()
-        defer {
-            Task {
-                await browser.close(); await harness.stop()
-            }
-        }
+        defer { Task { await harness.stop() } }
+        defer { browser.kill() }
         let page = try await browser.open(harness.pageURL("alice"), in: try await browser.newContext())
         try await page.waitFor("cs.WebSockets.state === 'online'")
         let result = try await page.evaluate(
@@ -46,11 +43,8 @@ import WebSocketsDemo
     @Test func bothTabsOfAUserGetAPrivateMessage() async throws {
         let harness = try await Harness.start()
         let browser = try await Chromium.launch()
-        defer {
-            Task {
-                await browser.close(); await harness.stop()
-            }
-        }
+        defer { Task { await harness.stop() } }
+        defer { browser.kill() }
         let aliceContext = try await browser.newContext()
         let tab1 = try await browser.open(harness.pageURL("alice"), in: aliceContext)
         let tab2 = try await browser.open(harness.pageURL("alice"), in: aliceContext)
@@ -71,7 +65,7 @@ import WebSocketsDemo
     @Test func aMessageQueuedWhileTheServerIsDownArrivesOnceAfterItReturns() async throws {
         let harness = try await Harness.start()
         let browser = try await Chromium.launch()
-        defer { Task { await browser.close() } }
+        defer { browser.kill() }
         let page = try await browser.open(harness.pageURL("bob"), in: try await browser.newContext())
         try await page.waitFor("cs.WebSockets.state === 'online'")
         await harness.server.shutdown()
@@ -96,11 +90,8 @@ import WebSocketsDemo
     @Test func serverCloseStopsReconnecting() async throws {
         let harness = try await Harness.start()
         let browser = try await Chromium.launch()
-        defer {
-            Task {
-                await browser.close(); await harness.stop()
-            }
-        }
+        defer { Task { await harness.stop() } }
+        defer { browser.kill() }
         let page = try await browser.open(harness.pageURL("carol"), in: try await browser.newContext())
         try await page.waitFor("cs.WebSockets.state === 'online'")
         try await page.evaluate("window.serverCloses = 0; cs.WebSockets.on('Server/close', () => serverCloses++); true")
@@ -117,11 +108,8 @@ import WebSocketsDemo
     @Test func demoChatBetweenTwoUsers() async throws {
         let demo = try await DemoSite.start(port: 0)
         let browser = try await Chromium.launch()
-        defer {
-            Task {
-                await browser.close(); await demo.webSocketsServer.shutdown()
-            }
-        }
+        defer { Task { await demo.webSocketsServer.shutdown() } }
+        defer { browser.kill() }
         func join(_ name: String) async throws -> BrowserPage {
             let page = try await browser.open(demo.url, in: try await browser.newContext())
             try await page.evaluate(
