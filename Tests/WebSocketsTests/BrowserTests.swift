@@ -40,6 +40,18 @@ import WebSocketsDemo
         #expect(result["spread"] == ["ok", 1, "two", ["three": 3]])
     }
 
+    @Test func importableAsAnESModule() async throws {
+        let harness = try await Harness.start()
+        let browser = try await Chromium.launch()
+        defer { Task { await harness.stop() } }
+        defer { browser.kill() }
+        let page = try await browser.open(harness.pageURL("bob") + "&module=1", in: try await browser.newContext())
+        try await page.waitFor("window.imported === true && cs.WebSockets.state === 'online'")
+        #expect(
+            try await page.evaluate("new Promise((r) => cs.WebSockets.once('hello', r).send('hello', 'module'))")
+                == "Hello, module!")
+    }
+
     @Test func bothTabsOfAUserGetAPrivateMessage() async throws {
         let harness = try await Harness.start()
         let browser = try await Chromium.launch()

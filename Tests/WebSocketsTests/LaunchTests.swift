@@ -30,7 +30,7 @@ import Testing
     @Test func supervisorRestartsACommandThatExits() async throws {
         let directory = try ServerProcess.temporaryDirectory()
         let supervisor = try ServerProcess(
-            ["supervise", "--", "/bin/sh", "-c", "echo $$ >> runs"], directory: directory)
+            ["supervise", "--", "/bin/sh", "-c", "echo $$ >> runs"], directory: directory, captureErrors: true)
         defer { supervisor.stop() }
         try await eventually(timeout: .seconds(10), "three runs") {
             ((try? String(contentsOfFile: directory + "/runs", encoding: .utf8)) ?? "").split(separator: "\n").count
@@ -39,6 +39,10 @@ import Testing
         kill(supervisor.process.processIdentifier, SIGTERM)
         supervisor.process.waitUntilExit()
         #expect(supervisor.process.terminationStatus == 0)
+        // Quick exits are a crash loop: the pause grows and the supervisor says so.
+        let log = String(decoding: supervisor.output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(log.contains("crash loop: restarting with a longer pause"))
+        #expect(log.contains("pause=2.0 seconds"))
     }
 
     @Test func supervisorStopsItsChildOnSIGTERM() async throws {

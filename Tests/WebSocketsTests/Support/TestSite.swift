@@ -136,14 +136,27 @@ extension TestSite {
         let server = request.queryValue("server") ?? "0"
         var headers: HTTPHeaders = ["Content-Type": "text/html; charset=utf-8"]
         if let sid = request.queryValue("sid") { headers.add(name: "Set-Cookie", value: "sid=\(sid); Path=/") }
-        let html = """
-            <!doctype html><title>test page</title>
-            <script src="http://127.0.0.1:\(server)/WebSockets/client.js" data-url="ws://127.0.0.1:\(server)/WebSockets"></script>
-            <script>
-              window.log = [];
-              cs.WebSockets.on('Client/state', function (state) { log.push('state:' + state); });
-            </script>
-            """
+        let html: String
+        if request.queryValue("module") != nil {
+            // The ES-module form: the page names the address before importing.
+            html = """
+                <!doctype html><title>module page</title>
+                <script>window.csWebSocketsUrl = 'ws://127.0.0.1:\(server)/WebSockets';</script>
+                <script type="module">
+                  import WebSockets, { WebSockets as named } from 'http://127.0.0.1:\(server)/WebSockets/client.mjs';
+                  window.imported = WebSockets === named && WebSockets === cs.WebSockets;
+                </script>
+                """
+        } else {
+            html = """
+                <!doctype html><title>test page</title>
+                <script src="http://127.0.0.1:\(server)/WebSockets/client.js" data-url="ws://127.0.0.1:\(server)/WebSockets"></script>
+                <script>
+                  window.log = [];
+                  cs.WebSockets.on('Client/state', function (state) { log.push('state:' + state); });
+                </script>
+                """
+        }
         return HTTPServerResponse(headers: headers, body: Array(html.utf8))
     }
 }
