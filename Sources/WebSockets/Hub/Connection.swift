@@ -78,24 +78,39 @@ public final class Connection: Sendable {
         }
     }
 
-    /// Writes an encoded text frame, from any thread.
-    func write(_ frame: ByteBuffer) {
+    /// Writes an encoded text frame, from any thread; `bypassingHold` for the server's own replies, which go out
+    /// even while the connection's live messages are held back for a replay.
+    func write(_ frame: ByteBuffer, bypassingHold: Bool = false) {
+        let handler = self.handler
         if eventLoop.inEventLoop {
-            handler.value.write(text: frame)
+            handler.value.write(text: frame, id: nil, bypassingHold: bypassingHold)
         } else {
-            let handler = self.handler
-            eventLoop.execute { handler.value.write(text: frame) }
+            eventLoop.execute { handler.value.write(text: frame, id: nil, bypassingHold: bypassingHold) }
         }
     }
 
     /// Writes from the connection's own event loop; the caller has checked it is on it.
-    func writeOnLoop(_ frame: ByteBuffer) {
-        handler.value.write(text: frame)
+    func writeOnLoop(_ frame: ByteBuffer, id: Int64?) {
+        handler.value.write(text: frame, id: id, bypassingHold: false)
     }
 
-    /// Sends one message to this connection.
+    /// Holds live messages back from now on, until ``release(replay:skipping:)``: a replay of missed messages must
+    /// reach the browser before them.
+    func hold() {
+        let handler = self.handler
+        eventLoop.execute { handler.value.hold() }
+    }
+
+    /// Writes `replay` and then the held messages, without those whose ids `skipping` contains (the replay
+    /// already covered them), and goes live.
+    func release(replay: [ByteBuffer], skipping: Set<Int64>) {
+        let handler = self.handler
+        eventLoop.execute { handler.value.release(replay: replay, skipping: skipping) }
+    }
+
+    /// Sends one of the server's own messages (replies, system actions) to this connection.
     func send(_ message: Message) {
-        write(ByteBuffer(bytes: message.encoded()))
+        write(ByteBuffer(bytes: message.encoded()), bypassingHold: true)
     }
 
     /// Sends a close frame with `code` and `reason`, then closes the connection.

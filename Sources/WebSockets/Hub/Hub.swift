@@ -144,9 +144,43 @@ public final class Hub: Sendable {
         return actual.loosely(equals: value)
     }
 
-    /// Performs a send on this server's connections; returns how many connections it was written to.
+    /// Whether `send` selects `connection`: the same rules as routing, for one connection (replay after a
+    /// reconnection).
+    func selects(_ send: Send, _ connection: Connection) -> Bool {
+        let keys: Set<String>
+        if case .array(let items) = send.target { keys = Set(items.map(\.indexKey)) } else { keys = [send.target.indexKey] }
+        let session = connection.session
+        switch send.sendTo {
+        case .all: return true
+        case .registeredUsers: return session.map { !$0.guest } ?? false
+        case .specificUsers: return session.map { keys.contains($0.user.indexKey) } ?? false
+        case .usersGroup: return session?.groups.contains { keys.contains($0.indexKey) } ?? false
+        case .sessions: return session.map { keys.contains($0.session) } ?? false
+        case .connections: return keys.contains(connection.id)
+        case .filter:
+            guard case .array(let pair) = send.target, pair.count == 2, let property = pair[0].stringValue else {
+                return false
+            }
+            switch property {
+            case "user": return session?.user.loosely(equals: pair[1]) ?? false
+            case "session": return session.map { JSON.string($0.session).loosely(equals: pair[1]) } ?? false
+            default: return Self.connection(connection, has: property, equalTo: pair[1])
+            }
+        }
+    }
+
+    /// Whether every connection a `send_to 7` names is on this server (then the send needs no cluster bus).
+    func holdsAllConnections(of send: Send) -> Bool {
+        guard send.sendTo == .connections else { return false }
+        let keys: [String]
+        if case .array(let items) = send.target { keys = items.map(\.indexKey) } else { keys = [send.target.indexKey] }
+        return indexes.withLockedValue { indexes in keys.allSatisfy { indexes.all[$0] != nil } }
+    }
+
+    /// Performs a send on this server's connections; returns how many connections it was written to. `id` is the
+    /// message's id in the cluster, written into the frame for recovery.
     @discardableResult
-    public func deliver(_ send: Send) -> Int {
+    public func deliver(_ send: Send, id: Int64? = nil) -> Int {
         metrics.sends(send.sendTo).increment()
         switch send.action {
         case "Server/close_by_session":
@@ -158,7 +192,7 @@ public final class Hub: Sendable {
         }
         let targets = recipients(of: send.sendTo, target: send.target)
         guard !targets.isEmpty else { return 0 }
-        let frame = ByteBuffer(bytes: Message(action: send.action, details: send.details).encoded())
+        let frame = ByteBuffer(bytes: Message(action: send.action, details: send.details).encoded(id: id))
         let now = Int64(Date().timeIntervalSince1970)
         var byLoop: [ObjectIdentifier: (any EventLoop, [Connection])] = [:]
         var expired: [Connection] = []
@@ -178,7 +212,7 @@ public final class Hub: Sendable {
         for (_, (loop, connections)) in byLoop {
             delivered += connections.count
             loop.execute {
-                for connection in connections { connection.writeOnLoop(frame) }
+                for connection in connections { connection.writeOnLoop(frame, id: id) }
             }
         }
         return delivered
@@ -188,7 +222,7 @@ public final class Hub: Sendable {
     private func closeForGood(_ connections: [Connection]) -> Int {
         let frame = ByteBuffer(bytes: Message(action: "Server/close", details: .null).encoded())
         for connection in connections {
-            connection.write(frame)
+            connection.write(frame, bypassingHold: true)
             connection.close(code: .normal, reason: "Closed by the server")
             metrics.closed(reason: "server_close")
         }

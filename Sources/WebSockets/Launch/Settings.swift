@@ -21,6 +21,9 @@ public struct Settings: Sendable {
     public var postgres: String?
     /// Whether web start may use posix_spawn.
     public var spawn: Bool = true
+    /// Seconds sends are kept in the cluster's messages table: the window in which a reconnecting browser
+    /// recovers what it missed.
+    public var retention: Int = 300
     /// The port of the web-start service.
     public var webPort: Int = 8081
     /// Where a server started by web start writes its output.
@@ -48,7 +51,7 @@ public struct Settings: Sendable {
         var values: [String: String] = [
             "site": site, "security_key": securityKey, "listen_port": String(listenPort),
             "listen_locally": String(listenLocally), "spawn": String(spawn), "web_port": String(webPort),
-            "log_file": logFile, "site_timeout": String(siteTimeout), "session_cache_ttl": String(sessionCacheTTL),
+            "log_file": logFile, "retention": String(retention), "site_timeout": String(siteTimeout), "session_cache_ttl": String(sessionCacheTTL),
             "site_concurrency": String(siteConcurrency), "max_message_size": String(maxMessageSize),
             "ping_interval": String(pingInterval), "idle_timeout": String(idleTimeout),
             "max_outbound_buffer": String(maxOutboundBuffer), "max_connections_per_ip": String(maxConnectionsPerIP),

@@ -10,7 +10,7 @@ public struct SettingsLoader: Sendable {
     static let known: [(name: String, kind: Kind)] = [
         ("site", .string), ("security_key", .string), ("listen_port", .integer), ("listen_locally", .boolean),
         ("session_endpoint", .string), ("message_endpoint", .string), ("allowed_origins", .list),
-        ("postgres", .string), ("spawn", .boolean), ("web_port", .integer), ("log_file", .string),
+        ("postgres", .string), ("spawn", .boolean), ("web_port", .integer), ("log_file", .string), ("retention", .integer),
         ("site_timeout", .number),
         ("session_cache_ttl", .number), ("site_concurrency", .integer), ("max_message_size", .integer),
         ("ping_interval", .number), ("idle_timeout", .number), ("max_outbound_buffer", .integer),
@@ -171,6 +171,7 @@ public struct SettingsLoader: Sendable {
         case "spawn": settings.spawn = try boolean()
         case "web_port": settings.webPort = try integer()
         case "log_file": settings.logFile = try string()
+        case "retention": settings.retention = try integer()
         case "site_timeout": settings.siteTimeout = try number()
         case "session_cache_ttl": settings.sessionCacheTTL = try number()
         case "site_concurrency": settings.siteConcurrency = try integer()

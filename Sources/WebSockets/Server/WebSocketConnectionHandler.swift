@@ -16,6 +16,8 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
     private var closing = false
     private var lastHeard = NIODeadline.now()
     private var pinger: RepeatedTask?
+    /// Live messages held back during a replay, with their cluster ids; `nil` when live.
+    private var held: [(frame: ByteBuffer, id: Int64?)]?
 
     init(server: WebSocketsServer, credentials: BrowserCredentials) {
         self.server = server
@@ -150,10 +152,33 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
         close(code: code, reason: reason)
     }
 
+    func hold() {
+        if held == nil { held = [] }
+    }
+
+    func release(replay: [ByteBuffer], skipping: Set<Int64>) {
+        let waiting = held ?? []
+        held = nil
+        for frame in replay { write(text: frame, id: nil, bypassingHold: true) }
+        for (frame, id) in waiting where id.map({ !skipping.contains($0) }) ?? true {
+            write(text: frame, id: id, bypassingHold: true)
+        }
+    }
+
     /// Writes a text frame unless the connection's outbound buffer is over its bound: a reader that slow is closed
     /// so that the server's memory stays bounded.
-    func write(text: ByteBuffer) {
+    func write(text: ByteBuffer, id: Int64?, bypassingHold: Bool) {
         guard let context, !closing else { return }
+        if !bypassingHold, held != nil {
+            held!.append((text, id))
+            // A replay that takes long must not let memory grow without bound either.
+            if held!.count > 10_000 {
+                connection.userLogger.warning("too many messages held during a replay, closing")
+                server.metrics.dropped(reason: "replay_overflow")
+                close(code: .tryAgainLater, reason: "Try again")
+            }
+            return
+        }
         guard context.channel.isWritable else {
             connection.userLogger.warning("slow reader: outbound buffer full, closing")
             server.metrics.dropped(reason: "slow_reader")

@@ -17,17 +17,17 @@ public struct WebSocketsEvent: Sendable {
     public let connection: String
     /// The address of the server the connection is on.
     public let server: String
-    let hub: Hub
+    let owner: WebSocketsServer
 
     /// Sends `action` with `details` to this event's connection.
     public func reply(_ action: String, _ details: JSON = .null) {
-        hub.deliver(Send(action: action, details: details, sendTo: .connections, target: .string(connection)))
+        owner.sendToClients(action, details, .connections, .string(connection))
     }
 
-    /// Sends to any connections, as `sendToClients` on the server.
+    /// Sends to any connections of the cluster, as `sendToClients` on the server.
     @discardableResult
     public func sendToClients(_ action: String, _ details: JSON, _ sendTo: SendTo, _ target: JSON = .null) -> Int {
-        hub.deliver(Send(action: action, details: details, sendTo: sendTo, target: target))
+        owner.sendToClients(action, details, sendTo, target)
     }
 
     /// The JSON body the site's message endpoint receives.

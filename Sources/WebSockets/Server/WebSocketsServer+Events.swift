@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOCore
 
 extension WebSocketsServer {
     /// A decoded message from a connection's event loop: queued in order, handled by the connection's drain.
@@ -66,8 +67,11 @@ extension WebSocketsServer {
             } else {
                 payload = message.details
             }
-            for send in try Send.list(from: payload) { hub.deliver(send) }
-            connection.close(code: .normal, reason: "Sent")
+            let sends = try Send.list(from: payload)
+            Task {
+                await self.perform(sends)
+                connection.close(code: .normal, reason: "Sent")
+            }
         } catch {
             connection.logger.info("malformed internal send", metadata: ["error": "\(error)"])
             connection.send(Message(action: "Application/Internal:error", details: composeError(400, "\(error)")))
@@ -83,10 +87,15 @@ extension WebSocketsServer {
         let result = await site.validate(connection.credentials)
         switch result {
         case .valid(let session) where !session.isExpired(now: Int64(Date().timeIntervalSince1970)):
+            let lastID = message.details["last_id"]?.intValue
+            let cluster = bus as? PostgresBus
+            // Live messages wait until the replay of missed ones has gone out.
+            if cluster != nil && lastID != nil { connection.hold() }
             hub.authenticate(connection, session: session)
             metrics.authOK.increment()
             connection.userLogger.debug("authenticated")
             connection.send(Message(action: "Client/authentication", details: "ok"))
+            if let cluster { await recover(connection, after: lastID, from: cluster) }
             await dispatch(name: "Client/authentication", message: message, connection: connection, session: session)
         case .valid, .rejected:
             metrics.authRejected.increment()
@@ -101,6 +110,41 @@ extension WebSocketsServer {
         }
     }
 
+    /// Replays to a reconnected browser the messages it missed since `lastID`, in order and before live ones, then
+    /// tells it `Client/recovery {last_id, recovered, complete}` (`complete` false: some were older than the
+    /// retention window, the page should refetch). A new browser just learns the current `last_id`.
+    private func recover(_ connection: Connection, after lastID: Int64?, from cluster: PostgresBus) async {
+        let head = cluster.head
+        guard let lastID else {
+            connection.send(Message(action: "Client/recovery", details: ["last_id": .int(head), "recovered": 0, "complete": true]))
+            return
+        }
+        guard lastID < head else {
+            let details: JSON = ["last_id": .int(max(lastID, head)), "recovered": 0, "complete": true]
+            connection.release(replay: [ByteBuffer(bytes: Message(action: "Client/recovery", details: details).encoded())], skipping: [])
+            return
+        }
+        var frames: [ByteBuffer] = []
+        var covered = Set<Int64>()
+        var complete = false
+        do {
+            let (rows, retained) = try await cluster.messages(after: lastID, through: head)
+            complete = retained
+            for (id, send) in rows {
+                covered.insert(id)
+                if hub.selects(send, connection) {
+                    frames.append(ByteBuffer(bytes: Message(action: send.action, details: send.details).encoded(id: id)))
+                }
+            }
+        } catch {
+            connection.userLogger.warning("recovery failed", metadata: ["error": "\(String(reflecting: error))"])
+        }
+        metrics.messagesOut.increment(by: Int64(frames.count))
+        let details: JSON = ["last_id": .int(head), "recovered": .int(Int64(frames.count)), "complete": .bool(complete)]
+        frames.append(ByteBuffer(bytes: Message(action: "Client/recovery", details: details).encoded()))
+        connection.release(replay: frames, skipping: covered)
+    }
+
     /// Hands an event to the in-process handlers, then to the site, and performs the sends in the site's answer.
     /// Only a browser's own message gets an `:error` reply when that fails; system events are logged.
     private func dispatch(name: String, message: Message, connection: Connection, session: SessionInfo) async {
@@ -108,7 +152,7 @@ extension WebSocketsServer {
         let event = WebSocketsEvent(
             name: name, action: isMessage ? message.action : name, details: message.details,
             language: session.language ?? Self.firstLanguage(connection.credentials.acceptLanguage),
-            user: session.user, session: session.session, connection: connection.id, server: address, hub: hub)
+            user: session.user, session: session.session, connection: connection.id, server: address, owner: self)
         let registered = handlers.withLockedValue { $0[name] ?? [] }
         for handler in registered {
             do {
@@ -122,7 +166,7 @@ extension WebSocketsServer {
         guard settings.resolvedMessageEndpoint != nil else { return }
         switch await site.post(event: event.siteBody) {
         case .success(let sends):
-            for send in sends { hub.deliver(send) }
+            await perform(sends)
         case .failure(let error):
             connection.userLogger.warning(
                 "message endpoint failed",

@@ -19,7 +19,7 @@ extension WebSocketsServer {
         case (.GET, "/WebSockets/client.mjs"), (.GET, "/WebSockets/WebSockets.mjs"):
             return StaticAsset.moduleClient.response(to: request)
         case (.POST, "/WebSockets/send"):
-            return send(request)
+            return await acceptSends(request)
         case (_, "/WebSockets/send"):
             return .error(.methodNotAllowed)
         case (_, "/WebSockets"), (_, "/WebSockets/"):
@@ -58,7 +58,7 @@ extension WebSocketsServer {
     }
 
     /// `POST /WebSockets/send`: one `[action, details, send_to, target]` or an array of them.
-    private func send(_ request: HTTPServerRequest) -> HTTPServerResponse {
+    private func acceptSends(_ request: HTTPServerRequest) async -> HTTPServerResponse {
         guard let key = request.headers.first(name: "x-websockets-key"), SecurityKey.matches(key, settings.securityKey)
         else {
             logger.info("send refused: wrong or missing key", metadata: ["ip": "\(request.remoteAddress)"])
@@ -69,6 +69,11 @@ extension WebSocketsServer {
             sends = try Send.list(from: try JSON(parsing: request.body))
         } catch {
             return .error(.badRequest, "\(error)")
+        }
+        if bus.isCluster {
+            // Accepted once written to PostgreSQL; each server delivers to its own connections.
+            await perform(sends)
+            return .json(["accepted": .int(Int64(sends.count))], status: .accepted)
         }
         var delivered = 0
         for send in sends { delivered += hub.deliver(send) }

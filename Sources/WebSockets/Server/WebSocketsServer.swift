@@ -21,6 +21,8 @@ public final class WebSocketsServer: Service, Sendable {
     public let hub: Hub
     let logger: Logger
     let site: SiteClient
+    let bus: any MessageBus
+    private let advertisedAddress = NIOLockedValueBox("")
     private let curl: CurlClient
     private let group: any EventLoopGroup
     let additionalResponder: (@Sendable (HTTPServerRequest) async -> HTTPServerResponse?)?
@@ -56,7 +58,15 @@ public final class WebSocketsServer: Service, Sendable {
         self.curl = CurlClient(maximumConcurrency: settings.siteConcurrency)
         self.site = SiteClient(curl: curl, settings: settings, metrics: metrics, logger: logger)
         var generator = SystemRandomNumberGenerator()
-        self.serverID = String(generator.next() & 0xFFFF_FFFF, radix: 16)
+        let serverID = String(generator.next() & 0xFFFF_FFFF, radix: 16)
+        self.serverID = serverID
+        if let url = settings.postgres, !url.isEmpty {
+            bus = PostgresBus(
+                url: url, hub: hub, metrics: metrics, logger: logger, serverID: serverID, address: advertisedAddress,
+                retention: settings.retention)
+        } else {
+            bus = LocalBus(hub: hub)
+        }
     }
 
     /// The port it listens on, once started.
@@ -74,12 +84,30 @@ public final class WebSocketsServer: Service, Sendable {
     }
 
     /// Sends `action` with `details` to the connections `sendTo` and `target` select (the seed's
-    /// `send_to_clients`); returns how many connections of this server it was written to.
+    /// `send_to_clients`), on every server of the cluster. Returns how many connections of this server it was
+    /// written to at once; in a cluster the send goes through PostgreSQL (in call order) and this is 0.
     @discardableResult
     public func sendToClients(_ action: String, _ details: JSON = .null, _ sendTo: SendTo, _ target: JSON = .null)
         -> Int
     {
-        hub.deliver(Send(action: action, details: details, sendTo: sendTo, target: target))
+        let send = Send(action: action, details: details, sendTo: sendTo, target: target)
+        if !bus.isCluster || hub.holdsAllConnections(of: send) { return hub.deliver(send) }
+        bus.enqueue([send])
+        return 0
+    }
+
+    /// Performs sends on every server of the cluster; returns once they are accepted (written to PostgreSQL, or
+    /// delivered here on a single server). Sends to connections of this server only stay here.
+    public func perform(_ sends: [Send]) async {
+        var shared: [Send] = []
+        for send in sends {
+            if !bus.isCluster || hub.holdsAllConnections(of: send) {
+                hub.deliver(send)
+            } else {
+                shared.append(send)
+            }
+        }
+        if !shared.isEmpty { await bus.publish(shared) }
     }
 
     // MARK: Lifecycle
@@ -103,6 +131,13 @@ public final class WebSocketsServer: Service, Sendable {
         runtime.withLockedValue {
             $0.channel = channel
             $0.port = port
+        }
+        advertisedAddress.withLockedValue { $0 = address }
+        do {
+            try await bus.start()
+        } catch {
+            try? await channel.close()
+            throw error
         }
         logger.info(
             "listening", metadata: ["address": "\(host):\(port)", "site": "\(settings.site)", "server": "\(address)"])
@@ -129,6 +164,7 @@ public final class WebSocketsServer: Service, Sendable {
             connection.close(code: .goingAway, reason: "Server shutting down")
         }
         await waitForDrains(limit: .seconds(settings.siteTimeout + 2))
+        await bus.shutdown()
         // Give the close frames a moment to reach the clients before the process may exit.
         let deadline = ContinuousClock.now + .seconds(2)
         while hub.counts.connections > 0 && ContinuousClock.now < deadline {

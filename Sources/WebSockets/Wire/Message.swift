@@ -36,14 +36,19 @@ public struct Message: Sendable, Equatable {
         self = try result.get()
     }
 
-    /// The frame's text, `[action, details]`, as UTF-8 bytes.
-    public func encoded() -> [UInt8] {
+    /// The frame's text, `[action, details]`, as UTF-8 bytes; in a cluster a third element carries the message's
+    /// id, which the browser client remembers for recovery.
+    public func encoded(id: Int64? = nil) -> [UInt8] {
         var bytes: [UInt8] = []
-        bytes.reserveCapacity(action.utf8.count + 16)
+        bytes.reserveCapacity(action.utf8.count + 24)
         bytes.append(UInt8(ascii: "["))
         JSON.writeString(action, into: &bytes)
         bytes.append(UInt8(ascii: ","))
         details.write(into: &bytes)
+        if let id {
+            bytes.append(UInt8(ascii: ","))
+            bytes.append(contentsOf: String(id).utf8)
+        }
         bytes.append(UInt8(ascii: "]"))
         return bytes
     }

@@ -1,0 +1,29 @@
+/// Where sends that may concern other servers go: straight to this server's connections (one server), or through
+/// PostgreSQL to every server's (a cluster).
+protocol MessageBus: Sendable {
+    /// Whether sends cross servers (and frames carry ids for recovery).
+    var isCluster: Bool { get }
+    /// Queues sends in order without waiting.
+    func enqueue(_ sends: [Send])
+    /// Queues sends in order and returns once they are accepted (written to the database, or delivered here).
+    func publish(_ sends: [Send]) async
+    func start() async throws
+    func shutdown() async
+}
+
+/// The bus of a single server: a send is delivered to this server's connections at once.
+struct LocalBus: MessageBus {
+    let hub: Hub
+    var isCluster: Bool { false }
+
+    func enqueue(_ sends: [Send]) {
+        for send in sends { hub.deliver(send) }
+    }
+
+    func publish(_ sends: [Send]) async {
+        enqueue(sends)
+    }
+
+    func start() async throws {}
+    func shutdown() async {}
+}
