@@ -24,6 +24,18 @@ struct SendCommand: AsyncParsableCommand {
 
     @OptionGroup var options: SettingsOptions
 
+    /// `--server`, else a live server of the cluster's pool, else this machine's `listen_port`.
+    private func sendAddress(_ settings: Settings) async throws -> String {
+        if let server { return server }
+        if let postgres = settings.postgres, !postgres.isEmpty {
+            let live = try await ClusterPool.liveServers(url: postgres)
+            if let address = live.first { return ClusterPool.sendURL(forServerAddress: address) }
+            FileHandle.standardError.write(
+                Data("no live server in the pool; trying 127.0.0.1:\(settings.listenPort)\n".utf8))
+        }
+        return "http://127.0.0.1:\(settings.listenPort)/WebSockets/send"
+    }
+
     func run() async throws {
         let (settings, _) = try options.loader.load(generateKey: false)
         guard !settings.securityKey.isEmpty else {
@@ -50,7 +62,7 @@ struct SendCommand: AsyncParsableCommand {
         }
         var body: [UInt8] = []
         send.json.write(into: &body)
-        let url = server ?? "http://127.0.0.1:\(settings.listenPort)/WebSockets/send"
+        let url = try await sendAddress(settings)
         let client = CurlClient(maximumConcurrency: 1)
         let result = await client.perform(
             HTTPClientRequest(

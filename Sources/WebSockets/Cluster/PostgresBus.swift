@@ -35,13 +35,17 @@ final class PostgresBus: MessageBus, Sendable {
     private let configurationError: (any Error)?
     private let retention: Int
     private let state = NIOLockedValueBox(State())
-    private let tasks = NIOLockedValueBox<Task<Void, Never>?>(nil)
+    private let tasks = NIOLockedValueBox<[Task<Void, Never>]>([])
     private let readerWake: AsyncStream<Void>.Continuation
     private let readerWakes: AsyncStream<Void>
     private let publisherWake: AsyncStream<Void>.Continuation
     private let publisherWakes: AsyncStream<Void>
+    private let retryWake: AsyncStream<Void>.Continuation
+    private let retryWakes: AsyncStream<Void>
 
     private static let gapLifetime = Duration.seconds(30)
+    /// postgres-nio waits for a connection as long as it takes; the bus must notice an outage quickly instead.
+    private static let queryTimeout = Duration.seconds(2)
     private static let maximumUnpublished = 10_000
     private static let batchSize = 500
 
@@ -58,7 +62,8 @@ final class PostgresBus: MessageBus, Sendable {
             configurationError = nil
         } catch {
             // Reported by start(), so that the server can be constructed without throwing.
-            configuration = PostgresClient.Configuration(host: "127.0.0.1", username: "", password: nil, database: nil, tls: .disable)
+            configuration = PostgresClient.Configuration(
+                host: "127.0.0.1", username: "", password: nil, database: nil, tls: .disable)
             configurationError = error
         }
         self.client = PostgresClient(configuration: configuration, backgroundLogger: logger)
@@ -70,6 +75,7 @@ final class PostgresBus: MessageBus, Sendable {
         self.retention = retention
         (readerWakes, readerWake) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
         (publisherWakes, publisherWake) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
+        (retryWakes, retryWake) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
     }
 
     /// The id of the last message this server applied.
@@ -83,7 +89,8 @@ final class PostgresBus: MessageBus, Sendable {
         let runner = Task { await client.run() }
         do {
             try await createSchema()
-            let rows = try await client.query("SELECT COALESCE(max(id), 0)::bigint FROM websockets_messages", logger: logger)
+            let rows = try await client.query(
+                "SELECT COALESCE(max(id), 0)::bigint FROM websockets_messages", logger: logger)
             var last: Int64 = 0
             for try await (id) in rows.decode(Int64.self) { last = id }
             state.withLockedValue { $0.lastApplied = last }
@@ -94,15 +101,15 @@ final class PostgresBus: MessageBus, Sendable {
         }
         let task = Task {
             await withTaskGroup(of: Void.self) { group in
-                group.addTask { await runner.value }
                 group.addTask { await self.listenLoop() }
                 group.addTask { await self.readLoop() }
                 group.addTask { await self.publishLoop() }
+                group.addTask { await self.retryLoop() }
                 group.addTask { await self.maintenanceLoop() }
                 await group.waitForAll()
             }
         }
-        tasks.withLockedValue { $0 = task }
+        tasks.withLockedValue { $0 = [task, runner] }
         logger.info("cluster bus on PostgreSQL started", metadata: ["last_id": "\(head)"])
     }
 
@@ -112,10 +119,14 @@ final class PostgresBus: MessageBus, Sendable {
         while ContinuousClock.now < deadline && state.withLockedValue({ !$0.queue.isEmpty }) {
             try? await Task.sleep(for: .milliseconds(20))
         }
-        _ = try? await client.query("DELETE FROM websockets_pool WHERE address = \(address.withLockedValue { $0 })", logger: logger)
-        let task = tasks.withLockedValue { $0 }
-        task?.cancel()
-        await task?.value
+        _ = try? await client.query(
+            "DELETE FROM websockets_pool WHERE address = \(address.withLockedValue { $0 })", logger: logger)
+        // The loops first, then the client they use.
+        let running = tasks.withLockedValue { $0 }
+        for task in running {
+            task.cancel()
+            await task.value
+        }
     }
 
     private func createSchema() async throws {
@@ -166,12 +177,10 @@ final class PostgresBus: MessageBus, Sendable {
     }
 
     private func publishLoop() async {
-        var failures = 0
         for await _ in publisherWakes {
             while !Task.isCancelled {
-                // Sends delivered here during an outage go first, then the queue, in order.
-                let (retry, batch) = state.withLockedValue { state -> ([Pending], [(sends: [Pending], done: CheckedContinuation<Void, Never>?)]) in
-                    let retry = Array(state.unpublished.prefix(Self.batchSize))
+                let batch = state.withLockedValue {
+                    state -> [(sends: [Pending], done: CheckedContinuation<Void, Never>?)] in
                     var taken = 0
                     var batch: [(sends: [Pending], done: CheckedContinuation<Void, Never>?)] = []
                     while !state.queue.isEmpty && taken < Self.batchSize {
@@ -179,63 +188,91 @@ final class PostgresBus: MessageBus, Sendable {
                         taken += entry.sends.count
                         batch.append(entry)
                     }
-                    return (retry, batch)
+                    return batch
                 }
-                if retry.isEmpty && batch.isEmpty { break }
-                if !retry.isEmpty {
+                if batch.isEmpty { break }
+                let pending = batch.flatMap(\.sends)
+                if state.withLockedValue({ !$0.unpublished.isEmpty }) {
+                    // Still in an outage: deliver here now, in order behind the sends already waiting.
+                    deliverDuringOutage(pending, error: nil)
+                } else {
                     do {
-                        try await insert(retry)
-                        state.withLockedValue { $0.unpublished.removeFirst(retry.count) }
-                        failures = 0
+                        try await insert(pending)
                     } catch {
-                        failures += 1
+                        // The database is away: local connections still get the sends now, the other servers once
+                        // it is back (the origin mark keeps this server from applying them twice).
+                        deliverDuringOutage(pending, error: error)
                     }
                 }
-                guard !batch.isEmpty else {
-                    if failures > 0 { await backOff(failures) }
-                    continue
-                }
-                let pending = batch.flatMap(\.sends)
-                let outage = state.withLockedValue { !$0.unpublished.isEmpty }
-                do {
-                    if outage { throw ClusterError(description: "earlier sends still wait for the database") }
-                    try await insert(pending)
-                    failures = 0
-                } catch {
-                    // The database is away: local connections still get the sends now, the other servers once it
-                    // is back (the origin mark keeps this server from applying them twice).
-                    failures += 1
-                    deliverDuringOutage(pending, error: error)
-                }
                 for entry in batch { entry.done?.resume() }
-                if failures > 0 { await backOff(failures) }
             }
-            if state.withLockedValue({ !$0.unpublished.isEmpty }) { publisherWake.yield() }
         }
     }
 
-    private func deliverDuringOutage(_ pending: [Pending], error: any Error) {
-        let (wasUp, overflow) = state.withLockedValue { state -> (Bool, Int) in
+    /// Writes the sends delivered here during an outage once the database answers again, oldest first.
+    private func retryLoop() async {
+        var failures = 0
+        for await _ in retryWakes {
+            while !Task.isCancelled {
+                let retry = state.withLockedValue { Array($0.unpublished.prefix(Self.batchSize)) }
+                if retry.isEmpty { break }
+                do {
+                    try await insert(retry)
+                    state.withLockedValue { $0.unpublished.removeFirst(retry.count) }
+                    failures = 0
+                } catch {
+                    failures += 1
+                    await backOff(failures)
+                }
+            }
+        }
+    }
+
+    private func deliverDuringOutage(_ pending: [Pending], error: (any Error)?) {
+        let (wasUp, dropped) = state.withLockedValue { state -> (Bool, Int) in
             let wasUp = state.databaseUp
             state.databaseUp = false
-            state.unpublished.append(contentsOf: pending.map { Pending(send: $0.send, origin: serverID) })
-            let overflow = max(0, state.unpublished.count - Self.maximumUnpublished)
-            if overflow > 0 { state.unpublished.removeFirst(overflow) }
-            return (wasUp, overflow)
+            // Beyond the cap the newest are not kept (the oldest may be under way to the database).
+            let room = max(0, Self.maximumUnpublished - state.unpublished.count)
+            state.unpublished.append(contentsOf: pending.prefix(room).map { Pending(send: $0.send, origin: serverID) })
+            return (wasUp, pending.count - min(room, pending.count))
         }
         if wasUp {
             logger.warning(
                 "PostgreSQL unavailable: delivering sends locally and keeping them for the other servers",
-                metadata: ["error": "\(String(reflecting: error))"])
+                metadata: ["error": "\(error.map { String(reflecting: $0) } ?? "")"])
         }
+        retryWake.yield()
         for entry in pending { hub.deliver(entry.send) }
-        if overflow > 0 {
-            logger.error("too many sends waiting for PostgreSQL: the oldest will not reach other servers", metadata: ["dropped": "\(overflow)"])
-            for _ in 0..<overflow { metrics.dropped(reason: "cluster_backlog") }
+        if dropped > 0 {
+            logger.error(
+                "too many sends waiting for PostgreSQL: these will not reach other servers",
+                metadata: ["dropped": "\(dropped)"])
+            for _ in 0..<dropped { metrics.dropped(reason: "cluster_backlog") }
+        }
+    }
+
+    /// Runs `operation`, failing after `queryTimeout`.
+    private func bounded<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+        try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask { try await operation() }
+            group.addTask {
+                try await Task.sleep(for: Self.queryTimeout)
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next(), let value = first else {
+                throw ClusterError(description: "PostgreSQL did not answer within \(Self.queryTimeout)")
+            }
+            return value
         }
     }
 
     private func insert(_ pending: [Pending]) async throws {
+        try await bounded { try await self.insertNow(pending) }
+    }
+
+    private func insertNow(_ pending: [Pending]) async throws {
         let payloads = pending.map { entry -> String in
             var elements = entry.send.json.arrayValue ?? []
             if let origin = entry.origin { elements.append(.string(origin)) }
@@ -298,7 +335,7 @@ final class PostgresBus: MessageBus, Sendable {
         for await _ in readerWakes {
             if Task.isCancelled { break }
             do {
-                while try await catchUp() {}
+                while try await bounded({ try await self.catchUp() }) {}
             } catch {
                 logger.debug("catching up failed", metadata: ["error": "\(String(reflecting: error))"])
             }
@@ -358,6 +395,12 @@ final class PostgresBus: MessageBus, Sendable {
     /// Messages after `after` up to `through`, in order, and whether the window still holds everything after
     /// `after` (older rows are pruned after `retention`).
     func messages(after: Int64, through: Int64) async throws -> (rows: [(id: Int64, send: Send)], complete: Bool) {
+        try await bounded { try await self.messagesNow(after: after, through: through) }
+    }
+
+    private func messagesNow(after: Int64, through: Int64) async throws -> (
+        rows: [(id: Int64, send: Send)], complete: Bool
+    ) {
         var result: [(id: Int64, send: Send)] = []
         let rows = try await client.query(
             """
@@ -390,7 +433,7 @@ final class PostgresBus: MessageBus, Sendable {
         while !Task.isCancelled {
             try? await Task.sleep(for: .seconds(5))
             do {
-                try await heartbeat()
+                try await bounded { try await self.heartbeat() }
                 try await client.query(
                     "DELETE FROM websockets_pool WHERE heartbeat < now() - interval '30 seconds'", logger: logger)
                 try await client.query(

@@ -7,7 +7,8 @@ enum PostgresURL {
         guard let components = URLComponents(string: url),
             components.scheme == "postgres" || components.scheme == "postgresql", let host = components.host
         else {
-            throw SettingsError(description: "postgres must be a URL such as postgres://user:password@127.0.0.1:5432/db")
+            throw SettingsError(
+                description: "postgres must be a URL such as postgres://user:password@127.0.0.1:5432/db")
         }
         let database = components.path.split(separator: "/").first.map(String.init)
         var configuration = PostgresClient.Configuration(
@@ -15,6 +16,7 @@ enum PostgresURL {
             password: components.password, database: database, tls: .disable)
         configuration.options.minimumConnections = 1
         configuration.options.maximumConnections = 8
+        configuration.options.connectTimeout = .seconds(2)
         return configuration
     }
 }

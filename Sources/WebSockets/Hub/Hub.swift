@@ -148,7 +148,11 @@ public final class Hub: Sendable {
     /// reconnection).
     func selects(_ send: Send, _ connection: Connection) -> Bool {
         let keys: Set<String>
-        if case .array(let items) = send.target { keys = Set(items.map(\.indexKey)) } else { keys = [send.target.indexKey] }
+        if case .array(let items) = send.target {
+            keys = Set(items.map(\.indexKey))
+        } else {
+            keys = [send.target.indexKey]
+        }
         let session = connection.session
         switch send.sendTo {
         case .all: return true

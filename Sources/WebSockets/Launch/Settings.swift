@@ -51,7 +51,8 @@ public struct Settings: Sendable {
         var values: [String: String] = [
             "site": site, "security_key": securityKey, "listen_port": String(listenPort),
             "listen_locally": String(listenLocally), "spawn": String(spawn), "web_port": String(webPort),
-            "log_file": logFile, "retention": String(retention), "site_timeout": String(siteTimeout), "session_cache_ttl": String(sessionCacheTTL),
+            "log_file": logFile, "retention": String(retention), "site_timeout": String(siteTimeout),
+            "session_cache_ttl": String(sessionCacheTTL),
             "site_concurrency": String(siteConcurrency), "max_message_size": String(maxMessageSize),
             "ping_interval": String(pingInterval), "idle_timeout": String(idleTimeout),
             "max_outbound_buffer": String(maxOutboundBuffer), "max_connections_per_ip": String(maxConnectionsPerIP),

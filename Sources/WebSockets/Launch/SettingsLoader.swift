@@ -10,7 +10,8 @@ public struct SettingsLoader: Sendable {
     static let known: [(name: String, kind: Kind)] = [
         ("site", .string), ("security_key", .string), ("listen_port", .integer), ("listen_locally", .boolean),
         ("session_endpoint", .string), ("message_endpoint", .string), ("allowed_origins", .list),
-        ("postgres", .string), ("spawn", .boolean), ("web_port", .integer), ("log_file", .string), ("retention", .integer),
+        ("postgres", .string), ("spawn", .boolean), ("web_port", .integer), ("log_file", .string),
+        ("retention", .integer),
         ("site_timeout", .number),
         ("session_cache_ttl", .number), ("site_concurrency", .integer), ("max_message_size", .integer),
         ("ping_interval", .number), ("idle_timeout", .number), ("max_outbound_buffer", .integer),

@@ -116,12 +116,15 @@ extension WebSocketsServer {
     private func recover(_ connection: Connection, after lastID: Int64?, from cluster: PostgresBus) async {
         let head = cluster.head
         guard let lastID else {
-            connection.send(Message(action: "Client/recovery", details: ["last_id": .int(head), "recovered": 0, "complete": true]))
+            connection.send(
+                Message(action: "Client/recovery", details: ["last_id": .int(head), "recovered": 0, "complete": true]))
             return
         }
         guard lastID < head else {
             let details: JSON = ["last_id": .int(max(lastID, head)), "recovered": 0, "complete": true]
-            connection.release(replay: [ByteBuffer(bytes: Message(action: "Client/recovery", details: details).encoded())], skipping: [])
+            connection.release(
+                replay: [ByteBuffer(bytes: Message(action: "Client/recovery", details: details).encoded())],
+                skipping: [])
             return
         }
         var frames: [ByteBuffer] = []
@@ -133,14 +136,17 @@ extension WebSocketsServer {
             for (id, send) in rows {
                 covered.insert(id)
                 if hub.selects(send, connection) {
-                    frames.append(ByteBuffer(bytes: Message(action: send.action, details: send.details).encoded(id: id)))
+                    frames.append(
+                        ByteBuffer(bytes: Message(action: send.action, details: send.details).encoded(id: id)))
                 }
             }
         } catch {
             connection.userLogger.warning("recovery failed", metadata: ["error": "\(String(reflecting: error))"])
         }
         metrics.messagesOut.increment(by: Int64(frames.count))
-        let details: JSON = ["last_id": .int(head), "recovered": .int(Int64(frames.count)), "complete": .bool(complete)]
+        let details: JSON = [
+            "last_id": .int(head), "recovered": .int(Int64(frames.count)), "complete": .bool(complete),
+        ]
         frames.append(ByteBuffer(bytes: Message(action: "Client/recovery", details: details).encoded()))
         connection.release(replay: frames, skipping: covered)
     }

@@ -1,0 +1,220 @@
+import Foundation
+import NIOConcurrencyHelpers
+import Testing
+
+@testable import WebSockets
+
+/// Several servers on one real PostgreSQL.
+@Suite(.serialized) struct ClusterTests {
+    struct Cluster {
+        let postgres: PostgresServer
+        let site: TestSite
+        let servers: [WebSocketsServer]
+
+        static func start(_ count: Int, adjust: (inout Settings) -> Void = { _ in }) async throws -> Cluster {
+            let postgres = try await PostgresServer.start()
+            let site = try await TestSite.start()
+            var servers: [WebSocketsServer] = []
+            for _ in 0..<count {
+                servers.append(try await Cluster.server(site: site, postgres: postgres, adjust: adjust))
+            }
+            return Cluster(postgres: postgres, site: site, servers: servers)
+        }
+
+        static func server(
+            site: TestSite, postgres: PostgresServer, port: Int = 0, adjust: (inout Settings) -> Void = { _ in }
+        ) async throws -> WebSocketsServer {
+            var settings = Settings(site: site.url, securityKey: site.key)
+            settings.listenPort = port
+            settings.postgres = postgres.url
+            adjust(&settings)
+            let server = WebSocketsServer(settings: settings)
+            try await server.start()
+            return server
+        }
+
+        func connect(_ sid: String, to index: Int) async throws -> TestWebSocket {
+            let socket = try await TestWebSocket.authenticated(port: servers[index].port, sid: sid)
+            let recovery = try await socket.nextMessage()
+            guard recovery.action == "Client/recovery" else {
+                throw TestWebSocket.Failure(description: "expected Client/recovery, got \(recovery)")
+            }
+            return socket
+        }
+
+        func post(_ body: String, to index: Int) async throws -> Int {
+            let client = CurlClient(maximumConcurrency: 1)
+            let result = await client.perform(
+                HTTPClientRequest(
+                    method: "POST", url: "http://127.0.0.1:\(servers[index].port)/WebSockets/send",
+                    headers: [("X-WebSockets-Key", site.key)], body: Array(body.utf8), timeout: .seconds(10)))
+            await client.shutdown()
+            return try result.get().status
+        }
+
+        func stopServers() async {
+            for server in servers { await server.shutdown() }
+            await site.shutdown()
+        }
+    }
+
+    /// The next message's text, whole (to see the id a cluster adds).
+    private func nextText(_ socket: TestWebSocket) async throws -> String {
+        while true {
+            switch try await socket.next() {
+            case .text(let text): return text
+            case .ping: continue
+            case let other: throw TestWebSocket.Failure(description: "expected a message, got \(other)")
+            }
+        }
+    }
+
+    @Test func sendsOnEachServerReachTabsOnTheOthers() async throws {
+        let cluster = try await Cluster.start(3)
+        defer { cluster.postgres.shutdown() }
+        defer { Task { await cluster.stopServers() } }
+        let aliceOnA = try await cluster.connect("alice", to: 0)
+        let aliceOnB = try await cluster.connect("alice2", to: 1)
+        let bobOnC = try await cluster.connect("bob", to: 2)
+        for index in 0..<3 {
+            #expect(try await cluster.post(#"["from", \#(index), 3, 1]"#, to: index) == 202)
+            for socket in [aliceOnA, aliceOnB] {
+                let frame = try JSON(parsing: try await nextText(socket))
+                #expect(frame.arrayValue?.prefix(2) == ["from", .int(Int64(index))])
+                #expect(frame.arrayValue?.count == 3, "the frame carries its id")
+            }
+        }
+        try await bobOnC.expectNoMessage()
+        // Groups and in-process sends cross servers too; a browser's message answered by the site reaches all.
+        cluster.servers[2].sendToClients("group", "g2", .usersGroup, 2)
+        #expect(try await bobOnC.nextMessage() == Message(action: "group", details: "g2"))
+        try await aliceOnB.send("broadcast", "everyone")
+        for socket in [aliceOnA, aliceOnB, bobOnC] {
+            #expect(try await socket.nextMessage() == Message(action: "broadcast", details: "everyone"))
+        }
+        // Logging a user out closes their tabs on every server.
+        cluster.servers[2].sendToClients("Server/close_by_user", 1, .all)
+        for socket in [aliceOnA, aliceOnB] {
+            #expect(try await socket.nextClose().before.last == Message(action: "Server/close"))
+        }
+        try await bobOnC.expectNoMessage()
+        // Every server is in the pool, and leaves it on shutdown.
+        #expect(try cluster.postgres.psql("SELECT count(*) FROM websockets_pool") == "3")
+        await cluster.servers[1].shutdown()
+        #expect(try cluster.postgres.psql("SELECT count(*) FROM websockets_pool") == "2")
+    }
+
+    @Test func aSendInsideARolledBackTransactionReachesNoOne() async throws {
+        let cluster = try await Cluster.start(2)
+        defer { cluster.postgres.shutdown() }
+        defer { Task { await cluster.stopServers() } }
+        let alice = try await cluster.connect("alice", to: 0)
+        let bob = try await cluster.connect("bob", to: 1)
+        try cluster.postgres.psql(#"BEGIN; SELECT websockets_send('tx', '"rolled back"', 1); ROLLBACK;"#)
+        try await alice.expectNoMessage(within: .milliseconds(1500))
+        try await bob.expectNoMessage(within: .milliseconds(100))
+        try cluster.postgres.psql(#"BEGIN; SELECT websockets_send('tx', '"committed"', 3, '2'); COMMIT;"#)
+        #expect(try await bob.nextMessage() == Message(action: "tx", details: "committed"))
+        try await alice.expectNoMessage()
+    }
+
+    @Test func aHundredKilobytePayloadCrossesServers() async throws {
+        let cluster = try await Cluster.start(2)
+        defer { cluster.postgres.shutdown() }
+        defer { Task { await cluster.stopServers() } }
+        let bob = try await cluster.connect("bob", to: 1)
+        let big = String(repeating: "0123456789abcdef", count: 6400)
+        cluster.servers[0].sendToClients("big", .string(big), .specificUsers, 2)
+        let message = try await bob.nextMessage()
+        #expect(message.details.stringValue == big)
+    }
+
+    @Test func aPostgresRestartMidStreamLosesNothing() async throws {
+        let cluster = try await Cluster.start(2)
+        defer { cluster.postgres.shutdown() }
+        defer { Task { await cluster.stopServers() } }
+        let alice = try await cluster.connect("alice", to: 0)
+        let bob = try await cluster.connect("bob", to: 1)
+        for number in 1...45 {
+            if number == 16 { try cluster.postgres.stop() }
+            if number == 31 { try cluster.postgres.start() }
+            #expect(try await cluster.post(#"["n", \#(number), 1]"#, to: 0) == 202)
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        for socket in [alice, bob] {
+            var seen: [Int64] = []
+            while seen.count < 45 {
+                let message = try await socket.nextMessage(timeout: .seconds(20))
+                if message.action == "n", let number = message.details.intValue { seen.append(number) }
+            }
+            #expect(seen.sorted() == Array(1...45), "every send arrives once")
+            try await socket.expectNoMessage(within: .milliseconds(300))
+        }
+    }
+
+    @Test func clientsOfAKilledServerRecoverThroughAnother() async throws {
+        let cluster = try await Cluster.start(1)
+        defer { cluster.postgres.shutdown() }
+        defer { Task { await cluster.stopServers() } }
+        let directory = try ServerProcess.temporaryDirectory()
+        let port = try ServerProcess.freePort()
+        let doomed = try ServerProcess(
+            [
+                "start", cluster.site.url, "--listen-port", "\(port)", "--postgres", cluster.postgres.url,
+                "--security-key", cluster.site.key,
+            ], directory: directory)
+        defer { doomed.stop() }
+        try await eventually(timeout: .seconds(20), "the server process joins the pool") {
+            (try? cluster.postgres.psql("SELECT count(*) FROM websockets_pool")) == "2"
+        }
+        let alice = try await TestWebSocket.authenticated(port: port, sid: "alice")
+        _ = try await alice.nextMessage()
+        cluster.servers[0].sendToClients("before", 1, .specificUsers, 1)
+        let seen = try JSON(parsing: try await nextText(alice))
+        let lastID = try #require(seen.arrayValue?[2].intValue)
+
+        kill(doomed.process.processIdentifier, SIGKILL)
+        doomed.process.waitUntilExit()
+        for (index, action) in ["missed-1", "other-user", "missed-2"].enumerated() {
+            cluster.servers[0].sendToClients(action, .int(Int64(index)), .specificUsers, action == "other-user" ? 2 : 1)
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        // Back through the other server, saying what it saw last: the missed messages come first, in order.
+        let back = try await TestWebSocket.connect(port: cluster.servers[0].port, headers: [("Cookie", "sid=alice")])
+        try await back.send("Client/authentication", ["last_id": .int(lastID)])
+        #expect(try await back.nextMessage() == Message(action: "Client/authentication", details: "ok"))
+        #expect(try await back.nextMessage().action == "missed-1")
+        #expect(try await back.nextMessage().action == "missed-2")
+        let recovery = try await back.nextMessage()
+        #expect(recovery.action == "Client/recovery")
+        #expect(recovery.details["recovered"] == 2)
+        #expect(recovery.details["complete"] == true)
+        cluster.servers[0].sendToClients("live", nil, .specificUsers, 1)
+        #expect(try await back.nextMessage().action == "live")
+
+        // Beyond the retention window the browser is told that recovery is incomplete.
+        try cluster.postgres.psql("DELETE FROM websockets_messages")
+        let late = try await TestWebSocket.connect(port: cluster.servers[0].port, headers: [("Cookie", "sid=alice")])
+        try await late.send("Client/authentication", ["last_id": .int(lastID)])
+        _ = try await late.nextMessage()
+        let incomplete = try await late.nextMessage()
+        #expect(incomplete.action == "Client/recovery")
+        #expect(incomplete.details["complete"] == false)
+    }
+
+    @Test func theCommandLineFindsALiveServerInThePool() async throws {
+        let cluster = try await Cluster.start(1)
+        defer { cluster.postgres.shutdown() }
+        defer { Task { await cluster.stopServers() } }
+        let bob = try await cluster.connect("bob", to: 0)
+        let directory = try ServerProcess.temporaryDirectory()
+        // No listen_port here: the address comes from the pool.
+        let sent = try ServerProcess.run(
+            [
+                "send", "pooled", #""hi""#, "--to", "users", "--target", "2", "--postgres", cluster.postgres.url,
+                "--security-key", cluster.site.key, "--listen-port", "1",
+            ], directory: directory)
+        #expect(sent.status == 0)
+        #expect(try await bob.nextMessage() == Message(action: "pooled", details: "hi"))
+    }
+}

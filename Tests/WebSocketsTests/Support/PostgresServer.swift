@@ -1,0 +1,78 @@
+import Foundation
+import WebSockets
+
+/// A real PostgreSQL from Debian's packages, in a temporary data directory on a loopback port. It refuses to run as
+/// root, so when the tests are root it runs as the `postgres` user.
+final class PostgresServer: Sendable {
+    let port: Int
+    let directory: String
+    private let binaries: String
+
+    static func start() async throws -> PostgresServer {
+        let versions = (try? FileManager.default.contentsOfDirectory(atPath: "/usr/lib/postgresql")) ?? []
+        guard let version = versions.sorted().last else {
+            throw TestWebSocket.Failure(description: "PostgreSQL is not installed (apt-get install postgresql)")
+        }
+        let binaries = "/usr/lib/postgresql/\(version)/bin"
+        let directory = NSTemporaryDirectory() + "websockets-pg-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let server = PostgresServer(port: try ServerProcess.freePort(), directory: directory, binaries: binaries)
+        if getuid() == 0 { try server.shell("chown -R postgres:postgres \(directory)", asPostgres: false) }
+        try server.shell("\(binaries)/initdb -D \(directory)/data -U postgres --auth=trust -E UTF8 >/dev/null")
+        try server.start()
+        return server
+    }
+
+    private init(port: Int, directory: String, binaries: String) {
+        self.port = port
+        self.directory = directory
+        self.binaries = binaries
+    }
+
+    var url: String { "postgres://postgres@127.0.0.1:\(port)/postgres" }
+
+    func start() throws {
+        try shell(
+            "\(binaries)/pg_ctl -D \(directory)/data -l \(directory)/log -w -o \"-p \(port) -k \(directory) -c listen_addresses=127.0.0.1 -c fsync=off\" start >/dev/null"
+        )
+    }
+
+    func stop() throws {
+        try shell("\(binaries)/pg_ctl -D \(directory)/data -m fast -w stop >/dev/null")
+    }
+
+    /// Runs SQL with psql; its output, tuples only.
+    @discardableResult
+    func psql(_ sql: String) throws -> String {
+        let escaped = sql.replacingOccurrences(of: "'", with: "'\\''")
+        return try shell(
+            "psql -X -q -t -A -h 127.0.0.1 -p \(port) -U postgres -d postgres -c '\(escaped)'", asPostgres: false)
+    }
+
+    func shutdown() {
+        try? stop()
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    /// Runs a shell command; its output goes through a file. It is started with the project's own posix_spawn
+    /// (which passes no descriptor beyond 0–2) rather than Foundation's Process, whose end the daemon that pg_ctl
+    /// starts would otherwise keep waiting.
+    @discardableResult
+    private func shell(_ command: String, asPostgres: Bool = true) throws -> String {
+        let outputPath = NSTemporaryDirectory() + "websockets-sh-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: outputPath) }
+        let quoted = command.replacingOccurrences(of: "'", with: "'\\''")
+        let line = asPostgres && getuid() == 0 ? "runuser -u postgres -- sh -c '\(quoted)'" : command
+        let options = ChildProcess.Options(
+            executable: "/bin/sh", arguments: ["/bin/sh", "-c", "(\(line)) > \(outputPath) 2>&1"],
+            environment: ProcessInfo.processInfo.environment)
+        let pid = try ChildProcess.spawn(options)
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
+        let text = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
+        guard status == 0 else {
+            throw TestWebSocket.Failure(description: "\(command) failed: \(text)")
+        }
+        return text.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+}
