@@ -217,4 +217,45 @@ import Testing
         #expect(sent.status == 0)
         #expect(try await bob.nextMessage() == Message(action: "pooled", details: "hi"))
     }
+
+    @Test func aBrowserTabFailsOverToAnotherServerWithNothingMissing() async throws {
+        let cluster = try await Cluster.start(1)
+        defer { cluster.postgres.shutdown() }
+        defer { Task { await cluster.stopServers() } }
+        let directory = try ServerProcess.temporaryDirectory()
+        let port = try ServerProcess.freePort()
+        let doomed = try ServerProcess(
+            [
+                "start", cluster.site.url, "--listen-port", "\(port)", "--postgres", cluster.postgres.url,
+                "--security-key", cluster.site.key,
+            ], directory: directory)
+        defer { doomed.stop() }
+        try await eventually(timeout: .seconds(20), "the server process joins the pool") {
+            (try? cluster.postgres.psql("SELECT count(*) FROM websockets_pool")) == "2"
+        }
+        let survivor = cluster.servers[0]
+        let browser = try await Chromium.launch()
+        defer { browser.kill() }
+        let urls = "ws://127.0.0.1:\(port)/WebSockets,ws://127.0.0.1:\(survivor.port)/WebSockets"
+        let page = try await browser.open(
+            "\(cluster.site.url)/page?server=\(survivor.port)&sid=alice&urls=\(urls)", in: try await browser.newContext())
+        try await page.evaluate(
+            "window.got = []; window.recoveries = []; cs.WebSockets.on('n', (n) => got.push(n)).on('Client/recovery', (r) => recoveries.push(r)); true"
+        )
+        // The first Client/recovery (on load) tells the page where the stream stands.
+        try await page.waitFor("cs.WebSockets.state === 'online' && cs.WebSockets.lastId !== null")
+        #expect(survivor.hub.counts.connections == 0, "the tab is on the server that will die")
+        survivor.sendToClients("n", 1, .specificUsers, 1)
+        try await page.waitFor("got.length === 1")
+
+        kill(doomed.process.processIdentifier, SIGKILL)
+        for number in 2...4 { survivor.sendToClients("n", .int(Int64(number)), .specificUsers, 1) }
+        try await page.waitFor("cs.WebSockets.state === 'online' && recoveries.length === 1", timeout: .seconds(20))
+        survivor.sendToClients("n", 5, .specificUsers, 1)
+        try await page.waitFor("got.length >= 5")
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(try await page.evaluate("got") == [1, 2, 3, 4, 5])
+        #expect(try await page.evaluate("recoveries[0].complete") == true)
+        #expect(survivor.hub.counts.connections == 1)
+    }
 }

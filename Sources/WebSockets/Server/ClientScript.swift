@@ -23,7 +23,11 @@ enum ClientScript {
   if (cs.WebSockets) return;
 
   var script = typeof document !== 'undefined' ? document.currentScript : null;
-  var url = (script && script.getAttribute('data-url')) || global.csWebSocketsUrl || defaultUrl();
+  /* One address, or several separated by commas or spaces (servers of a cluster): on reconnection the next one. */
+  var urls = parseUrls((script && script.getAttribute('data-url')) || global.csWebSocketsUrl || defaultUrl());
+  var urlIndex = 0;
+  /* The id of the last cluster message seen: sent with Client/authentication so that missed ones are replayed. */
+  var lastId = null;
   var backoffBase = 500;
   var backoffCap = 30000;
 
@@ -33,6 +37,10 @@ enum ClientScript {
   var timer = null;
   var queue = [];
   var handlers = {};
+
+  function parseUrls(text) {
+    return String(text).split(/[\s,]+/).filter(function (part) { return part; });
+  }
 
   function defaultUrl() {
     if (typeof location === 'undefined') return '';
@@ -75,12 +83,12 @@ enum ClientScript {
   function connect() {
     clearTimeout(timer);
     timer = null;
-    if (state === 'closed' || !url) return;
+    if (state === 'closed' || !urls.length) return;
     if (socket && (socket.readyState === 0 || socket.readyState === 1)) return;
     setState('connecting');
     var ws;
     try {
-      ws = new WebSocket(url);
+      ws = new WebSocket(urls[urlIndex % urls.length]);
     } catch (error) {
       scheduleReconnect();
       return;
@@ -89,7 +97,7 @@ enum ClientScript {
     ws.onopen = function () {
       if (socket !== ws) return;
       setState('authenticating');
-      ws.send(JSON.stringify(['Client/authentication', null]));
+      ws.send(JSON.stringify(['Client/authentication', lastId === null ? null : { last_id: lastId }]));
     };
     ws.onmessage = function (event) {
       if (socket !== ws) return;
@@ -100,12 +108,14 @@ enum ClientScript {
         return;
       }
       if (!Array.isArray(frame) || typeof frame[0] !== 'string') return;
+      if (typeof frame[2] === 'number' && (lastId === null || frame[2] > lastId)) lastId = frame[2];
       receive(frame[0], frame.length > 1 ? frame[1] : null);
     };
     ws.onclose = function () {
       if (socket !== ws) return;
       socket = null;
       if (state === 'closed') return;
+      urlIndex += 1;
       scheduleReconnect();
     };
     ws.onerror = function () {};
@@ -117,6 +127,13 @@ enum ClientScript {
       setState('online');
       emit(action, details, false);
       flush();
+      return;
+    }
+    if (action === 'Client/recovery') {
+      if (details && typeof details.last_id === 'number' && (lastId === null || details.last_id > lastId)) {
+        lastId = details.last_id;
+      }
+      emit(action, details, false);
       return;
     }
     if (action === 'Server/close') {
@@ -183,9 +200,12 @@ enum ClientScript {
       flush();
       return api;
     },
-    /** Connects to another address (closing the current connection). */
+    /** Connects to other addresses (closing the current connection). */
     connect: function (address) {
-      url = address || url;
+      if (address) {
+        urls = parseUrls(address);
+        urlIndex = 0;
+      }
       if (socket) {
         var old = socket;
         socket = null;
@@ -197,6 +217,8 @@ enum ClientScript {
   };
   /** connecting, authenticating, online, offline, or closed (after Server/close; no reconnect). */
   Object.defineProperty(api, 'state', { get: function () { return state; }, enumerable: true });
+  /** The id of the last cluster message received (null on a single server). */
+  Object.defineProperty(api, 'lastId', { get: function () { return lastId; }, enumerable: true });
   /** How many messages wait for the next authentication. */
   Object.defineProperty(api, 'queued', { get: function () { return queue.length; }, enumerable: true });
   cs.WebSockets = api;

@@ -150,7 +150,7 @@ extension TestSite {
         } else {
             html = """
                 <!doctype html><title>test page</title>
-                <script src="http://127.0.0.1:\(server)/WebSockets/client.js" data-url="ws://127.0.0.1:\(server)/WebSockets"></script>
+                <script src="http://127.0.0.1:\(server)/WebSockets/client.js" data-url="\(request.queryValue("urls") ?? "ws://127.0.0.1:\(server)/WebSockets")"></script>
                 <script>
                   window.log = [];
                   cs.WebSockets.on('Client/state', function (state) { log.push('state:' + state); });
