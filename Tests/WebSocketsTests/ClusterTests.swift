@@ -238,7 +238,8 @@ import Testing
         defer { browser.kill() }
         let urls = "ws://127.0.0.1:\(port)/WebSockets,ws://127.0.0.1:\(survivor.port)/WebSockets"
         let page = try await browser.open(
-            "\(cluster.site.url)/page?server=\(survivor.port)&sid=alice&urls=\(urls)", in: try await browser.newContext())
+            "\(cluster.site.url)/page?server=\(survivor.port)&sid=alice&urls=\(urls)",
+            in: try await browser.newContext())
         try await page.evaluate(
             "window.got = []; window.recoveries = []; cs.WebSockets.on('n', (n) => got.push(n)).on('Client/recovery', (r) => recoveries.push(r)); true"
         )

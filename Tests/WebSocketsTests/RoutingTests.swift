@@ -81,9 +81,10 @@ import Testing
     @Test func expiredSessionIsClosedInsteadOfSentTo() async throws {
         let harness = try await Harness.start()
         defer { Task { await harness.stop() } }
-        harness.site.addSession("short", user: 7, expire: Int64(Date().timeIntervalSince1970) + 1)
+        // Whole seconds: valid for at least two more seconds, expired after three.
+        harness.site.addSession("short", user: 7, expire: Int64(Date().timeIntervalSince1970) + 3)
         let socket = try await harness.connect("short")
-        try await Task.sleep(for: .milliseconds(2100))
+        try await Task.sleep(for: .milliseconds(3100))
         harness.server.sendToClients("late", "x", .specificUsers, 7)
         let close = try await socket.nextClose()
         #expect(close.before.isEmpty)
