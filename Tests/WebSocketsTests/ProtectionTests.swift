@@ -54,8 +54,9 @@ import Testing
 
         let fragmented = try await harness.connect("alice")
         try await fragmented.sendFrame(.text, ByteBuffer(string: #"["big","#), fin: false)
+        // The server may close as soon as the limit is passed, before the last fragment is written.
         for _ in 0..<3 {
-            try await fragmented.sendFrame(.continuation, ByteBuffer(string: String(big.prefix(600))), fin: false)
+            try? await fragmented.sendFrame(.continuation, ByteBuffer(string: String(big.prefix(600))), fin: false)
         }
         #expect(try await fragmented.nextClose().code == 1009)
 
