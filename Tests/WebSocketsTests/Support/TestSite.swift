@@ -170,7 +170,7 @@ struct Harness: Sendable {
         let site = try await TestSite.start()
         var settings = Settings(site: site.url, securityKey: site.key)
         settings.listenPort = 0
-        settings.siteTimeout = 1
+        settings.siteTimeout = 3
         adjust(&settings)
         let server = WebSocketsServer(settings: settings)
         try await server.start()
