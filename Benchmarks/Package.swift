@@ -1,0 +1,25 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// Benchmarks live in their own package so that `swift test` at the root does not build them.
+let package = Package(
+    name: "websockets-benchmarks",
+    platforms: [.macOS(.v14)],
+    dependencies: [
+        .package(name: "websockets", path: ".."),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+    ],
+    targets: [
+        .executableTarget(
+            name: "ClusterLatency",
+            dependencies: [
+                .product(name: "WebSockets", package: "websockets"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]
+        )
+    ]
+)

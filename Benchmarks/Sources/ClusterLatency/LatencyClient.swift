@@ -1,0 +1,96 @@
+import Dispatch
+import Foundation
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOWebSocket
+import WebSockets
+
+/// Latencies in nanoseconds, from the publisher's timestamp in the details to the moment a client read the frame.
+final class LatencyRecorder: Sendable {
+    private let samples = NIOLockedValueBox<[UInt64]>([])
+    private let authenticated = NIOLockedValueBox(0)
+
+    func record(_ text: String) {
+        let now = DispatchTime.now().uptimeNanoseconds
+        guard let message = try? Message(frame: text) else { return }
+        if message.action == "Client/recovery" {
+            authenticated.withLockedValue { $0 += 1 }
+            return
+        }
+        guard let sent = message.details["ts"]?.intValue else { return }
+        samples.withLockedValue { $0.append(now &- UInt64(sent)) }
+    }
+
+    var authenticatedCount: Int { authenticated.withLockedValue { $0 } }
+
+    /// The samples so far, and clears them.
+    func take() -> [UInt64] {
+        samples.withLockedValue { samples in
+            defer { samples = [] }
+            return samples
+        }
+    }
+}
+
+/// A WebSocket client that authenticates with a cookie and records the latency of every message it reads.
+enum LatencyClient {
+    static func connect(port: Int, cookie: String, recorder: LatencyRecorder) async throws -> any Channel {
+        let group = MultiThreadedEventLoopGroup.singleton
+        let upgraded = group.next().makePromise(of: Void.self)
+        var head = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/WebSockets")
+        head.headers.add(name: "Host", value: "127.0.0.1:\(port)")
+        head.headers.add(name: "Cookie", value: cookie)
+        let requestHead = head
+        let channel = try await ClientBootstrap(group: group)
+            .channelInitializer { channel in
+                let key = Data((0..<16).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()
+                let upgrader = NIOWebSocketClientUpgrader(requestKey: key, maxFrameSize: 1 << 20) { channel, _ in
+                    channel.pipeline.removeHandler(name: "request").flatMapThrowing {
+                        try channel.pipeline.syncOperations.addHandler(Reader(recorder: recorder))
+                        upgraded.succeed()
+                    }
+                }
+                return channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers(
+                        withClientUpgrade: (upgraders: [upgrader], completionHandler: { _ in }))
+                    try channel.pipeline.syncOperations.addHandler(Requester(head: requestHead), name: "request")
+                }
+            }
+            .connect(host: "127.0.0.1", port: port).get()
+        try await upgraded.futureResult.get()
+        let hello = ByteBuffer(string: #"["Client/authentication",null]"#)
+        try await channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .text, maskKey: .random(), data: hello)).get()
+        return channel
+    }
+
+    private final class Requester: ChannelInboundHandler, RemovableChannelHandler {
+        typealias InboundIn = HTTPClientResponsePart
+        typealias OutboundOut = HTTPClientRequestPart
+        let head: HTTPRequestHead
+        init(head: HTTPRequestHead) { self.head = head }
+        func channelActive(context: ChannelHandlerContext) {
+            context.write(wrapOutboundOut(.head(head)), promise: nil)
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            context.fireChannelActive()
+        }
+    }
+
+    private final class Reader: ChannelInboundHandler {
+        typealias InboundIn = WebSocketFrame
+        typealias OutboundOut = WebSocketFrame
+        let recorder: LatencyRecorder
+        init(recorder: LatencyRecorder) { self.recorder = recorder }
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            let frame = unwrapInboundIn(data)
+            switch frame.opcode {
+            case .text: recorder.record(String(buffer: frame.unmaskedData))
+            case .ping:
+                let pong = WebSocketFrame(fin: true, opcode: .pong, maskKey: .random(), data: frame.unmaskedData)
+                context.writeAndFlush(wrapOutboundOut(pong), promise: nil)
+            default: break
+            }
+        }
+    }
+}
