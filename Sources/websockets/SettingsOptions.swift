@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import WebSockets
 
 /// The settings every subcommand accepts as flags; they win over the environment and the settings file.
@@ -63,5 +64,22 @@ struct SettingsOptions: ParsableArguments {
     /// The loader for these flags, the process environment and the settings file.
     var loader: SettingsLoader {
         SettingsLoader(path: settingsPath, flags: flags)
+    }
+
+    /// The settings of a command that runs a server for a site (`start`, `web`): the arguments win, a site is
+    /// required, and a key generated now is printed once so the operator can give it to the site.
+    func serverSettings(site: String?, serverAddress: String?, command: String) throws -> Settings {
+        let loader = self.loader
+        var (settings, generated) = try loader.load()
+        if let site { settings.site = site }
+        if let serverAddress { settings.serverAddress = serverAddress }
+        guard !settings.site.isEmpty else {
+            throw ValidationError("Give the site's address: websockets \(command) https://example.com")
+        }
+        if generated {
+            print("Generated a security key and saved it to \(loader.path): \(settings.securityKey)")
+            fflush(nil)
+        }
+        return settings
     }
 }

@@ -19,18 +19,7 @@ struct StartCommand: AsyncParsableCommand {
 
     func run() async throws {
         let logger = CLI.bootstrapLogging()
-        let loader = options.loader
-        var (settings, generated) = try loader.load()
-        if let site { settings.site = site }
-        if let serverAddress { settings.serverAddress = serverAddress }
-        guard !settings.site.isEmpty else {
-            throw ValidationError("Give the site's address: websockets start https://example.com")
-        }
-        if generated {
-            // Printed once, on the start that generated it, so the operator can give it to the site.
-            print("Generated a security key and saved it to \(loader.path): \(settings.securityKey)")
-            fflush(nil)
-        }
+        let settings = try options.serverSettings(site: site, serverAddress: serverAddress, command: "start")
         let server = WebSocketsServer(settings: settings, logger: logger)
         let group = ServiceGroup(
             configuration: .init(services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))

@@ -22,18 +22,8 @@ struct WebCommand: AsyncParsableCommand {
 
     func run() async throws {
         let logger = CLI.bootstrapLogging()
-        let loader = options.loader
-        var (settings, generated) = try loader.load()
-        if let site { settings.site = site }
-        if let serverAddress { settings.serverAddress = serverAddress }
+        var settings = try options.serverSettings(site: site, serverAddress: serverAddress, command: "web")
         if let logFile { settings.logFile = logFile }
-        guard !settings.site.isEmpty else {
-            throw ValidationError("Give the site's address: websockets web https://example.com")
-        }
-        if generated {
-            print("Generated a security key and saved it to \(loader.path): \(settings.securityKey)")
-            fflush(nil)
-        }
         let service = WebStartService(settings: settings, logger: logger)
         let group = ServiceGroup(
             configuration: .init(services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))

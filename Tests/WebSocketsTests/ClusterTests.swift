@@ -52,6 +52,26 @@ import Testing
             return try result.get().status
         }
 
+        /// One more server of the cluster, as a process of its own (to be killed), once it is in the pool.
+        func serverProcess() async throws -> (ServerProcess, port: Int) {
+            let port = try ServerProcess.freePort()
+            let process = try ServerProcess(
+                [
+                    "start", site.url, "--listen-port", "\(port)", "--postgres", postgres.url, "--security-key",
+                    site.key,
+                ], directory: try ServerProcess.temporaryDirectory())
+            let expected = String(servers.count + 1)
+            do {
+                try await eventually(timeout: .seconds(20), "the server process joins the pool") {
+                    (try? postgres.psql("SELECT count(*) FROM websockets_pool")) == expected
+                }
+            } catch {
+                process.stop()
+                throw error
+            }
+            return (process, port)
+        }
+
         func stopServers() async {
             for server in servers { await server.shutdown() }
             await site.shutdown()
@@ -156,17 +176,8 @@ import Testing
         let cluster = try await Cluster.start(1)
         defer { cluster.postgres.shutdown() }
         defer { Task { await cluster.stopServers() } }
-        let directory = try ServerProcess.temporaryDirectory()
-        let port = try ServerProcess.freePort()
-        let doomed = try ServerProcess(
-            [
-                "start", cluster.site.url, "--listen-port", "\(port)", "--postgres", cluster.postgres.url,
-                "--security-key", cluster.site.key,
-            ], directory: directory)
+        let (doomed, port) = try await cluster.serverProcess()
         defer { doomed.stop() }
-        try await eventually(timeout: .seconds(20), "the server process joins the pool") {
-            (try? cluster.postgres.psql("SELECT count(*) FROM websockets_pool")) == "2"
-        }
         let alice = try await TestWebSocket.authenticated(port: port, sid: "alice")
         _ = try await alice.nextMessage()
         cluster.servers[0].sendToClients("before", 1, .specificUsers, 1)
@@ -222,17 +233,8 @@ import Testing
         let cluster = try await Cluster.start(1)
         defer { cluster.postgres.shutdown() }
         defer { Task { await cluster.stopServers() } }
-        let directory = try ServerProcess.temporaryDirectory()
-        let port = try ServerProcess.freePort()
-        let doomed = try ServerProcess(
-            [
-                "start", cluster.site.url, "--listen-port", "\(port)", "--postgres", cluster.postgres.url,
-                "--security-key", cluster.site.key,
-            ], directory: directory)
+        let (doomed, port) = try await cluster.serverProcess()
         defer { doomed.stop() }
-        try await eventually(timeout: .seconds(20), "the server process joins the pool") {
-            (try? cluster.postgres.psql("SELECT count(*) FROM websockets_pool")) == "2"
-        }
         let survivor = cluster.servers[0]
         let browser = try await Chromium.launch()
         defer { browser.kill() }
