@@ -20,9 +20,21 @@ struct StartCommand: AsyncParsableCommand {
     func run() async throws {
         let logger = CLI.bootstrapLogging()
         let settings = try options.serverSettings(site: site, serverAddress: serverAddress, command: "start")
+        raiseOpenFileLimit(logger: logger)
         let server = WebSocketsServer(settings: settings, logger: logger)
         let group = ServiceGroup(
             configuration: .init(services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
+    }
+}
+
+/// Each browser tab holds a descriptor: the soft limit (often 1024) is raised to the hard one.
+func raiseOpenFileLimit(logger: Logger) {
+    var limit = rlimit()
+    guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
+    let previous = limit.rlim_cur
+    limit.rlim_cur = limit.rlim_max
+    if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 {
+        logger.info("open-file limit raised", metadata: ["from": "\(previous)", "to": "\(limit.rlim_max)"])
     }
 }

@@ -2,6 +2,7 @@ import Dispatch
 import Foundation
 import Logging
 import NIOCore
+import BenchmarkSupport
 import WebSockets
 
 /// Cross-server publish-to-deliver latency on PostgreSQL: two servers in this process, one PostgreSQL, clients on
@@ -38,7 +39,7 @@ struct ClusterLatency {
         }
         let a = try await server()
         let b = try await server()
-        let recorder = LatencyRecorder()
+        let recorder = LatencyRecorder(cluster: true)
         var channels: [any Channel] = []
         for user in 1...users {
             channels.append(try await LatencyClient.connect(port: b.port, cookie: "sid=u\(user)", recorder: recorder))

@@ -8,14 +8,22 @@ import NIOWebSocket
 import WebSockets
 
 /// Latencies in nanoseconds, from the publisher's timestamp in the details to the moment a client read the frame.
-final class LatencyRecorder: Sendable {
+public final class LatencyRecorder: Sendable {
     private let samples = NIOLockedValueBox<[UInt64]>([])
     private let authenticated = NIOLockedValueBox(0)
+    private let clusterMode: Bool
 
-    func record(_ text: String) {
+    /// A recorder; `cluster` when the server is part of a cluster.
+    public init(cluster: Bool) {
+        clusterMode = cluster
+    }
+
+    /// Records one frame's text.
+    public func record(_ text: String) {
         let now = DispatchTime.now().uptimeNanoseconds
         guard let message = try? Message(frame: text) else { return }
-        if message.action == "Client/recovery" {
+        // A single server ends authentication with "ok"; a cluster with Client/recovery after it.
+        if message.action == (clusterMode ? "Client/recovery" : "Client/authentication") {
             authenticated.withLockedValue { $0 += 1 }
             return
         }
@@ -23,10 +31,11 @@ final class LatencyRecorder: Sendable {
         samples.withLockedValue { $0.append(now &- UInt64(sent)) }
     }
 
-    var authenticatedCount: Int { authenticated.withLockedValue { $0 } }
+    /// Connections that finished authenticating.
+    public var authenticatedCount: Int { authenticated.withLockedValue { $0 } }
 
     /// The samples so far, and clears them.
-    func take() -> [UInt64] {
+    public func take() -> [UInt64] {
         samples.withLockedValue { samples in
             defer { samples = [] }
             return samples
@@ -35,8 +44,12 @@ final class LatencyRecorder: Sendable {
 }
 
 /// A WebSocket client that authenticates with a cookie and records the latency of every message it reads.
-enum LatencyClient {
-    static func connect(port: Int, cookie: String, recorder: LatencyRecorder) async throws -> any Channel {
+public enum LatencyClient {
+    /// Connects from `localAddress` (one of 127.0.0.x, so that more connections than one address's ephemeral
+    /// ports fit), authenticates with `cookie`, and records every message into `recorder`.
+    public static func connect(
+        port: Int, cookie: String, recorder: LatencyRecorder, localAddress: String = "127.0.0.1"
+    ) async throws -> any Channel {
         let group = MultiThreadedEventLoopGroup.singleton
         let upgraded = group.next().makePromise(of: Void.self)
         var head = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/WebSockets")
@@ -44,6 +57,7 @@ enum LatencyClient {
         head.headers.add(name: "Cookie", value: cookie)
         let requestHead = head
         let channel = try await ClientBootstrap(group: group)
+            .bind(to: try SocketAddress(ipAddress: localAddress, port: 0))
             .channelInitializer { channel in
                 let key = Data((0..<16).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()
                 let upgrader = NIOWebSocketClientUpgrader(requestKey: key, maxFrameSize: 1 << 20) { channel, _ in
