@@ -8,13 +8,19 @@ import Testing
         defer { Task { await harness.stop() } }
         let alice = try await harness.connect("alice")
         let anonymous = try await TestWebSocket.connect(port: harness.port)
+        try await Task.sleep(for: .milliseconds(1200))
         let response = try await harness.http("GET", "/WebSockets/health")
         #expect(response.status == 200)
         let health = try JSON(parsing: response.body)
         #expect(health["status"] == "ok")
         #expect(health["connections"] == 2)
         #expect(health["authenticated"] == 1)
-        #expect(health["uptime"] != nil)
+        let uptime = try #require(
+            health["uptime"].flatMap { value -> Double? in
+                if case .double(let number) = value { return number }
+                return value.intValue.map(Double.init)
+            })
+        #expect(uptime >= 1.2 && uptime < 60, "uptime in seconds: \(uptime)")
         await alice.close()
         await anonymous.close()
     }

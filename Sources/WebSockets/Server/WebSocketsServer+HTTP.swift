@@ -45,13 +45,12 @@ extension WebSocketsServer {
     private func health() -> HTTPServerResponse {
         let counts = hub.counts
         let uptime = ContinuousClock.now - startedAt
+        let seconds = Double(uptime.components.seconds) + Double(uptime.components.attoseconds) / 1e18
         return .json([
             "status": isStopping ? "stopping" : "ok",
             "connections": .int(Int64(counts.connections)),
             "authenticated": .int(Int64(counts.authenticated)),
-            "uptime": .double(
-                (Double(uptime.components.seconds) + Double(uptime.components.attoseconds) / 1e18 * 1000).rounded()
-                    / 1000),
+            "uptime": .double((seconds * 1000).rounded() / 1000),
             "server": .string(address),
             "pid": .int(Int64(getpid())),
         ])
