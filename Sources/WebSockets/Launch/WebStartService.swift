@@ -16,6 +16,8 @@ public final class WebStartService: Service, Sendable {
     private let starting = NIOLockedValueBox<Task<HTTPServerResponse, Never>?>(nil)
     private let inProcess = NIOLockedValueBox<WebSocketsServer?>(nil)
     private let http = NIOLockedValueBox<HTTPServer?>(nil)
+    /// For health checks: one client (one curl thread) for the service's life, not one per check.
+    private let curl = CurlClient(maximumConcurrency: 2)
 
     /// A service for `settings`; `executable` is the `websockets` binary to spawn (`nil`: none, in-process only).
     public init(
@@ -53,6 +55,7 @@ public final class WebStartService: Service, Sendable {
     public func shutdown() async {
         await http.withLockedValue { $0 }?.shutdown()
         await inProcess.withLockedValue { $0 }?.shutdown()
+        await curl.shutdown()
     }
 
     func respond(to request: HTTPServerRequest) async -> HTTPServerResponse {
@@ -134,10 +137,8 @@ public final class WebStartService: Service, Sendable {
     }
 
     private func serverAnswers() async -> Bool {
-        let client = CurlClient(maximumConcurrency: 1)
-        let result = await client.perform(
+        let result = await curl.perform(
             HTTPClientRequest(url: "http://127.0.0.1:\(settings.listenPort)/WebSockets/health", timeout: .seconds(1)))
-        await client.shutdown()
         return (try? result.get().status) == 200
     }
 

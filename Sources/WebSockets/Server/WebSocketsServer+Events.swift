@@ -143,7 +143,6 @@ extension WebSocketsServer {
         } catch {
             connection.userLogger.warning("recovery failed", metadata: ["error": "\(String(reflecting: error))"])
         }
-        metrics.messagesOut.increment(by: Int64(frames.count))
         let details: JSON = [
             "last_id": .int(head), "recovered": .int(Int64(frames.count)), "complete": .bool(complete),
         ]

@@ -27,11 +27,9 @@ extension WebSocketsServer {
             guard request.headers[canonicalForm: "upgrade"].contains(where: { $0.lowercased() == "websocket" }) else {
                 return .error(.upgradeRequired, "This address takes WebSocket connections")
             }
-            let origin = request.headers.first(name: "origin")
-            if isStopping { return .error(.serviceUnavailable, "Server shutting down") }
-            if !settings.allows(origin: origin) { return .error(.forbidden, "Origin not allowed") }
-            if settings.maxConnectionsPerIP > 0 {
-                return .error(.tooManyRequests, "Too many connections from this address")
+            let address = clientAddress(request.headers, peer: request.remoteAddress)
+            if let (status, reason) = upgradeRefusal(path: request.path, headers: request.headers, address: address) {
+                return .error(status, reason)
             }
             return .error(.badRequest, "Malformed WebSocket upgrade")
         default:

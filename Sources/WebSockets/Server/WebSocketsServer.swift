@@ -206,7 +206,16 @@ public final class WebSocketsServer: Service, Sendable {
             maxFrameSize: max(settings.maxMessageSize, 126),
             automaticErrorHandling: true,
             shouldUpgrade: { [self] channel, head in
-                let refusal = upgradeRefusal(head, address: clientAddress(head, channel))
+                let address = clientAddress(head.headers, peer: channel.remoteAddress?.ipAddress ?? "")
+                let refusal = upgradeRefusal(
+                    path: HTTPRequestHandler.split(head.uri).0, headers: head.headers, address: address)
+                if let refusal, refusal.0 != .notFound {
+                    // Logged and counted here, once; the HTTP handler answers with the same refusal.
+                    logger.info("upgrade refused", metadata: ["reason": "\(refusal.1)", "ip": "\(address)"])
+                    metrics.closed(
+                        reason: refusal.0 == .forbidden
+                            ? "origin" : refusal.0 == .tooManyRequests ? "per_ip_cap" : "refused")
+                }
                 return channel.eventLoop.makeSucceededFuture(refusal == nil ? HTTPHeaders() : nil)
             },
             upgradePipelineHandler: { [self] channel, head in
@@ -214,7 +223,7 @@ public final class WebSocketsServer: Service, Sendable {
                     cookie: head.headers[canonicalForm: "cookie"].joined(separator: "; "),
                     userAgent: head.headers.first(name: "user-agent") ?? "",
                     acceptLanguage: head.headers.first(name: "accept-language") ?? "",
-                    address: clientAddress(head, channel))
+                    address: clientAddress(head.headers, peer: channel.remoteAddress?.ipAddress ?? ""))
                 return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(
                         WebSocketConnectionHandler(server: self, credentials: credentials))
@@ -233,10 +242,9 @@ public final class WebSocketsServer: Service, Sendable {
 
     /// The client's address: the peer's, or the last `X-Forwarded-For` entry when the peer is a proxy on this
     /// machine (nginx in front of the server appends the address it saw there).
-    private func clientAddress(_ head: HTTPRequestHead, _ channel: any Channel) -> String {
-        let peer = channel.remoteAddress?.ipAddress ?? ""
+    func clientAddress(_ headers: HTTPHeaders, peer: String) -> String {
         if peer == "127.0.0.1" || peer == "::1",
-            let forwarded = head.headers[canonicalForm: "x-forwarded-for"].last?.trimmingCharacters(in: .whitespaces),
+            let forwarded = headers[canonicalForm: "x-forwarded-for"].last?.trimmingCharacters(in: .whitespaces),
             !forwarded.isEmpty
         {
             return String(forwarded)
@@ -244,21 +252,14 @@ public final class WebSocketsServer: Service, Sendable {
         return peer
     }
 
-    /// Why a WebSocket upgrade is refused, or `nil` when it may go ahead.
-    private func upgradeRefusal(_ head: HTTPRequestHead, address: String) -> (HTTPResponseStatus, String)? {
-        let (path, _) = HTTPRequestHandler.split(head.uri)
+    /// Why a WebSocket upgrade is refused, or `nil` when it may go ahead. Decides for the upgrader and for the
+    /// HTTP answer to a refused upgrade alike.
+    func upgradeRefusal(path: String, headers: HTTPHeaders, address: String) -> (HTTPResponseStatus, String)? {
         guard path == "/WebSockets" || path == "/WebSockets/" else { return (.notFound, "Not Found") }
-        if runtime.withLockedValue({ $0.stopping }) { return (.serviceUnavailable, "Server shutting down") }
-        let origin = head.headers.first(name: "origin")
-        guard settings.allows(origin: origin) else {
-            logger.info("upgrade refused: origin not allowed", metadata: ["origin": "\(origin ?? "")"])
-            metrics.closed(reason: "origin")
-            return (.forbidden, "Origin not allowed")
-        }
+        if isStopping { return (.serviceUnavailable, "Server shutting down") }
+        guard settings.allows(origin: headers.first(name: "origin")) else { return (.forbidden, "Origin not allowed") }
         let cap = settings.maxConnectionsPerIP
         if cap > 0 && hub.connectionCount(address: address) >= cap {
-            logger.info("upgrade refused: too many connections", metadata: ["ip": "\(address)"])
-            metrics.closed(reason: "per_ip_cap")
             return (.tooManyRequests, "Too many connections from this address")
         }
         return nil
