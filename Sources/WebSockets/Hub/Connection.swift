@@ -28,7 +28,7 @@ public final class Connection: Sendable {
     let eventLoop: any EventLoop
     private let handler: NIOLoopBound<WebSocketConnectionHandler>
     private let state = NIOLockedValueBox(State())
-    let logger: Logger
+    private let baseLogger: Logger
 
     init(
         id: String, credentials: BrowserCredentials, handler: WebSocketConnectionHandler, eventLoop: any EventLoop,
@@ -38,9 +38,14 @@ public final class Connection: Sendable {
         self.credentials = credentials
         self.eventLoop = eventLoop
         self.handler = NIOLoopBound(handler, eventLoop: eventLoop)
-        var logger = logger
+        self.baseLogger = logger
+    }
+
+    /// A logger that names the connection; made when needed, so that an idle connection keeps no metadata of its own.
+    var logger: Logger {
+        var logger = baseLogger
         logger[metadataKey: "connection"] = "\(id)"
-        self.logger = logger
+        return logger
     }
 
     /// The session, once authenticated.
@@ -78,20 +83,20 @@ public final class Connection: Sendable {
         }
     }
 
-    /// Writes an encoded text frame, from any thread; `bypassingHold` for the server's own replies, which go out
-    /// even while the connection's live messages are held back for a replay.
-    func write(_ frame: ByteBuffer, bypassingHold: Bool = false) {
+    /// Writes a text frame carrying `payload`, from any thread; `bypassingHold` for the server's own replies,
+    /// which go out even while the connection's live messages are held back for a replay.
+    func write(_ payload: ByteBuffer, bypassingHold: Bool = false) {
         let handler = self.handler
         if eventLoop.inEventLoop {
-            handler.value.write(text: frame, id: nil, bypassingHold: bypassingHold)
+            handler.value.write(text: payload, id: nil, bypassingHold: bypassingHold)
         } else {
-            eventLoop.execute { handler.value.write(text: frame, id: nil, bypassingHold: bypassingHold) }
+            eventLoop.execute { handler.value.write(text: payload, id: nil, bypassingHold: bypassingHold) }
         }
     }
 
-    /// Writes from the connection's own event loop; the caller has checked it is on it.
-    func writeOnLoop(_ frame: ByteBuffer, id: Int64?) {
-        handler.value.write(text: frame, id: id, bypassingHold: false)
+    /// The connection's handler; only on its event loop.
+    func handlerOnLoop() -> WebSocketConnectionHandler {
+        handler.value
     }
 
     /// Holds live messages back from now on, until ``release(replay:skipping:)``: a replay of missed messages must

@@ -19,12 +19,28 @@ public final class Hub: Sendable {
     }
 
     private let indexes = NIOLockedValueBox(Indexes())
+    private let shards = NIOLockedValueBox<[ObjectIdentifier: LoopShard]>([:])
     private let metrics: ServerMetrics
     private let logger: Logger
+    private let pingInterval: Double
+    private let idleTimeout: Double
 
-    init(metrics: ServerMetrics, logger: Logger) {
+    init(metrics: ServerMetrics, logger: Logger, pingInterval: Double, idleTimeout: Double) {
         self.metrics = metrics
         self.logger = logger
+        self.pingInterval = pingInterval
+        self.idleTimeout = idleTimeout
+    }
+
+    /// The batching writer and pinger of `eventLoop`'s connections.
+    func shard(for eventLoop: any EventLoop) -> LoopShard {
+        shards.withLockedValue { shards in
+            if let shard = shards[ObjectIdentifier(eventLoop)] { return shard }
+            let shard = LoopShard(
+                eventLoop: eventLoop, pingInterval: pingInterval, idleTimeout: idleTimeout, metrics: metrics)
+            shards[ObjectIdentifier(eventLoop)] = shard
+            return shard
+        }
     }
 
     /// How many connections are open, and how many of them are authenticated.
@@ -196,7 +212,7 @@ public final class Hub: Sendable {
         }
         let targets = recipients(of: send.sendTo, target: send.target)
         guard !targets.isEmpty else { return 0 }
-        let frame = ByteBuffer(bytes: Message(action: send.action, details: send.details).encoded(id: id))
+        let frame = ServerFrame.text(Message(action: send.action, details: send.details).encoded(id: id))
         let now = Int64(Date().timeIntervalSince1970)
         var byLoop: [ObjectIdentifier: (any EventLoop, [Connection])] = [:]
         var expired: [Connection] = []
@@ -215,9 +231,7 @@ public final class Hub: Sendable {
         var delivered = 0
         for (_, (loop, connections)) in byLoop {
             delivered += connections.count
-            loop.execute {
-                for connection in connections { connection.writeOnLoop(frame, id: id) }
-            }
+            shard(for: loop).deliver(frame, to: connections, id: id)
         }
         return delivered
     }

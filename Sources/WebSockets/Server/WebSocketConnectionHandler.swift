@@ -2,26 +2,41 @@ import Logging
 import NIOCore
 import NIOWebSocket
 
-/// The WebSocket end of one connection, on its event loop: reassembles messages, enforces the frame rules, pings,
-/// writes outbound frames within a bounded buffer, and closes with the right code.
+/// The WebSocket end of one connection, on its event loop: reassembles messages, enforces the frame rules,
+/// answers pings of its loop's sweep, writes outbound frames within a bounded buffer, and closes with the right code.
 final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = WebSocketFrame
     typealias OutboundOut = WebSocketFrame
 
+    /// What became of a frame given to ``queue(frame:id:)``.
+    enum QueueResult {
+        /// Queued, and the connection needs a flush (the first frame since the last one).
+        case firstSinceFlush
+        /// Queued behind others that await the same flush.
+        case queued
+        /// Not written: held for a replay, or the connection is closing.
+        case notWritten
+    }
+
     private let server: WebSocketsServer
     private let credentials: BrowserCredentials
+    private let writer: EncodedFrameWriter
+    private let shard: LoopShard
     private(set) var connection: Connection!
     private var context: ChannelHandlerContext?
     private var fragments: ByteBuffer?
     private var closing = false
+    private var awaitingFlush = false
     private var lastHeard = NIODeadline.now()
-    private var pinger: RepeatedTask?
-    /// Live messages held back during a replay, with their cluster ids; `nil` when live.
+    private var lastPinged = NIODeadline.now()
+    /// Live messages held back during a replay (encoded frames), with their cluster ids; `nil` when live.
     private var held: [(frame: ByteBuffer, id: Int64?)]?
 
-    init(server: WebSocketsServer, credentials: BrowserCredentials) {
+    init(server: WebSocketsServer, credentials: BrowserCredentials, writer: EncodedFrameWriter, shard: LoopShard) {
         self.server = server
         self.credentials = credentials
+        self.writer = writer
+        self.shard = shard
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -36,12 +51,7 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
             close(code: .policyViolation, reason: "Too many connections")
             return
         }
-        let interval = TimeAmount.milliseconds(Int64(server.settings.pingInterval * 1000))
-        let idle = TimeAmount.milliseconds(Int64(server.settings.idleTimeout * 1000))
-        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
-        pinger = context.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in
-            loopBound.value.ping(idleTimeout: idle)
-        }
+        shard.register(self)
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -49,8 +59,7 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        pinger?.cancel()
-        pinger = nil
+        shard.unregister(self)
         if let connection {
             server.connectionClosed(connection)
         }
@@ -62,14 +71,18 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
         context.close(promise: nil)
     }
 
-    private func ping(idleTimeout: TimeAmount) {
+    /// Closes the connection when it has been silent longer than `idleTimeout`, else pings it when it has not
+    /// been pinged for `pingInterval`; called by the loop's sweep.
+    func checkLiveness(now: NIODeadline, pingInterval: TimeAmount, idleTimeout: TimeAmount) {
         guard let context, !closing else { return }
-        if NIODeadline.now() - lastHeard > idleTimeout {
+        if now - lastHeard > idleTimeout {
             connection.logger.debug("closing a silent connection")
             server.metrics.closed(reason: "idle")
             close(code: .goingAway, reason: "Idle timeout")
             return
         }
+        guard now - lastPinged >= pingInterval else { return }
+        lastPinged = now
         context.writeAndFlush(
             wrapOutboundOut(WebSocketFrame(fin: true, opcode: .ping, data: ByteBuffer())), promise: nil)
     }
@@ -159,25 +172,33 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
     func release(replay: [ByteBuffer], skipping: Set<Int64>) {
         let waiting = held ?? []
         held = nil
-        for frame in replay { write(text: frame, id: nil, bypassingHold: true) }
+        for payload in replay { write(text: payload, id: nil, bypassingHold: true) }
         for (frame, id) in waiting where id.map({ !skipping.contains($0) }) ?? true {
-            write(text: frame, id: id, bypassingHold: true)
+            if queue(frame: frame, id: id) == .firstSinceFlush { flushQueued() }
         }
     }
 
-    /// Writes a text frame unless the connection's outbound buffer is over its bound: a reader that slow is closed
-    /// so that the server's memory stays bounded.
-    func write(text: ByteBuffer, id: Int64?, bypassingHold: Bool) {
-        guard let context, !closing else { return }
+    /// Writes a text frame carrying `payload` at once.
+    func write(text payload: ByteBuffer, id: Int64?, bypassingHold: Bool) {
+        if queue(frame: ServerFrame.text(payload), id: id, bypassingHold: bypassingHold) != .notWritten {
+            server.metrics.messagesOut.increment()
+        }
+        flushQueued()
+    }
+
+    /// Queues an encoded frame for the next ``flushQueued()`` unless the connection's outbound buffer is over its
+    /// bound: a reader that slow is closed so that the server's memory stays bounded.
+    func queue(frame: ByteBuffer, id: Int64?, bypassingHold: Bool = false) -> QueueResult {
+        guard let context, let writerContext = writer.context, !closing else { return .notWritten }
         if !bypassingHold, held != nil {
-            held!.append((text, id))
+            held!.append((frame, id))
             // A replay that takes long must not let memory grow without bound either.
             if held!.count > 10_000 {
                 connection.userLogger.warning("too many messages held during a replay, closing")
                 server.metrics.dropped(reason: "replay_overflow")
                 close(code: .tryAgainLater, reason: "Try again")
             }
-            return
+            return .notWritten
         }
         guard context.channel.isWritable else {
             connection.userLogger.warning("slow reader: outbound buffer full, closing")
@@ -185,10 +206,19 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
             server.metrics.closed(reason: "slow_reader")
             closing = true
             context.close(promise: nil)
-            return
+            return .notWritten
         }
-        server.metrics.messagesOut.increment()
-        context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: text)), promise: nil)
+        writerContext.write(NIOAny(frame), promise: nil)
+        if awaitingFlush { return .queued }
+        awaitingFlush = true
+        return .firstSinceFlush
+    }
+
+    /// Flushes the frames queued since the last flush.
+    func flushQueued() {
+        guard awaitingFlush else { return }
+        awaitingFlush = false
+        writer.context?.flush()
     }
 
     /// Sends a close frame and closes the connection once it is written.

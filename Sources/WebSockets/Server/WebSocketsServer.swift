@@ -54,7 +54,8 @@ public final class WebSocketsServer: Service, Sendable {
         self.additionalResponder = additionalRoutes
         let metrics = ServerMetrics()
         self.metrics = metrics
-        self.hub = Hub(metrics: metrics, logger: logger)
+        self.hub = Hub(
+            metrics: metrics, logger: logger, pingInterval: settings.pingInterval, idleTimeout: settings.idleTimeout)
         self.curl = CurlClient(maximumConcurrency: settings.siteConcurrency)
         self.site = SiteClient(curl: curl, settings: settings, metrics: metrics, logger: logger)
         var generator = SystemRandomNumberGenerator()
@@ -225,8 +226,14 @@ public final class WebSocketsServer: Service, Sendable {
                     acceptLanguage: head.headers.first(name: "accept-language") ?? "",
                     address: clientAddress(head.headers, peer: channel.remoteAddress?.ipAddress ?? ""))
                 return channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(
-                        WebSocketConnectionHandler(server: self, credentials: credentials))
+                    let pipeline = channel.pipeline.syncOperations
+                    let writer = EncodedFrameWriter()
+                    try pipeline.addHandler(
+                        writer, position: .before(try pipeline.handler(type: WebSocketFrameEncoder.self)))
+                    try pipeline.addHandler(
+                        WebSocketConnectionHandler(
+                            server: self, credentials: credentials, writer: writer,
+                            shard: hub.shard(for: channel.eventLoop)))
                 }
             })
         let httpHandler = HTTPRequestHandler(responder: { [self] request in await respond(to: request) })

@@ -1,0 +1,114 @@
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// What one event loop does for all of its connections at once: writes sends in batches, and pings.
+///
+/// Sends for the loop's connections queue here from any thread; one task on the loop writes everything queued
+/// and then flushes each written connection once. Under load, sends pile up while the loop is busy, so a
+/// connection's pending frames leave in one `writev`: the kernel's cost per write, the bulk of a delivery's cost,
+/// is paid per batch instead of per message. One timer per loop pings its connections and closes silent ones, so
+/// an idle connection has no timer of its own.
+final class LoopShard: Sendable {
+    private struct Delivery {
+        var frame: ByteBuffer
+        var connections: [Connection]
+        var id: Int64?
+    }
+
+    private struct Queue {
+        var deliveries: [Delivery] = []
+        var scheduled = false
+    }
+
+    /// State only the loop touches.
+    private final class Local {
+        var handlers: [ObjectIdentifier: WebSocketConnectionHandler] = [:]
+        var sweeper: RepeatedTask?
+    }
+
+    let eventLoop: any EventLoop
+    private let queue = NIOLockedValueBox(Queue())
+    private let local: NIOLoopBound<Local>
+    private let pingInterval: TimeAmount
+    private let idleTimeout: TimeAmount
+    private let metrics: ServerMetrics
+
+    init(eventLoop: any EventLoop, pingInterval: Double, idleTimeout: Double, metrics: ServerMetrics) {
+        self.eventLoop = eventLoop
+        self.local = NIOLoopBound(Local(), eventLoop: eventLoop)
+        self.pingInterval = .milliseconds(Int64(pingInterval * 1000))
+        self.idleTimeout = .milliseconds(Int64(idleTimeout * 1000))
+        self.metrics = metrics
+    }
+
+    /// Queues `frame` (an encoded text frame) for `connections`, all of this loop.
+    func deliver(_ frame: ByteBuffer, to connections: [Connection], id: Int64?) {
+        let schedule = queue.withLockedValue { queue -> Bool in
+            queue.deliveries.append(Delivery(frame: frame, connections: connections, id: id))
+            if queue.scheduled { return false }
+            queue.scheduled = true
+            return true
+        }
+        if schedule {
+            eventLoop.execute { self.drain() }
+        }
+    }
+
+    private func drain() {
+        let deliveries = queue.withLockedValue { queue -> [Delivery] in
+            queue.scheduled = false
+            defer { queue.deliveries = [] }
+            return queue.deliveries
+        }
+        var written: [WebSocketConnectionHandler] = []
+        var count = 0
+        for delivery in deliveries {
+            for connection in delivery.connections {
+                let handler = connection.handlerOnLoop()
+                switch handler.queue(frame: delivery.frame, id: delivery.id) {
+                case .firstSinceFlush:
+                    written.append(handler)
+                    count += 1
+                case .queued:
+                    count += 1
+                case .notWritten:
+                    break
+                }
+            }
+        }
+        for handler in written { handler.flushQueued() }
+        if count > 0 { metrics.messagesOut.increment(by: count) }
+    }
+
+    // MARK: Pings
+
+    /// Starts pinging `handler`'s connection; on the loop.
+    func register(_ handler: WebSocketConnectionHandler) {
+        let local = self.local.value
+        local.handlers[ObjectIdentifier(handler)] = handler
+        guard local.sweeper == nil else { return }
+        // A tick of at most a second spreads the pings out: each connection is pinged a ping interval after it
+        // was last pinged, not all at once.
+        let tick = min(pingInterval, .seconds(1))
+        local.sweeper = eventLoop.scheduleRepeatedTask(initialDelay: tick, delay: tick) { _ in
+            self.sweep()
+        }
+    }
+
+    /// Stops pinging `handler`'s connection; on the loop. The timer stops with the loop's last connection.
+    func unregister(_ handler: WebSocketConnectionHandler) {
+        let local = self.local.value
+        local.handlers[ObjectIdentifier(handler)] = nil
+        if local.handlers.isEmpty {
+            local.sweeper?.cancel()
+            local.sweeper = nil
+        }
+    }
+
+    private func sweep() {
+        let now = NIODeadline.now()
+        for handler in Array(local.value.handlers.values) {
+            handler.checkLiveness(now: now, pingInterval: pingInterval, idleTimeout: idleTimeout)
+        }
+    }
+}

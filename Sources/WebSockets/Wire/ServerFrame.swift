@@ -1,0 +1,32 @@
+import NIOCore
+
+/// Encodes a server's WebSocket text frame, header and payload in one buffer.
+///
+/// A server's frames are not masked, so the bytes of a frame are the same for every recipient: a send is encoded
+/// once and the one buffer is written to every connection, with no per-recipient header.
+enum ServerFrame {
+    /// A final text frame carrying `payload`.
+    static func text(_ payload: ByteBuffer) -> ByteBuffer {
+        var payload = payload
+        let length = payload.readableBytes
+        var frame = ByteBuffer()
+        frame.reserveCapacity(length + 10)
+        frame.writeInteger(UInt8(0x81))  // FIN and the text opcode.
+        if length < 126 {
+            frame.writeInteger(UInt8(length))
+        } else if length <= Int(UInt16.max) {
+            frame.writeInteger(UInt8(126))
+            frame.writeInteger(UInt16(length))
+        } else {
+            frame.writeInteger(UInt8(127))
+            frame.writeInteger(UInt64(length))
+        }
+        frame.writeBuffer(&payload)
+        return frame
+    }
+
+    /// A final text frame carrying `bytes`.
+    static func text(_ bytes: [UInt8]) -> ByteBuffer {
+        text(ByteBuffer(bytes: bytes))
+    }
+}
