@@ -1,119 +1,232 @@
-import BenchmarkSupport
 import Dispatch
 import Foundation
-import NIOCore
+import Logging
+import NIOConcurrencyHelpers
 import WebSockets
 
-/// Our server alone, for now (the peers of issue 5 are still to come): idle memory per authenticated connection,
-/// and broadcast fan-out through `POST /WebSockets/send` at fixed rates. The server runs as its own process (the
-/// release binary); the site, the publisher and every client run in this one.
+/// The benchmarks of issue 5: our server side by side with Node `ws` and Nchan, in one run.
 ///
-///     LoadGenerator <path to websockets> <connections> [broadcasts per second ...]
+///     LoadGenerator run [--peers ours,ws,nchan] [--subscribers 10000] [--idle 19000] [--users 9500]
+///                       [--storm 10000] [--sessions 1000] [--echo 100]
+///                       [--idle-only yes]
+///     LoadGenerator serve PORT SITE KEY      (our server with an in-process echo handler; used by run)
+///
+/// Run it pinned to core 1 (`taskset -c 1`); it pins every server to core 0.
 @main
 struct LoadGenerator {
     static func main() async throws {
         let arguments = Array(CommandLine.arguments.dropFirst())
-        let binary = arguments.first ?? "../.build/release/websockets"
-        let connections = arguments.count > 1 ? Int(arguments[1]) ?? 10000 : 10000
-        let rates = arguments.count > 2 ? arguments.dropFirst(2).compactMap(Int.init) : [5, 10, 20]
+        switch arguments.first {
+        case "serve":
+            try await serve(port: Int(arguments[1]) ?? 0, site: arguments[2], key: arguments[3])
+        case "serve-nio-floor":
+            try await NIOFloor.serve(port: Int(arguments[1]) ?? 0)
+        case "run":
+            try await run(Options(Array(arguments.dropFirst())))
+        default:
+            print("usage: LoadGenerator run [options] | serve PORT SITE KEY")
+            exit(2)
+        }
+    }
 
-        let key = SecurityKey.generate()
-        let site = try await HTTPServer(port: 0) { request in
-            guard request.path == "/api/WebSockets/session", let sid = request.cookie("sid"), let user = Int64(sid.dropFirst())
-            else { return HTTPServerResponse() }
-            return .json(["user": .int(user), "session": .string(sid)])
-        }
-        let port = Int.random(in: 30000...39000)
-        let directory = NSTemporaryDirectory() + "websockets-load-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        var options = ChildProcess.Options(
-            executable: binary,
-            arguments: [
-                binary, "start", "http://127.0.0.1:\(site.port)", "--listen-port", "\(port)", "--security-key", key,
-                "--message-endpoint", "none",
-            ],
-            environment: ProcessInfo.processInfo.environment)
-        options.outputPath = directory + "/server.log"
-        let server = try ChildProcess.spawn(options)
-        defer { kill(server, SIGTERM) }
-        let curl = CurlClient(maximumConcurrency: 4)
-        let health = "http://127.0.0.1:\(port)/WebSockets/health"
-        while (try? await curl.perform(HTTPClientRequest(url: health)).get().status) != 200 {
-            try await Task.sleep(for: .milliseconds(50))
-        }
-        let baseline = rssKiB(server)
+    struct Options {
+        var peers: [Peer.Kind] = [.ws, .nchan, .ours]
+        var subscribers = 10_000
+        var idle = 19_000
+        var users = 9_500
+        var storm = 10_000
+        var sessions = 1_000
+        var echo = 100
+        /// Only connections, idle memory and the storm: no sends.
+        var idleOnly = false
 
-        let recorder = LatencyRecorder(cluster: false)
-        var channels: [any Channel] = []
-        let started = ContinuousClock.now
-        for index in 0..<connections {
-            let address = "127.0.0.\(2 + index / 15000)"
-            channels.append(
-                try await LatencyClient.connect(
-                    port: port, cookie: "sid=u\(index + 1)", recorder: recorder, localAddress: address))
-        }
-        while recorder.authenticatedCount < connections { try await Task.sleep(for: .milliseconds(20)) }
-        let connectTime = ContinuousClock.now - started
-        try await Task.sleep(for: .seconds(2))
-        let loaded = rssKiB(server)
-        print("Server: \(binary) (pid \(server)); \(connections) authenticated connections in \(connectTime)")
-        print("RSS before: \(baseline) KiB; after: \(loaded) KiB; per idle authenticated connection: \(String(format: "%.2f", Double(loaded - baseline) / Double(connections))) KiB")
-        print("")
-        print("| broadcasts/s | deliveries/s offered | delivered/s | p50 ms | p99 ms | p99.9 ms | server CPU µs per delivery |")
-        print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-        for rate in rates {
-            _ = recorder.take()
-            let seconds = 5.0
-            let total = Int(Double(rate) * seconds)
-            let cpuBefore = cpuSeconds(server)
-            let start = DispatchTime.now().uptimeNanoseconds
-            var sent = 0
-            while sent < total {
-                let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-                while sent < min(total, Int(elapsed * Double(rate))) {
-                    let now = DispatchTime.now().uptimeNanoseconds
-                    _ = await curl.perform(
-                        HTTPClientRequest(
-                            method: "POST", url: "http://127.0.0.1:\(port)/WebSockets/send",
-                            headers: [("X-WebSockets-Key", key)], body: Array(#"["b",{"ts":\#(now)},1]"#.utf8)))
-                    sent += 1
+        init(_ arguments: [String]) {
+            var index = 0
+            while index + 1 < arguments.count {
+                let value = arguments[index + 1]
+                switch arguments[index] {
+                case "--peers":
+                    let names: [String: Peer.Kind] = ["ours": .ours, "ws": .ws, "nchan": .nchan, "floor": .nioFloor]
+                    peers = value.split(separator: ",").compactMap { names[String($0)] }
+                case "--subscribers": subscribers = Int(value) ?? subscribers
+                case "--idle": idle = Int(value) ?? idle
+                case "--users": users = Int(value) ?? users
+                case "--storm": storm = Int(value) ?? storm
+                case "--sessions": sessions = Int(value) ?? sessions
+                case "--echo": echo = Int(value) ?? echo
+                case "--idle-only": idleOnly = value == "yes"
+                default: break
                 }
-                try await Task.sleep(for: .milliseconds(2))
+                index += 2
             }
-            var samples: [UInt64] = []
-            let expected = total * connections
-            let deadline = ContinuousClock.now + .seconds(15)
-            while samples.count < expected && ContinuousClock.now < deadline {
-                try await Task.sleep(for: .milliseconds(50))
-                samples += recorder.take()
-            }
-            let wall = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-            let cpu = cpuSeconds(server) - cpuBefore
-            samples.sort()
-            func percentile(_ p: Double) -> String {
-                guard !samples.isEmpty else { return "-" }
-                return String(format: "%.1f", Double(samples[min(samples.count - 1, Int(Double(samples.count) * p))]) / 1e6)
-            }
-            print(
-                "| \(rate) | \(rate * connections) | \(String(format: "%.0f", Double(samples.count) / wall))\(samples.count < expected ? " (\(expected - samples.count) missing)" : "") | \(percentile(0.5)) | \(percentile(0.99)) | \(percentile(0.999)) | \(String(format: "%.2f", cpu * 1e6 / Double(max(samples.count, 1)))) |"
-            )
+        }
+    }
+
+    /// Our server, embedded as a Swift application would embed it, with an in-process handler echoing `echo`.
+    static func serve(port: Int, site: String, key: String) async throws {
+        var settings = Settings(site: site, securityKey: key)
+        settings.listenPort = port
+        settings.messageEndpoint = "none"
+        var logger = Logger(label: "websockets")
+        logger.logLevel = .warning
+        let server = WebSocketsServer(settings: settings, logger: logger)
+        server.on("WebSockets/message") { event in
+            if event.action == "echo" { event.reply("echo", event.details) }
+        }
+        try await server.start()
+        let report = DispatchSource.makeSignalSource(signal: SIGUSR1)
+        signal(SIGUSR1, SIG_IGN)
+        report.setEventHandler {
+            // malloc_stats prints each arena's size and bytes in use: live heap versus RSS, for the idle figures.
+            let function = unsafeBitCast(dlsym(nil, "malloc_stats"), to: (@convention(c) () -> Void).self)
+            print("connections: \(server.hub.counts)")
+            fflush(nil)
+            function()
             fflush(nil)
         }
-        for channel in channels { channel.close(promise: nil) }
+        report.resume()
+        let stop = DispatchSource.makeSignalSource(signal: SIGTERM)
+        signal(SIGTERM, SIG_IGN)
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            stop.setEventHandler { continuation.resume() }
+            stop.resume()
+        }
+        await server.shutdown()
+    }
+
+    static func run(_ options: Options) async throws {
+        let key = SecurityKey.generate()
+        let siteRequests = NIOLockedValueBox(0)
+        // The site: a session endpoint answering for `sid=<user>-<tab>` cookies.
+        let site = try await HTTPServer(port: 0) { request in
+            guard request.path == "/api/WebSockets/session", let sid = request.cookie("sid"),
+                let user = Int64(sid.split(separator: "-").first ?? "")
+            else { return HTTPServerResponse(status: .forbidden) }
+            siteRequests.withLockedValue { $0 += 1 }
+            return .json(["user": .int(user), "session": .string(sid)])
+        }
+        let siteURL = "http://127.0.0.1:\(site.port)"
+        let curl = CurlClient(maximumConcurrency: 32)
+        var report = Report(options: options)
+        print(machineDescription())
+
+        for kind in options.peers {
+            print("\n## \(kind.rawValue)")
+            let peer = try await Peer.start(kind, siteURL: siteURL, key: key, core: "0")
+            defer { peer.stop() }
+            let bench = Bench(peer: peer, key: key, curl: curl)
+            do {
+                try await measure(peer: peer, bench: bench, options: options, report: &report)
+            } catch {
+                print("\(kind.rawValue) failed: \(error)")
+            }
+            await bench.closeAll()
+        }
+
+        if options.peers.contains(.ours) {
+            print("\n## Reconnect storm (ours)")
+            let peer = try await Peer.start(.ours, siteURL: siteURL, key: key, core: "0")
+            defer { peer.stop() }
+            let bench = Bench(peer: peer, key: key, curl: curl)
+            let before = siteRequests.withLockedValue { $0 }
+            let started = ContinuousClock.now
+            try await bench.connect(upTo: options.storm, users: options.sessions, sharedSessions: true, inFlight: 1000)
+            let took = ContinuousClock.now - started
+            let requests = siteRequests.withLockedValue { $0 } - before
+            print(
+                "\(options.storm) clients of \(options.sessions) sessions authenticated in \(took); site requests: \(requests)"
+            )
+            report.storm = (took, requests)
+            await bench.closeAll()
+        }
+
+        print("")
+        report.print()
         await curl.shutdown()
         await site.shutdown()
+        exit(0)
     }
 
-    static func rssKiB(_ pid: pid_t) -> Int {
-        let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
-        let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
-        return Int(line.split(separator: " ").dropFirst().first ?? "0") ?? 0
+    static func measure(peer: Peer, bench: Bench, options: Options, report: inout Report) async throws {
+        let kind = peer.kind
+        try await Task.sleep(for: .seconds(1))
+        let rssBase = peer.rssKiB
+        let started = ContinuousClock.now
+        try await bench.connect(upTo: options.subscribers, users: options.users)
+        print("\(options.subscribers) clients ready in \(ContinuousClock.now - started)")
+        try await Task.sleep(for: .seconds(2))
+        report.set(kind, "idle10k", Double(peer.rssKiB - rssBase) / Double(options.subscribers))
+        if options.idleOnly {
+            try await bench.connect(upTo: options.idle, users: options.users)
+            try await Task.sleep(for: .seconds(2))
+            report.set(kind, "idle19k", Double(peer.rssKiB - rssBase) / Double(options.idle))
+            if kind == .ours { kill(peer.pid, SIGUSR1) }
+            print(
+                "Idle RSS per connection: \(report.value(kind, "idle10k")) KiB at \(options.subscribers), \(report.value(kind, "idle19k")) KiB at \(options.idle) (RSS \(rssBase) KiB before)"
+            )
+            await bench.closeAll()
+            return
+        }
+
+        print(
+            "Broadcast to \(options.subscribers) (3 s steps): offered sends/s, delivered/s, p50/p99/p99.9 ms, CPU µs per delivery"
+        )
+        let log: (Bench.Step) -> Void = { step in
+            print(
+                String(
+                    format: "  %8.1f  %10.0f  %8.1f %8.1f %8.1f  %6.2f%@", step.offered, step.delivered, step.p50,
+                    step.p99, step.p999, step.cpuPerDelivery, step.failed > 0 ? " (\(step.failed) failed)" : ""))
+        }
+        let best = await bench.ladder(start: 2, users: nil, deliveriesPerSend: options.subscribers, log: log)
+        report.set(kind, "broadcastMax", best)
+        for fraction in [0.5, 0.9] {
+            let step = await bench.measure(
+                rate: best * fraction / Double(options.subscribers), seconds: 5, users: nil,
+                deliveriesPerSend: options.subscribers)
+            print("  at \(Int(fraction * 100))% of its peak:")
+            log(step)
+            report.set(kind, "broadcast\(Int(fraction * 100))", step)
+        }
+        if kind == .ours, let peers = report.bestPeerBroadcast {
+            let step = await bench.measure(
+                rate: peers * 0.5 / Double(options.subscribers), seconds: 5, users: nil,
+                deliveriesPerSend: options.subscribers)
+            print("  at 50% of the better peer's peak:")
+            log(step)
+            report.set(kind, "broadcastPeerHalf", step)
+        }
+
+        if peer.echoes {
+            let step = await bench.echo(concurrency: options.echo, seconds: 5)
+            print("Echo through an in-process handler, \(options.echo) in flight:")
+            log(step)
+            report.set(kind, "echo", step)
+        }
+
+        try await bench.connect(upTo: options.idle, users: options.users)
+        try await Task.sleep(for: .seconds(2))
+        report.set(kind, "idle19k", Double(peer.rssKiB - rssBase) / Double(options.idle))
+        print(
+            "Idle RSS per connection: \(report.value(kind, "idle10k")) KiB at \(options.subscribers), \(report.value(kind, "idle19k")) KiB at \(options.idle)"
+        )
+
+        print("Sends to random single users (\(options.users) users, \(options.idle) tabs):")
+        let perSend = options.idle / options.users
+        let targeted = await bench.ladder(start: 500, users: options.users, deliveriesPerSend: perSend, log: log)
+        report.set(kind, "targetedMax", targeted / Double(perSend))
+        let half = await bench.measure(
+            rate: targeted / Double(perSend) * 0.5, seconds: 5, users: options.users, deliveriesPerSend: perSend)
+        print("  at 50% of its peak:")
+        log(half)
+        report.set(kind, "targeted50", half)
     }
 
-    static func cpuSeconds(_ pid: pid_t) -> Double {
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let end = stat.lastIndex(of: ")")
-        else { return 0 }
-        let fields = stat[stat.index(end, offsetBy: 2)...].split(separator: " ")
-        return Double((Int(fields[11]) ?? 0) + (Int(fields[12]) ?? 0)) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    static func machineDescription() -> String {
+        let cpuinfo = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
+        let model =
+            cpuinfo.split(separator: "\n").first { $0.hasPrefix("model name") }?
+            .split(separator: ":").last?.trimmingCharacters(in: .whitespaces) ?? "unknown"
+        return "Machine: \(ProcessInfo.processInfo.processorCount) cores (\(model)); servers pinned to core 0, "
+            + "this generator (clients, site, publisher) to core 1 when started with taskset -c 1."
     }
 }

@@ -133,6 +133,8 @@ public struct WebSocketCloseCode: Sendable, Equatable {
     public static let normal = WebSocketCloseCode(rawValue: 1000)
     /// The server is going away (shutdown).
     public static let goingAway = WebSocketCloseCode(rawValue: 1001)
+    /// A frame that breaks the WebSocket protocol.
+    public static let protocolError = WebSocketCloseCode(rawValue: 1002)
     /// A frame type the server does not accept (binary).
     public static let unacceptableData = WebSocketCloseCode(rawValue: 1003)
     /// A frame whose data is not of the wire format.

@@ -11,9 +11,11 @@ import NIOCore
 public final class Hub: Sendable {
     private struct Indexes {
         var all: [String: Connection] = [:]
-        var byUser: [String: [String: Connection]] = [:]
-        var bySession: [String: [String: Connection]] = [:]
-        var byGroup: [String: [String: Connection]] = [:]
+        // A user's, session's or group's connections are few (a user's tabs) or are all scanned anyway (a group):
+        // an array costs less per connection than a dictionary, and finding one to remove is a short scan.
+        var byUser: [String: [Connection]] = [:]
+        var bySession: [String: [Connection]] = [:]
+        var byGroup: [String: [Connection]] = [:]
         var byAddress: [String: Int] = [:]
         var authenticated = 0
     }
@@ -70,10 +72,10 @@ public final class Hub: Sendable {
         indexes.withLockedValue { indexes in
             guard indexes.all[connection.id] != nil else { return }
             indexes.authenticated += 1
-            indexes.byUser[session.user.indexKey, default: [:]][connection.id] = connection
-            indexes.bySession[session.session, default: [:]][connection.id] = connection
-            for group in session.groups {
-                indexes.byGroup[group.indexKey, default: [:]][connection.id] = connection
+            indexes.byUser[session.user.indexKey, default: []].append(connection)
+            indexes.bySession[session.session, default: []].append(connection)
+            for group in Set(session.groups.map(\.indexKey)) {
+                indexes.byGroup[group, default: []].append(connection)
             }
         }
     }
@@ -87,17 +89,21 @@ public final class Hub: Sendable {
             indexes.byAddress[connection.address] = held > 0 ? held : nil
             guard let session else { return }
             indexes.authenticated -= 1
-            Self.remove(connection.id, key: session.user.indexKey, from: &indexes.byUser)
-            Self.remove(connection.id, key: session.session, from: &indexes.bySession)
-            for group in session.groups {
-                Self.remove(connection.id, key: group.indexKey, from: &indexes.byGroup)
+            Self.remove(connection, key: session.user.indexKey, from: &indexes.byUser)
+            Self.remove(connection, key: session.session, from: &indexes.bySession)
+            for group in Set(session.groups.map(\.indexKey)) {
+                Self.remove(connection, key: group, from: &indexes.byGroup)
             }
         }
     }
 
-    private static func remove(_ id: String, key: String, from index: inout [String: [String: Connection]]) {
-        index[key]?.removeValue(forKey: id)
-        if index[key]?.isEmpty == true { index[key] = nil }
+    private static func remove(_ connection: Connection, key: String, from index: inout [String: [Connection]]) {
+        guard var connections = index[key] else { return }
+        if let position = connections.firstIndex(where: { $0 === connection }) {
+            connections.swapAt(position, connections.count - 1)
+            connections.removeLast()
+        }
+        index[key] = connections.isEmpty ? nil : connections
     }
 
     /// Every open connection.
@@ -110,13 +116,16 @@ public final class Hub: Sendable {
         let keys: [String]
         if case .array(let items) = target { keys = items.map(\.indexKey) } else { keys = [target.indexKey] }
         return indexes.withLockedValue { indexes -> [Connection] in
-            func union(_ index: [String: [String: Connection]]) -> [Connection] {
-                if keys.count == 1 { return Array((index[keys[0]] ?? [:]).values) }
-                var seen: [String: Connection] = [:]
+            func union(_ index: [String: [Connection]]) -> [Connection] {
+                if keys.count == 1 { return index[keys[0]] ?? [] }
+                var seen = Set<ObjectIdentifier>()
+                var union: [Connection] = []
                 for key in keys {
-                    for (id, connection) in index[key] ?? [:] { seen[id] = connection }
+                    for connection in index[key] ?? [] where seen.insert(ObjectIdentifier(connection)).inserted {
+                        union.append(connection)
+                    }
                 }
-                return Array(seen.values)
+                return union
             }
             switch sendTo {
             case .all:
@@ -136,8 +145,8 @@ public final class Hub: Sendable {
                 }
                 let value = pair[1]
                 switch property {
-                case "user": return Array((indexes.byUser[value.indexKey] ?? [:]).values)
-                case "session": return Array((indexes.bySession[value.indexKey] ?? [:]).values)
+                case "user": return indexes.byUser[value.indexKey] ?? []
+                case "session": return indexes.bySession[value.indexKey] ?? []
                 default:
                     // Other properties have no index: a filter on them is the one send that scans.
                     return indexes.all.values.filter { Self.connection($0, has: property, equalTo: value) }

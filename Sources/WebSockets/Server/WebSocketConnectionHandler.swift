@@ -19,7 +19,8 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
     }
 
     private let server: WebSocketsServer
-    private let credentials: BrowserCredentials
+    /// Until ``handlerAdded(context:)`` hands them to the connection.
+    private var credentials: BrowserCredentials?
     private let writer: EncodedFrameWriter
     private let shard: LoopShard
     private(set) var connection: Connection!
@@ -42,11 +43,12 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         connection = Connection(
-            id: server.nextConnectionID(), credentials: credentials, handler: self, eventLoop: context.eventLoop,
+            id: server.nextConnectionID(), credentials: credentials!, handler: self, eventLoop: context.eventLoop,
             logger: server.logger)
+        credentials = nil
         guard server.hub.add(connection, limit: server.settings.maxConnectionsPerIP) else {
             // The cap was checked before the upgrade; another connection from the address won the race.
-            connection.logger.info("too many connections from one address", metadata: ["ip": "\(credentials.address)"])
+            connection.logger.info("too many connections from one address", metadata: ["ip": "\(connection.address)"])
             server.metrics.closed(reason: "per_ip_cap")
             close(code: .policyViolation, reason: "Too many connections")
             return
@@ -68,7 +70,16 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         connection?.logger.debug("connection error", metadata: ["error": "\(error)"])
-        context.close(promise: nil)
+        switch error as? NIOWebSocketError {
+        case .invalidFrameLength?:
+            server.metrics.closed(reason: "too_large")
+            close(code: .messageTooLarge, reason: "Frame larger than \(server.settings.maxMessageSize) bytes")
+        case .some:
+            server.metrics.closed(reason: "protocol")
+            close(code: .protocolError, reason: "Protocol error")
+        case nil:
+            context.close(promise: nil)
+        }
     }
 
     /// Closes the connection when it has been silent longer than `idleTimeout`, else pings it when it has not

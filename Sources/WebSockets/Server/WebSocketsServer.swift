@@ -118,10 +118,15 @@ public final class WebSocketsServer: Service, Sendable {
         let host = settings.listenLocally ? "127.0.0.1" : "0.0.0.0"
         let high = max(settings.maxOutboundBuffer, 1024)
         let channel = try await ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.backlog, value: 4096)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.writeBufferWaterMark, value: .init(low: high / 2, high: high))
+            // Each connection keeps its receive buffer between reads: start it small (browsers' messages are small)
+            // and let it grow for a connection that reads more.
+            .childChannelOption(
+                .recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 128, maximum: 65536)
+            )
             .childChannelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
                     try self.configure(channel)
@@ -205,7 +210,8 @@ public final class WebSocketsServer: Service, Sendable {
     private func configure(_ channel: any Channel) throws {
         let upgrader = NIOWebSocketServerUpgrader(
             maxFrameSize: max(settings.maxMessageSize, 126),
-            automaticErrorHandling: true,
+            // The connection handler answers the decoder's errors itself: one handler less per connection.
+            automaticErrorHandling: false,
             shouldUpgrade: { [self] channel, head in
                 let address = clientAddress(head.headers, peer: channel.remoteAddress?.ipAddress ?? "")
                 let refusal = upgradeRefusal(

@@ -12,6 +12,7 @@ final class SessionCache: Sendable {
     }
 
     private let entries = NIOLockedValueBox<[String: Entry]>([:])
+    private let nextPrune = NIOLockedValueBox(ContinuousClock.now)
     private let lifetime: Duration
     private let maximumEntries: Int
 
@@ -26,6 +27,7 @@ final class SessionCache: Sendable {
         SessionValidation, fromCache: Bool
     ) {
         let now = ContinuousClock.now
+        pruneIfDue(now: now)
         // Looking up and joining the waiters happen under one lock, so no waiter can miss the answer.
         let shared = await withCheckedContinuation { (waiter: Waiter) in
             let immediate: SessionValidation?? = entries.withLockedValue { entries in
@@ -58,5 +60,22 @@ final class SessionCache: Sendable {
         }
         for waiter in waiters { waiter.resume(returning: value) }
         return (value, false)
+    }
+
+    /// Drops expired answers, at most once per lifetime: a cache of every cookie ever seen would grow with the
+    /// number of sessions, not with the number of connections.
+    private func pruneIfDue(now: ContinuousClock.Instant) {
+        let due = nextPrune.withLockedValue { next -> Bool in
+            guard now >= next else { return false }
+            next = now + lifetime
+            return true
+        }
+        guard due else { return }
+        entries.withLockedValue { entries in
+            entries = entries.filter { _, entry in
+                if case .done(_, let expires) = entry { return expires > now }
+                return true
+            }
+        }
     }
 }

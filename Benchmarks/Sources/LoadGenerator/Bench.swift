@@ -1,0 +1,139 @@
+import Dispatch
+import Foundation
+import NIOConcurrencyHelpers
+import NIOCore
+import WebSockets
+
+/// One peer under test with its clients, and the scenarios run against it.
+final class Bench {
+    struct Step {
+        var offered: Double
+        var delivered: Double
+        var p50: Double
+        var p99: Double
+        var p999: Double
+        var cpuPerDelivery: Double
+        var failed: Int
+    }
+
+    let peer: Peer
+    let key: String
+    let recorder = Recorder()
+    let publisher: Publisher
+    private(set) var channels: [any Channel] = []
+
+    init(peer: Peer, key: String, curl: CurlClient) {
+        self.peer = peer
+        self.key = key
+        self.publisher = Publisher(curl: curl, inFlightLimit: 32)
+    }
+
+    /// Connection `index` belongs to user `index % users + 1` (so the first `users` connections are one tab of
+    /// each user, the next ones second tabs), from 127.0.0.1 for the first 25,000 and then from
+    /// 127.0.0.x, one address per 25,000. Each
+    /// tab has its own session, unless `sharedSessions` (then a user's tabs share one, as in one browser).
+    func connect(upTo count: Int, users: Int, sharedSessions: Bool = false, inFlight: Int = 200) async throws {
+        let start = channels.count
+        guard count > start else { return }
+        let readyBefore = recorder.ready
+        var made: [any Channel] = []
+        try await withThrowingTaskGroup(of: (any Channel).self) { group in
+            var next = start
+            func add() {
+                let index = next
+                next += 1
+                let user = index % users + 1
+                let tab = index / users + 1
+                group.addTask { [peer, recorder] in
+                    try await Subscriber.connect(
+                        port: peer.port, path: peer.path(user: user),
+                        cookie: sharedSessions ? "sid=\(user)-shared" : "sid=\(user)-\(tab)",
+                        authenticate: peer.authenticates, recorder: recorder,
+                        localAddress: index < 25_000 ? nil : "127.0.0.\(2 + index / 25_000)")
+                }
+            }
+            while next < min(count, start + inFlight) { add() }
+            while let channel = try await group.next() {
+                made.append(channel)
+                if next < count { add() }
+            }
+        }
+        channels += made
+        let deadline = ContinuousClock.now + .seconds(60)
+        while recorder.ready - readyBefore < count - start {
+            guard ContinuousClock.now < deadline else {
+                throw BenchmarkError("only \(recorder.ready - readyBefore) of \(count - start) clients became ready")
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
+    /// Publishes `rate` sends a second for `seconds` (to everyone, or to random users among `users`), waits for the
+    /// deliveries (at most 5 s more), and measures.
+    func measure(rate: Double, seconds: Double, users: Int?, deliveriesPerSend: Int) async -> Step {
+        recorder.reset()
+        let cpuBefore = peer.cpuSeconds
+        let start = DispatchTime.now().uptimeNanoseconds
+        let peer = self.peer
+        let key = self.key
+        let (sent, failed) = await publisher.run(rate: rate, seconds: seconds) { _ in
+            let message = #"["b",{"ts":\#(DispatchTime.now().uptimeNanoseconds)}]"#
+            return peer.publish(message, user: users.map { Int.random(in: 1...$0) }, key: key)
+        }
+        let expected = (sent - failed) * deliveriesPerSend
+        let deadline = ContinuousClock.now + .seconds(5)
+        while recorder.received < expected && ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        let received = recorder.received
+        let elapsed = Double(recorder.lastReceipt &- start) / 1e9
+        let cpu = peer.cpuSeconds - cpuBefore
+        let (p50, p99, p999) = recorder.percentiles()
+        return Step(
+            offered: rate, delivered: elapsed > 0 ? Double(received) / elapsed : 0, p50: p50, p99: p99, p999: p999,
+            cpuPerDelivery: received > 0 ? cpu * 1e6 / Double(received) : .nan, failed: failed)
+    }
+
+    /// Raises the rate by half each step until what is delivered stops rising (two steps without 5% more).
+    func ladder(start: Double, users: Int?, deliveriesPerSend: Int, log: (Step) -> Void) async -> Double {
+        var rate = start
+        var best = 0.0
+        var misses = 0
+        while misses < 2 {
+            let step = await measure(rate: rate, seconds: 3, users: users, deliveriesPerSend: deliveriesPerSend)
+            log(step)
+            if step.delivered > best * 1.05 {
+                misses = 0
+            } else {
+                misses += 1
+            }
+            best = max(best, step.delivered)
+            if step.p99 > 5000 || step.failed > 0 { break }
+            rate *= 1.5
+        }
+        return best
+    }
+
+    /// `concurrency` clients each keep one echo in flight for `seconds`.
+    func echo(concurrency: Int, seconds: Double) async -> Step {
+        let echoing = Array(channels.prefix(concurrency))
+        recorder.reset()
+        let cpuBefore = peer.cpuSeconds
+        for channel in echoing { Subscriber.startEchoing(on: channel) }
+        try? await Task.sleep(for: .seconds(seconds))
+        for channel in echoing { Subscriber.stopEchoing(on: channel) }
+        let received = recorder.received
+        let cpu = peer.cpuSeconds - cpuBefore
+        let (p50, p99, p999) = recorder.percentiles()
+        try? await Task.sleep(for: .milliseconds(500))
+        return Step(
+            offered: Double(concurrency), delivered: Double(received) / seconds, p50: p50, p99: p99, p999: p999,
+            cpuPerDelivery: received > 0 ? cpu * 1e6 / Double(received) : .nan, failed: 0)
+    }
+
+    func closeAll() async {
+        for channel in channels { channel.close(promise: nil) }
+        channels = []
+        try? await Task.sleep(for: .milliseconds(500))
+    }
+}

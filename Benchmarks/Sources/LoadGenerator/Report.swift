@@ -1,0 +1,86 @@
+import Foundation
+
+/// The figures of every peer, printed as one Markdown table with the ratio ours / better peer.
+struct Report {
+    let options: LoadGenerator.Options
+    private var numbers: [String: Double] = [:]
+    private var steps: [String: Bench.Step] = [:]
+    var storm: (Duration, Int)?
+
+    init(options: LoadGenerator.Options) {
+        self.options = options
+    }
+
+    mutating func set(_ kind: Peer.Kind, _ name: String, _ value: Double) {
+        numbers["\(kind)/\(name)"] = value
+    }
+
+    mutating func set(_ kind: Peer.Kind, _ name: String, _ step: Bench.Step) {
+        steps["\(kind)/\(name)"] = step
+    }
+
+    func value(_ kind: Peer.Kind, _ name: String) -> String {
+        numbers["\(kind)/\(name)"].map { String(format: "%.2f", $0) } ?? "-"
+    }
+
+    /// The better peer's peak broadcast deliveries/s.
+    var bestPeerBroadcast: Double? {
+        [Peer.Kind.ws, .nchan].compactMap { numbers["\($0)/broadcastMax"] }.max()
+    }
+
+    private typealias Row = (label: String, higherIsBetter: Bool, value: (Peer.Kind) -> Double?)
+
+    func print() {
+        let peers = options.peers
+        let rows: [Row] = [
+            ("Broadcast to \(options.subscribers): max deliveries/s", true, { numbers["\($0)/broadcastMax"] }),
+            ("  CPU µs per delivery at 50% of its peak", false, { steps["\($0)/broadcast50"]?.cpuPerDelivery }),
+            ("  p50 ms at 50% of its peak", false, { steps["\($0)/broadcast50"]?.p50 }),
+            ("  p99 ms at 50% of its peak", false, { steps["\($0)/broadcast50"]?.p99 }),
+            ("  p99.9 ms at 50% of its peak", false, { steps["\($0)/broadcast50"]?.p999 }),
+            ("  p50 ms at 90% of its peak", false, { steps["\($0)/broadcast90"]?.p50 }),
+            ("  p99 ms at 90% of its peak", false, { steps["\($0)/broadcast90"]?.p99 }),
+            ("  p99.9 ms at 90% of its peak", false, { steps["\($0)/broadcast90"]?.p999 }),
+            (
+                "  CPU µs per delivery at 50% of the better peer's peak", false,
+                { steps["\($0)/broadcastPeerHalf"]?.cpuPerDelivery ?? steps["\($0)/broadcast50"]?.cpuPerDelivery }
+            ),
+            (
+                "  p99 ms at 50% of the better peer's peak", false,
+                { steps["\($0)/broadcastPeerHalf"]?.p99 ?? steps["\($0)/broadcast50"]?.p99 }
+            ),
+            ("Targeted sends (\(options.users) users × 2 tabs): max sends/s", true, { numbers["\($0)/targetedMax"] }),
+            ("  p50 ms at 50% of its peak", false, { steps["\($0)/targeted50"]?.p50 }),
+            ("  p99 ms at 50% of its peak", false, { steps["\($0)/targeted50"]?.p99 }),
+            ("Idle RSS KiB per connection at \(options.subscribers)", false, { numbers["\($0)/idle10k"] }),
+            ("Idle RSS KiB per connection at \(options.idle)", false, { numbers["\($0)/idle19k"] }),
+            ("Echo, \(options.echo) in flight: messages/s", true, { steps["\($0)/echo"]?.delivered }),
+            ("  p50 ms", false, { steps["\($0)/echo"]?.p50 }),
+            ("  p99 ms", false, { steps["\($0)/echo"]?.p99 }),
+            ("  CPU µs per message", false, { steps["\($0)/echo"]?.cpuPerDelivery }),
+        ]
+        Swift.print("| measure | " + peers.map(\.rawValue).joined(separator: " | ") + " | ours / better peer |")
+        Swift.print("| --- | " + peers.map { _ in "---:" }.joined(separator: " | ") + " | ---: |")
+        for row in rows {
+            let cells = peers.map { kind in row.value(kind).map(Self.format) ?? "-" }
+            var ratio = "-"
+            let others = peers.filter { $0 != .ours }.compactMap { row.value($0) }.filter { $0.isFinite }
+            if let ours = row.value(.ours), ours.isFinite, !others.isEmpty {
+                let better = row.higherIsBetter ? others.max()! : others.min()!
+                if better > 0 { ratio = String(format: "%.2f", ours / better) }
+            }
+            Swift.print("| \(row.label) | " + cells.joined(separator: " | ") + " | \(ratio) |")
+        }
+        if let (took, requests) = storm {
+            Swift.print(
+                "\nReconnect storm (ours): \(options.storm) clients of \(options.sessions) sessions authenticated in "
+                    + "\(took.formatted(.units(allowed: [.seconds, .milliseconds]))); site requests: \(requests)")
+        }
+    }
+
+    private static func format(_ value: Double) -> String {
+        guard value.isFinite else { return "-" }
+        if value >= 1000 { return String(format: "%.0f", value) }
+        return String(format: "%.2f", value)
+    }
+}

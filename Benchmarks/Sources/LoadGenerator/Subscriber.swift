@@ -1,0 +1,137 @@
+import Dispatch
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOWebSocket
+
+/// A benchmark client: upgrades to a WebSocket at `path` with a cookie, authenticates when the peer wants it,
+/// answers pings, records timestamped messages, and in echo mode sends the next echo when one comes back.
+enum Subscriber {
+    /// One event loop for all clients: the generator is pinned to one core.
+    static let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+
+    /// Connects from `localAddress`, or from the kernel's choice when `nil`. A connect without a bind takes a port
+    /// free for this one destination (about 28,000 of them); an explicit bind to port 0 must find a port free for
+    /// every destination, a search that grows slow with thousands of sockets, so it is kept for connections past
+    /// what one address holds.
+    static func connect(
+        port: Int, path: String, cookie: String, authenticate: Bool, recorder: Recorder, localAddress: String?
+    ) async throws -> any Channel {
+        let upgraded = group.next().makePromise(of: Void.self)
+        var head = HTTPRequestHead(version: .http1_1, method: .GET, uri: path)
+        head.headers.add(name: "Host", value: "127.0.0.1:\(port)")
+        head.headers.add(name: "Cookie", value: cookie)
+        let requestHead = head
+        // Reusable addresses: a previous run's closed connections linger in TIME_WAIT on the same source ports.
+        var bootstrap = ClientBootstrap(group: group).channelOption(.socketOption(.so_reuseaddr), value: 1)
+        if let localAddress { bootstrap = bootstrap.bind(to: try SocketAddress(ipAddress: localAddress, port: 0)) }
+        let channel =
+            try await bootstrap
+            .channelInitializer { channel in
+                let key = Data((0..<16).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()
+                let upgrader = NIOWebSocketClientUpgrader(requestKey: key, maxFrameSize: 1 << 20) { channel, _ in
+                    channel.pipeline.removeHandler(name: "request").flatMapThrowing {
+                        try channel.pipeline.syncOperations.addHandler(
+                            Reader(recorder: recorder, readyOnAuthentication: authenticate))
+                        if !authenticate { recorder.markReady() }
+                        upgraded.succeed()
+                    }
+                }
+                return channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers(
+                        withClientUpgrade: (upgraders: [upgrader], completionHandler: { _ in }))
+                    try channel.pipeline.syncOperations.addHandler(Requester(head: requestHead), name: "request")
+                }
+            }
+            .connect(host: "127.0.0.1", port: port).get()
+        // A peer that never answers the upgrade must fail the run, not hang it.
+        let timeout = channel.eventLoop.scheduleTask(in: .seconds(20)) {
+            upgraded.fail(BenchmarkError("no upgrade within 20 s"))
+            channel.close(promise: nil)
+        }
+        defer { timeout.cancel() }
+        try await upgraded.futureResult.get()
+        if authenticate {
+            try await send(#"["Client/authentication",null]"#, on: channel)
+        }
+        return channel
+    }
+
+    /// Sends a text frame, masked as a browser's.
+    static func send(_ text: String, on channel: any Channel) async throws {
+        try await channel.writeAndFlush(
+            WebSocketFrame(fin: true, opcode: .text, maskKey: .random(), data: ByteBuffer(string: text))
+        ).get()
+    }
+
+    /// Puts the client in echo mode: each echo it reads is recorded and answered with the next one.
+    static func startEchoing(on channel: any Channel) {
+        channel.eventLoop.execute {
+            guard let reader = try? channel.pipeline.syncOperations.handler(type: Reader.self) else { return }
+            reader.echoing = true
+            reader.sendEcho(channel: channel)
+        }
+    }
+
+    static func stopEchoing(on channel: any Channel) {
+        channel.eventLoop.execute {
+            (try? channel.pipeline.syncOperations.handler(type: Reader.self))?.echoing = false
+        }
+    }
+
+    private final class Requester: ChannelInboundHandler, RemovableChannelHandler {
+        typealias InboundIn = HTTPClientResponsePart
+        typealias OutboundOut = HTTPClientRequestPart
+        let head: HTTPRequestHead
+        init(head: HTTPRequestHead) { self.head = head }
+        func channelActive(context: ChannelHandlerContext) {
+            context.write(wrapOutboundOut(.head(head)), promise: nil)
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            context.fireChannelActive()
+        }
+    }
+
+    final class Reader: ChannelInboundHandler {
+        typealias InboundIn = WebSocketFrame
+        typealias OutboundOut = WebSocketFrame
+        let recorder: Recorder
+        var readyOnAuthentication: Bool
+        var echoing = false
+
+        init(recorder: Recorder, readyOnAuthentication: Bool) {
+            self.recorder = recorder
+            self.readyOnAuthentication = readyOnAuthentication
+        }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            let frame = unwrapInboundIn(data)
+            switch frame.opcode {
+            case .text:
+                let stamp = frame.data.withUnsafeReadableBytes { timestamp(in: $0) }
+                if let stamp {
+                    recorder.record(sent: stamp)
+                    if echoing { sendEcho(channel: context.channel) }
+                } else if readyOnAuthentication,
+                    frame.data.readableBytes > 24,
+                    frame.data.getString(at: frame.data.readerIndex, length: 24) == #"["Client/authentication""#
+                {
+                    readyOnAuthentication = false
+                    recorder.markReady()
+                }
+            case .ping:
+                let pong = WebSocketFrame(fin: true, opcode: .pong, maskKey: .random(), data: frame.unmaskedData)
+                context.writeAndFlush(wrapOutboundOut(pong), promise: nil)
+            default:
+                break
+            }
+        }
+
+        func sendEcho(channel: any Channel) {
+            let text = #"["echo",{"ts":\#(DispatchTime.now().uptimeNanoseconds)}]"#
+            channel.writeAndFlush(
+                WebSocketFrame(fin: true, opcode: .text, maskKey: .random(), data: ByteBuffer(string: text)),
+                promise: nil)
+        }
+    }
+}
