@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import WebSockets
 
 /// The `websockets` command: a real-time server that gives any web site WebSockets.
 @main
@@ -11,8 +12,10 @@ struct CLI: AsyncParsableCommand {
         subcommands: [DemoCommand.self, StartCommand.self, SendCommand.self, SuperviseCommand.self, WebCommand.self]
     )
 
-    /// Logs to standard error; the level comes from `WEBSOCKETS_LOG_LEVEL` (default `info`).
+    /// Logs to standard error; the level comes from `WEBSOCKETS_LOG_LEVEL` (default `info`). Every command calls it
+    /// first, so the shared event loop group is also sized here, before its first use.
     static func bootstrapLogging() -> Logger {
+        EventLoopSizing.sizeSharedGroup()
         let level =
             ProcessInfo.processInfo.environment["WEBSOCKETS_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
         LoggingSystem.bootstrap { label in

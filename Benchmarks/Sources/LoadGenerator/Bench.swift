@@ -14,6 +14,8 @@ final class Bench {
         var p999: Double
         var cpuPerDelivery: Double
         var failed: Int
+        /// The server's write system calls per delivery: below 1 when frames leave in batches.
+        var writesPerDelivery: Double = .nan
     }
 
     let peer: Peer
@@ -48,7 +50,7 @@ final class Bench {
                     try await Subscriber.connect(
                         port: peer.port, path: peer.path(user: user),
                         cookie: sharedSessions ? "sid=\(user)-shared" : "sid=\(user)-\(tab)",
-                        authenticate: peer.authenticates, recorder: recorder,
+                        dialect: peer.dialect, recorder: recorder,
                         localAddress: index < 25_000 ? nil : "127.0.0.\(2 + index / 25_000)")
                 }
             }
@@ -71,8 +73,10 @@ final class Bench {
     /// Publishes `rate` sends a second for `seconds` (to everyone, or to random users among `users`), waits for the
     /// deliveries (at most 5 s more), and measures.
     func measure(rate: Double, seconds: Double, users: Int?, deliveriesPerSend: Int) async -> Step {
+        await settle()
         recorder.reset()
         let cpuBefore = peer.cpuSeconds
+        let writesBefore = peer.writeCalls
         let start = DispatchTime.now().uptimeNanoseconds
         let peer = self.peer
         let key = self.key
@@ -86,12 +90,28 @@ final class Bench {
             try? await Task.sleep(for: .milliseconds(10))
         }
         let received = recorder.received
-        let elapsed = Double(recorder.lastReceipt &- start) / 1e9
+        // Over the publishing window at least: the last send leaves 1/rate before the window's end.
+        let elapsed = max(seconds, Double(recorder.lastReceipt &- start) / 1e9)
         let cpu = peer.cpuSeconds - cpuBefore
+        let writes = peer.writeCalls - writesBefore
         let (p50, p99, p999) = recorder.percentiles()
         return Step(
             offered: rate, delivered: elapsed > 0 ? Double(received) / elapsed : 0, p50: p50, p99: p99, p999: p999,
-            cpuPerDelivery: received > 0 ? cpu * 1e6 / Double(received) : .nan, failed: failed)
+            cpuPerDelivery: received > 0 ? cpu * 1e6 / Double(received) : .nan, failed: failed,
+            writesPerDelivery: received > 0 ? Double(writes) / Double(received) : .nan)
+    }
+
+    /// Waits until nothing has arrived for half a second (at most 30 s): an overloaded step's backlog must not
+    /// count in the next one.
+    func settle() async {
+        let deadline = ContinuousClock.now + .seconds(30)
+        var last = recorder.received
+        while ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(500))
+            let now = recorder.received
+            if now == last { return }
+            last = now
+        }
     }
 
     /// Raises the rate by half each step until what is delivered stops rising (two steps without 5% more).
@@ -117,6 +137,7 @@ final class Bench {
     /// `concurrency` clients each keep one echo in flight for `seconds`.
     func echo(concurrency: Int, seconds: Double) async -> Step {
         let echoing = Array(channels.prefix(concurrency))
+        await settle()
         recorder.reset()
         let cpuBefore = peer.cpuSeconds
         for channel in echoing { Subscriber.startEchoing(on: channel) }
@@ -129,6 +150,13 @@ final class Bench {
         return Step(
             offered: Double(concurrency), delivered: Double(received) / seconds, p50: p50, p99: p99, p999: p999,
             cpuPerDelivery: received > 0 ? cpu * 1e6 / Double(received) : .nan, failed: 0)
+    }
+
+    /// Closes the connections past the first `count`, and waits until the peer has seen them go.
+    func close(after count: Int) async {
+        for channel in channels.dropFirst(count) { channel.close(promise: nil) }
+        channels = Array(channels.prefix(count))
+        try? await Task.sleep(for: .seconds(2))
     }
 
     func closeAll() async {

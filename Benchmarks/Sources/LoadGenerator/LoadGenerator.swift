@@ -6,31 +6,39 @@ import WebSockets
 
 /// The benchmarks of issue 5: our server side by side with Node `ws` and Nchan, in one run.
 ///
-///     LoadGenerator run [--peers ours,ws,nchan] [--subscribers 10000] [--idle 19000] [--users 9500]
+///     LoadGenerator run [--peers ws,socketio,nchan,ours,floor] [--subscribers 10000] [--idle 19000] [--users 9500]
 ///                       [--storm 10000] [--sessions 1000] [--echo 100]
 ///                       [--idle-only yes]
 ///     LoadGenerator serve PORT SITE KEY      (our server with an in-process echo handler; used by run)
 ///
 /// Run it pinned to core 1 (`taskset -c 1`); it pins every server to core 0.
+/// Prints and flushes: a long run's progress shows as it goes, also when written to a file.
+func say(_ text: String) {
+    print(text)
+    fflush(nil)
+}
+
 @main
 struct LoadGenerator {
     static func main() async throws {
         let arguments = Array(CommandLine.arguments.dropFirst())
         switch arguments.first {
         case "serve":
+            EventLoopSizing.sizeSharedGroup()
             try await serve(port: Int(arguments[1]) ?? 0, site: arguments[2], key: arguments[3])
         case "serve-nio-floor":
+            EventLoopSizing.sizeSharedGroup()
             try await NIOFloor.serve(port: Int(arguments[1]) ?? 0)
         case "run":
             try await run(Options(Array(arguments.dropFirst())))
         default:
-            print("usage: LoadGenerator run [options] | serve PORT SITE KEY")
+            say("usage: LoadGenerator run [options] | serve PORT SITE KEY")
             exit(2)
         }
     }
 
     struct Options {
-        var peers: [Peer.Kind] = [.ws, .nchan, .ours]
+        var peers: [Peer.Kind] = [.ws, .socketIO, .nchan, .ours]
         var subscribers = 10_000
         var idle = 19_000
         var users = 9_500
@@ -46,7 +54,9 @@ struct LoadGenerator {
                 let value = arguments[index + 1]
                 switch arguments[index] {
                 case "--peers":
-                    let names: [String: Peer.Kind] = ["ours": .ours, "ws": .ws, "nchan": .nchan, "floor": .nioFloor]
+                    let names: [String: Peer.Kind] = [
+                        "ours": .ours, "ws": .ws, "nchan": .nchan, "floor": .nioFloor, "socketio": .socketIO,
+                    ]
                     peers = value.split(separator: ",").compactMap { names[String($0)] }
                 case "--subscribers": subscribers = Int(value) ?? subscribers
                 case "--idle": idle = Int(value) ?? idle
@@ -79,7 +89,7 @@ struct LoadGenerator {
         report.setEventHandler {
             // malloc_stats prints each arena's size and bytes in use: live heap versus RSS, for the idle figures.
             let function = unsafeBitCast(dlsym(nil, "malloc_stats"), to: (@convention(c) () -> Void).self)
-            print("connections: \(server.hub.counts)")
+            say("connections: \(server.hub.counts)")
             fflush(nil)
             function()
             fflush(nil)
@@ -108,23 +118,23 @@ struct LoadGenerator {
         let siteURL = "http://127.0.0.1:\(site.port)"
         let curl = CurlClient(maximumConcurrency: 32)
         var report = Report(options: options)
-        print(machineDescription())
+        say(machineDescription())
 
         for kind in options.peers {
-            print("\n## \(kind.rawValue)")
+            say("\n## \(kind.rawValue)")
             let peer = try await Peer.start(kind, siteURL: siteURL, key: key, core: "0")
             defer { peer.stop() }
             let bench = Bench(peer: peer, key: key, curl: curl)
             do {
                 try await measure(peer: peer, bench: bench, options: options, report: &report)
             } catch {
-                print("\(kind.rawValue) failed: \(error)")
+                say("\(kind.rawValue) failed: \(error)")
             }
             await bench.closeAll()
         }
 
         if options.peers.contains(.ours) {
-            print("\n## Reconnect storm (ours)")
+            say("\n## Reconnect storm (ours)")
             let peer = try await Peer.start(.ours, siteURL: siteURL, key: key, core: "0")
             defer { peer.stop() }
             let bench = Bench(peer: peer, key: key, curl: curl)
@@ -133,14 +143,14 @@ struct LoadGenerator {
             try await bench.connect(upTo: options.storm, users: options.sessions, sharedSessions: true, inFlight: 1000)
             let took = ContinuousClock.now - started
             let requests = siteRequests.withLockedValue { $0 } - before
-            print(
+            say(
                 "\(options.storm) clients of \(options.sessions) sessions authenticated in \(took); site requests: \(requests)"
             )
             report.storm = (took, requests)
             await bench.closeAll()
         }
 
-        print("")
+        say("")
         report.print()
         await curl.shutdown()
         await site.shutdown()
@@ -153,29 +163,29 @@ struct LoadGenerator {
         let rssBase = peer.rssKiB
         let started = ContinuousClock.now
         try await bench.connect(upTo: options.subscribers, users: options.users)
-        print("\(options.subscribers) clients ready in \(ContinuousClock.now - started)")
+        say("\(options.subscribers) clients ready in \(ContinuousClock.now - started)")
+        // Idle memory first, before any send has grown the heap: 10,000 connections, then 19,000.
         try await Task.sleep(for: .seconds(2))
         report.set(kind, "idle10k", Double(peer.rssKiB - rssBase) / Double(options.subscribers))
-        if options.idleOnly {
-            try await bench.connect(upTo: options.idle, users: options.users)
-            try await Task.sleep(for: .seconds(2))
-            report.set(kind, "idle19k", Double(peer.rssKiB - rssBase) / Double(options.idle))
-            if kind == .ours { kill(peer.pid, SIGUSR1) }
-            print(
-                "Idle RSS per connection: \(report.value(kind, "idle10k")) KiB at \(options.subscribers), \(report.value(kind, "idle19k")) KiB at \(options.idle) (RSS \(rssBase) KiB before)"
-            )
-            await bench.closeAll()
-            return
-        }
+        try await bench.connect(upTo: options.idle, users: options.users)
+        try await Task.sleep(for: .seconds(2))
+        report.set(kind, "idle19k", Double(peer.rssKiB - rssBase) / Double(options.idle))
+        if kind == .ours { kill(peer.pid, SIGUSR1) }
+        say(
+            "Idle RSS per connection: \(report.value(kind, "idle10k")) KiB at \(options.subscribers), "
+                + "\(report.value(kind, "idle19k")) KiB at \(options.idle) (RSS \(rssBase) KiB before)")
+        if options.idleOnly { return }
+        await bench.close(after: options.subscribers)
 
-        print(
-            "Broadcast to \(options.subscribers) (3 s steps): offered sends/s, delivered/s, p50/p99/p99.9 ms, CPU µs per delivery"
-        )
+        say(
+            "Broadcast to \(options.subscribers) (3 s steps): offered sends/s, delivered/s, p50/p99/p99.9 ms, "
+                + "CPU µs and write calls per delivery")
         let log: (Bench.Step) -> Void = { step in
-            print(
+            say(
                 String(
-                    format: "  %8.1f  %10.0f  %8.1f %8.1f %8.1f  %6.2f%@", step.offered, step.delivered, step.p50,
-                    step.p99, step.p999, step.cpuPerDelivery, step.failed > 0 ? " (\(step.failed) failed)" : ""))
+                    format: "  %8.1f  %10.0f  %8.1f %8.1f %8.1f  %6.2f  %5.2f%@", step.offered, step.delivered,
+                    step.p50, step.p99, step.p999, step.cpuPerDelivery, step.writesPerDelivery,
+                    step.failed > 0 ? " (\(step.failed) failed)" : ""))
         }
         let best = await bench.ladder(start: 2, users: nil, deliveriesPerSend: options.subscribers, log: log)
         report.set(kind, "broadcastMax", best)
@@ -183,7 +193,7 @@ struct LoadGenerator {
             let step = await bench.measure(
                 rate: best * fraction / Double(options.subscribers), seconds: 5, users: nil,
                 deliveriesPerSend: options.subscribers)
-            print("  at \(Int(fraction * 100))% of its peak:")
+            say("  at \(Int(fraction * 100))% of its peak:")
             log(step)
             report.set(kind, "broadcast\(Int(fraction * 100))", step)
         }
@@ -191,32 +201,26 @@ struct LoadGenerator {
             let step = await bench.measure(
                 rate: peers * 0.5 / Double(options.subscribers), seconds: 5, users: nil,
                 deliveriesPerSend: options.subscribers)
-            print("  at 50% of the better peer's peak:")
+            say("  at 50% of the better peer's peak:")
             log(step)
             report.set(kind, "broadcastPeerHalf", step)
         }
 
         if peer.echoes {
             let step = await bench.echo(concurrency: options.echo, seconds: 5)
-            print("Echo through an in-process handler, \(options.echo) in flight:")
+            say("Echo through an in-process handler, \(options.echo) in flight:")
             log(step)
             report.set(kind, "echo", step)
         }
 
         try await bench.connect(upTo: options.idle, users: options.users)
-        try await Task.sleep(for: .seconds(2))
-        report.set(kind, "idle19k", Double(peer.rssKiB - rssBase) / Double(options.idle))
-        print(
-            "Idle RSS per connection: \(report.value(kind, "idle10k")) KiB at \(options.subscribers), \(report.value(kind, "idle19k")) KiB at \(options.idle)"
-        )
-
-        print("Sends to random single users (\(options.users) users, \(options.idle) tabs):")
+        say("Sends to random single users (\(options.users) users, \(options.idle) tabs):")
         let perSend = options.idle / options.users
         let targeted = await bench.ladder(start: 500, users: options.users, deliveriesPerSend: perSend, log: log)
         report.set(kind, "targetedMax", targeted / Double(perSend))
         let half = await bench.measure(
             rate: targeted / Double(perSend) * 0.5, seconds: 5, users: options.users, deliveriesPerSend: perSend)
-        print("  at 50% of its peak:")
+        say("  at 50% of its peak:")
         log(half)
         report.set(kind, "targeted50", half)
     }

@@ -6,6 +6,7 @@ struct Peer {
     enum Kind: String, CaseIterable {
         case ours = "WebSockets (ours)"
         case ws = "Node ws"
+        case socketIO = "Socket.IO"
         case nchan = "Nchan"
         case nioFloor = "SwiftNIO floor"
     }
@@ -17,11 +18,15 @@ struct Peer {
     private let launched: pid_t
     let directory: String
 
-    /// Clients send `["Client/authentication", null]` and are ready at the answer; Nchan subscribers are ready at
-    /// the upgrade.
-    var authenticates: Bool { kind != .nchan }
+    var dialect: Subscriber.Dialect {
+        switch kind {
+        case .ours, .ws, .nioFloor: return .webSockets
+        case .socketIO: return .socketIO
+        case .nchan: return .plain
+        }
+    }
     /// Whether it has an in-process echo handler.
-    var echoes: Bool { kind == .ours || kind == .ws }
+    var echoes: Bool { kind == .ours || kind == .ws || kind == .socketIO }
 
     static func start(_ kind: Kind, siteURL: String, key: String, core: String) async throws -> Peer {
         let port = Int.random(in: 30000...39000)
@@ -39,6 +44,8 @@ struct Peer {
             }
         case .nioFloor:
             command = [ChildProcess.currentExecutable() ?? CommandLine.arguments[0], "serve-nio-floor", "\(port)"]
+        case .socketIO:
+            command = ["/usr/bin/python3", peersDirectory + "/socketio-hub.py", "\(port)"]
         case .ws:
             environment["NODE_PATH"] = "/usr/share/nodejs"
             command = ["/usr/bin/node", peersDirectory + "/ws-hub.js", "\(port)"]
@@ -74,7 +81,11 @@ struct Peer {
 
     /// The URL path a client of user `user`, tab `tab` connects to.
     func path(user: Int) -> String {
-        kind == .nchan ? "/sub/u\(user)" : "/WebSockets"
+        switch kind {
+        case .nchan: return "/sub/u\(user)"
+        case .socketIO: return "/socket.io/?EIO=4&transport=websocket"
+        default: return "/WebSockets"
+        }
     }
 
     /// The request publishing `text` to everyone (`user` nil) or to one user.
@@ -84,7 +95,7 @@ struct Peer {
             return HTTPClientRequest(
                 method: "POST", url: "http://127.0.0.1:\(port)/pub/\(user.map { "u\($0)" } ?? "all")",
                 body: Array(message.utf8))
-        case .ours, .ws, .nioFloor:
+        case .ours, .ws, .nioFloor, .socketIO:
             let send = "[" + message.dropFirst().dropLast() + (user.map { ",3,\($0)]" } ?? ",1]")
             return HTTPClientRequest(
                 method: "POST", url: "http://127.0.0.1:\(port)/WebSockets/send",
@@ -104,6 +115,13 @@ struct Peer {
         else { return 0 }
         let fields = stat[stat.index(end, offsetBy: 2)...].split(separator: " ")
         return Double((Int(fields[11]) ?? 0) + (Int(fields[12]) ?? 0)) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+
+    /// Write system calls made so far (`syscw` in /proc/<pid>/io: write and writev alike).
+    var writeCalls: Int {
+        let io = (try? String(contentsOfFile: "/proc/\(pid)/io", encoding: .utf8)) ?? ""
+        let line = io.split(separator: "\n").first { $0.hasPrefix("syscw:") } ?? ""
+        return Int(line.split(separator: " ").last ?? "0") ?? 0
     }
 
     static func childProcesses(of parent: pid_t) -> [pid_t] {

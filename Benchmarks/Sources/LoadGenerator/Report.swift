@@ -25,7 +25,7 @@ struct Report {
 
     /// The better peer's peak broadcast deliveries/s.
     var bestPeerBroadcast: Double? {
-        [Peer.Kind.ws, .nchan].compactMap { numbers["\($0)/broadcastMax"] }.max()
+        [Peer.Kind.ws, .socketIO, .nchan].compactMap { numbers["\($0)/broadcastMax"] }.max()
     }
 
     private typealias Row = (label: String, higherIsBetter: Bool, value: (Peer.Kind) -> Double?)
@@ -35,6 +35,10 @@ struct Report {
         let rows: [Row] = [
             ("Broadcast to \(options.subscribers): max deliveries/s", true, { numbers["\($0)/broadcastMax"] }),
             ("  CPU µs per delivery at 50% of its peak", false, { steps["\($0)/broadcast50"]?.cpuPerDelivery }),
+            (
+                "  write syscalls per delivery at 50% of its peak", false,
+                { steps["\($0)/broadcast50"]?.writesPerDelivery }
+            ),
             ("  p50 ms at 50% of its peak", false, { steps["\($0)/broadcast50"]?.p50 }),
             ("  p99 ms at 50% of its peak", false, { steps["\($0)/broadcast50"]?.p99 }),
             ("  p99.9 ms at 50% of its peak", false, { steps["\($0)/broadcast50"]?.p999 }),
@@ -44,6 +48,10 @@ struct Report {
             (
                 "  CPU µs per delivery at 50% of the better peer's peak", false,
                 { steps["\($0)/broadcastPeerHalf"]?.cpuPerDelivery ?? steps["\($0)/broadcast50"]?.cpuPerDelivery }
+            ),
+            (
+                "  write syscalls per delivery at 50% of the better peer's peak", false,
+                { steps["\($0)/broadcastPeerHalf"]?.writesPerDelivery ?? steps["\($0)/broadcast50"]?.writesPerDelivery }
             ),
             (
                 "  p99 ms at 50% of the better peer's peak", false,
@@ -64,7 +72,9 @@ struct Report {
         for row in rows {
             let cells = peers.map { kind in row.value(kind).map(Self.format) ?? "-" }
             var ratio = "-"
-            let others = peers.filter { $0 != .ours }.compactMap { row.value($0) }.filter { $0.isFinite }
+            let others = peers.filter { $0 != .ours && $0 != .nioFloor }.compactMap { row.value($0) }.filter {
+                $0.isFinite
+            }
             if let ours = row.value(.ours), ours.isFinite, !others.isEmpty {
                 let better = row.higherIsBetter ? others.max()! : others.min()!
                 if better > 0 { ratio = String(format: "%.2f", ours / better) }

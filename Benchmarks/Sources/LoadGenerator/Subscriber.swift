@@ -8,6 +8,17 @@ import NIOWebSocket
 /// A benchmark client: upgrades to a WebSocket at `path` with a cookie, authenticates when the peer wants it,
 /// answers pings, records timestamped messages, and in echo mode sends the next echo when one comes back.
 enum Subscriber {
+    /// How a client becomes ready and speaks.
+    enum Dialect: Sendable {
+        /// `["Client/authentication", null]`, ready at the answer (ours, the `ws` hub).
+        case webSockets
+        /// Ready at the upgrade (Nchan).
+        case plain
+        /// Engine.IO 4: the server opens with `0{...}`, the client joins the namespace with `40` and is ready at
+        /// the server's `40{...}`; events are `42[...]`; the server's ping `2` is answered with `3`.
+        case socketIO
+    }
+
     /// One event loop for all clients: the generator is pinned to one core.
     static let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
 
@@ -16,7 +27,7 @@ enum Subscriber {
     /// every destination, a search that grows slow with thousands of sockets, so it is kept for connections past
     /// what one address holds.
     static func connect(
-        port: Int, path: String, cookie: String, authenticate: Bool, recorder: Recorder, localAddress: String?
+        port: Int, path: String, cookie: String, dialect: Dialect, recorder: Recorder, localAddress: String?
     ) async throws -> any Channel {
         let upgraded = group.next().makePromise(of: Void.self)
         var head = HTTPRequestHead(version: .http1_1, method: .GET, uri: path)
@@ -31,15 +42,20 @@ enum Subscriber {
             .channelInitializer { channel in
                 let key = Data((0..<16).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()
                 let upgrader = NIOWebSocketClientUpgrader(requestKey: key, maxFrameSize: 1 << 20) { channel, _ in
-                    channel.pipeline.removeHandler(name: "request").flatMapThrowing {
-                        try channel.pipeline.syncOperations.addHandler(
-                            Reader(recorder: recorder, readyOnAuthentication: authenticate))
-                        if !authenticate { recorder.markReady() }
+                    // The reader goes in at once: a server may speak first (Engine.IO's open packet) in the same
+                    // segment as its 101 answer.
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(Reader(recorder: recorder, dialect: dialect))
+                        channel.pipeline.removeHandler(name: "request", promise: nil)
+                        if dialect == .plain { recorder.markReady() }
                         upgraded.succeed()
                     }
                 }
                 return channel.eventLoop.makeCompletedFuture {
+                    // Bytes after the 101 answer are the server's first frames (Engine.IO's open packet): forward
+                    // them to the WebSocket decoder instead of dropping them.
                     try channel.pipeline.syncOperations.addHTTPClientHandlers(
+                        leftOverBytesStrategy: .forwardBytes,
                         withClientUpgrade: (upgraders: [upgrader], completionHandler: { _ in }))
                     try channel.pipeline.syncOperations.addHandler(Requester(head: requestHead), name: "request")
                 }
@@ -52,7 +68,7 @@ enum Subscriber {
         }
         defer { timeout.cancel() }
         try await upgraded.futureResult.get()
-        if authenticate {
+        if dialect == .webSockets {
             try await send(#"["Client/authentication",null]"#, on: channel)
         }
         return channel
@@ -96,12 +112,14 @@ enum Subscriber {
         typealias InboundIn = WebSocketFrame
         typealias OutboundOut = WebSocketFrame
         let recorder: Recorder
-        var readyOnAuthentication: Bool
+        let dialect: Dialect
+        var ready = false
         var echoing = false
 
-        init(recorder: Recorder, readyOnAuthentication: Bool) {
+        init(recorder: Recorder, dialect: Dialect) {
             self.recorder = recorder
-            self.readyOnAuthentication = readyOnAuthentication
+            self.dialect = dialect
+            ready = dialect == .plain
         }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -112,12 +130,8 @@ enum Subscriber {
                 if let stamp {
                     recorder.record(sent: stamp)
                     if echoing { sendEcho(channel: context.channel) }
-                } else if readyOnAuthentication,
-                    frame.data.readableBytes > 24,
-                    frame.data.getString(at: frame.data.readerIndex, length: 24) == #"["Client/authentication""#
-                {
-                    readyOnAuthentication = false
-                    recorder.markReady()
+                } else {
+                    control(String(buffer: frame.data), context: context)
                 }
             case .ping:
                 let pong = WebSocketFrame(fin: true, opcode: .pong, maskKey: .random(), data: frame.unmaskedData)
@@ -127,8 +141,33 @@ enum Subscriber {
             }
         }
 
+        /// The messages that are not timestamped: authentication, Engine.IO's open, connect and ping.
+        private func control(_ text: String, context: ChannelHandlerContext) {
+            switch dialect {
+            case .webSockets where !ready && text.hasPrefix(#"["Client/authentication""#):
+                ready = true
+                recorder.markReady()
+            case .socketIO where text == "2":
+                write("3", channel: context.channel)
+            case .socketIO where text.hasPrefix("0{"):
+                write("40", channel: context.channel)
+            case .socketIO where !ready && text.hasPrefix("40"):
+                ready = true
+                recorder.markReady()
+            default:
+                break
+            }
+        }
+
+        private func write(_ text: String, channel: any Channel) {
+            channel.writeAndFlush(
+                WebSocketFrame(fin: true, opcode: .text, maskKey: .random(), data: ByteBuffer(string: text)),
+                promise: nil)
+        }
+
         func sendEcho(channel: any Channel) {
-            let text = #"["echo",{"ts":\#(DispatchTime.now().uptimeNanoseconds)}]"#
+            let stamp = DispatchTime.now().uptimeNanoseconds
+            let text = (dialect == .socketIO ? "42" : "") + #"["echo",{"ts":\#(stamp)}]"#
             channel.writeAndFlush(
                 WebSocketFrame(fin: true, opcode: .text, maskKey: .random(), data: ByteBuffer(string: text)),
                 promise: nil)
