@@ -42,7 +42,7 @@ async def echo(sid, details):
 
 async def send(request):
     try:
-        action, details, send_to, target = (await request.json())[:4]
+        action, details, send_to, target = ((await request.json()) + [None, None])[:4]
     except Exception:
         return web.Response(status=400)
     await sio.emit(action, details, to=("u" + str(target)) if send_to == 3 else None)
