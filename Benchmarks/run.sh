@@ -8,7 +8,7 @@ cd "$(dirname "$0")"
 sudo=""
 if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
 $sudo apt-get update -qq
-$sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
     libcurl4-openssl-dev pkg-config util-linux nodejs node-ws nginx libnginx-mod-nchan >/dev/null
 swift build -c release --product LoadGenerator
 # 19,000 connections on each side need the open-file limit raised to the hard limit (20,000 on the reference machine).

@@ -51,6 +51,30 @@ import Testing
         for socket in sockets.values { await socket.close() }
     }
 
+    /// Sends made faster than the sockets drain leave in batches (several frames per write); each still arrives
+    /// once, whole and in order, and is counted once.
+    @Test func aBurstOfSendsArrivesWholeAndInOrder() async throws {
+        let harness = try await Harness.start()
+        defer { Task { await harness.stop() } }
+        let sockets = [
+            try await harness.connect("alice"), try await harness.connect("alice2"), try await harness.connect("bob"),
+        ]
+        let count = 2000
+        for index in 0..<count {
+            #expect(harness.server.hub.deliver(Send(action: "burst", details: .int(Int64(index)), sendTo: .all)) == 3)
+        }
+        for socket in sockets {
+            for index in 0..<count {
+                let message = try await socket.nextMessage()
+                #expect(message.action == "burst" && message.details == .int(Int64(index)))
+                if message.details != .int(Int64(index)) { return }
+            }
+        }
+        let metrics = try await harness.http("GET", "/metrics").body
+        #expect(metrics.contains("websockets_messages_out_total \(3 * count + 3)"))
+        for socket in sockets { await socket.close() }
+    }
+
     @Test func sendsToAConnectionById() async throws {
         let harness = try await Harness.start()
         defer { Task { await harness.stop() } }

@@ -94,14 +94,18 @@ struct Peer {
         case .nchan:
             return HTTPClientRequest(
                 method: "POST", url: "http://127.0.0.1:\(port)/pub/\(user.map { "u\($0)" } ?? "all")",
-                body: Array(message.utf8))
+                body: Array(message.utf8), timeout: publishTimeout)
         case .ours, .ws, .nioFloor, .socketIO:
             let send = "[" + message.dropFirst().dropLast() + (user.map { ",3,\($0)]" } ?? ",1]")
             return HTTPClientRequest(
                 method: "POST", url: "http://127.0.0.1:\(port)/WebSockets/send",
-                headers: [("X-WebSockets-Key", key)], body: Array(send.utf8))
+                headers: [("X-WebSockets-Key", key)], body: Array(send.utf8), timeout: publishTimeout)
         }
     }
+
+    /// Long enough for a slow peer's broadcast to 10,000 (Socket.IO's Python server takes seconds), so that it is
+    /// measured slow rather than failed.
+    private var publishTimeout: Duration { .seconds(30) }
 
     var rssKiB: Int {
         let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""

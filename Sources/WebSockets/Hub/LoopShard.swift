@@ -60,23 +60,36 @@ final class LoopShard: Sendable {
             defer { queue.deliveries = [] }
             return queue.deliveries
         }
-        var written: [WebSocketConnectionHandler] = []
         var count = 0
-        for delivery in deliveries {
+        if deliveries.count == 1 {
+            // Nothing to batch: write and flush each connection in one pass, so the first recipients get the frame
+            // without waiting for the frame to be queued on all the others.
+            let delivery = deliveries[0]
             for connection in delivery.connections {
                 let handler = connection.handlerOnLoop()
-                switch handler.queue(frame: delivery.frame, id: delivery.id) {
-                case .firstSinceFlush:
-                    written.append(handler)
+                if handler.queue(frame: delivery.frame, id: delivery.id) != .notWritten {
+                    handler.flushQueued()
                     count += 1
-                case .queued:
-                    count += 1
-                case .notWritten:
-                    break
                 }
             }
+        } else {
+            var written: [WebSocketConnectionHandler] = []
+            for delivery in deliveries {
+                for connection in delivery.connections {
+                    let handler = connection.handlerOnLoop()
+                    switch handler.queue(frame: delivery.frame, id: delivery.id) {
+                    case .firstSinceFlush:
+                        written.append(handler)
+                        count += 1
+                    case .queued:
+                        count += 1
+                    case .notWritten:
+                        break
+                    }
+                }
+            }
+            for handler in written { handler.flushQueued() }
         }
-        for handler in written { handler.flushQueued() }
         if count > 0 { metrics.messagesOut.increment(by: count) }
     }
 
