@@ -98,12 +98,13 @@ public final class Hub: Sendable {
     }
 
     private static func remove(_ connection: Connection, key: String, from index: inout [String: [Connection]]) {
-        guard var connections = index[key] else { return }
-        if let position = connections.firstIndex(where: { $0 === connection }) {
-            connections.swapAt(position, connections.count - 1)
-            connections.removeLast()
-        }
-        index[key] = connections.isEmpty ? nil : connections
+        // Mutated in place through the dictionary: a copy of a large group's array per departure would be quadratic.
+        guard let last = index[key]?.indices.last,
+            let position = index[key]?.firstIndex(where: { $0 === connection })
+        else { return }
+        index[key]?.swapAt(position, last)
+        index[key]?.removeLast()
+        if index[key]?.isEmpty == true { index[key] = nil }
     }
 
     /// Every open connection.

@@ -185,8 +185,9 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
         held = nil
         for payload in replay { write(text: payload, id: nil, bypassingHold: true) }
         for (frame, id) in waiting where id.map({ !skipping.contains($0) }) ?? true {
-            if queue(frame: frame, id: id) == .firstSinceFlush { flushQueued() }
+            if queue(frame: frame, id: id) != .notWritten { server.metrics.messagesOut.increment() }
         }
+        flushQueued()
     }
 
     /// Writes a text frame carrying `payload` at once.
