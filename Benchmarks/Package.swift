@@ -26,6 +26,7 @@ let package = Package(
         .executableTarget(
             name: "LoadGenerator",
             dependencies: [
+                "BenchmarkSupport",
                 .product(name: "WebSockets", package: "websockets"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -69,7 +69,7 @@ public enum LatencyClient {
                 return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHTTPClientHandlers(
                         withClientUpgrade: (upgraders: [upgrader], completionHandler: { _ in }))
-                    try channel.pipeline.syncOperations.addHandler(Requester(head: requestHead), name: "request")
+                    try channel.pipeline.syncOperations.addHandler(UpgradeRequester(head: requestHead), name: "request")
                 }
             }
             .connect(host: "127.0.0.1", port: port).get()
@@ -77,18 +77,6 @@ public enum LatencyClient {
         let hello = ByteBuffer(string: #"["Client/authentication",null]"#)
         try await channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .text, maskKey: .random(), data: hello)).get()
         return channel
-    }
-
-    private final class Requester: ChannelInboundHandler, RemovableChannelHandler {
-        typealias InboundIn = HTTPClientResponsePart
-        typealias OutboundOut = HTTPClientRequestPart
-        let head: HTTPRequestHead
-        init(head: HTTPRequestHead) { self.head = head }
-        func channelActive(context: ChannelHandlerContext) {
-            context.write(wrapOutboundOut(.head(head)), promise: nil)
-            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
-            context.fireChannelActive()
-        }
     }
 
     private final class Reader: ChannelInboundHandler {

@@ -1,3 +1,4 @@
+import BenchmarkSupport
 import Dispatch
 import Foundation
 import NIOCore
@@ -57,7 +58,7 @@ enum Subscriber {
                     try channel.pipeline.syncOperations.addHTTPClientHandlers(
                         leftOverBytesStrategy: .forwardBytes,
                         withClientUpgrade: (upgraders: [upgrader], completionHandler: { _ in }))
-                    try channel.pipeline.syncOperations.addHandler(Requester(head: requestHead), name: "request")
+                    try channel.pipeline.syncOperations.addHandler(UpgradeRequester(head: requestHead), name: "request")
                 }
             }
             .connect(host: "127.0.0.1", port: port).get()
@@ -93,18 +94,6 @@ enum Subscriber {
     static func stopEchoing(on channel: any Channel) {
         channel.eventLoop.execute {
             (try? channel.pipeline.syncOperations.handler(type: Reader.self))?.echoing = false
-        }
-    }
-
-    private final class Requester: ChannelInboundHandler, RemovableChannelHandler {
-        typealias InboundIn = HTTPClientResponsePart
-        typealias OutboundOut = HTTPClientRequestPart
-        let head: HTTPRequestHead
-        init(head: HTTPRequestHead) { self.head = head }
-        func channelActive(context: ChannelHandlerContext) {
-            context.write(wrapOutboundOut(.head(head)), promise: nil)
-            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
-            context.fireChannelActive()
         }
     }
 
