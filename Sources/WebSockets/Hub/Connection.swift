@@ -53,6 +53,14 @@ public final class Connection: Sendable {
         state.withLockedValue { $0.session }
     }
 
+    /// Whether the session has expired by `now` (Unix seconds); reads only the expiry, for the hot path of a send.
+    func isExpired(now: Int64) -> Bool {
+        state.withLockedValue { state in
+            guard let expire = state.session?.expire else { return false }
+            return expire <= now
+        }
+    }
+
     func setSession(_ session: SessionInfo) {
         state.withLockedValue { $0.session = session }
     }

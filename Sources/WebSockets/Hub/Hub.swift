@@ -227,7 +227,7 @@ public final class Hub: Sendable {
         var byLoop: [ObjectIdentifier: (any EventLoop, [Connection])] = [:]
         var expired: [Connection] = []
         for connection in targets {
-            if let session = connection.session, session.isExpired(now: now) {
+            if connection.isExpired(now: now) {
                 expired.append(connection)
                 continue
             }

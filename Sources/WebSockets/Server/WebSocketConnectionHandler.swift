@@ -28,6 +28,9 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
     private var fragments: ByteBuffer?
     private var closing = false
     private var awaitingFlush = false
+    /// The channel's writability as last reported: kept here so that a write to many connections reads a field of
+    /// a handler it already touches instead of each channel's atomic.
+    private var writable = true
     private var lastHeard = NIODeadline.now()
     private var lastPinged = NIODeadline.now()
     /// Live messages held back during a replay (encoded frames), with their cluster ids; `nil` when live.
@@ -58,6 +61,11 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
 
     func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        writable = context.channel.isWritable
+        context.fireChannelWritabilityChanged()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -212,7 +220,7 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
             }
             return .notWritten
         }
-        guard context.channel.isWritable else {
+        guard writable else {
             connection.userLogger.warning("slow reader: outbound buffer full, closing")
             server.metrics.dropped(reason: "slow_reader")
             server.metrics.closed(reason: "slow_reader")
