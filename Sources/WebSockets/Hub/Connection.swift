@@ -53,12 +53,10 @@ public final class Connection: Sendable {
         state.withLockedValue { $0.session }
     }
 
-    /// Whether the session has expired by `now` (Unix seconds); reads only the expiry, for the hot path of a send.
+    /// Whether the session has expired by `now` (Unix seconds): the session's own rule, applied under the lock
+    /// instead of on a copy of the session, for the hot path of a send.
     func isExpired(now: Int64) -> Bool {
-        state.withLockedValue { state in
-            guard let expire = state.session?.expire else { return false }
-            return expire <= now
-        }
+        state.withLockedValue { $0.session?.isExpired(now: now) ?? false }
     }
 
     func setSession(_ session: SessionInfo) {
