@@ -36,6 +36,40 @@ import Testing
         #expect(try await unauthenticated.nextClose().code == 1007)
     }
 
+    @Test func framingViolationsCloseWith1002AndTheServerKeepsServing() async throws {
+        let harness = try await Harness.start()
+        defer { Task { await harness.stop() } }
+        let mask: [UInt8] = [1, 2, 3, 4]
+        let violations: [(String, [UInt8])] = [
+            ("unmasked", [0x81, 0x02, 0x68, 0x69]),
+            ("reserved bit", [0xC1, 0x82] + mask + [0x69, 0x6B]),
+            ("long ping", [0x89, 0xFE, 0x00, 0x7E] + mask + [UInt8](repeating: 0, count: 126)),
+            ("fragmented ping", [0x09, 0x80] + mask),
+            ("unknown opcode", [0x83, 0x80] + mask),
+        ]
+        for (name, bytes) in violations {
+            let socket = try await harness.connect("alice")
+            try await socket.sendRaw(bytes)
+            #expect(try await socket.nextClose().code == 1002, "\(name)")
+        }
+        let after = try await harness.connect("bob")
+        try await after.send("hello", "bob")
+        #expect(try await after.nextMessage() == Message(action: "hello", details: "Hello, bob!"))
+    }
+
+    @Test func aFrameArrivingByteByByteIsReassembled() async throws {
+        let harness = try await Harness.start()
+        defer { Task { await harness.stop() } }
+        let socket = try await harness.connect("alice")
+        let mask: [UInt8] = [0x37, 0xFA, 0x21, 0x3D]
+        let payload = Array(#"["hello","alice"]"#.utf8)
+        let masked = payload.enumerated().map { $0.element ^ mask[$0.offset % 4] }
+        for byte in [0x81, 0x80 | UInt8(payload.count)] + mask + masked {
+            try await socket.sendRaw([byte])
+        }
+        #expect(try await socket.nextMessage() == Message(action: "hello", details: "Hello, alice!"))
+    }
+
     @Test func binaryFramesCloseWith1003() async throws {
         let harness = try await Harness.start()
         defer { Task { await harness.stop() } }

@@ -13,7 +13,8 @@ struct Postgres {
         let version = try FileManager.default.contentsOfDirectory(atPath: "/usr/lib/postgresql").sorted().last ?? "15"
         let directory = NSTemporaryDirectory() + "websockets-bench-pg-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        let postgres = Postgres(directory: directory, port: Int.random(in: 40000...50000), binaries: "/usr/lib/postgresql/\(version)/bin")
+        let postgres = Postgres(
+            directory: directory, port: Int.random(in: 40000...50000), binaries: "/usr/lib/postgresql/\(version)/bin")
         if getuid() == 0 { try run("chown -R postgres:postgres \(directory)", asPostgres: false) }
         try run("\(postgres.binaries)/initdb -D \(directory)/data -U postgres --auth=trust >/dev/null")
         try run(
@@ -34,7 +35,8 @@ struct Postgres {
         else { return 0 }
         var ticks = 0
         for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
-            guard let pid = Int32(entry), let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
+            guard let pid = Int32(entry),
+                let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
                 let end = stat.lastIndex(of: ")")
             else { continue }
             let fields = stat[stat.index(end, offsetBy: 2)...].split(separator: " ")
@@ -47,10 +49,13 @@ struct Postgres {
     }
 
     static func run(_ command: String, asPostgres: Bool = true) throws {
-        let line = asPostgres && getuid() == 0
+        let line =
+            asPostgres && getuid() == 0
             ? "runuser -u postgres -- sh -c '\(command.replacingOccurrences(of: "'", with: "'\\''"))'" : command
         let pid = try ChildProcess.spawn(
-            ChildProcess.Options(executable: "/bin/sh", arguments: ["/bin/sh", "-c", line], environment: ProcessInfo.processInfo.environment))
+            ChildProcess.Options(
+                executable: "/bin/sh", arguments: ["/bin/sh", "-c", line],
+                environment: ProcessInfo.processInfo.environment))
         var status: Int32 = 0
         while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
         guard status == 0 else { throw CommandFailure(command: command) }

@@ -133,7 +133,7 @@ struct LoadGenerator {
             await bench.closeAll()
         }
 
-        if options.peers.contains(.ours) {
+        if options.peers.contains(.ours), options.storm > 0 {
             say("\n## Reconnect storm (ours)")
             let peer = try await Peer.start(.ours, siteURL: siteURL, key: key, core: "0")
             defer { peer.stop() }
@@ -174,7 +174,11 @@ struct LoadGenerator {
         say(
             "Idle RSS per connection: \(report.value(kind, "idle10k")) KiB at \(options.subscribers), "
                 + "\(report.value(kind, "idle19k")) KiB at \(options.idle) (RSS \(rssBase) KiB before)")
-        if options.idleOnly { return }
+        if options.idleOnly {
+            // Under a heap profiler, killing the server here leaves its idle heap as the profile's "leaked" view.
+            if ProcessInfo.processInfo.environment["BENCH_PROFILER"] != nil { kill(peer.pid, SIGKILL) }
+            return
+        }
         await bench.close(after: options.subscribers)
 
         say(

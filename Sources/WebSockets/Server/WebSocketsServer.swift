@@ -208,10 +208,7 @@ public final class WebSocketsServer: Service, Sendable {
     // MARK: Channels
 
     private func configure(_ channel: any Channel) throws {
-        let upgrader = NIOWebSocketServerUpgrader(
-            maxFrameSize: max(settings.maxMessageSize, 126),
-            // The connection handler answers the decoder's errors itself: one handler less per connection.
-            automaticErrorHandling: false,
+        let upgrader = WebSocketUpgrader(
             shouldUpgrade: { [self] channel, head in
                 let address = clientAddress(head.headers, peer: channel.remoteAddress?.ipAddress ?? "")
                 let refusal = upgradeRefusal(
@@ -225,22 +222,14 @@ public final class WebSocketsServer: Service, Sendable {
                 }
                 return channel.eventLoop.makeSucceededFuture(refusal == nil ? HTTPHeaders() : nil)
             },
-            upgradePipelineHandler: { [self] channel, head in
+            makeHandler: { [self] channel, head in
                 let credentials = BrowserCredentials(
                     cookie: head.headers[canonicalForm: "cookie"].joined(separator: "; "),
                     userAgent: head.headers.first(name: "user-agent") ?? "",
                     acceptLanguage: head.headers.first(name: "accept-language") ?? "",
                     address: clientAddress(head.headers, peer: channel.remoteAddress?.ipAddress ?? ""))
-                return channel.eventLoop.makeCompletedFuture {
-                    let pipeline = channel.pipeline.syncOperations
-                    let writer = EncodedFrameWriter()
-                    try pipeline.addHandler(
-                        writer, position: .before(try pipeline.handler(type: WebSocketFrameEncoder.self)))
-                    try pipeline.addHandler(
-                        WebSocketConnectionHandler(
-                            server: self, credentials: credentials, writer: writer,
-                            shard: hub.shard(for: channel.eventLoop)))
-                }
+                return WebSocketConnectionHandler(
+                    server: self, credentials: credentials, shard: hub.shard(for: channel.eventLoop))
             })
         let httpHandler = HTTPRequestHandler(responder: { [self] request in await respond(to: request) })
         try channel.pipeline.syncOperations.configureHTTPServerPipeline(

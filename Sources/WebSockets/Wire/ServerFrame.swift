@@ -1,17 +1,36 @@
 import NIOCore
+import NIOWebSocket
 
-/// Encodes a server's WebSocket text frame, header and payload in one buffer.
+/// Encodes a server's WebSocket frames, header and payload in one buffer.
 ///
 /// A server's frames are not masked, so the bytes of a frame are the same for every recipient: a send is encoded
 /// once and the one buffer is written to every connection, with no per-recipient header.
 enum ServerFrame {
     /// A final text frame carrying `payload`.
     static func text(_ payload: ByteBuffer) -> ByteBuffer {
+        final(.text, payload)
+    }
+
+    /// A final text frame carrying `bytes`.
+    static func text(_ bytes: [UInt8]) -> ByteBuffer {
+        text(ByteBuffer(bytes: bytes))
+    }
+
+    /// A close frame with `code` and as much of `reason` as fits a control frame (125 bytes).
+    static func close(code: UInt16, reason: String) -> ByteBuffer {
+        var payload = ByteBuffer()
+        payload.writeInteger(code)
+        payload.writeBytes(reason.utf8.prefix(123))
+        return final(.connectionClose, payload)
+    }
+
+    /// A final frame of `opcode` carrying `payload`.
+    static func final(_ opcode: WebSocketOpcode, _ payload: ByteBuffer) -> ByteBuffer {
         var payload = payload
         let length = payload.readableBytes
         var frame = ByteBuffer()
         frame.reserveCapacity(length + 10)
-        frame.writeInteger(UInt8(0x81))  // FIN and the text opcode.
+        frame.writeInteger(UInt8(0x80) | UInt8(webSocketOpcode: opcode))
         if length < 126 {
             frame.writeInteger(UInt8(length))
         } else if length <= Int(UInt16.max) {
@@ -23,10 +42,5 @@ enum ServerFrame {
         }
         frame.writeBuffer(&payload)
         return frame
-    }
-
-    /// A final text frame carrying `bytes`.
-    static func text(_ bytes: [UInt8]) -> ByteBuffer {
-        text(ByteBuffer(bytes: bytes))
     }
 }

@@ -88,6 +88,15 @@ final class TestWebSocket: Sendable {
         try await channel.writeAndFlush(WebSocketFrame(fin: fin, opcode: opcode, maskKey: mask, data: data)).get()
     }
 
+    /// Writes `bytes` to the socket as they are, past the frame encoder: for frames a browser would never send.
+    func sendRaw(_ bytes: [UInt8]) async throws {
+        let channel = self.channel
+        try await channel.eventLoop.submit {
+            let encoder = try channel.pipeline.syncOperations.context(handlerType: WebSocketFrameEncoder.self)
+            encoder.writeAndFlush(NIOAny(ByteBuffer(bytes: bytes)), promise: nil)
+        }.get()
+    }
+
     /// The next event, pings included; fails after `timeout`.
     func next(timeout: Duration = .seconds(5)) async throws -> Event {
         let deadline = ContinuousClock.now + timeout
