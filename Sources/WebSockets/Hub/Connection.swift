@@ -85,6 +85,8 @@ public final class Connection: Sendable {
         state.withLockedValue { state in
             if !state.inbox.isEmpty { return state.inbox.removeFirst() }
             state.draining = false
+            // An emptied array keeps its storage: let it go, an idle connection holds no inbox.
+            state.inbox = []
             return nil
         }
     }

@@ -127,6 +127,10 @@ public final class WebSocketsServer: Service, Sendable {
             .childChannelOption(
                 .recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 128, maximum: 65536)
             )
+            // One read per wake-up (epoll is level-triggered, so what is left is read on the next): with several,
+            // a read that lands while the previous buffer is still held makes NIO keep two buffers per connection
+            // for good.
+            .childChannelOption(.maxMessagesPerRead, value: 1)
             .childChannelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
                     try self.configure(channel)
