@@ -8,8 +8,9 @@ import WebSockets
 ///
 ///     LoadGenerator run [--peers ws,socketio,nchan,ours,floor] [--subscribers 10000] [--idle 19000] [--users 9500]
 ///                       [--storm 10000] [--sessions 1000] [--echo 100]
-///                       [--idle-only yes]
+///                       [--idle-only yes] [--broadcast-rates 5.9,10]
 ///     LoadGenerator serve PORT SITE KEY      (our server with an in-process echo handler; used by run)
+///     LoadGenerator measure-write-floor CONNECTIONS RATE SECONDS   (the kernel's cost of a bare write per delivery)
 ///
 /// Run it pinned to core 1 (`taskset -c 1`); it pins every server to core 0.
 /// Prints and flushes: a long run's progress shows as it goes, also when written to a file.
@@ -29,6 +30,14 @@ struct LoadGenerator {
         case "serve-nio-floor":
             EventLoopSizing.sizeSharedGroup()
             try await NIOFloor.serve(port: Int(arguments[1]) ?? 0)
+        case "write-floor":
+            try WriteFloor.write(
+                port: Int(arguments[1]) ?? 0, count: Int(arguments[2]) ?? 0, rate: Double(arguments[3]) ?? 1,
+                seconds: Double(arguments[4]) ?? 1)
+        case "measure-write-floor":
+            let result = try await WriteFloor.measure(
+                count: Int(arguments[1]) ?? 10_000, rate: Double(arguments[2]) ?? 5, seconds: Double(arguments[3]) ?? 5)
+            say(WriteFloor.describe(result, count: Int(arguments[1]) ?? 10_000, rate: Double(arguments[2]) ?? 5))
         case "run":
             try await run(Options(Array(arguments.dropFirst())))
         default:
@@ -47,6 +56,8 @@ struct LoadGenerator {
         var echo = 100
         /// Only connections, idle memory and the storm: no sends.
         var idleOnly = false
+        /// Broadcasts per second to measure for 10 s each instead of everything else (for profiling a rate).
+        var broadcastRates: [Double] = []
 
         init(_ arguments: [String]) {
             var index = 0
@@ -65,6 +76,7 @@ struct LoadGenerator {
                 case "--sessions": sessions = Int(value) ?? sessions
                 case "--echo": echo = Int(value) ?? echo
                 case "--idle-only": idleOnly = value == "yes"
+                case "--broadcast-rates": broadcastRates = value.split(separator: ",").compactMap { Double($0) }
                 default: break
                 }
                 index += 2
@@ -133,6 +145,21 @@ struct LoadGenerator {
             await bench.closeAll()
         }
 
+        if options.peers.contains(.ours), !options.idleOnly, options.broadcastRates.isEmpty,
+            let peers = report.bestPeerBroadcast
+        {
+            // What one write per delivery costs with no server code at all, at the rate of the CPU and p99 bars.
+            let rate = peers * 0.5 / Double(options.subscribers)
+            say("\n## Kernel floor: a bare write(2) per delivery")
+            do {
+                let result = try await WriteFloor.measure(count: options.subscribers, rate: rate, seconds: 5)
+                say(WriteFloor.describe(result, count: options.subscribers, rate: rate))
+                report.writeFloor = result
+            } catch {
+                say("write floor failed: \(error)")
+            }
+        }
+
         if options.peers.contains(.ours), options.storm > 0 {
             say("\n## Reconnect storm (ours)")
             let peer = try await Peer.start(.ours, siteURL: siteURL, key: key, core: "0")
@@ -174,6 +201,19 @@ struct LoadGenerator {
         say(
             "Idle RSS per connection: \(report.value(kind, "idle10k")) KiB at \(options.subscribers), "
                 + "\(report.value(kind, "idle19k")) KiB at \(options.idle) (RSS \(rssBase) KiB before)")
+        if !options.broadcastRates.isEmpty {
+            await bench.close(after: options.subscribers)
+            for rate in options.broadcastRates {
+                let step = await bench.measure(
+                    rate: rate, seconds: 10, users: nil, deliveriesPerSend: options.subscribers)
+                say(
+                    String(
+                        format: "  %.1f broadcasts/s: %.0f delivered/s, p50/p99/p99.9 %.1f/%.1f/%.1f ms, %.2f µs CPU "
+                            + "and %.2f write calls per delivery", rate, step.delivered, step.p50, step.p99,
+                        step.p999, step.cpuPerDelivery, step.writesPerDelivery))
+            }
+            return
+        }
         if options.idleOnly {
             // Under a heap profiler, killing the server here leaves its idle heap as the profile's "leaked" view.
             if ProcessInfo.processInfo.environment["BENCH_PROFILER"] != nil { kill(peer.pid, SIGKILL) }

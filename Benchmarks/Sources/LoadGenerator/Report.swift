@@ -6,6 +6,8 @@ struct Report {
     private var numbers: [String: Double] = [:]
     private var steps: [String: Bench.Step] = [:]
     var storm: (Duration, Int)?
+    /// The bare-write floor at 50% of the better peer's peak.
+    var writeFloor: WriteFloor.Result?
 
     init(options: LoadGenerator.Options) {
         self.options = options
@@ -80,6 +82,13 @@ struct Report {
                 if better > 0 { ratio = String(format: "%.2f", ours / better) }
             }
             Swift.print("| \(row.label) | " + cells.joined(separator: " | ") + " | \(ratio) |")
+        }
+        if let floor = writeFloor {
+            Swift.print(
+                String(
+                    format: "\nKernel floor at 50%% of the better peer's peak (a bare write(2) per delivery, no server "
+                        + "code): %.2f µs CPU per delivery, p50 %.2f ms, p99 %.2f ms", floor.cpuPerWrite, floor.p50,
+                    floor.p99))
         }
         if let (took, requests) = storm {
             Swift.print(

@@ -25,19 +25,21 @@ public final class Connection: Sendable {
     let credentials: BrowserCredentials
     /// The address as given in `X-Forwarded-For` by a trusted proxy, or the peer's.
     public var address: String { credentials.address }
-    let eventLoop: any EventLoop
+    /// The writer and pinger of the connection's event loop.
+    let shard: LoopShard
+    var eventLoop: any EventLoop { shard.eventLoop }
     private let handler: NIOLoopBound<WebSocketConnectionHandler>
     private let state = NIOLockedValueBox(State())
     private let baseLogger: Logger
 
     init(
-        id: String, credentials: BrowserCredentials, handler: WebSocketConnectionHandler, eventLoop: any EventLoop,
+        id: String, credentials: BrowserCredentials, handler: WebSocketConnectionHandler, shard: LoopShard,
         logger: Logger
     ) {
         self.id = id
         self.credentials = credentials
-        self.eventLoop = eventLoop
-        self.handler = NIOLoopBound(handler, eventLoop: eventLoop)
+        self.shard = shard
+        self.handler = NIOLoopBound(handler, eventLoop: shard.eventLoop)
         self.baseLogger = logger
     }
 
@@ -53,14 +55,13 @@ public final class Connection: Sendable {
         state.withLockedValue { $0.session }
     }
 
-    /// Whether the session has expired by `now` (Unix seconds): the session's own rule, applied under the lock
-    /// instead of on a copy of the session, for the hot path of a send.
-    func isExpired(now: Int64) -> Bool {
-        state.withLockedValue { $0.session?.isExpired(now: now) ?? false }
-    }
-
     func setSession(_ session: SessionInfo) {
         state.withLockedValue { $0.session = session }
+        // The handler checks the expiry at each delivery, on its loop, without this connection's lock. Queued
+        // before the connection is indexed, so it runs before any send that finds the connection.
+        let handler = self.handler
+        let expiry = session.expire ?? .max
+        eventLoop.execute { handler.value.expiry = expiry }
     }
 
     /// A logger that also names the user, once known.

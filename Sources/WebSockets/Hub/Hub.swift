@@ -207,8 +207,9 @@ public final class Hub: Sendable {
         return indexes.withLockedValue { indexes in keys.allSatisfy { indexes.all[$0] != nil } }
     }
 
-    /// Performs a send on this server's connections; returns how many connections it was written to. `id` is the
-    /// message's id in the cluster, written into the frame for recovery.
+    /// Performs a send on this server's connections; returns how many connections it was handed to (one whose
+    /// session has expired by then is closed instead, with a log line and the `session_expired` drop counted).
+    /// `id` is the message's id in the cluster, written into the frame for recovery.
     @discardableResult
     public func deliver(_ send: Send, id: Int64? = nil) -> Int {
         metrics.sends(send.sendTo).increment()
@@ -223,25 +224,26 @@ public final class Hub: Sendable {
         let targets = recipients(of: send.sendTo, target: send.target)
         guard !targets.isEmpty else { return 0 }
         let frame = ServerFrame.text(Message(action: send.action, details: send.details).encoded(id: id))
-        let now = Int64(Date().timeIntervalSince1970)
-        var byLoop: [ObjectIdentifier: (any EventLoop, [Connection])] = [:]
-        var expired: [Connection] = []
+        // Grouped by event loop (a handful): the last loop is compared first, a pointer comparison per recipient.
+        // An expired session is closed by its handler, at delivery on its loop.
+        var byShard: [(shard: LoopShard, connections: [Connection])] = []
+        var last = -1
         for connection in targets {
-            if connection.isExpired(now: now) {
-                expired.append(connection)
-                continue
+            let shard = connection.shard
+            if last < 0 || byShard[last].shard !== shard {
+                last = byShard.firstIndex { $0.shard === shard } ?? -1
+                if last < 0 {
+                    byShard.append((shard, []))
+                    last = byShard.count - 1
+                    byShard[last].connections.reserveCapacity(targets.count)
+                }
             }
-            byLoop[ObjectIdentifier(connection.eventLoop), default: (connection.eventLoop, [])].1.append(connection)
-        }
-        for connection in expired {
-            connection.userLogger.info("session expired: closing instead of sending")
-            metrics.closed(reason: "session_expired")
-            connection.close(code: .policyViolation, reason: "Session expired")
+            byShard[last].connections.append(connection)
         }
         var delivered = 0
-        for (_, (loop, connections)) in byLoop {
+        for (shard, connections) in byShard {
             delivered += connections.count
-            shard(for: loop).deliver(frame, to: connections, id: id)
+            shard.deliver(frame, to: connections, id: id)
         }
         return delivered
     }

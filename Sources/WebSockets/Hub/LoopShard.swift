@@ -1,3 +1,4 @@
+import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
 
@@ -61,13 +62,14 @@ final class LoopShard: Sendable {
             return queue.deliveries
         }
         var count = 0
+        let now = Int64(Date().timeIntervalSince1970)
         if deliveries.count == 1 {
             // Nothing to batch: write and flush each connection in one pass, so the first recipients get the frame
             // without waiting for the frame to be queued on all the others.
             let delivery = deliveries[0]
             for connection in delivery.connections {
                 let handler = connection.handlerOnLoop()
-                if handler.queue(frame: delivery.frame, id: delivery.id) != .notWritten {
+                if handler.queue(frame: delivery.frame, id: delivery.id, now: now) != .notWritten {
                     handler.flushQueued()
                     count += 1
                 }
@@ -77,7 +79,7 @@ final class LoopShard: Sendable {
             for delivery in deliveries {
                 for connection in delivery.connections {
                     let handler = connection.handlerOnLoop()
-                    switch handler.queue(frame: delivery.frame, id: delivery.id) {
+                    switch handler.queue(frame: delivery.frame, id: delivery.id, now: now) {
                     case .firstSinceFlush:
                         written.append(handler)
                         count += 1

@@ -35,6 +35,8 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
     /// The channel's writability as last reported: kept here so that a write to many connections reads a field of
     /// a handler it already touches instead of each channel's atomic.
     private var writable = true
+    /// When the session expires (Unix seconds, as the site gives it); a send after that closes the connection.
+    var expiry = Int64.max
     private var lastHeard = NIODeadline.now()
     private var lastPinged = NIODeadline.now()
     /// Live messages held back during a replay (encoded frames), with their cluster ids; `nil` when live.
@@ -54,7 +56,7 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         connection = Connection(
-            id: server.nextConnectionID(), credentials: credentials!, handler: self, eventLoop: context.eventLoop,
+            id: server.nextConnectionID(), credentials: credentials!, handler: self, shard: shard,
             logger: server.logger)
         credentials = nil
         guard server.hub.add(connection, limit: server.settings.maxConnectionsPerIP) else {
@@ -224,8 +226,16 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
 
     /// Queues an encoded frame for the next ``flushQueued()`` unless the connection's outbound buffer is over its
     /// bound: a reader that slow is closed so that the server's memory stays bounded.
-    func queue(frame: ByteBuffer, id: Int64?, bypassingHold: Bool = false) -> QueueResult {
+    /// `now` (Unix seconds) is given for sends, which an expired session must not receive.
+    func queue(frame: ByteBuffer, id: Int64?, bypassingHold: Bool = false, now: Int64 = .min) -> QueueResult {
         guard let context, !closing else { return .notWritten }
+        if now >= expiry {
+            connection.userLogger.info("session expired: closing instead of sending")
+            server.metrics.dropped(reason: "session_expired")
+            server.metrics.closed(reason: "session_expired")
+            close(code: .policyViolation, reason: "Session expired")
+            return .notWritten
+        }
         if !bypassingHold, held != nil {
             held!.append((frame, id))
             // A replay that takes long must not let memory grow without bound either.
