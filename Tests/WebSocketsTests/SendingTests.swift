@@ -28,6 +28,13 @@ import Testing
             #expect(bad.status == 400, "\(body)")
             #expect(try JSON(parsing: bad.body)["error"]?["message"]?.stringValue?.isEmpty == false)
         }
+        // A body over 64 KiB is parsed off the event loop, answered the same way.
+        let long = String(repeating: "x", count: 100_000)
+        let big = try await harness.http(
+            "POST", "/WebSockets/send", headers: key, body: #"["long", ""# + long + #"", 3, 2]"#)
+        #expect(big.status == 202)
+        #expect(try JSON(parsing: big.body) == ["accepted": 1, "delivered": 1])
+        #expect(try await bob.nextMessage() == Message(action: "long", details: .string(long)))
         try await bob.expectNoMessage()
     }
 

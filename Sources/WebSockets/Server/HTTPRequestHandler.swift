@@ -2,19 +2,28 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 
-/// Collects a request's head and body, hands the whole request to an async responder, and writes its answer.
+/// Collects a request's head and body, hands the whole request to a responder, and writes its answer.
 /// Requests on one connection are answered in order (NIO's pipelining assistance holds the next one back).
+///
+/// A request the `immediate` responder answers is answered on the event loop at once; the others go to the async
+/// responder on a task. Answering a send on the loop saves two thread hops and a task per request.
+typealias ImmediateResponder = (HTTPServerRequest) -> HTTPServerResponse?
+
 final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
 
     private let responder: HTTPResponder
+    private let immediate: ImmediateResponder?
     private let maximumBodySize: Int
     private var head: HTTPRequestHead?
     private var body: [UInt8] = []
     private var tooLarge = false
 
-    init(responder: @escaping HTTPResponder, maximumBodySize: Int = 4 << 20) {
+    init(
+        immediate: ImmediateResponder? = nil, responder: @escaping HTTPResponder, maximumBodySize: Int = 4 << 20
+    ) {
+        self.immediate = immediate
         self.responder = responder
         self.maximumBodySize = maximumBodySize
     }
@@ -44,6 +53,10 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
                 method: head.method, path: path, query: query, headers: head.headers, body: body,
                 remoteAddress: context.channel.remoteAddress?.ipAddress ?? "")
             body = []
+            if let response = immediate?(request) {
+                write(response, version: head.version, keepAlive: keepAlive, context: context)
+                return
+            }
             let responder = self.responder
             let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
             let version = head.version

@@ -5,6 +5,22 @@ import NIOHTTP1
 extension WebSocketsServer {
     /// Answers the server's plain HTTP requests.
     func respond(to request: HTTPServerRequest) async -> HTTPServerResponse {
+        if let response = respondImmediately(to: request) { return response }
+        switch (request.method, request.path) {
+        case (.POST, "/WebSockets/send"):
+            return await acceptSends(request)
+        default:
+            if let additionalResponder, let response = await additionalResponder(request) {
+                return response
+            }
+            return .error(.notFound)
+        }
+    }
+
+    /// The answer to a request that needs no waiting, made on the event loop; `nil` for the others: the
+    /// application's routes, a send in a cluster (written to PostgreSQL first) and a send body over 64 KiB (parsed
+    /// off the loop so that the loop's other connections do not wait for it).
+    func respondImmediately(to request: HTTPServerRequest) -> HTTPServerResponse? {
         switch (request.method, request.path) {
         case (.GET, "/WebSockets/health"):
             return health()
@@ -19,7 +35,8 @@ extension WebSocketsServer {
         case (.GET, "/WebSockets/client.mjs"), (.GET, "/WebSockets/WebSockets.mjs"):
             return StaticAsset.moduleClient.response(to: request)
         case (.POST, "/WebSockets/send"):
-            return await acceptSends(request)
+            guard !bus.isCluster, request.body.count <= 65536 else { return nil }
+            return acceptSendsHere(request)
         case (_, "/WebSockets/send"):
             return .error(.methodNotAllowed)
         case (_, "/WebSockets"), (_, "/WebSockets/"):
@@ -33,10 +50,7 @@ extension WebSocketsServer {
             }
             return .error(.badRequest, "Malformed WebSocket upgrade")
         default:
-            if let additionalResponder, let response = await additionalResponder(request) {
-                return response
-            }
-            return .error(.notFound)
+            return nil
         }
     }
 
@@ -56,24 +70,49 @@ extension WebSocketsServer {
 
     /// `POST /WebSockets/send`: one `[action, details, send_to, target]` or an array of them.
     private func acceptSends(_ request: HTTPServerRequest) async -> HTTPServerResponse {
-        guard let key = request.headers.first(name: "x-websockets-key"), SecurityKey.matches(key, settings.securityKey)
-        else {
-            logger.info("send refused: wrong or missing key", metadata: ["ip": "\(request.remoteAddress)"])
-            return .error(.forbidden, "Wrong or missing X-WebSockets-Key")
-        }
         let sends: [Send]
-        do {
-            sends = try Send.list(from: try JSON(parsing: request.body))
-        } catch {
-            return .error(.badRequest, "\(error)")
+        switch checkSends(request) {
+        case .failure(let refusal): return refusal.response
+        case .success(let checked): sends = checked
         }
         if bus.isCluster {
             // Accepted once written to PostgreSQL; each server delivers to its own connections.
             await perform(sends)
             return .json(["accepted": .int(Int64(sends.count))], status: .accepted)
         }
+        return deliverHere(sends)
+    }
+
+    /// A send on a single server: delivered at once.
+    private func acceptSendsHere(_ request: HTTPServerRequest) -> HTTPServerResponse {
+        switch checkSends(request) {
+        case .failure(let refusal): return refusal.response
+        case .success(let sends): return deliverHere(sends)
+        }
+    }
+
+    private func deliverHere(_ sends: [Send]) -> HTTPServerResponse {
         var delivered = 0
         for send in sends { delivered += hub.deliver(send) }
         return .json(["accepted": .int(Int64(sends.count)), "delivered": .int(Int64(delivered))], status: .accepted)
+    }
+
+    /// A refused send request's answer.
+    private struct Refusal: Error {
+        let response: HTTPServerResponse
+    }
+
+    /// The sends of a request with the right key.
+    private func checkSends(_ request: HTTPServerRequest) -> Result<[Send], Refusal> {
+        guard let key = request.headers.first(name: "x-websockets-key"), SecurityKey.matches(key, settings.securityKey)
+        else {
+            logger.info("send refused: wrong or missing key", metadata: ["ip": "\(request.remoteAddress)"])
+            return .failure(Refusal(response: .error(.forbidden, "Wrong or missing X-WebSockets-Key")))
+        }
+        do {
+            return .success(try Send.list(from: try JSON(parsing: request.body)))
+        } catch {
+            return .failure(Refusal(response: .error(.badRequest, "\(error)")))
+        }
     }
 }

@@ -235,7 +235,9 @@ public final class WebSocketsServer: Service, Sendable {
                 return WebSocketConnectionHandler(
                     server: self, credentials: credentials, shard: hub.shard(for: channel.eventLoop))
             })
-        let httpHandler = HTTPRequestHandler(responder: { [self] request in await respond(to: request) })
+        let httpHandler = HTTPRequestHandler(
+            immediate: { [self] request in respondImmediately(to: request) },
+            responder: { [self] request in await respond(to: request) })
         try channel.pipeline.syncOperations.configureHTTPServerPipeline(
             withServerUpgrade: (
                 upgraders: [upgrader],
