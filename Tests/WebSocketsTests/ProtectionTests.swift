@@ -101,17 +101,21 @@ import Testing
         #expect(try await fine.nextMessage() == Message(action: "hello", details: "Hello, in parts!"))
     }
 
-    @Test func silentConnectionsAreClosedAndAnsweringOnesKept() async throws {
+    /// With a ping interval over a second, each tick of the sweep visits a share of the connections.
+    @Test(arguments: [(0.2, 0.7), (2.0, 2.5)])
+    func silentConnectionsAreClosedAndAnsweringOnesKept(pingInterval: Double, idleTimeout: Double) async throws {
         let harness = try await Harness.start {
-            $0.pingInterval = 0.2
-            $0.idleTimeout = 0.7
+            $0.pingInterval = pingInterval
+            $0.idleTimeout = idleTimeout
         }
         defer { Task { await harness.stop() } }
         let answering = try await harness.connect("alice")
         let silent = try await TestWebSocket.connect(port: harness.port, answerPings: false)
-        let close = try await silent.nextClose(timeout: .seconds(3))
+        let close = try await silent.nextClose(timeout: .seconds(pingInterval + idleTimeout + 2))
         #expect(close.code == 1001)
         #expect(close.reason == "Idle timeout")
+        // Long enough for the answering one to be visited twice more.
+        try await Task.sleep(for: .seconds(2 * pingInterval))
         harness.server.sendToClients("still", "here", .specificUsers, 1)
         #expect(try await answering.nextMessage() == Message(action: "still", details: "here"))
     }

@@ -8,7 +8,9 @@ import NIOCore
 /// and then flushes each written connection once. Under load, sends pile up while the loop is busy, so a
 /// connection's pending frames leave in one `writev`: the kernel's cost per write, the bulk of a delivery's cost,
 /// is paid per batch instead of per message. One timer per loop pings its connections and closes silent ones, so
-/// an idle connection has no timer of its own.
+/// an idle connection has no timer of its own; each tick visits one of `pingInterval / tick` buckets of
+/// connections, so that connections opened together are not all pinged on the same tick (19,000 pings at once
+/// hold a loop for ~150 ms).
 final class LoopShard: Sendable {
     private struct Delivery {
         var frame: ByteBuffer
@@ -23,8 +25,19 @@ final class LoopShard: Sendable {
 
     /// State only the loop touches.
     private final class Local {
-        var handlers: [ObjectIdentifier: WebSocketConnectionHandler] = [:]
+        var buckets: [[ObjectIdentifier: WebSocketConnectionHandler]]
+        var count = 0
+        var cursor = 0
         var sweeper: RepeatedTask?
+
+        init(buckets: Int) {
+            self.buckets = Array(repeating: [:], count: buckets)
+        }
+
+        /// A handler's bucket: spread at random (the identifier's hash), found again without storing it.
+        func bucket(of handler: WebSocketConnectionHandler) -> Int {
+            Int(UInt(bitPattern: ObjectIdentifier(handler).hashValue) % UInt(buckets.count))
+        }
     }
 
     let eventLoop: any EventLoop
@@ -32,13 +45,17 @@ final class LoopShard: Sendable {
     private let local: NIOLoopBound<Local>
     private let pingInterval: TimeAmount
     private let idleTimeout: TimeAmount
+    /// How often the sweep runs: at most a second.
+    private let tick: TimeAmount
     private let metrics: ServerMetrics
 
     init(eventLoop: any EventLoop, pingInterval: Double, idleTimeout: Double, metrics: ServerMetrics) {
         self.eventLoop = eventLoop
-        self.local = NIOLoopBound(Local(), eventLoop: eventLoop)
         self.pingInterval = .milliseconds(Int64(pingInterval * 1000))
         self.idleTimeout = .milliseconds(Int64(idleTimeout * 1000))
+        self.tick = min(self.pingInterval, .seconds(1))
+        let buckets = max(1, Int((Double(self.pingInterval.nanoseconds) / Double(tick.nanoseconds)).rounded()))
+        self.local = NIOLoopBound(Local(buckets: buckets), eventLoop: eventLoop)
         self.metrics = metrics
     }
 
@@ -100,11 +117,10 @@ final class LoopShard: Sendable {
     /// Starts pinging `handler`'s connection; on the loop.
     func register(_ handler: WebSocketConnectionHandler) {
         let local = self.local.value
-        local.handlers[ObjectIdentifier(handler)] = handler
+        if local.buckets[local.bucket(of: handler)].updateValue(handler, forKey: ObjectIdentifier(handler)) == nil {
+            local.count += 1
+        }
         guard local.sweeper == nil else { return }
-        // A tick of at most a second spreads the pings out: each connection is pinged a ping interval after it
-        // was last pinged, not all at once.
-        let tick = min(pingInterval, .seconds(1))
         local.sweeper = eventLoop.scheduleRepeatedTask(initialDelay: tick, delay: tick) { _ in
             self.sweep()
         }
@@ -113,17 +129,23 @@ final class LoopShard: Sendable {
     /// Stops pinging `handler`'s connection; on the loop. The timer stops with the loop's last connection.
     func unregister(_ handler: WebSocketConnectionHandler) {
         let local = self.local.value
-        local.handlers[ObjectIdentifier(handler)] = nil
-        if local.handlers.isEmpty {
+        if local.buckets[local.bucket(of: handler)].removeValue(forKey: ObjectIdentifier(handler)) != nil {
+            local.count -= 1
+        }
+        if local.count == 0 {
             local.sweeper?.cancel()
             local.sweeper = nil
         }
     }
 
+    /// Visits the next bucket: each connection once per ping interval.
     private func sweep() {
+        let local = self.local.value
         let now = NIODeadline.now()
-        for handler in Array(local.value.handlers.values) {
-            handler.checkLiveness(now: now, pingInterval: pingInterval, idleTimeout: idleTimeout)
+        let bucket = local.cursor
+        local.cursor = (local.cursor + 1) % local.buckets.count
+        for handler in Array(local.buckets[bucket].values) {
+            handler.checkLiveness(now: now, idleTimeout: idleTimeout)
         }
     }
 }

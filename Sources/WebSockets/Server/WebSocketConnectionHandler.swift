@@ -38,7 +38,6 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
     /// When the session expires (Unix seconds, as the site gives it); a send after that closes the connection.
     var expiry = Int64.max
     private var lastHeard = NIODeadline.now()
-    private var lastPinged = NIODeadline.now()
     /// Live messages held back during a replay (encoded frames), with their cluster ids; `nil` when live.
     private var held: [(frame: ByteBuffer, id: Int64?)]?
 
@@ -91,9 +90,9 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
         context.close(promise: nil)
     }
 
-    /// Closes the connection when it has been silent longer than `idleTimeout`, else pings it when it has not
-    /// been pinged for `pingInterval`; called by the loop's sweep.
-    func checkLiveness(now: NIODeadline, pingInterval: TimeAmount, idleTimeout: TimeAmount) {
+    /// Closes the connection when it has been silent longer than `idleTimeout`, else pings it; called by the loop's
+    /// sweep once per ping interval.
+    func checkLiveness(now: NIODeadline, idleTimeout: TimeAmount) {
         guard let context, !closing else { return }
         if now - lastHeard > idleTimeout {
             connection.logger.debug("closing a silent connection")
@@ -101,8 +100,6 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
             close(code: .goingAway, reason: "Idle timeout")
             return
         }
-        guard now - lastPinged >= pingInterval else { return }
-        lastPinged = now
         context.writeAndFlush(wrapOutboundOut(Self.ping), promise: nil)
     }
 
