@@ -10,7 +10,7 @@ import NIOCore
 /// is paid per batch instead of per message. One timer per loop pings its connections and closes silent ones, so
 /// an idle connection has no timer of its own; each tick visits one of `pingInterval / tick` buckets of
 /// connections, so that connections opened together are not all pinged on the same tick (19,000 pings at once
-/// hold a loop for ~150 ms).
+/// hold a loop for ~150 ms, a delay every send then waiting shares).
 final class LoopShard: Sendable {
     private struct Delivery {
         var frame: ByteBuffer
@@ -45,7 +45,8 @@ final class LoopShard: Sendable {
     private let local: NIOLoopBound<Local>
     private let pingInterval: TimeAmount
     private let idleTimeout: TimeAmount
-    /// How often the sweep runs: at most a second.
+    /// How often the sweep runs: every 100 ms, so that a tick's pings hold the loop briefly (at 19,000 connections
+    /// and a 25 s interval, 76 pings a tick, well under a millisecond).
     private let tick: TimeAmount
     private let metrics: ServerMetrics
 
@@ -53,7 +54,7 @@ final class LoopShard: Sendable {
         self.eventLoop = eventLoop
         self.pingInterval = .milliseconds(Int64(pingInterval * 1000))
         self.idleTimeout = .milliseconds(Int64(idleTimeout * 1000))
-        self.tick = min(self.pingInterval, .seconds(1))
+        self.tick = min(self.pingInterval, .milliseconds(100))
         let buckets = max(1, Int((Double(self.pingInterval.nanoseconds) / Double(tick.nanoseconds)).rounded()))
         self.local = NIOLoopBound(Local(buckets: buckets), eventLoop: eventLoop)
         self.metrics = metrics
