@@ -7,7 +7,7 @@ struct Report {
     private var steps: [String: Bench.Step] = [:]
     var storm: (Duration, Int)?
     /// The bare-write floor at 50% of the better peer's peak.
-    var writeFloor: WriteFloor.Result?
+    var writeFloor: Bench.Step?
 
     init(options: LoadGenerator.Options) {
         self.options = options
@@ -87,7 +87,7 @@ struct Report {
             Swift.print(
                 String(
                     format: "\nKernel floor at 50%% of the better peer's peak (a bare write(2) per delivery, no server "
-                        + "code): %.2f µs CPU per delivery, p50 %.2f ms, p99 %.2f ms", floor.cpuPerWrite, floor.p50,
+                        + "code): %.2f µs CPU per delivery, p50 %.2f ms, p99 %.2f ms", floor.cpuPerDelivery, floor.p50,
                     floor.p99))
         }
         if let (took, requests) = storm {

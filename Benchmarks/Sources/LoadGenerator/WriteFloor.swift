@@ -9,21 +9,12 @@ import WebSockets
 /// the generator on core 1, on SwiftNIO as its WebSocket clients are. What it spends per write is the kernel's loopback TCP work (send,
 /// the receive half that runs in the sender's context, waking the reader), the part no server's code can avoid.
 enum WriteFloor {
-    /// What a run measured.
-    struct Result {
-        var cpuPerWrite: Double
-        var writes: Int
-        var delivered: Int
-        var p50: Double
-        var p99: Double
-        var p999: Double
-    }
-
     /// The size of every message: about a broadcast frame of ours (`["b",{"ts":…},1]` with its header).
     static let messageSize = 48
 
-    /// Runs the writer in a child process on core 0 and reads on this thread; `count` connections.
-    static func measure(count: Int, rate: Double, seconds: Double) async throws -> Result {
+    /// Runs the writer in a child process on core 0 and reads here; `count` connections, `rate` rounds a second.
+    /// The step's figures are per delivery, as for a server: one delivery is one message written to one socket.
+    static func measure(count: Int, rate: Double, seconds: Double) async throws -> Bench.Step {
         // Below the ephemeral range: a port a previous run left in TIME_WAIT cannot be listened on.
         let port = Int.random(in: 20000...29000)
         let directory = NSTemporaryDirectory() + "websockets-writefloor-\(UUID().uuidString)"
@@ -35,31 +26,37 @@ enum WriteFloor {
             environment: ProcessInfo.processInfo.environment)
         options.outputPath = directory + "/writer.log"
         let writer = try ChildProcess.spawn(options)
-        defer {
-            var status: Int32 = 0
-            waitpid(writer, &status, 0)
-        }
-        let expected = count * Int(rate * seconds)
-        let reading = try await read(port: port, count: count, expected: expected)
         var status: Int32 = 0
+        let expected = count * Int(rate * seconds)
+        let recorder: Recorder
+        do {
+            recorder = try await read(port: port, count: count, expected: expected)
+        } catch {
+            // The writer would wait for connections for ever.
+            kill(writer, SIGKILL)
+            waitpid(writer, &status, 0)
+            throw error
+        }
         waitpid(writer, &status, 0)
         let log = (try? String(contentsOfFile: directory + "/writer.log", encoding: .utf8)) ?? ""
         let fields = log.split(whereSeparator: \.isWhitespace)
         guard fields.count >= 4, fields[0] == "cpu_ns", let cpu = Double(fields[1]), let writes = Int(fields[3]),
             writes > 0
         else { throw BenchmarkError("write floor: the writer said \(log.debugDescription)") }
-        var result = reading
-        result.cpuPerWrite = cpu / 1000 / Double(writes)
-        result.writes = writes
-        return result
+        let (p50, p99, p999) = recorder.percentiles()
+        let delivered = recorder.received
+        return Bench.Step(
+            offered: rate * Double(count), delivered: Double(delivered) / seconds, p50: p50, p99: p99, p999: p999,
+            cpuPerDelivery: cpu / 1000 / Double(writes), failed: expected - delivered,
+            writesPerDelivery: Double(writes) / Double(max(delivered, 1)))
     }
 
     /// One line for the log.
-    static func describe(_ result: Result, count: Int, rate: Double) -> String {
+    static func describe(_ step: Bench.Step, count: Int, rate: Double) -> String {
         String(
-            format: "%d sockets, %.1f rounds/s: %.2f µs CPU per write (%d writes), %d delivered, "
-                + "p50/p99/p99.9 %.1f/%.1f/%.1f ms", count, rate, result.cpuPerWrite, result.writes, result.delivered,
-            result.p50, result.p99, result.p999)
+            format: "%d sockets, %.1f rounds/s: %.2f µs CPU and %.2f writes per delivery, %.0f delivered/s "
+                + "(%d missing), p50/p99/p99.9 %.1f/%.1f/%.1f ms", count, rate, step.cpuPerDelivery,
+            step.writesPerDelivery, step.delivered, step.failed, step.p50, step.p99, step.p999)
     }
 
     /// The writer: accepts `count` connections on `port`, then writes one message to each `rate` times a second
@@ -112,7 +109,7 @@ enum WriteFloor {
     /// The reading end: `count` SwiftNIO connections on this process's event loop (as the benchmark's clients are),
     /// waiting until `expected` messages arrived or 10 s passed without one; each message's latency is recorded from
     /// the stamp the writer put in it.
-    private static func read(port: Int, count: Int, expected: Int) async throws -> Result {
+    private static func read(port: Int, count: Int, expected: Int) async throws -> Recorder {
         let recorder = Recorder()
         var channels: [any Channel] = []
         defer { for channel in channels { channel.close(promise: nil) } }
@@ -145,8 +142,7 @@ enum WriteFloor {
             try await Task.sleep(for: .milliseconds(100))
             if recorder.received != last.count { last = (recorder.received, .now) }
         }
-        let (p50, p99, p999) = recorder.percentiles()
-        return Result(cpuPerWrite: 0, writes: 0, delivered: recorder.received, p50: p50, p99: p99, p999: p999)
+        return recorder
     }
 
     /// Cuts a connection's bytes into messages and records each one's stamp.

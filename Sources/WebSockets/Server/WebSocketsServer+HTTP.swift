@@ -5,11 +5,11 @@ import NIOHTTP1
 extension WebSocketsServer {
     /// Answers the server's plain HTTP requests.
     func respond(to request: HTTPServerRequest) async -> HTTPServerResponse {
-        if let response = respondImmediately(to: request) { return response }
         switch (request.method, request.path) {
         case (.POST, "/WebSockets/send"):
             return await acceptSends(request)
         default:
+            if let response = respondImmediately(to: request) { return response }
             if let additionalResponder, let response = await additionalResponder(request) {
                 return response
             }
