@@ -221,6 +221,14 @@ public final class Hub: Sendable {
         default:
             break
         }
+        if send.sendTo == .all {
+            // Each loop writes to its own connections from its registry: no list of every connection is made.
+            let count = counts.connections
+            guard count > 0 else { return 0 }
+            let frame = ServerFrame.text(Message(action: send.action, details: send.details).encoded(id: id))
+            for shard in shards.withLockedValue({ Array($0.values) }) { shard.deliver(frame, to: nil, id: id) }
+            return count
+        }
         let targets = recipients(of: send.sendTo, target: send.target)
         guard !targets.isEmpty else { return 0 }
         let frame = ServerFrame.text(Message(action: send.action, details: send.details).encoded(id: id))

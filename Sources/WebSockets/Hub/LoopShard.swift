@@ -14,7 +14,8 @@ import NIOCore
 final class LoopShard: Sendable {
     private struct Delivery {
         var frame: ByteBuffer
-        var connections: [Connection]
+        /// `nil`: every connection of the loop.
+        var connections: [Connection]?
         var id: Int64?
     }
 
@@ -60,8 +61,10 @@ final class LoopShard: Sendable {
         self.metrics = metrics
     }
 
-    /// Queues `frame` (an encoded text frame) for `connections`, all of this loop.
-    func deliver(_ frame: ByteBuffer, to connections: [Connection], id: Int64?) {
+    /// Queues `frame` (an encoded text frame) for `connections`, all of this loop, or for every connection of the
+    /// loop when `connections` is `nil` (a send to everyone then touches no list of connections, only the loop's
+    /// own registry, on the loop).
+    func deliver(_ frame: ByteBuffer, to connections: [Connection]?, id: Int64?) {
         let schedule = queue.withLockedValue { queue -> Bool in
             queue.deliveries.append(Delivery(frame: frame, connections: connections, id: id))
             if queue.scheduled { return false }
@@ -85,8 +88,7 @@ final class LoopShard: Sendable {
             // Nothing to batch: write and flush each connection in one pass, so the first recipients get the frame
             // without waiting for the frame to be queued on all the others.
             let delivery = deliveries[0]
-            for connection in delivery.connections {
-                let handler = connection.handlerOnLoop()
+            forEachRecipient(of: delivery) { handler in
                 if handler.queue(frame: delivery.frame, id: delivery.id, now: now) != .notWritten {
                     handler.flushQueued()
                     count += 1
@@ -95,8 +97,7 @@ final class LoopShard: Sendable {
         } else {
             var written: [WebSocketConnectionHandler] = []
             for delivery in deliveries {
-                for connection in delivery.connections {
-                    let handler = connection.handlerOnLoop()
+                forEachRecipient(of: delivery) { handler in
                     switch handler.queue(frame: delivery.frame, id: delivery.id, now: now) {
                     case .firstSinceFlush:
                         written.append(handler)
@@ -111,6 +112,17 @@ final class LoopShard: Sendable {
             for handler in written { handler.flushQueued() }
         }
         if count > 0 { metrics.messagesOut.increment(by: count) }
+    }
+
+    private func forEachRecipient(of delivery: Delivery, _ body: (WebSocketConnectionHandler) -> Void) {
+        if let connections = delivery.connections {
+            for connection in connections { body(connection.handlerOnLoop()) }
+        } else {
+            // A close during the walk unregisters its handler: the walk goes over a copy of the registry.
+            for bucket in local.value.buckets {
+                for handler in bucket.values { body(handler) }
+            }
+        }
     }
 
     // MARK: Pings
