@@ -221,17 +221,15 @@ public final class Hub: Sendable {
         default:
             break
         }
-        if send.sendTo == .all {
-            // Each loop writes to its own connections from its registry: no list of every connection is made.
-            let count = counts.connections
-            guard count > 0 else { return 0 }
-            let frame = ServerFrame.text(Message(action: send.action, details: send.details).encoded(id: id))
+        // A send to everyone: each loop writes to its own connections from its registry, no list of them is made.
+        let targets = send.sendTo == .all ? nil : recipients(of: send.sendTo, target: send.target)
+        let count = targets?.count ?? counts.connections
+        guard count > 0 else { return 0 }
+        let frame = ServerFrame.text(Message(action: send.action, details: send.details).encoded(id: id))
+        guard let targets else {
             for shard in shards.withLockedValue({ Array($0.values) }) { shard.deliver(frame, to: nil, id: id) }
             return count
         }
-        let targets = recipients(of: send.sendTo, target: send.target)
-        guard !targets.isEmpty else { return 0 }
-        let frame = ServerFrame.text(Message(action: send.action, details: send.details).encoded(id: id))
         // Grouped by event loop (a handful): the last loop is compared first, a pointer comparison per recipient.
         // An expired session is closed by its handler, at delivery on its loop.
         var byShard: [(shard: LoopShard, connections: [Connection])] = []
@@ -243,17 +241,12 @@ public final class Hub: Sendable {
                 if last < 0 {
                     byShard.append((shard, []))
                     last = byShard.count - 1
-                    byShard[last].connections.reserveCapacity(targets.count)
                 }
             }
             byShard[last].connections.append(connection)
         }
-        var delivered = 0
-        for (shard, connections) in byShard {
-            delivered += connections.count
-            shard.deliver(frame, to: connections, id: id)
-        }
-        return delivered
+        for (shard, connections) in byShard { shard.deliver(frame, to: connections, id: id) }
+        return count
     }
 
     /// Sends `Server/close` to `connections` and closes them: the client must not reconnect.

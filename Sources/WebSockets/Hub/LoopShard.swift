@@ -44,7 +44,6 @@ final class LoopShard: Sendable {
     let eventLoop: any EventLoop
     private let queue = NIOLockedValueBox(Queue())
     private let local: NIOLoopBound<Local>
-    private let pingInterval: TimeAmount
     private let idleTimeout: TimeAmount
     /// How often the sweep runs: every 100 ms, so that a tick's pings hold the loop briefly (at 19,000 connections
     /// and a 25 s interval, 76 pings a tick, well under a millisecond).
@@ -53,10 +52,10 @@ final class LoopShard: Sendable {
 
     init(eventLoop: any EventLoop, pingInterval: Double, idleTimeout: Double, metrics: ServerMetrics) {
         self.eventLoop = eventLoop
-        self.pingInterval = .milliseconds(Int64(pingInterval * 1000))
+        let interval = TimeAmount.milliseconds(Int64(pingInterval * 1000))
         self.idleTimeout = .milliseconds(Int64(idleTimeout * 1000))
-        self.tick = min(self.pingInterval, .milliseconds(100))
-        let buckets = max(1, Int((Double(self.pingInterval.nanoseconds) / Double(tick.nanoseconds)).rounded()))
+        self.tick = min(interval, .milliseconds(100))
+        let buckets = max(1, Int((Double(interval.nanoseconds) / Double(tick.nanoseconds)).rounded()))
         self.local = NIOLoopBound(Local(buckets: buckets), eventLoop: eventLoop)
         self.metrics = metrics
     }
