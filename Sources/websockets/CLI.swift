@@ -12,6 +12,26 @@ struct CLI: AsyncParsableCommand {
         subcommands: [DemoCommand.self, StartCommand.self, SendCommand.self, SuperviseCommand.self, WebCommand.self]
     )
 
+    /// Takes the settings' flags out of the command line before the parser sees the rest, and exits with 2 on a
+    /// setting that is wrong (a one-line message naming it), before anything listens.
+    static func main() async {
+        var arguments = Array(CommandLine.arguments.dropFirst())
+        do {
+            if SettingsOptions.takesSettings(arguments) { arguments = try SettingsFlags(splitting: arguments).rest }
+            var command = try parseAsRoot(arguments)
+            if var command = command as? any AsyncParsableCommand {
+                try await command.run()
+            } else {
+                try command.run()
+            }
+        } catch let error as SettingsError {
+            FileHandle.standardError.write(Data("websockets: \(error.description)\n".utf8))
+            Self.exit(withError: ExitCode(2))
+        } catch {
+            exit(withError: error)
+        }
+    }
+
     /// Logs to standard error; the level comes from `WEBSOCKETS_LOG_LEVEL` (default `info`). Every command calls it
     /// first, so the shared event loop group is also sized here, before its first use.
     static func bootstrapLogging() -> Logger {

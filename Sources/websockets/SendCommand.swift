@@ -5,7 +5,8 @@ import WebSockets
 /// `websockets send <action> [<details>] --to ... [--target ...]`: a send through a running server.
 struct SendCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "send", abstract: "Send a message to browsers through a running server.")
+        commandName: "send", abstract: "Send a message to browsers through a running server.",
+        discussion: SettingsFlags.help)
 
     @Argument(help: "The action the browsers receive.")
     var action: String

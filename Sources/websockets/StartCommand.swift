@@ -7,7 +7,8 @@ import WebSockets
 /// `websockets start <site> [<server address>]`: a server in the foreground.
 struct StartCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "start", abstract: "Run a server in the foreground (SIGTERM or SIGINT stops it gracefully).")
+        commandName: "start", abstract: "Run a server in the foreground (SIGTERM or SIGINT stops it gracefully).",
+        discussion: SettingsFlags.help)
 
     @Argument(help: "The site's address, such as https://example.com (or the `site` setting).")
     var site: String?

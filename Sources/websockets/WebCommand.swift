@@ -7,7 +7,8 @@ import WebSockets
 struct WebCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "web",
-        abstract: "Serve GET /WebSockets/<security key> on web_port (8081): it starts the server when none runs.")
+        abstract: "Serve GET /WebSockets/<security key> on web_port (8081): it starts the server when none runs.",
+        discussion: SettingsFlags.help)
 
     @Argument(help: "The site's address (or the `site` setting).")
     var site: String?

@@ -12,19 +12,20 @@ import Testing
 
     @Test func flagsWinOverEnvironmentOverFile() throws {
         let path = temporaryFile(
-            #"{"security_key": "k", "listen_port": 1000, "idle_timeout": 9, "allowed_origins": ["https://a.example"]}"#)
+            #"{"security_key": "k", "listen_port": 1000, "idle_timeout": 90, "allowed_origins": ["https://a.example"]}"#
+        )
         defer { try? FileManager.default.removeItem(atPath: path) }
         let loader = SettingsLoader(
             path: path,
             environment: [
-                "WEBSOCKETS_LISTEN_PORT": "2000", "WEBSOCKETS_LISTEN_LOCALLY": "false", "WEBSOCKETS_IDLE_TIMEOUT": "7",
+                "WEBSOCKETS_LISTEN_PORT": "2000", "WEBSOCKETS_LISTEN_LOCALLY": "false", "WEBSOCKETS_IDLE_TIMEOUT": "70",
             ],
             flags: ["listen_port": "3000"])
         let (settings, generated) = try loader.load()
         #expect(!generated)
         #expect(settings.listenPort == 3000)
         #expect(settings.listenLocally == false)
-        #expect(settings.idleTimeout == 7)
+        #expect(settings.idleTimeout == 70)
         #expect(settings.allowedOrigins == ["https://a.example"])
         #expect(settings.securityKey == "k")
     }

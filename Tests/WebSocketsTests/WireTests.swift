@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 
 @testable import WebSockets
@@ -15,11 +16,33 @@ import Testing
 
     @Test func rejectsMalformedJSON() {
         for text in [
-            "", "[", "[1,]", "{\"a\"}", "tru", "01", "1.", "\"\u{1}\"", "[1] x", "\"\\ud800\"",
+            "", "[", "[1,]", "{\"a\"}", "tru", "01", "1.", "\"\u{1}\"", "[1] x", "\"\\ud800\\u\"",
             String(repeating: "[", count: 200) + String(repeating: "]", count: 200),
         ] {
             #expect(throws: JSONError.self, "\(text)") { try JSON(parsing: text) }
         }
+    }
+
+    /// RFC 8259's cases from JSONTestSuite: every `y_` accepted, every `n_` refused, and the `i_` cases of lone
+    /// surrogates accepted (each becomes U+FFFD).
+    @Test func followsJSONTestSuite() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().deletingLastPathComponent()
+        let folder = root.appendingPathComponent("shared/JSONTestSuite/test_parsing")
+        let names = try FileManager.default.contentsOfDirectory(atPath: folder.path).sorted()
+        #expect(names.count > 300)
+        for name in names {
+            let bytes = [UInt8](try Data(contentsOf: folder.appendingPathComponent(name)))
+            let result = Result { try JSON(parsing: bytes) }
+            if name.hasPrefix("y_") || (name.hasPrefix("i_") && name.contains("surrogate") && !name.contains("UTF8")) {
+                #expect(throws: Never.self, "\(name)") { try result.get() }
+            } else if name.hasPrefix("n_") {
+                #expect(throws: JSONError.self, "\(name)") { try result.get() }
+            }
+        }
+        #expect(try JSON(parsing: #""\ud83d""#) == "\u{FFFD}")
+        #expect(try JSON(parsing: #""\udc00\ud83d\ude00x""#) == "\u{FFFD}😀x")
+        #expect(try JSON(parsing: #""\ud800\ud800\udc00""#) == "\u{FFFD}𐀀")
     }
 
     @Test func decodesFrames() throws {

@@ -17,6 +17,8 @@ public final class Connection: Sendable {
         var session: SessionInfo?
         var inbox: [Inbound] = []
         var draining = false
+        /// Set when the channel closed: nothing is queued after that.
+        var closed = false
     }
 
     /// Unique in the cluster: the server's id and a counter.
@@ -61,7 +63,7 @@ public final class Connection: Sendable {
         // before the connection is indexed, so it runs before any send that finds the connection.
         let handler = self.handler
         let expiry = session.expire ?? .max
-        eventLoop.execute { handler.value.expiry = expiry }
+        eventLoop.execute { handler.value.authenticated(expiry: expiry) }
     }
 
     /// A logger that also names the user, once known.
@@ -71,14 +73,52 @@ public final class Connection: Sendable {
         return logger
     }
 
-    /// Queues `item`; returns `true` when the caller must start draining (no drain is under way).
-    func enqueue(_ item: Inbound) -> Bool {
+    /// What became of a message given to ``enqueue(_:limit:)``.
+    enum Admission {
+        /// Queued; `startDrain`: the caller must start draining (no drain is under way).
+        case queued(startDrain: Bool)
+        /// Not queued: `limit` messages are already waiting.
+        case full
+    }
+
+    /// Queues a message unless `limit` messages already wait (the one being handled is not counted).
+    func enqueue(_ message: Message, limit: Int) -> Admission {
         state.withLockedValue { state in
-            state.inbox.append(item)
-            if state.draining { return false }
+            guard state.inbox.count < limit, !state.closed else { return .full }
+            state.inbox.append(.message(message))
+            if state.draining { return .queued(startDrain: false) }
             state.draining = true
-            return true
+            return .queued(startDrain: true)
         }
+    }
+
+    /// Queues the disconnection after discarding the messages still waiting (the site must not get a message of a
+    /// connection after its `Client/disconnection`); returns how many were discarded and whether the caller must
+    /// start draining.
+    func enqueueDisconnection() -> (discarded: Int, startDrain: Bool) {
+        state.withLockedValue { state in
+            let discarded = state.inbox.count
+            state.closed = true
+            state.inbox = [.disconnected]
+            if state.draining { return (discarded, false) }
+            state.draining = true
+            return (discarded, true)
+        }
+    }
+
+    /// Discards the messages still waiting of a connection that closed before it authenticated; returns how many.
+    func discardWaiting() -> Int {
+        state.withLockedValue { state in
+            let discarded = state.inbox.count
+            state.closed = true
+            state.inbox = []
+            return discarded
+        }
+    }
+
+    /// Whether the channel has closed.
+    var isClosed: Bool {
+        state.withLockedValue { $0.closed }
     }
 
     /// The next queued item, or `nil` (and draining stops) when there is none.
@@ -132,26 +172,4 @@ public final class Connection: Sendable {
         let handler = self.handler
         eventLoop.execute { handler.value.close(code: code, reason: reason) }
     }
-}
-
-/// A close code: the standard ones the server uses.
-public struct WebSocketCloseCode: Sendable, Equatable {
-    /// The number sent in the close frame.
-    public let rawValue: UInt16
-    /// Normal closure.
-    public static let normal = WebSocketCloseCode(rawValue: 1000)
-    /// The server is going away (shutdown).
-    public static let goingAway = WebSocketCloseCode(rawValue: 1001)
-    /// A frame that breaks the WebSocket protocol.
-    public static let protocolError = WebSocketCloseCode(rawValue: 1002)
-    /// A frame type the server does not accept (binary).
-    public static let unacceptableData = WebSocketCloseCode(rawValue: 1003)
-    /// A frame whose data is not of the wire format.
-    public static let invalidData = WebSocketCloseCode(rawValue: 1007)
-    /// The connection broke a policy (rejected session, expired session, slow reader).
-    public static let policyViolation = WebSocketCloseCode(rawValue: 1008)
-    /// A message larger than the limit.
-    public static let messageTooLarge = WebSocketCloseCode(rawValue: 1009)
-    /// The server cannot serve it now (the site failed); try again later.
-    public static let tryAgainLater = WebSocketCloseCode(rawValue: 1013)
 }

@@ -24,22 +24,19 @@ public final class Hub: Sendable {
     private let shards = NIOLockedValueBox<[ObjectIdentifier: LoopShard]>([:])
     private let metrics: ServerMetrics
     private let logger: Logger
-    private let pingInterval: Double
-    private let idleTimeout: Double
+    private let settings: Settings
 
-    init(metrics: ServerMetrics, logger: Logger, pingInterval: Double, idleTimeout: Double) {
+    init(metrics: ServerMetrics, logger: Logger, settings: Settings) {
         self.metrics = metrics
         self.logger = logger
-        self.pingInterval = pingInterval
-        self.idleTimeout = idleTimeout
+        self.settings = settings
     }
 
     /// The batching writer and pinger of `eventLoop`'s connections.
     func shard(for eventLoop: any EventLoop) -> LoopShard {
         shards.withLockedValue { shards in
             if let shard = shards[ObjectIdentifier(eventLoop)] { return shard }
-            let shard = LoopShard(
-                eventLoop: eventLoop, pingInterval: pingInterval, idleTimeout: idleTimeout, metrics: metrics)
+            let shard = LoopShard(eventLoop: eventLoop, settings: settings, metrics: metrics)
             shards[ObjectIdentifier(eventLoop)] = shard
             return shard
         }

@@ -30,6 +30,9 @@ final class LoopShard: Sendable {
         var count = 0
         var cursor = 0
         var sweeper: RepeatedTask?
+        /// Connections not yet authenticated, with their deadline: only these, not every connection, are looked at
+        /// for the authentication timeout; emptied as connections authenticate or close.
+        var unauthenticated: [ObjectIdentifier: (handler: WebSocketConnectionHandler, deadline: NIODeadline)] = [:]
 
         init(buckets: Int) {
             self.buckets = Array(repeating: [:], count: buckets)
@@ -45,15 +48,18 @@ final class LoopShard: Sendable {
     private let queue = NIOLockedValueBox(Queue())
     private let local: NIOLoopBound<Local>
     private let idleTimeout: TimeAmount
+    private let authenticationTimeout: TimeAmount
     /// How often the sweep runs: every 100 ms, so that a tick's pings hold the loop briefly (at 19,000 connections
     /// and a 25 s interval, 76 pings a tick, well under a millisecond).
     private let tick: TimeAmount
     private let metrics: ServerMetrics
 
-    init(eventLoop: any EventLoop, pingInterval: Double, idleTimeout: Double, metrics: ServerMetrics) {
+    init(eventLoop: any EventLoop, settings: Settings, metrics: ServerMetrics) {
         self.eventLoop = eventLoop
-        let interval = TimeAmount.milliseconds(Int64(pingInterval * 1000))
-        self.idleTimeout = .milliseconds(Int64(idleTimeout * 1000))
+        // Settings are checked before the server starts: the interval is at least 50 ms.
+        let interval = TimeAmount.milliseconds(max(1, Int64(settings.pingInterval * 1000)))
+        self.idleTimeout = .milliseconds(Int64(settings.idleTimeout * 1000))
+        self.authenticationTimeout = .milliseconds(Int64(settings.authenticationTimeout * 1000))
         self.tick = min(interval, .milliseconds(100))
         let buckets = max(1, Int((Double(interval.nanoseconds) / Double(tick.nanoseconds)).rounded()))
         self.local = NIOLoopBound(Local(buckets: buckets), eventLoop: eventLoop)
@@ -132,6 +138,9 @@ final class LoopShard: Sendable {
         if local.buckets[local.bucket(of: handler)].updateValue(handler, forKey: ObjectIdentifier(handler)) == nil {
             local.count += 1
         }
+        if !handler.isAuthenticated {
+            local.unauthenticated[ObjectIdentifier(handler)] = (handler, .now() + authenticationTimeout)
+        }
         guard local.sweeper == nil else { return }
         local.sweeper = eventLoop.scheduleRepeatedTask(initialDelay: tick, delay: tick) { _ in
             self.sweep()
@@ -144,16 +153,35 @@ final class LoopShard: Sendable {
         if local.buckets[local.bucket(of: handler)].removeValue(forKey: ObjectIdentifier(handler)) != nil {
             local.count -= 1
         }
+        forgetUnauthenticated(handler, local)
         if local.count == 0 {
             local.sweeper?.cancel()
             local.sweeper = nil
         }
     }
 
-    /// Visits the next bucket: each connection once per ping interval.
+    /// `handler`'s connection authenticated: no deadline for it any more; on the loop.
+    func authenticated(_ handler: WebSocketConnectionHandler) {
+        forgetUnauthenticated(handler, local.value)
+    }
+
+    private func forgetUnauthenticated(_ handler: WebSocketConnectionHandler, _ local: Local) {
+        guard local.unauthenticated.removeValue(forKey: ObjectIdentifier(handler)) != nil else { return }
+        // An emptied dictionary keeps its storage: after a reconnect storm, let it go.
+        if local.unauthenticated.isEmpty { local.unauthenticated = [:] }
+    }
+
+    /// Visits the next bucket: each connection once per ping interval; and closes the connections whose
+    /// authentication deadline passed.
     private func sweep() {
         let local = self.local.value
         let now = NIODeadline.now()
+        if !local.unauthenticated.isEmpty {
+            for (_, entry) in local.unauthenticated where entry.deadline <= now {
+                forgetUnauthenticated(entry.handler, local)
+                entry.handler.authenticationTimedOut()
+            }
+        }
         let bucket = local.cursor
         local.cursor = (local.cursor + 1) % local.buckets.count
         for handler in Array(local.buckets[bucket].values) {

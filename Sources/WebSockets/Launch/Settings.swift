@@ -44,24 +44,30 @@ public struct Settings: Sendable {
     public var maxOutboundBuffer: Int = 1 << 20
     /// The most connections one IP address may hold; `0` means no cap.
     public var maxConnectionsPerIP: Int = 0
+    /// Messages one connection may send per second, on average; beyond it (and its burst) a message is refused
+    /// with `<action>:error [429, "Too Many Requests"]`.
+    public var messageRate: Double = 100
+    /// Messages one connection may send at once above the rate.
+    public var messageBurst: Int = 200
+    /// Messages of one connection waiting for the site (or a handler) beyond which new ones are refused with 429.
+    public var maxPendingMessages: Int = 64
+    /// Seconds a new connection has to send `Client/authentication` and be accepted; then it is closed (1008).
+    public var authenticationTimeout: Double = 10
+    /// Seconds an HTTP (non-WebSocket) connection may wait between requests before it is closed.
+    public var httpIdleTimeout: Double = 15
+    /// Seconds an HTTP request may take to arrive, head and body, from its first byte.
+    public var httpRequestTimeout: Double = 10
+    /// Open HTTP (non-WebSocket) connections beyond which new ones are closed at once.
+    public var maxHTTPConnections: Int = 10_000
 
     /// Every setting as its `WEBSOCKETS_*` variable: how web start hands its effective settings to the server it
     /// spawns without putting the key on a command line (where `ps` would show it).
     public var variables: [String: String] {
-        var values: [String: String] = [
-            "site": site, "security_key": securityKey, "listen_port": String(listenPort),
-            "listen_locally": String(listenLocally), "spawn": String(spawn), "web_port": String(webPort),
-            "log_file": logFile, "retention": String(retention), "site_timeout": String(siteTimeout),
-            "session_cache_ttl": String(sessionCacheTTL),
-            "site_concurrency": String(siteConcurrency), "max_message_size": String(maxMessageSize),
-            "ping_interval": String(pingInterval), "idle_timeout": String(idleTimeout),
-            "max_outbound_buffer": String(maxOutboundBuffer), "max_connections_per_ip": String(maxConnectionsPerIP),
-        ]
-        if let sessionEndpoint { values["session_endpoint"] = sessionEndpoint }
-        if let messageEndpoint { values["message_endpoint"] = messageEndpoint }
-        if let allowedOrigins { values["allowed_origins"] = allowedOrigins.joined(separator: ",") }
-        if let postgres { values["postgres"] = postgres }
-        return Dictionary(uniqueKeysWithValues: values.map { (SettingsLoader.variableName(of: $0.key), $0.value) })
+        var values: [String: String] = [:]
+        for definition in Self.definitions {
+            if let text = definition.text(of: self) { values[SettingsLoader.variableName(of: definition.name)] = text }
+        }
+        return values
     }
 
     /// Defaults for `site`, with a key to be filled in.

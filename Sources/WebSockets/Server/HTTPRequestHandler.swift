@@ -5,9 +5,22 @@ import NIOHTTP1
 /// Collects a request's head and body, hands the whole request to a responder, and writes its answer.
 /// Requests on one connection are answered in order (NIO's pipelining assistance holds the next one back).
 ///
-/// A request the `immediate` responder answers is answered on the event loop at once; the others go to the async
-/// responder on a task. Answering a send on the loop saves two thread hops and a task per request.
+/// A request's head is first given to `admit`, which says how much body it may bring or refuses it at once (the
+/// body is then not read, and the connection is closed after the answer). A request the `immediate` responder
+/// answers is answered on the event loop at once; the others go to the async responder on a task. Answering a send
+/// on the loop saves two thread hops and a task per request.
 typealias ImmediateResponder = (HTTPServerRequest) -> HTTPServerResponse?
+
+/// What may become of a request, decided from its head.
+enum RequestAdmission {
+    /// Read its body, up to `limit` bytes.
+    case accepted(bodyLimit: Int)
+    /// Answer this at once, without reading the body.
+    case refused(HTTPServerResponse)
+}
+
+/// Decides on a request from its head and the client's address.
+typealias RequestAdmitter = (HTTPRequestHead, String) -> RequestAdmission
 
 final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
@@ -15,39 +28,52 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     private let responder: HTTPResponder
     private let immediate: ImmediateResponder?
-    private let maximumBodySize: Int
+    private let admit: RequestAdmitter
     private var head: HTTPRequestHead?
     private var body: [UInt8] = []
-    private var tooLarge = false
+    private var bodyLimit = 0
+    /// A request refused from its head or for its size: the rest of it is not read, the connection closes.
+    private var refused = false
 
     init(
-        immediate: ImmediateResponder? = nil, responder: @escaping HTTPResponder, maximumBodySize: Int = 4 << 20
+        admit: @escaping RequestAdmitter = { _, _ in .accepted(bodyLimit: 4 << 20) },
+        immediate: ImmediateResponder? = nil,
+        responder: @escaping HTTPResponder
     ) {
+        self.admit = admit
         self.immediate = immediate
         self.responder = responder
-        self.maximumBodySize = maximumBodySize
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !refused else { return }
         switch unwrapInboundIn(data) {
         case .head(let head):
-            self.head = head
             body = []
-            tooLarge = false
-        case .body(var buffer):
-            if body.count + buffer.readableBytes > maximumBodySize {
-                tooLarge = true
-            } else if !tooLarge {
-                body.append(contentsOf: buffer.readBytes(length: buffer.readableBytes) ?? [])
+            switch admit(head, context.channel.remoteAddress?.ipAddress ?? "") {
+            case .refused(let refusal):
+                refuse(refusal, version: head.version, context: context)
+                return
+            case .accepted(let limit):
+                bodyLimit = limit
             }
+            if let length = head.headers.first(name: "content-length").flatMap(Int.init), length > bodyLimit {
+                refuse(.error(.payloadTooLarge), version: head.version, context: context)
+                return
+            }
+            self.head = head
+        case .body(var buffer):
+            guard let head else { return }
+            guard body.count + buffer.readableBytes <= bodyLimit else {
+                refuse(.error(.payloadTooLarge), version: head.version, context: context)
+                return
+            }
+            body.append(contentsOf: buffer.readBytes(length: buffer.readableBytes) ?? [])
         case .end:
             guard let head else { return }
             self.head = nil
+            context.triggerUserOutboundEvent(HTTPConnectionEvent.requestReceived, promise: nil)
             let keepAlive = head.isKeepAlive
-            if tooLarge {
-                write(.error(.payloadTooLarge), version: head.version, keepAlive: false, context: context)
-                return
-            }
             let (path, query) = Self.split(head.uri)
             let request = HTTPServerRequest(
                 method: head.method, path: path, query: query, headers: head.headers, body: body,
@@ -70,6 +96,15 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
     }
 
+    /// Answers at once and closes: the rest of the request is not read.
+    private func refuse(_ response: HTTPServerResponse, version: HTTPVersion, context: ChannelHandlerContext) {
+        refused = true
+        head = nil
+        body = []
+        context.triggerUserOutboundEvent(HTTPConnectionEvent.requestReceived, promise: nil)
+        write(response, version: version, keepAlive: false, context: context)
+    }
+
     private func write(
         _ response: HTTPServerResponse, version: HTTPVersion, keepAlive: Bool, context: ChannelHandlerContext
     ) {
@@ -84,6 +119,7 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
                 promise: nil)
         }
         let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
+        context.triggerUserOutboundEvent(HTTPConnectionEvent.responseSent, promise: nil)
         if !keepAlive {
             let channel = context.channel
             done.whenComplete { _ in channel.close(promise: nil) }

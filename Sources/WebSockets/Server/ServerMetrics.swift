@@ -65,9 +65,16 @@ public final class ServerMetrics: Sendable {
         ).increment()
     }
 
-    /// Counts a message accepted for delivery that did not reach a connection, by reason.
-    func dropped(reason: String) {
-        Counter(label: "websockets_dropped_total", dimensions: [("reason", reason)], factory: factory).increment()
+    /// Counts messages accepted for delivery (to a browser or to the site) that did not get there, by reason.
+    func dropped(reason: String, count: Int = 1) {
+        Counter(label: "websockets_dropped_total", dimensions: [("reason", reason)], factory: factory).increment(
+            by: count)
+    }
+
+    /// Counts a browser's message refused before it was accepted (`rate`: over `message_rate`; `pending`: over
+    /// `max_pending_messages`), answered with 429.
+    func refused(reason: String) {
+        Counter(label: "websockets_refused_total", dimensions: [("reason", reason)], factory: factory).increment()
     }
 
     /// Counts a connection the server closed, by reason.

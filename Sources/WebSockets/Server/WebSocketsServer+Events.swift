@@ -3,18 +3,43 @@ import Logging
 import NIOCore
 
 extension WebSocketsServer {
-    /// A decoded message from a connection's event loop: queued in order, handled by the connection's drain.
-    func received(_ message: Message, from connection: Connection) {
-        if connection.enqueue(.message(message)) { startDrain(connection) }
+    /// What became of a browser's message.
+    enum Reception {
+        /// Queued for the connection's drain.
+        case accepted
+        /// Refused: `max_pending_messages` already wait.
+        case full
     }
 
-    /// A connection ended: it leaves the indexes at once (no more sends reach it), and an authenticated one gets
-    /// its `Client/disconnection` event after the messages it sent before.
+    /// A decoded message from a connection's event loop: queued in order, handled by the connection's drain, unless
+    /// too many of the connection's messages already wait.
+    func received(_ message: Message, from connection: Connection) -> Reception {
+        switch connection.enqueue(message, limit: settings.maxPendingMessages) {
+        case .full:
+            return .full
+        case .queued(let start):
+            if start { startDrain(connection) }
+            return .accepted
+        }
+    }
+
+    /// A connection ended: it leaves the indexes at once (no more sends reach it); its messages still waiting are
+    /// discarded (counted), and an authenticated one gets its `Client/disconnection` event after the message being
+    /// handled, if any.
     func connectionClosed(_ connection: Connection) {
         hub.remove(connection)
-        if connection.session != nil, connection.enqueue(.disconnected) {
-            startDrain(connection)
+        let (discarded, start): (Int, Bool)
+        if connection.session != nil {
+            (discarded, start) = connection.enqueueDisconnection()
+        } else {
+            (discarded, start) = (connection.discardWaiting(), false)
         }
+        if discarded > 0 {
+            metrics.dropped(reason: "closed", count: discarded)
+            connection.userLogger.info(
+                "connection closed: its waiting messages are discarded", metadata: ["count": "\(discarded)"])
+        }
+        if start { startDrain(connection) }
     }
 
     private func startDrain(_ connection: Connection) {
@@ -85,6 +110,11 @@ extension WebSocketsServer {
             return
         }
         let result = await site.validate(connection.credentials)
+        guard !connection.isClosed else {
+            // Closed while the site answered: no Client/authentication event, since no disconnection would follow.
+            connection.logger.debug("closed during authentication")
+            return
+        }
         switch result {
         case .valid(let session) where !session.isExpired(now: Int64(Date().timeIntervalSince1970)):
             let lastID = message.details["last_id"]?.intValue

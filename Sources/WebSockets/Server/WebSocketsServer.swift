@@ -28,6 +28,10 @@ public final class WebSocketsServer: Service, Sendable {
     let additionalResponder: (@Sendable (HTTPServerRequest) async -> HTTPServerResponse?)?
     private let serverID: String
     let startedAt = ContinuousClock.now
+    private let httpConnections = HTTPConnectionCount()
+
+    /// Open HTTP (non-WebSocket) connections.
+    var httpConnectionCount: Int { httpConnections.value }
 
     struct Runtime {
         var channel: (any Channel)?
@@ -54,8 +58,7 @@ public final class WebSocketsServer: Service, Sendable {
         self.additionalResponder = additionalRoutes
         let metrics = ServerMetrics()
         self.metrics = metrics
-        self.hub = Hub(
-            metrics: metrics, logger: logger, pingInterval: settings.pingInterval, idleTimeout: settings.idleTimeout)
+        self.hub = Hub(metrics: metrics, logger: logger, settings: settings)
         self.curl = CurlClient(maximumConcurrency: settings.siteConcurrency)
         self.site = SiteClient(curl: curl, settings: settings, metrics: metrics, logger: logger)
         var generator = SystemRandomNumberGenerator()
@@ -113,8 +116,9 @@ public final class WebSocketsServer: Service, Sendable {
 
     // MARK: Lifecycle
 
-    /// Binds and starts serving.
+    /// Binds and starts serving; throws a ``SettingsError`` before binding when a setting is out of its range.
     public func start() async throws {
+        try settings.validate()
         let host = settings.listenLocally ? "127.0.0.1" : "0.0.0.0"
         let high = max(settings.maxOutboundBuffer, 1024)
         let channel = try await ServerBootstrap(group: group)
@@ -236,13 +240,18 @@ public final class WebSocketsServer: Service, Sendable {
                     server: self, credentials: credentials, shard: hub.shard(for: channel.eventLoop))
             })
         let httpHandler = HTTPRequestHandler(
+            admit: { [self] head, address in admit(head, address: address) },
             immediate: { [self] request in respondImmediately(to: request) },
             responder: { [self] request in await respond(to: request) })
+        let guardHandler = HTTPConnectionGuard(
+            settings: settings, counter: httpConnections, metrics: metrics, logger: logger)
+        try channel.pipeline.syncOperations.addHandler(guardHandler, name: "websockets-http-guard")
         try channel.pipeline.syncOperations.configureHTTPServerPipeline(
             withServerUpgrade: (
                 upgraders: [upgrader],
                 completionHandler: { context in
                     context.pipeline.removeHandler(name: "websockets-http", promise: nil)
+                    context.pipeline.removeHandler(name: "websockets-http-guard", promise: nil)
                 }
             ))
         try channel.pipeline.syncOperations.addHandler(httpHandler, name: "websockets-http")

@@ -191,15 +191,25 @@ struct JSONParser {
                 case UInt8(ascii: "u"):
                     var code = try parseHex4()
                     if (0xD800...0xDBFF).contains(code) {
-                        guard index + 1 < bytes.count, bytes[index] == UInt8(ascii: "\\"),
+                        // A high surrogate pairs with a following low one; alone (as JSON.stringify writes a string
+                        // cut inside an emoji) it is allowed by RFC 8259 but has no UTF-8 form: it becomes U+FFFD.
+                        let mark = index
+                        if index + 1 < bytes.count, bytes[index] == UInt8(ascii: "\\"),
                             bytes[index + 1] == UInt8(ascii: "u")
-                        else { throw error("lone surrogate") }
-                        index += 2
-                        let low = try parseHex4()
-                        guard (0xDC00...0xDFFF).contains(low) else { throw error("invalid surrogate pair") }
-                        code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
+                        {
+                            index += 2
+                            let low = try parseHex4()
+                            if (0xDC00...0xDFFF).contains(low) {
+                                code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
+                            } else {
+                                index = mark
+                                code = 0xFFFD
+                            }
+                        } else {
+                            code = 0xFFFD
+                        }
                     } else if (0xDC00...0xDFFF).contains(code) {
-                        throw error("lone surrogate")
+                        code = 0xFFFD
                     }
                     guard let scalar = Unicode.Scalar(code) else { throw error("invalid escape") }
                     scalars.append(contentsOf: UTF8.encode(scalar)!)

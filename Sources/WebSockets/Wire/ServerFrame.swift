@@ -16,11 +16,18 @@ enum ServerFrame {
         text(ByteBuffer(bytes: bytes))
     }
 
-    /// A close frame with `code` and as much of `reason` as fits a control frame (125 bytes).
+    /// A close frame with `code` and as much of `reason` as fits a control frame (125 bytes), cut between
+    /// characters: a close reason must be valid UTF-8.
     static func close(code: UInt16, reason: String) -> ByteBuffer {
         var payload = ByteBuffer()
         payload.writeInteger(code)
-        payload.writeBytes(reason.utf8.prefix(123))
+        var bytes = 0
+        for character in reason {
+            let size = character.utf8.count
+            guard bytes + size <= 123 else { break }
+            bytes += size
+        }
+        payload.writeBytes(reason.utf8.prefix(bytes))
         return final(.connectionClose, payload)
     }
 

@@ -97,6 +97,17 @@ final class TestWebSocket: Sendable {
         }.get()
     }
 
+    /// Writes `bytes` as ``sendRaw(_:)`` does, and waits until they are written to the socket.
+    func sendRawAndWait(_ bytes: [UInt8]) async throws {
+        let channel = self.channel
+        let promise = channel.eventLoop.makePromise(of: Void.self)
+        try await channel.eventLoop.submit {
+            let encoder = try channel.pipeline.syncOperations.context(handlerType: WebSocketFrameEncoder.self)
+            encoder.writeAndFlush(NIOAny(ByteBuffer(bytes: bytes)), promise: promise)
+        }.get()
+        try await promise.futureResult.get()
+    }
+
     /// The next event, pings included; fails after `timeout`.
     func next(timeout: Duration = .seconds(5)) async throws -> Event {
         let deadline = ContinuousClock.now + timeout

@@ -1,0 +1,106 @@
+extension Settings {
+    /// Every setting, once: the file, the variables, the flags, the help, the README table and the checks are all
+    /// made from this list. The ranges refuse what would crash or spin the server (a ping interval of 0 divided
+    /// the sweep's tick by zero; a negative one scheduled a timer that fired without pause).
+    public static let definitions: [SettingDefinition] = [
+        .string("site", \.site, default: "—", "the site's address; `websockets start <site>` gives it too"),
+        .string(
+            "security_key", \.securityKey, default: "generated",
+            "the shared secret of the server and the site: 56 hex characters from the system's cryptographic source, saved to the file (mode 600) and printed on the start that made it"
+        ),
+        .integer("listen_port", \.listenPort, 0...65535, "the server's port; `0` picks a free one"),
+        .boolean("listen_locally", \.listenLocally, "`true`: 127.0.0.1 only; `false`: all addresses"),
+        .optionalString(
+            "session_endpoint", \.sessionEndpoint, default: "`<site>/api/WebSockets/session`",
+            "the site's session endpoint"),
+        .optionalString(
+            "message_endpoint", \.messageEndpoint, default: "`<site>/api/WebSockets/message`",
+            "the site's message endpoint; `none`: in-process handlers only"),
+        .list(
+            "allowed_origins", \.allowedOrigins, default: "the site's origin",
+            "comma-separated list, or `*`; other browser origins get 403 at the upgrade"),
+        .optionalString(
+            "postgres", \.postgres, default: "none",
+            "a PostgreSQL URL: the servers form a cluster (see \"Several servers\")"
+        ),
+        .boolean("spawn", \.spawn, "whether web start may use posix_spawn; `false`: always in-process"),
+        .integer(
+            "retention", \.retention, 1...2_592_000,
+            "seconds cluster messages are kept: the window in which reconnecting tabs recover what they missed"),
+        .integer("web_port", \.webPort, 0...65535, "the web-start service's port"),
+        .string("log_file", \.logFile, "where a server started by web start writes its output"),
+        .number("site_timeout", \.siteTimeout, 0.1...600, "seconds a call to the site may take, connecting included"),
+        .number(
+            "session_cache_ttl", \.sessionCacheTTL, 0...3600, "seconds a session answer is reused for the same cookie"),
+        .integer("site_concurrency", \.siteConcurrency, 1...10_000, "calls to the site at once; more wait in order"),
+        .integer(
+            "max_message_size", \.maxMessageSize, 16...(64 << 20),
+            "largest browser message in bytes; larger closes with 1009"),
+        .number("ping_interval", \.pingInterval, 0.05...3600, "seconds between pings"),
+        .number(
+            "idle_timeout", \.idleTimeout, 0.1...86400,
+            "seconds without any frame or pong before a connection is closed (1001 \"Idle timeout\"); more than `ping_interval`"
+        ),
+        .integer(
+            "max_outbound_buffer", \.maxOutboundBuffer, 1024...(1 << 30),
+            "bytes waiting for one connection (messages, pongs) beyond which it is a slow reader and is closed"),
+        .integer(
+            "max_connections_per_ip", \.maxConnectionsPerIP, 0...1_000_000,
+            "connections per client address; `0`: no cap; over it the upgrade gets 429"),
+        .number(
+            "message_rate", \.messageRate, 0.01...1_000_000,
+            "messages per second one connection may send on average; beyond it and the burst: `<action>:error [429, ...]`"
+        ),
+        .integer(
+            "message_burst", \.messageBurst, 1...1_000_000, "messages one connection may send at once above the rate"),
+        .integer(
+            "max_pending_messages", \.maxPendingMessages, 1...100_000,
+            "messages of one connection waiting for the site; beyond it new ones get `<action>:error [429, ...]`"),
+        .number(
+            "authentication_timeout", \.authenticationTimeout, 0.05...3600,
+            "seconds a new connection has to authenticate; then it is closed (1008 \"Authentication timeout\")"),
+        .number(
+            "http_idle_timeout", \.httpIdleTimeout, 0.05...3600,
+            "seconds an HTTP (non-WebSocket) connection may wait for its next request"),
+        .number(
+            "http_request_timeout", \.httpRequestTimeout, 0.05...3600,
+            "seconds an HTTP request may take to arrive, head and body, from its first byte"),
+        .integer(
+            "max_http_connections", \.maxHTTPConnections, 1...1_000_000,
+            "open HTTP (non-WebSocket) connections beyond which new ones are closed at once"),
+    ]
+
+    /// The definition of the setting `name`.
+    static func definition(named name: String) -> SettingDefinition? {
+        definitions.first { $0.name == name }
+    }
+
+    /// Checks the rules that involve two settings (each one alone is checked as it is read); the server checks
+    /// them too before it listens, for settings made in code.
+    public func validate() throws(SettingsError) {
+        for definition in Self.definitions {
+            var copy = self
+            guard let text = definition.text(of: self), definition.kind != .string, definition.kind != .list else {
+                continue
+            }
+            try definition.apply(try definition.value(of: text, source: "settings"), source: "settings", to: &copy)
+        }
+        guard idleTimeout > pingInterval else {
+            throw SettingsError(
+                description:
+                    "invalid setting idle_timeout = \(idleTimeout): must be more than ping_interval (\(pingInterval)), or every connection is closed before its first ping"
+            )
+        }
+    }
+
+    /// The Markdown table of every setting, as the README shows it.
+    public static var markdownTable: String {
+        var lines = ["| setting | default | allowed | meaning |", "| --- | --- | --- | --- |"]
+        for definition in definitions {
+            lines.append(
+                "| `\(definition.name)` | \(definition.defaultDescription) | \(definition.allowed) | \(definition.help) |"
+            )
+        }
+        return lines.joined(separator: "\n")
+    }
+}

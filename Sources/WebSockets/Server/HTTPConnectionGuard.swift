@@ -1,0 +1,127 @@
+import Logging
+import NIOCore
+import Synchronization
+
+/// What the HTTP handler tells the guard in front of it, as a user outbound event.
+enum HTTPConnectionEvent {
+    /// A request's head and body have arrived.
+    case requestReceived
+    /// Its answer has been written.
+    case responseSent
+}
+
+/// Open HTTP (non-WebSocket) connections of one server, against `max_http_connections`.
+final class HTTPConnectionCount: Sendable {
+    private let count = Atomic<Int>(0)
+
+    /// Counts a new connection; `false` (and not counted) when `limit` are already open.
+    func admit(limit: Int) -> Bool {
+        let after = count.wrappingAdd(1, ordering: .relaxed).newValue
+        if after <= limit { return true }
+        count.wrappingSubtract(1, ordering: .relaxed)
+        return false
+    }
+
+    /// A counted connection closed or became a WebSocket.
+    func release() {
+        count.wrappingSubtract(1, ordering: .relaxed)
+    }
+
+    /// How many are open.
+    var value: Int { count.load(ordering: .relaxed) }
+}
+
+/// The first handler of every connection while it speaks HTTP: caps the open HTTP connections and applies the time
+/// limits of ``HTTPRequestClock`` (slowloris, idle keep-alive). Removed when the connection becomes a WebSocket,
+/// which has its own limits.
+final class HTTPConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+    typealias OutboundIn = IOData
+    typealias OutboundOut = IOData
+
+    private let counter: HTTPConnectionCount
+    private let limit: Int
+    private let metrics: ServerMetrics
+    private let logger: Logger
+    private var clock: HTTPRequestClock
+    private var timer: Scheduled<Void>?
+    private var counted = false
+
+    init(settings: Settings, counter: HTTPConnectionCount, metrics: ServerMetrics, logger: Logger) {
+        self.counter = counter
+        self.limit = settings.maxHTTPConnections
+        self.metrics = metrics
+        self.logger = logger
+        self.clock = HTTPRequestClock(
+            idleTimeout: .milliseconds(Int64(settings.httpIdleTimeout * 1000)),
+            requestTimeout: .milliseconds(Int64(settings.httpRequestTimeout * 1000)))
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        guard counter.admit(limit: limit) else {
+            logger.info(
+                "HTTP connection refused: too many open",
+                metadata: ["limit": "\(limit)", "ip": "\(context.channel.remoteAddress?.ipAddress ?? "")"])
+            metrics.closed(reason: "http_cap")
+            context.close(promise: nil)
+            return
+        }
+        counted = true
+        apply(clock.opened(), context: context)
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        apply(clock.bytesArrived(), context: context)
+        context.fireChannelRead(data)
+    }
+
+    func triggerUserOutboundEvent(context: ChannelHandlerContext, event: Any, promise: EventLoopPromise<Void>?) {
+        guard let event = event as? HTTPConnectionEvent else {
+            context.triggerUserOutboundEvent(event, promise: promise)
+            return
+        }
+        switch event {
+        case .requestReceived: apply(clock.requestReceived(), context: context)
+        case .responseSent: apply(clock.responseSent(), context: context)
+        }
+        promise?.succeed()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        timer?.cancel()
+        timer = nil
+        if counted {
+            counted = false
+            counter.release()
+        }
+    }
+
+    private func apply(_ change: HTTPRequestClock.Timer, context: ChannelHandlerContext) {
+        switch change {
+        case .keep:
+            return
+        case .disarm:
+            timer?.cancel()
+            timer = nil
+        case .arm(let timeout):
+            timer?.cancel()
+            let phase = clock.phase
+            let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            timer = context.eventLoop.scheduleTask(in: timeout) {
+                let (handler, context) = bound.value
+                handler.timedOut(in: phase, context: context)
+            }
+        }
+    }
+
+    private func timedOut(in phase: HTTPRequestClock.Phase, context: ChannelHandlerContext) {
+        timer = nil
+        logger.debug(
+            "HTTP connection closed: \(phase == .idle ? "idle" : "request too slow")",
+            metadata: ["ip": "\(context.channel.remoteAddress?.ipAddress ?? "")"])
+        metrics.closed(reason: "http_timeout")
+        context.close(promise: nil)
+    }
+}

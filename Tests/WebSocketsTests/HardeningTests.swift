@@ -1,0 +1,337 @@
+import Foundation
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import Testing
+
+@testable import WebSockets
+
+/// Issue 11: every resource a hostile or unlucky client can touch is bounded, and nothing leaks. One test per
+/// point of the issue, each against the real server.
+@Suite struct HardeningTests {
+    /// A masked client frame with any header bits, for frames a browser would never send.
+    static func frame(_ opcode: UInt8, _ payload: [UInt8], fin: Bool = true) -> [UInt8] {
+        let mask: [UInt8] = [0x11, 0x22, 0x33, 0x44]
+        var bytes: [UInt8] = [(fin ? 0x80 : 0) | opcode]
+        if payload.count < 126 {
+            bytes.append(0x80 | UInt8(payload.count))
+        } else {
+            bytes.append(0x80 | 126)
+            bytes += [UInt8(payload.count >> 8), UInt8(payload.count & 0xFF)]
+        }
+        return bytes + mask + payload.enumerated().map { $0.element ^ mask[$0.offset % 4] }
+    }
+
+    static func close(_ code: UInt16, _ reason: [UInt8] = []) -> [UInt8] {
+        frame(0x8, [UInt8(code >> 8), UInt8(code & 0xFF)] + reason)
+    }
+
+    // 1. No leak: a closed connection's objects are released.
+    @Test func aClosedConnectionsObjectsAreReleased() async throws {
+        let harness = try await Harness.start()
+        defer { Task { await harness.stop() } }
+        final class Watch: @unchecked Sendable {
+            // Written once before the close and read after: no concurrent access.
+            weak var connection: Connection?
+            weak var handler: WebSocketConnectionHandler?
+        }
+        let watch = Watch()
+        do {
+            let socket = try await harness.connect("alice")
+            try await socket.send("hello", "alice")
+            _ = try await socket.nextMessage()
+            let connection = try #require(harness.server.hub.allConnections().first)
+            watch.connection = connection
+            watch.handler = try await connection.eventLoop.submit { connection.handlerOnLoop() }.get()
+            await socket.close()
+        }
+        try await eventually { harness.server.hub.counts.connections == 0 }
+        try await eventually("the site got the disconnection") {
+            !harness.site.events(named: "Client/disconnection").isEmpty
+        }
+        try await eventually("the connection is released") { watch.connection == nil && watch.handler == nil }
+    }
+
+    // 2. Pongs count against the outbound buffer: a client that pings and never reads is closed.
+    @Test func aPingFloodThatNeverReadsIsClosedAsASlowReader() async throws {
+        let harness = try await Harness.start { $0.maxOutboundBuffer = 64 * 1024 }
+        defer { Task { await harness.stop() } }
+        let socket = try await TestWebSocket.connect(port: harness.port, autoRead: false)
+        let ping = Self.frame(0x9, [UInt8](repeating: 0x70, count: 125))
+        let burst = [UInt8]((0..<100).flatMap { _ in ping })
+        // Up to 40 MB of pings (and as many bytes of pongs) unless the server closes first.
+        // Each burst waits for the socket: the server is closed after some 8 MB here (the kernel's buffers first).
+        for _ in 0..<3_000 {
+            if harness.server.hub.counts.connections == 0 { break }
+            do { try await socket.sendRawAndWait(burst) } catch { break }
+        }
+        try await eventually("the flooder is closed") { harness.server.hub.counts.connections == 0 }
+        let metrics = try await harness.http("GET", "/metrics").body
+        #expect(metrics.contains(#"websockets_closed_total{reason="slow_reader"} 1"#))
+        await socket.close()
+    }
+
+    // 2. Messages per second, with a burst, per connection (the refill is tested on the limiter alone, in
+    // LimitsTests, where time is given).
+    @Test func messagesBeyondTheRateGetA429AndAreNotDispatched() async throws {
+        let harness = try await Harness.start {
+            $0.messageRate = 0.01
+            $0.messageBurst = 10
+        }
+        defer { Task { await harness.stop() } }
+        // The authentication was the first message of the burst: 9 more fit.
+        let socket = try await harness.connect("alice")
+        for index in 0..<30 { try await socket.send("note", .int(Int64(index))) }
+        for _ in 0..<21 {
+            #expect(
+                try await socket.nextMessage() == Message(action: "note:error", details: [429, "Too Many Requests"]))
+        }
+        try await eventually { harness.site.events(named: "WebSockets/message").count == 9 }
+        try await socket.expectNoMessage()
+        #expect(harness.site.events(named: "WebSockets/message").map { $0["details"] } == (0..<9).map { .int($0) })
+        let metrics = try await harness.http("GET", "/metrics").body
+        #expect(metrics.contains(#"websockets_refused_total{reason="rate"} 21"#))
+        await socket.close()
+    }
+
+    // 2. Messages waiting for the site are capped, and a closed connection's are discarded, never posted after
+    // its disconnection.
+    @Test func waitingMessagesAreCappedAndDiscardedAtTheClose() async throws {
+        let harness = try await Harness.start { $0.maxPendingMessages = 4 }
+        defer { Task { await harness.stop() } }
+        let socket = try await harness.connect("alice")
+        // The site takes 10 s for "slow" (the server gives up after 3): the first is in flight, four wait, the rest
+        // are refused.
+        try await socket.send("slow", nil)
+        try await eventually { harness.site.events(named: "WebSockets/message").count == 1 }
+        for _ in 0..<9 { try await socket.send("slow", nil) }
+        for _ in 0..<5 {
+            #expect(
+                try await socket.nextMessage() == Message(action: "slow:error", details: [429, "Too Many Requests"]))
+        }
+        await socket.close()
+        try await eventually(timeout: .seconds(15), "the disconnection is posted") {
+            !harness.site.events(named: "Client/disconnection").isEmpty
+        }
+        let events = harness.site.events.map { $0["event"]?.stringValue ?? "" }
+        #expect(events.filter { $0 == "WebSockets/message" }.count == 1)
+        #expect(events.last == "Client/disconnection")
+        let metrics = try await harness.http("GET", "/metrics").body
+        #expect(metrics.contains(#"websockets_refused_total{reason="pending"} 5"#))
+        #expect(metrics.contains(#"websockets_dropped_total{reason="closed"} 4"#))
+    }
+
+    // 3. HTTP: idle and slow requests are timed out, a send with a wrong key is refused from its head.
+    @Test func idleAndSlowHTTPConnectionsAreClosed() async throws {
+        let harness = try await Harness.start {
+            $0.httpIdleTimeout = 0.5
+            $0.httpRequestTimeout = 1
+        }
+        defer { Task { await harness.stop() } }
+        let idle = try await RawSocket.connect(port: harness.port)
+        let slow = try await RawSocket.connect(port: harness.port)
+        for byte in "GET /WebSockets/health HTTP/1.1\r\nHost: x\r\n".utf8 {
+            if slow.isClosed { break }
+            try? await slow.write([byte])
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(await idle.waitForClose(timeout: .seconds(3)))
+        #expect(await slow.waitForClose(timeout: .seconds(3)))
+        // A keep-alive connection that answered is closed once idle too.
+        let kept = try await RawSocket.connect(port: harness.port)
+        try await kept.write(Array("GET /WebSockets/health HTTP/1.1\r\nHost: x\r\n\r\n".utf8))
+        #expect(await kept.waitForClose(timeout: .seconds(3)))
+        #expect(String(decoding: kept.received, as: UTF8.self).hasPrefix("HTTP/1.1 200"))
+        let metrics = try await harness.http("GET", "/metrics").body
+        #expect(metrics.contains(#"websockets_closed_total{reason="http_timeout"} 3"#))
+    }
+
+    @Test func httpConnectionsAreCappedAndASendWithoutKeyIsRefusedFromItsHead() async throws {
+        let harness = try await Harness.start { $0.maxHTTPConnections = 3 }
+        defer { Task { await harness.stop() } }
+        var held: [RawSocket] = []
+        for _ in 0..<3 { held.append(try await RawSocket.connect(port: harness.port)) }
+        try await eventually { harness.server.httpConnectionCount == 3 }
+        let refused = try await RawSocket.connect(port: harness.port)
+        #expect(await refused.waitForClose(timeout: .seconds(3)))
+        for socket in held { await socket.close() }
+        try await eventually { harness.server.httpConnectionCount == 0 }
+        // A 4 MB body announced without a key: answered 403 at once, before a byte of it is sent.
+        let sender = try await RawSocket.connect(port: harness.port)
+        try await sender.write(
+            Array("POST /WebSockets/send HTTP/1.1\r\nHost: x\r\nContent-Length: 4000000\r\n\r\n".utf8))
+        #expect(await sender.waitForClose(timeout: .seconds(3)))
+        #expect(String(decoding: sender.received, as: UTF8.self).hasPrefix("HTTP/1.1 403"))
+        let metrics = try await harness.http("GET", "/metrics").body
+        #expect(metrics.contains(#"websockets_closed_total{reason="http_cap"} 1"#))
+    }
+
+    // 4. Authentication timeout.
+    @Test func aConnectionThatNeverAuthenticatesIsClosed() async throws {
+        let harness = try await Harness.start { $0.authenticationTimeout = 1 }
+        defer { Task { await harness.stop() } }
+        // One that authenticates in time stays past the deadline.
+        let member = try await harness.connect("alice")
+        let lurker = try await TestWebSocket.connect(port: harness.port)
+        let close = try await lurker.nextClose(timeout: .seconds(4))
+        #expect(close.code == 1008)
+        #expect(close.reason == "Authentication timeout")
+        harness.server.sendToClients("still", "here", .specificUsers, 1)
+        #expect(try await member.nextMessage() == Message(action: "still", details: "here"))
+        let metrics = try await harness.http("GET", "/metrics").body
+        #expect(metrics.contains(#"websockets_closed_total{reason="authentication_timeout"} 1"#))
+        await member.close()
+    }
+
+    // 5. Expiry both ways: a message after the session's expiry is not dispatched.
+    @Test func aMessageAfterTheSessionExpiredIsNotDispatched() async throws {
+        let harness = try await Harness.start()
+        defer { Task { await harness.stop() } }
+        let expire = Int64(Date().timeIntervalSince1970) + 2
+        harness.site.addSession("brief", user: 9, expire: expire)
+        let socket = try await harness.connect("brief")
+        try await eventually(timeout: .seconds(4)) { Int64(Date().timeIntervalSince1970) > expire }
+        try await socket.send("hello", "late")
+        let close = try await socket.nextClose()
+        #expect(close.code == 1008)
+        #expect(close.reason == "Session expired")
+        #expect(close.before.isEmpty)
+        #expect(harness.site.events(named: "WebSockets/message").isEmpty)
+    }
+
+    // 6. RFC 6455 close handling and fragments.
+    @Test func closeFramesAndFragmentsFollowRFC6455() async throws {
+        let harness = try await Harness.start()
+        defer { Task { await harness.stop() } }
+        var cases: [(String, [UInt8], UInt16)] = [
+            ("empty close", Self.frame(0x8, []), 1000),
+            ("1-byte close", Self.frame(0x8, [0x03]), 1002),
+            ("valid 1000", Self.close(1000), 1000),
+            ("valid 3000", Self.close(3000), 3000),
+            ("valid 4999", Self.close(4999), 4999),
+            (
+                "reason not UTF-8",
+                Self.close(1000, [0xCE, 0xBA, 0xE1, 0xBD, 0xB9, 0xCF, 0x83, 0xCE, 0xBC, 0xCE, 0xB5, 0xED, 0xA0, 0x80]),
+                1007
+            ),
+            ("continuation first", Self.frame(0x0, Array("x".utf8)), 1002),
+            (
+                "text inside a fragmented message",
+                Self.frame(0x1, Array("[\"a\",".utf8), fin: false) + Self.frame(0x1, Array("[\"b\",1]".utf8)), 1002
+            ),
+        ]
+        for code: UInt16 in [0, 999, 1004, 1005, 1006, 1012, 1016, 1100, 2000, 2999, 5000, 65535] {
+            cases.append(("invalid code \(code)", Self.close(code), 1002))
+        }
+        for (name, bytes, expected) in cases {
+            let socket = try await TestWebSocket.connect(port: harness.port)
+            try await socket.sendRaw(bytes)
+            #expect(try await socket.nextClose().code == expected, "\(name)")
+        }
+        let after = try await harness.connect("bob")
+        try await after.send("hello", "bob")
+        #expect(try await after.nextMessage() == Message(action: "hello", details: "Hello, bob!"))
+    }
+
+    // 7. Lone surrogate escapes, as JSON.stringify writes them, are accepted (replaced by U+FFFD).
+    @Test func loneSurrogateEscapesAreAccepted() async throws {
+        let harness = try await Harness.start()
+        defer { Task { await harness.stop() } }
+        let socket = try await harness.connect("alice")
+        try await socket.send(text: #"["hello","cut \ud83d"]"#)
+        #expect(try await socket.nextMessage() == Message(action: "hello", details: "Hello, cut \u{FFFD}!"))
+        try await socket.send(text: #"["hello","\udc00\ud83d\ude00"]"#)
+        #expect(try await socket.nextMessage() == Message(action: "hello", details: "Hello, \u{FFFD}😀!"))
+        try await socket.send(text: #"["hello","\ud800\u"]"#)
+        #expect(try await socket.nextClose().code == 1007)
+    }
+
+    // 8. Settings are checked when loaded, before anything listens.
+    @Test(arguments: [
+        ("--ping-interval", "0", "ping_interval"), ("--ping-interval", "-1", "ping_interval"),
+        ("--listen-port", "70000", "listen_port"), ("--max-message-size", "abc", "max_message_size"),
+        ("--site-concurrency", "0", "site_concurrency"), ("--message-rate", "-5", "message_rate"),
+    ])
+    func invalidSettingsExitWith2(flag: String, value: String, setting: String) throws {
+        let directory = try ServerProcess.temporaryDirectory()
+        let process = try ServerProcess(
+            ["start", "http://127.0.0.1:1", "--listen-port", "0", flag, value], directory: directory,
+            captureErrors: true)
+        defer { process.stop() }
+        process.process.waitUntilExit()
+        let result = (
+            status: process.process.terminationStatus,
+            output: String(decoding: process.output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        )
+        #expect(result.status == 2, "\(result.output)")
+        #expect(result.output.split(separator: "\n").count == 1, "\(result.output)")
+        #expect(result.output.contains(setting), "\(result.output)")
+        #expect(!result.output.contains("listening"), "\(result.output)")
+    }
+}
+
+/// A plain TCP client: for HTTP requests a library would not send (unfinished, byte by byte).
+final class RawSocket: Sendable {
+    private struct State {
+        var received: [UInt8] = []
+        var closed = false
+    }
+
+    private let channel: any Channel
+    private let state: NIOLockedValueBox<State>
+
+    private init(channel: any Channel, state: NIOLockedValueBox<State>) {
+        self.channel = channel
+        self.state = state
+    }
+
+    static func connect(port: Int) async throws -> RawSocket {
+        let state = NIOLockedValueBox(State())
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(Collector(state: state))
+                }
+            }
+            .connect(host: "127.0.0.1", port: port).get()
+        return RawSocket(channel: channel, state: state)
+    }
+
+    var received: [UInt8] { state.withLockedValue { $0.received } }
+    var isClosed: Bool { state.withLockedValue { $0.closed } }
+
+    func write(_ bytes: [UInt8]) async throws {
+        try await channel.writeAndFlush(ByteBuffer(bytes: bytes)).get()
+    }
+
+    /// Whether the server closed the connection within `timeout`.
+    func waitForClose(timeout: Duration) async -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while !isClosed && ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        return isClosed
+    }
+
+    func close() async {
+        try? await channel.close()
+    }
+
+    private final class Collector: ChannelInboundHandler, Sendable {
+        typealias InboundIn = ByteBuffer
+        let state: NIOLockedValueBox<State>
+
+        init(state: NIOLockedValueBox<State>) {
+            self.state = state
+        }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            let bytes = Array(buffer: unwrapInboundIn(data))
+            state.withLockedValue { $0.received += bytes }
+        }
+
+        func channelInactive(context: ChannelHandlerContext) {
+            state.withLockedValue { $0.closed = true }
+        }
+    }
+}

@@ -1,0 +1,166 @@
+import NIOCore
+import NIOEmbedded
+import NIOWebSocket
+import Testing
+
+@testable import WebSockets
+
+/// The decisions of issue 11 on their inputs alone, and the connection handler in an `EmbeddedChannel`, as
+/// swift-nio tests its own handlers.
+@Suite struct LimitsTests {
+    private func assembler(_ bytes: [UInt8], maximum: Int = 1000) -> [InboundEvent] {
+        var assembler = InboundAssembler(maximumMessageSize: maximum)
+        assembler.append(ByteBuffer(bytes: bytes))
+        var events: [InboundEvent] = []
+        while let event = assembler.next() {
+            events.append(event)
+            if case .refusal = event { break }
+        }
+        return events
+    }
+
+    private func refusalCode(_ events: [InboundEvent]) -> UInt16? {
+        guard case .refusal(let code, _, _) = events.last else { return nil }
+        return code.rawValue
+    }
+
+    @Test func assemblesFragmentsAndAnswersControlFrames() {
+        let frame = { (opcode: UInt8, payload: [UInt8], fin: Bool) in HardeningTests.frame(opcode, payload, fin: fin) }
+        let events = assembler(
+            frame(0x1, Array("[\"a\",".utf8), false) + frame(0x9, [1, 2], true)
+                + frame(0x0, Array("1]".utf8), true) + frame(0xA, [], true) + frame(0x8, [], true))
+        #expect(
+            events == [
+                .ping(ByteBuffer(bytes: [1, 2])), .message(ByteBuffer(string: "[\"a\",1]")), .pong,
+                .close(code: 1000),
+            ])
+        #expect(assembler(HardeningTests.close(4000, Array("bye".utf8))) == [.close(code: 4000)])
+    }
+
+    @Test func refusesWhatRFC6455Refuses() {
+        let frame = { (opcode: UInt8, payload: [UInt8], fin: Bool) in HardeningTests.frame(opcode, payload, fin: fin) }
+        #expect(refusalCode(assembler(frame(0x8, [3], true))) == 1002)
+        for code: UInt16 in [0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000] {
+            #expect(refusalCode(assembler(HardeningTests.close(code))) == 1002, "\(code)")
+        }
+        #expect(refusalCode(assembler(HardeningTests.close(1000, [0xFF]))) == 1007)
+        #expect(refusalCode(assembler(frame(0x0, [1], true))) == 1002)
+        #expect(refusalCode(assembler(frame(0x1, [1], false) + frame(0x1, [1], true))) == 1002)
+        #expect(refusalCode(assembler(frame(0x1, [1], false) + frame(0x2, [1], true))) == 1002)
+        #expect(refusalCode(assembler(frame(0x2, [1], true))) == 1003)
+        #expect(refusalCode(assembler(frame(0x1, [UInt8](repeating: 0x20, count: 200), true), maximum: 100)) == 1009)
+        #expect(
+            refusalCode(
+                assembler(
+                    frame(0x1, [UInt8](repeating: 0x20, count: 60), false)
+                        + frame(0x0, [UInt8](repeating: 0x20, count: 60), true), maximum: 100)) == 1009)
+    }
+
+    @Test func theServerNeverSendsReservedCodes() {
+        for code: UInt16 in [1005, 1006, 1015] {
+            #expect(!WebSocketCloseCode.mayBeReceived(code))
+        }
+        // A reason cut to fit a control frame stays UTF-8.
+        var frame = ServerFrame.close(code: 1000, reason: String(repeating: "é", count: 100))
+        frame.moveReaderIndex(forwardBy: 4)
+        #expect(frame.readableBytes == 122)
+        #expect(String(validating: frame.readableBytesView, as: UTF8.self) != nil)
+    }
+
+    @Test func theRateLimiterRefillsAtItsRate() {
+        var limiter = MessageRateLimiter(burst: 3)
+        let second: UInt64 = 1_000_000_000
+        var now: UInt64 = 5 * second
+        #expect((0..<5).map { _ in limiter.admit(now: now, rate: 2, burst: 3) } == [true, true, true, false, false])
+        now += second / 2
+        let refilled = (0..<2).map { _ in limiter.admit(now: now, rate: 2, burst: 3) }
+        #expect(refilled == [true, false])
+        now += 10 * second
+        #expect((0..<4).map { _ in limiter.admit(now: now, rate: 2, burst: 3) } == [true, true, true, false])
+    }
+
+    @Test func theOutboundGateClosesASlowReaderOnce() {
+        var gate = OutboundGate()
+        let writes = [gate.admit(), gate.admit()]
+        #expect(writes == [.write(firstSinceFlush: true), .write(firstSinceFlush: false)])
+        let flushes = [gate.takeFlush(), gate.takeFlush()]
+        #expect(flushes == [true, false])
+        gate.writable = false
+        let full = [gate.admit(), gate.admit()]
+        #expect(full == [.slowReader, .closing])
+        let again = gate.beginClose()
+        #expect(!again)
+    }
+
+    @Test func theHTTPClockTimesIdleAndSlowRequests() {
+        var clock = HTTPRequestClock(idleTimeout: .seconds(15), requestTimeout: .seconds(10))
+        let timers = [
+            clock.opened(), clock.bytesArrived(), clock.bytesArrived(), clock.requestReceived(), clock.bytesArrived(),
+            clock.responseSent(), clock.bytesArrived(),
+        ]
+        #expect(
+            timers == [
+                .arm(.seconds(15)), .arm(.seconds(10)), .keep, .disarm, .keep, .arm(.seconds(15)), .arm(.seconds(10)),
+            ])
+    }
+
+    @Test func settingsAreDeclaredOnceAndChecked() throws {
+        let flags = try SettingsFlags(splitting: [
+            "start", "--ping-interval", "2", "x", "--message-rate=5", "--", "--idle-timeout",
+        ])
+        #expect(flags.values == ["ping_interval": "2", "message_rate": "5"])
+        #expect(flags.rest == ["start", "x", "--", "--idle-timeout"])
+        #expect(throws: SettingsError.self) { try SettingsFlags(splitting: ["--ping-interval"]) }
+        let names = Settings.definitions.map(\.name)
+        #expect(Set(names).count == names.count)
+        // Every setting round-trips through its variable.
+        var settings = Settings(site: "https://example.com", securityKey: "k")
+        settings.messageRate = 7.5
+        settings.allowedOrigins = ["https://a.example", "https://b.example"]
+        let loaded = try SettingsLoader(path: "/nonexistent/x.json", environment: settings.variables).load(
+            generateKey: false
+        ).settings
+        #expect(loaded.variables == settings.variables)
+        for (name, value) in [("ping_interval", "0"), ("listen_port", "-1"), ("max_outbound_buffer", "1.5")] {
+            #expect(throws: SettingsError.self, "\(name)") {
+                try SettingsLoader(path: "/nonexistent/x.json", environment: [:], flags: [name: value]).load(
+                    generateKey: false)
+            }
+        }
+        var bad = Settings()
+        bad.pingInterval = 30
+        bad.idleTimeout = 20
+        #expect(throws: SettingsError.self) { try bad.validate() }
+        // The README's table is the one the definitions make.
+        #expect(Settings.markdownTable.contains("| `message_rate` | `100` |"))
+    }
+
+    @Test func theHandlerInAnEmbeddedChannel() throws {
+        var settings = Settings(site: "", securityKey: "k")
+        settings.messageEndpoint = "none"
+        let server = WebSocketsServer(settings: settings)
+        let channel = EmbeddedChannel()
+        let shard = server.hub.shard(for: channel.eventLoop)
+        let handler = WebSocketConnectionHandler(
+            server: server,
+            credentials: BrowserCredentials(cookie: "", userAgent: "", acceptLanguage: "", address: "127.0.0.1"),
+            shard: shard)
+        try channel.pipeline.syncOperations.addHandler(handler)
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        #expect(server.hub.counts.connections == 1)
+
+        // A ping is answered with a pong carrying its payload.
+        try channel.writeInbound(ByteBuffer(bytes: HardeningTests.frame(0x9, [7, 8])))
+        #expect(try channel.readOutbound(as: ByteBuffer.self) == ServerFrame.final(.pong, ByteBuffer(bytes: [7, 8])))
+
+        // A close frame with a 1-byte payload is answered 1002, and the channel is closed.
+        try channel.writeInbound(ByteBuffer(bytes: HardeningTests.frame(0x8, [1])))
+        var close = try #require(try channel.readOutbound(as: ByteBuffer.self))
+        #expect(close.readInteger(as: UInt8.self) == 0x88)
+        close.moveReaderIndex(forwardBy: 1)
+        #expect(close.readInteger(as: UInt16.self) == 1002)
+        #expect(!channel.isActive)
+        #expect(server.hub.counts.connections == 0)
+        _ = try? channel.finish()
+    }
+}
