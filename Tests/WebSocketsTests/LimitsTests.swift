@@ -104,6 +104,31 @@ import Testing
             ])
     }
 
+    @Test func memoryIsTrimmedAfterABigDropOnceTheWorkIsDone() {
+        var policy = MemoryTrimPolicy(minimumDrop: 1000, patience: 2)
+        // 999 fewer is not worth it; 2,000 fewer than the peak but more than half open neither.
+        let small = [
+            policy.shouldTrim(connections: 5000, recentPeak: 5000, busy: false),
+            policy.shouldTrim(connections: 4001, recentPeak: 5000, busy: false),
+            policy.shouldTrim(connections: 3000, recentPeak: 4001, busy: false),
+        ]
+        #expect(small == [false, false, false])
+        // Half the peak gone: trim once the disconnections are handled, or after two checks of waiting.
+        let checks = [
+            policy.shouldTrim(connections: 100, recentPeak: 3000, busy: true),
+            policy.shouldTrim(connections: 100, recentPeak: 100, busy: true),
+            policy.shouldTrim(connections: 100, recentPeak: 100, busy: true),
+            policy.shouldTrim(connections: 100, recentPeak: 100, busy: false),
+        ]
+        #expect(checks == [false, false, true, false])
+        // A peak between two checks counts.
+        let between = [
+            policy.shouldTrim(connections: 0, recentPeak: 10_000, busy: false),
+            policy.shouldTrim(connections: 0, recentPeak: 0, busy: false),
+        ]
+        #expect(between == [true, false])
+    }
+
     @Test func settingsAreDeclaredOnceAndChecked() throws {
         let flags = try SettingsFlags(splitting: [
             "start", "--ping-interval", "2", "x", "--message-rate=5", "--", "--idle-timeout",

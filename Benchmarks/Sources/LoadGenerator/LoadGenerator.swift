@@ -26,7 +26,9 @@ struct LoadGenerator {
         switch arguments.first {
         case "serve":
             EventLoopSizing.sizeSharedGroup()
-            try await serve(port: Int(arguments[1]) ?? 0, site: arguments[2], key: arguments[3])
+            try await serve(
+                port: Int(arguments[1]) ?? 0, site: arguments[2], key: arguments[3],
+                siteEvents: arguments.count > 4 && arguments[4] == "site-events")
         case "serve-nio-floor":
             EventLoopSizing.sizeSharedGroup()
             try await NIOFloor.serve(port: Int(arguments[1]) ?? 0)
@@ -58,6 +60,10 @@ struct LoadGenerator {
         var idleOnly = false
         /// Broadcasts per second to measure for 10 s each instead of everything else (for profiling a rate).
         var broadcastRates: [Double] = []
+        /// Connections opened, used and closed by the churn scenario (in rounds of 10,000); 0 skips it.
+        var churn = 100_000
+        /// Only the churn scenario.
+        var churnOnly = false
 
         init(_ arguments: [String]) {
             var index = 0
@@ -77,6 +83,8 @@ struct LoadGenerator {
                 case "--echo": echo = Int(value) ?? echo
                 case "--idle-only": idleOnly = value == "yes"
                 case "--broadcast-rates": broadcastRates = value.split(separator: ",").compactMap { Double($0) }
+                case "--churn": churn = Int(value) ?? churn
+                case "--churn-only": churnOnly = value == "yes"
                 default: break
                 }
                 index += 2
@@ -85,10 +93,10 @@ struct LoadGenerator {
     }
 
     /// Our server, embedded as a Swift application would embed it, with an in-process handler echoing `echo`.
-    static func serve(port: Int, site: String, key: String) async throws {
+    static func serve(port: Int, site: String, key: String, siteEvents: Bool) async throws {
         var settings = Settings(site: site, securityKey: key)
         settings.listenPort = port
-        settings.messageEndpoint = "none"
+        if !siteEvents { settings.messageEndpoint = "none" }
         var logger = Logger(label: "websockets")
         logger.logLevel = .warning
         let server = WebSocketsServer(settings: settings, logger: logger)
@@ -119,8 +127,14 @@ struct LoadGenerator {
     static func run(_ options: Options) async throws {
         let key = SecurityKey.generate()
         let siteRequests = NIOLockedValueBox(0)
-        // The site: a session endpoint answering for `sid=<user>-<tab>` cookies.
+        let siteEvents = NIOLockedValueBox(0)
+        // The site: a session endpoint answering for `sid=<user>-<tab>` cookies, and a message endpoint that
+        // counts the events posted to it.
         let site = try await HTTPServer(port: 0) { request in
+            if request.path == "/api/WebSockets/message" {
+                siteEvents.withLockedValue { $0 += 1 }
+                return HTTPServerResponse()
+            }
             guard request.path == "/api/WebSockets/session", let sid = request.cookie("sid"),
                 let user = Int64(sid.split(separator: "-").first ?? "")
             else { return HTTPServerResponse(status: .forbidden) }
@@ -131,6 +145,12 @@ struct LoadGenerator {
         let curl = CurlClient(maximumConcurrency: 32)
         var report = Report(options: options)
         say(machineDescription())
+
+        if options.churnOnly {
+            try await churn(options, siteURL: siteURL, key: key, curl: curl, events: siteEvents, report: &report)
+            report.print()
+            exit(0)
+        }
 
         for kind in options.peers {
             say("\n## \(kind.rawValue)")
@@ -177,11 +197,33 @@ struct LoadGenerator {
             await bench.closeAll()
         }
 
+        if options.peers.contains(.ours) {
+            try await churn(options, siteURL: siteURL, key: key, curl: curl, events: siteEvents, report: &report)
+        }
+
         say("")
         report.print()
         await curl.shutdown()
         await site.shutdown()
         exit(0)
+    }
+
+    /// The churn scenario (ours only): RSS growth per 10,000 connections that came and went.
+    static func churn(
+        _ options: Options, siteURL: String, key: String, curl: CurlClient, events: NIOLockedValueBox<Int>,
+        report: inout Report
+    ) async throws {
+        guard options.churn > 0 else { return }
+        say("\n## Churn (ours): \(options.churn) connections in rounds of 10,000")
+        let result = try await Churn.run(
+            total: options.churn, perRound: 10_000, siteURL: siteURL, key: key, curl: curl,
+            events: { events.withLockedValue { $0 } })
+        say(
+            String(
+                format: "RSS growth per 10,000 connections after the first round: %.2f MiB (slope); last minus first "
+                    + "per round: %.2f MiB; heap in use: %.2f MiB per round (slope)", result.growthPerRound,
+                result.averageGrowthPerRound, result.heapGrowthPerRound))
+        report.churn = result
     }
 
     static func measure(peer: Peer, bench: Bench, options: Options, report: inout Report) async throws {

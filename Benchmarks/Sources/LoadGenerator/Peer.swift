@@ -28,7 +28,10 @@ struct Peer {
     /// Whether it has an in-process echo handler.
     var echoes: Bool { kind == .ours || kind == .ws || kind == .socketIO }
 
-    static func start(_ kind: Kind, siteURL: String, key: String, core: String) async throws -> Peer {
+    /// Starts a peer; `siteEvents`: ours posts its events to the site's message endpoint (else in-process only).
+    static func start(
+        _ kind: Kind, siteURL: String, key: String, core: String, siteEvents: Bool = false
+    ) async throws -> Peer {
         // Below the ephemeral range (32768 and up): a port that a closed client left in TIME_WAIT cannot be listened on.
         let port = Int.random(in: 10000...19000)
         let directory = NSTemporaryDirectory() + "websockets-bench-\(UUID().uuidString)"
@@ -38,7 +41,7 @@ struct Peer {
         switch kind {
         case .ours:
             let me = ChildProcess.currentExecutable() ?? CommandLine.arguments[0]
-            command = [me, "serve", "\(port)", siteURL, key]
+            command = [me, "serve", "\(port)", siteURL, key] + (siteEvents ? ["site-events"] : [])
             // For profiling: BENCH_PROFILER="valgrind --tool=massif" runs our server under it.
             if let profiler = environment["BENCH_PROFILER"] {
                 command = profiler.split(separator: " ").map(String.init) + command

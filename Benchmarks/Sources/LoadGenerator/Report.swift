@@ -6,6 +6,8 @@ struct Report {
     private var numbers: [String: Double] = [:]
     private var steps: [String: Bench.Step] = [:]
     var storm: (Duration, Int)?
+    /// The churn scenario's RSS after each round.
+    var churn: Churn.Result?
     /// The bare-write floor at 50% of the better peer's peak.
     var writeFloor: Bench.Step?
 
@@ -94,6 +96,18 @@ struct Report {
             Swift.print(
                 "\nReconnect storm (ours): \(options.storm) clients of \(options.sessions) sessions authenticated in "
                     + "\(took.formatted(.units(allowed: [.seconds, .milliseconds]))); site requests: \(requests)")
+        }
+        if let churn {
+            Swift.print(
+                String(
+                    format:
+                        "\nChurn (ours): %d connections opened, authenticated, messaged and closed in rounds of %d; "
+                        + "RSS growth per %d after the first round: %.2f MiB (slope; last minus first per round %.2f MiB; "
+                        + "heap in use %.2f MiB per round; RSS after each round, KiB: %@; heap in use, KiB: %@)",
+                    churn.rounds.count * churn.perRound, churn.perRound, churn.perRound, churn.growthPerRound,
+                    churn.averageGrowthPerRound, churn.heapGrowthPerRound,
+                    churn.rounds.map(String.init).joined(separator: ", "),
+                    churn.heap.map(String.init).joined(separator: ", ")))
         }
     }
 

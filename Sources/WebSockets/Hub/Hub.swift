@@ -18,6 +18,8 @@ public final class Hub: Sendable {
         var byGroup: [String: [Connection]] = [:]
         var byAddress: [String: Int] = [:]
         var authenticated = 0
+        /// The most connections open at once since ``Hub/takePeak()``.
+        var peak = 0
     }
 
     private let indexes = NIOLockedValueBox(Indexes())
@@ -47,6 +49,14 @@ public final class Hub: Sendable {
         indexes.withLockedValue { ($0.all.count, $0.authenticated) }
     }
 
+    /// The connections open now, and the most open at once since the last call (which restarts it from now).
+    func takePeak() -> (connections: Int, peak: Int) {
+        indexes.withLockedValue { indexes in
+            defer { indexes.peak = indexes.all.count }
+            return (indexes.all.count, max(indexes.peak, indexes.all.count))
+        }
+    }
+
     /// How many connections `address` holds.
     func connectionCount(address: String) -> Int {
         indexes.withLockedValue { $0.byAddress[address] ?? 0 }
@@ -59,6 +69,7 @@ public final class Hub: Sendable {
             if limit > 0 && held >= limit { return false }
             indexes.byAddress[connection.address] = held + 1
             indexes.all[connection.id] = connection
+            indexes.peak = max(indexes.peak, indexes.all.count)
             return true
         }
     }

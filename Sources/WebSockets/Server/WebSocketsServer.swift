@@ -35,6 +35,8 @@ public final class WebSocketsServer: Service, Sendable {
 
     struct Runtime {
         var channel: (any Channel)?
+        var trimTimer: RepeatedTask?
+        var trimPolicy = MemoryTrimPolicy()
         var port = 0
         var stopping = false
         var nextConnection: UInt64 = 0
@@ -147,6 +149,7 @@ public final class WebSocketsServer: Service, Sendable {
             $0.port = port
         }
         advertisedAddress.withLockedValue { $0 = address }
+        startTrimming(on: channel.eventLoop)
         do {
             try await bus.start()
         } catch {
@@ -172,6 +175,7 @@ public final class WebSocketsServer: Service, Sendable {
             return runtime.channel
         }
         guard let channel else { return }
+        runtime.withLockedValue { $0.trimTimer?.cancel() }
         logger.info("shutting down")
         try? await channel.close()
         for connection in hub.allConnections() {
@@ -280,6 +284,21 @@ public final class WebSocketsServer: Service, Sendable {
             return (.tooManyRequests, "Too many connections from this address")
         }
         return nil
+    }
+
+    /// Every second, returns freed memory to the system once many connections have closed (``MemoryTrimPolicy``).
+    private func startTrimming(on eventLoop: any EventLoop) {
+        let timer = eventLoop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { [weak self] _ in
+            guard let self else { return }
+            let (connections, peak) = hub.takePeak()
+            let trim = runtime.withLockedValue {
+                $0.trimPolicy.shouldTrim(connections: connections, recentPeak: peak, busy: $0.drains > 0)
+            }
+            guard trim else { return }
+            // Off the event loop: a trim walks every arena (milliseconds with a large heap).
+            Task.detached(priority: .background) { MemoryTrimPolicy.trim() }
+        }
+        runtime.withLockedValue { $0.trimTimer = timer }
     }
 
     /// Whether shutdown has begun.
