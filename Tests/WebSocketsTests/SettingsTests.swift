@@ -71,6 +71,23 @@ import Testing
         #expect(settings.allows(origin: "https://evil.example"))
     }
 
+    /// The README's settings table is the one `Settings.definitions` makes; `UPDATE_README=1` rewrites it.
+    @Test func readmeListsEverySetting() throws {
+        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("README.md").path
+        let readme = try String(contentsOfFile: path, encoding: .utf8)
+        let start = try #require(readme.range(of: "<!-- settings table"))
+        let startLine = try #require(readme[start.upperBound...].range(of: "-->\n"))
+        let end = try #require(readme.range(of: "<!-- end of settings table -->"))
+        let table = Settings.markdownTable + "\n"
+        if ProcessInfo.processInfo.environment["UPDATE_README"] == "1" {
+            let updated = readme.replacingCharacters(in: startLine.upperBound..<end.lowerBound, with: table)
+            try updated.write(toFile: path, atomically: true, encoding: .utf8)
+            return
+        }
+        #expect(String(readme[startLine.upperBound..<end.lowerBound]) == table)
+    }
+
     @Test func comparesKeys() {
         #expect(SecurityKey.matches("abc", "abc"))
         #expect(!SecurityKey.matches("abd", "abc"))
