@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
@@ -144,6 +145,18 @@ import Testing
         #expect(String(decoding: kept.received, as: UTF8.self).hasPrefix("HTTP/1.1 200"))
         let metrics = try await harness.http("GET", "/metrics").body
         #expect(metrics.contains(#"websockets_closed_total{reason="http_timeout"} 3"#))
+    }
+
+    /// Web start faces the network too (with `listen_locally` false): its HTTP connections have the same limits.
+    @Test func webStartClosesIdleHTTPConnections() async throws {
+        var settings = Settings(site: "http://127.0.0.1:1", securityKey: "k")
+        settings.webPort = 0
+        settings.httpIdleTimeout = 0.5
+        let web = WebStartService(settings: settings, logger: Logger(label: "test"), executable: nil)
+        try await web.start()
+        let idle = try await RawSocket.connect(port: web.port)
+        #expect(await idle.waitForClose(timeout: .seconds(3)))
+        await web.shutdown()
     }
 
     @Test func httpConnectionsAreCappedAndASendWithoutKeyIsRefusedFromItsHead() async throws {

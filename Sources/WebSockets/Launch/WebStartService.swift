@@ -36,7 +36,8 @@ public final class WebStartService: Service, Sendable {
     /// Starts listening on `web_port`.
     public func start() async throws {
         let server = try await HTTPServer(
-            host: settings.listenLocally ? "127.0.0.1" : "0.0.0.0", port: settings.webPort
+            host: settings.listenLocally ? "127.0.0.1" : "0.0.0.0", port: settings.webPort, limits: settings,
+            logger: logger
         ) { [self] request in
             await respond(to: request)
         }
