@@ -160,7 +160,7 @@ import Testing
         #expect(Settings.markdownTable.contains("| `message_rate` | `100` |"))
     }
 
-    @Test func theHandlerInAnEmbeddedChannel() throws {
+    @Test func theHandlerInAnEmbeddedChannel() async throws {
         var settings = Settings(site: "", securityKey: "k")
         settings.messageEndpoint = "none"
         let server = WebSocketsServer(settings: settings)
@@ -187,5 +187,6 @@ import Testing
         #expect(!channel.isActive)
         #expect(server.hub.counts.connections == 0)
         _ = try? channel.finish()
+        await server.shutdown()
     }
 }

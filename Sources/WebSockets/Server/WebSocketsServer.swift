@@ -169,12 +169,17 @@ public final class WebSocketsServer: Service, Sendable {
 
     /// Stops accepting, closes every connection with 1001 "going away", lets in-flight site calls finish.
     public func shutdown() async {
-        let channel = runtime.withLockedValue { runtime -> (any Channel)? in
-            if runtime.stopping { return nil }
+        let (first, channel) = runtime.withLockedValue { runtime -> (Bool, (any Channel)?) in
+            if runtime.stopping { return (false, nil) }
             runtime.stopping = true
-            return runtime.channel
+            return (true, runtime.channel)
         }
-        guard let channel else { return }
+        guard first else { return }
+        guard let channel else {
+            // Never started: only the site client's thread to stop.
+            await curl.shutdown()
+            return
+        }
         runtime.withLockedValue { $0.trimTimer?.cancel() }
         logger.info("shutting down")
         try? await channel.close()
