@@ -104,6 +104,13 @@ import Testing
             ])
     }
 
+    @Test func refusedHTTPConnectionsAreLoggedAtMostEveryTenSeconds() {
+        let count = HTTPConnectionCount()
+        let second: UInt64 = 1_000_000_000
+        let reports = [1, 2, 3, 11, 12, 25].map { count.noteRefusal(now: UInt64($0) * second) }
+        #expect(reports == [1, nil, nil, 3, nil, 2])
+    }
+
     @Test func memoryIsTrimmedAfterABigDropOnceTheWorkIsDone() {
         var policy = MemoryTrimPolicy(minimumDrop: 1000, patience: 2)
         // 999 fewer is not worth it; 2,000 fewer than the peak but more than half open neither.

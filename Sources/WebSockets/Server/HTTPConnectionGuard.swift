@@ -1,4 +1,5 @@
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import Synchronization
 
@@ -13,6 +14,8 @@ enum HTTPConnectionEvent {
 /// Open HTTP (non-WebSocket) connections of one server, against `max_http_connections`.
 final class HTTPConnectionCount: Sendable {
     private let count = Atomic<Int>(0)
+    /// Refusals not yet logged, and when the last log line was written (monotonic nanoseconds).
+    private let unlogged = NIOLockedValueBox((refusals: 0, loggedAt: UInt64(0)))
 
     /// Counts a new connection; `false` (and not counted) when `limit` are already open.
     func admit(limit: Int) -> Bool {
@@ -29,6 +32,17 @@ final class HTTPConnectionCount: Sendable {
 
     /// How many are open.
     var value: Int { count.load(ordering: .relaxed) }
+
+    /// Counts a refusal; returns how many to report when a log line is due (the first, then at most one every
+    /// 10 s): a flood over the cap must not become a flood of log lines.
+    func noteRefusal(now: UInt64 = NIODeadline.now().uptimeNanoseconds) -> Int? {
+        unlogged.withLockedValue { state in
+            state.refusals += 1
+            guard state.loggedAt == 0 || now - state.loggedAt >= 10_000_000_000 else { return nil }
+            defer { state = (0, now) }
+            return state.refusals
+        }
+    }
 }
 
 /// The first handler of every connection while it speaks HTTP: caps the open HTTP connections and applies the time
@@ -60,9 +74,14 @@ final class HTTPConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelActive(context: ChannelHandlerContext) {
         guard counter.admit(limit: limit) else {
-            logger.info(
-                "HTTP connection refused: too many open",
-                metadata: ["limit": "\(limit)", "ip": "\(context.channel.remoteAddress?.ipAddress ?? "")"])
+            if let refused = counter.noteRefusal() {
+                logger.warning(
+                    "HTTP connections refused: too many open",
+                    metadata: [
+                        "limit": "\(limit)", "refused": "\(refused)",
+                        "ip": "\(context.channel.remoteAddress?.ipAddress ?? "")",
+                    ])
+            }
             metrics.closed(reason: "http_cap")
             context.close(promise: nil)
             return
