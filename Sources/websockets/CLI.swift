@@ -15,10 +15,8 @@ struct CLI: AsyncParsableCommand {
     /// Takes the settings' flags out of the command line before the parser sees the rest, and exits with 2 on a
     /// setting that is wrong (a one-line message naming it), before anything listens.
     static func main() async {
-        var arguments = Array(CommandLine.arguments.dropFirst())
         do {
-            if SettingsOptions.takesSettings(arguments) { arguments = try SettingsFlags(splitting: arguments).rest }
-            var command = try parseAsRoot(arguments)
+            var command = try parseAsRoot(try SettingsOptions.commandLine.get().rest)
             if var command = command as? any AsyncParsableCommand {
                 try await command.run()
             } else {

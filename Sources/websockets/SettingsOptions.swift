@@ -7,12 +7,12 @@ struct SettingsOptions: ParsableArguments {
     @Option(name: .customLong("settings"), help: "The settings file (default: websockets.json).")
     var settingsPath: String?
 
-    /// The settings' flags of this process's command line (``SettingsFlags``): found before the parser runs, so
-    /// that each setting is declared once, in `Settings.definitions`.
-    static let given: SettingsFlags = {
+    /// This process's command line split once into the settings' flags and the rest (``SettingsFlags``), before
+    /// the parser runs, so that each setting is declared once, in `Settings.definitions`; `main` reports a failure.
+    static let commandLine: Result<SettingsFlags, SettingsError> = {
         let arguments = Array(CommandLine.arguments.dropFirst())
-        guard takesSettings(arguments) else { return SettingsFlags() }
-        return (try? SettingsFlags(splitting: arguments)) ?? SettingsFlags()
+        guard takesSettings(arguments) else { return .success(SettingsFlags(rest: arguments)) }
+        return Result { () throws(SettingsError) in try SettingsFlags(splitting: arguments) }
     }()
 
     /// Whether the subcommand of `arguments` takes settings' flags (`demo` has its own `--listen-port`; `supervise`
@@ -22,7 +22,7 @@ struct SettingsOptions: ParsableArguments {
     }
 
     /// The flags given, by setting name.
-    var flags: [String: String] { Self.given.values }
+    var flags: [String: String] { (try? Self.commandLine.get())?.values ?? [:] }
 
     /// The loader for these flags, the process environment and the settings file.
     var loader: SettingsLoader {

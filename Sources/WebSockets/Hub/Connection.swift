@@ -92,27 +92,21 @@ public final class Connection: Sendable {
         }
     }
 
-    /// Queues the disconnection after discarding the messages still waiting (the site must not get a message of a
-    /// connection after its `Client/disconnection`); returns how many were discarded and whether the caller must
-    /// start draining.
-    func enqueueDisconnection() -> (discarded: Int, startDrain: Bool) {
+    /// The channel closed: discards the messages still waiting (the site must not get a message of a connection
+    /// after its `Client/disconnection`) and, for an authenticated connection, queues its disconnection; returns how
+    /// many were discarded and whether the caller must start draining.
+    func closed() -> (discarded: Int, startDrain: Bool) {
         state.withLockedValue { state in
             let discarded = state.inbox.count
             state.closed = true
+            guard state.session != nil else {
+                state.inbox = []
+                return (discarded, false)
+            }
             state.inbox = [.disconnected]
             if state.draining { return (discarded, false) }
             state.draining = true
             return (discarded, true)
-        }
-    }
-
-    /// Discards the messages still waiting of a connection that closed before it authenticated; returns how many.
-    func discardWaiting() -> Int {
-        state.withLockedValue { state in
-            let discarded = state.inbox.count
-            state.closed = true
-            state.inbox = []
-            return discarded
         }
     }
 

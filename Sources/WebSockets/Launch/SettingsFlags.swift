@@ -7,8 +7,10 @@ public struct SettingsFlags: Sendable, Equatable {
     /// The arguments that are not settings' flags, in order.
     public var rest: [String] = []
 
-    /// No flags.
-    public init() {}
+    /// No flags: `rest` is the whole command line.
+    public init(rest: [String] = []) {
+        self.rest = rest
+    }
 
     /// Splits `arguments` (without the program's name).
     public init(splitting arguments: [String]) throws(SettingsError) {

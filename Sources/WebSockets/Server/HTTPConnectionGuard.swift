@@ -59,7 +59,14 @@ final class HTTPConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     private let metrics: ServerMetrics
     private let logger: Logger
     private var clock: HTTPRequestClock
+    /// When the connection is closed unless the clock changes first; `nil`: no limit now.
+    private var deadline: NIODeadline?
+    /// The one timer, pending or not. A change of phase only moves `deadline`: the timer, when it fires, closes
+    /// the connection or waits again. It is scheduled at most once per `shortest` per connection, instead of
+    /// scheduled and cancelled twice for each request of a keep-alive publisher.
     private var timer: Scheduled<Void>?
+    /// The shorter of the two limits: a timer set that far ahead never fires after a deadline set later.
+    private let shortest: TimeAmount
     private var counted = false
 
     init(settings: Settings, counter: HTTPConnectionCount, metrics: ServerMetrics, logger: Logger) {
@@ -70,6 +77,7 @@ final class HTTPConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
         self.clock = HTTPRequestClock(
             idleTimeout: .milliseconds(Int64(settings.httpIdleTimeout * 1000)),
             requestTimeout: .milliseconds(Int64(settings.httpRequestTimeout * 1000)))
+        self.shortest = min(clock.idleTimeout, clock.requestTimeout)
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -111,6 +119,7 @@ final class HTTPConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     func handlerRemoved(context: ChannelHandlerContext) {
         timer?.cancel()
         timer = nil
+        deadline = nil
         if counted {
             counted = false
             counter.release()
@@ -122,21 +131,33 @@ final class HTTPConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
         case .keep:
             return
         case .disarm:
-            timer?.cancel()
-            timer = nil
+            deadline = nil
         case .arm(let timeout):
-            timer?.cancel()
-            let phase = clock.phase
-            let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-            timer = context.eventLoop.scheduleTask(in: timeout) {
-                let (handler, context) = bound.value
-                handler.timedOut(in: phase, context: context)
-            }
+            deadline = .now() + timeout
+            if timer == nil { schedule(in: shortest, context: context) }
         }
     }
 
-    private func timedOut(in phase: HTTPRequestClock.Phase, context: ChannelHandlerContext) {
+    private func schedule(in delay: TimeAmount, context: ChannelHandlerContext) {
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        timer = context.eventLoop.scheduleTask(in: delay) {
+            let (handler, context) = bound.value
+            handler.timerFired(context: context)
+        }
+    }
+
+    private func timerFired(context: ChannelHandlerContext) {
         timer = nil
+        guard let deadline else { return }
+        let now = NIODeadline.now()
+        guard now >= deadline else {
+            schedule(in: min(deadline - now, shortest), context: context)
+            return
+        }
+        timedOut(in: clock.phase, context: context)
+    }
+
+    private func timedOut(in phase: HTTPRequestClock.Phase, context: ChannelHandlerContext) {
         logger.debug(
             "HTTP connection closed: \(phase == .idle ? "idle" : "request too slow")",
             metadata: ["ip": "\(context.channel.remoteAddress?.ipAddress ?? "")"])

@@ -213,8 +213,9 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
                     "pending": "\(server.settings.maxPendingMessages)",
                 ])
         }
+        // Flushed once after the read, as pongs are: a flood of refused messages costs one write call per read.
         let reply = message.errorReply(code: 429)
-        write(text: ByteBuffer(bytes: reply.encoded()), id: nil, bypassingHold: true)
+        write(text: ByteBuffer(bytes: reply.encoded()), id: nil, bypassingHold: true, flush: false)
     }
 
     /// Whether the session has expired at `now` (Unix seconds): the one rule for sends and for messages.
@@ -250,12 +251,12 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
         flushQueued()
     }
 
-    /// Writes a text frame carrying `payload` at once.
-    func write(text payload: ByteBuffer, id: Int64?, bypassingHold: Bool) {
+    /// Writes a text frame carrying `payload`, flushed at once unless `flush` is false (the caller flushes).
+    func write(text payload: ByteBuffer, id: Int64?, bypassingHold: Bool, flush: Bool = true) {
         if queue(frame: ServerFrame.text(payload), id: id, bypassingHold: bypassingHold) != .notWritten {
             server.metrics.messagesOut.increment()
         }
-        flushQueued()
+        if flush { flushQueued() }
     }
 
     /// Queues an encoded frame for the next ``flushQueued()`` unless the connection's outbound buffer is over its

@@ -28,12 +28,7 @@ extension WebSocketsServer {
     /// handled, if any.
     func connectionClosed(_ connection: Connection) {
         hub.remove(connection)
-        let (discarded, start): (Int, Bool)
-        if connection.session != nil {
-            (discarded, start) = connection.enqueueDisconnection()
-        } else {
-            (discarded, start) = (connection.discardWaiting(), false)
-        }
+        let (discarded, start) = connection.closed()
         if discarded > 0 {
             metrics.dropped(reason: "closed", count: discarded)
             connection.userLogger.info(
