@@ -175,6 +175,23 @@ import Testing
             Array("POST /WebSockets/send HTTP/1.1\r\nHost: x\r\nContent-Length: 4000000\r\n\r\n".utf8))
         #expect(await sender.waitForClose(timeout: .seconds(3)))
         #expect(String(decoding: sender.received, as: UTF8.self).hasPrefix("HTTP/1.1 403"))
+        // Any other request may bring 64 KiB: a larger announced body is answered 413 from the head.
+        let poster = try await RawSocket.connect(port: harness.port)
+        try await poster.write(
+            Array("POST /WebSockets/health HTTP/1.1\r\nHost: x\r\nContent-Length: 70000\r\n\r\n".utf8))
+        #expect(await poster.waitForClose(timeout: .seconds(3)))
+        #expect(String(decoding: poster.received, as: UTF8.self).hasPrefix("HTTP/1.1 413"))
+        // A chunked body is cut off as soon as it passes the limit.
+        let chunked = try await RawSocket.connect(port: harness.port)
+        try await chunked.write(
+            Array("POST /WebSockets/health HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".utf8))
+        for _ in 0..<3 {
+            if chunked.isClosed { break }
+            try? await chunked.write(
+                Array("8000\r\n".utf8) + [UInt8](repeating: 0x61, count: 0x8000) + Array("\r\n".utf8))
+        }
+        #expect(await chunked.waitForClose(timeout: .seconds(3)))
+        #expect(String(decoding: chunked.received, as: UTF8.self).hasPrefix("HTTP/1.1 413"))
         let metrics = try await harness.http("GET", "/metrics").body
         #expect(metrics.contains(#"websockets_closed_total{reason="http_cap"} 1"#))
     }
