@@ -124,9 +124,11 @@ import Testing
 
     // 3. HTTP: idle and slow requests are timed out, a send with a wrong key is refused from its head.
     @Test func idleAndSlowHTTPConnectionsAreClosed() async throws {
+        // Margins wide enough for a loaded CI machine: with an idle timeout of 0.5 s, the whole suite's start once
+        // delayed the test's first write past it and the keep-alive socket was closed before its request.
         let harness = try await Harness.start {
-            $0.httpIdleTimeout = 0.5
-            $0.httpRequestTimeout = 1
+            $0.httpIdleTimeout = 1.5
+            $0.httpRequestTimeout = 2
         }
         defer { Task { await harness.stop() } }
         let idle = try await RawSocket.connect(port: harness.port)
@@ -136,12 +138,12 @@ import Testing
             try? await slow.write([byte])
             try await Task.sleep(for: .milliseconds(100))
         }
-        #expect(await idle.waitForClose(timeout: .seconds(3)))
-        #expect(await slow.waitForClose(timeout: .seconds(3)))
+        #expect(await idle.waitForClose(timeout: .seconds(6)))
+        #expect(await slow.waitForClose(timeout: .seconds(6)))
         // A keep-alive connection that answered is closed once idle too.
         let kept = try await RawSocket.connect(port: harness.port)
         try await kept.write(Array("GET /WebSockets/health HTTP/1.1\r\nHost: x\r\n\r\n".utf8))
-        #expect(await kept.waitForClose(timeout: .seconds(3)))
+        #expect(await kept.waitForClose(timeout: .seconds(6)))
         #expect(String(decoding: kept.received, as: UTF8.self).hasPrefix("HTTP/1.1 200"))
         let metrics = try await harness.http("GET", "/metrics").body
         #expect(metrics.contains(#"websockets_closed_total{reason="http_timeout"} 3"#))
