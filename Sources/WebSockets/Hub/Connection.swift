@@ -19,6 +19,8 @@ public final class Connection: Sendable {
         var draining = false
         /// Set when the channel closed: nothing is queued after that.
         var closed = false
+        /// Set when the server decided to close the connection: what it sent meanwhile is not handled.
+        var closing = false
     }
 
     /// Unique in the cluster: the server's id and a counter.
@@ -57,13 +59,22 @@ public final class Connection: Sendable {
         state.withLockedValue { $0.session }
     }
 
-    func setSession(_ session: SessionInfo) {
-        state.withLockedValue { $0.session = session }
+    /// Records the session unless the connection has closed (or is closing): checked and set under one lock with
+    /// ``closed()``, so either the session is set before the close (and the close queues a disconnection) or it is
+    /// not set at all (and no authentication event may be posted). Returns whether it was set.
+    func setSession(_ session: SessionInfo) -> Bool {
+        let set = state.withLockedValue { state -> Bool in
+            guard !state.closed, !state.closing else { return false }
+            state.session = session
+            return true
+        }
+        guard set else { return false }
         // The handler checks the expiry at each delivery, on its loop, without this connection's lock. Queued
         // before the connection is indexed, so it runs before any send that finds the connection.
         let handler = self.handler
         let expiry = session.expire ?? .max
         eventLoop.execute { handler.value.authenticated(expiry: expiry) }
+        return true
     }
 
     /// A logger that also names the user, once known.
@@ -79,12 +90,15 @@ public final class Connection: Sendable {
         case queued(startDrain: Bool)
         /// Not queued: `limit` messages are already waiting.
         case full
+        /// Not queued: the connection is closing.
+        case closing
     }
 
     /// Queues a message unless `limit` messages already wait (the one being handled is not counted).
     func enqueue(_ message: Message, limit: Int) -> Admission {
         state.withLockedValue { state in
-            guard state.inbox.count < limit, !state.closed else { return .full }
+            if state.closed || state.closing { return .closing }
+            guard state.inbox.count < limit else { return .full }
             state.inbox.append(.message(message))
             if state.draining { return .queued(startDrain: false) }
             state.draining = true
@@ -110,9 +124,9 @@ public final class Connection: Sendable {
         }
     }
 
-    /// Whether the channel has closed.
+    /// Whether the channel has closed or the server is closing it.
     var isClosed: Bool {
-        state.withLockedValue { $0.closed }
+        state.withLockedValue { $0.closed || $0.closing }
     }
 
     /// The next queued item, or `nil` (and draining stops) when there is none.
@@ -161,9 +175,19 @@ public final class Connection: Sendable {
         write(ByteBuffer(bytes: message.encoded()), bypassingHold: true)
     }
 
-    /// Sends a close frame with `code` and `reason`, then closes the connection.
-    func close(code: WebSocketCloseCode, reason: String) {
+    /// Sends a close frame with `code` and `reason`, then closes the connection; the messages still waiting are
+    /// not handled (after a failed authentication, twenty queued `Client/authentication` would each ask the site).
+    /// Returns how many were discarded.
+    @discardableResult
+    func close(code: WebSocketCloseCode, reason: String) -> Int {
+        let discarded = state.withLockedValue { state -> Int in
+            state.closing = true
+            let messages = state.inbox.count { if case .message = $0 { return true } else { return false } }
+            state.inbox.removeAll { if case .message = $0 { return true } else { return false } }
+            return messages
+        }
         let handler = self.handler
         eventLoop.execute { handler.value.close(code: code, reason: reason) }
+        return discarded
     }
 }

@@ -74,9 +74,10 @@ public final class Hub: Sendable {
         }
     }
 
-    /// Indexes an authenticated connection by its user, session and groups.
-    func authenticate(_ connection: Connection, session: SessionInfo) {
-        connection.setSession(session)
+    /// Indexes an authenticated connection by its user, session and groups; returns `false` (and indexes nothing)
+    /// when the connection closed first.
+    func authenticate(_ connection: Connection, session: SessionInfo) -> Bool {
+        guard connection.setSession(session) else { return false }
         indexes.withLockedValue { indexes in
             guard indexes.all[connection.id] != nil else { return }
             indexes.authenticated += 1
@@ -86,6 +87,7 @@ public final class Hub: Sendable {
                 indexes.byGroup[group, default: []].append(connection)
             }
         }
+        return true
     }
 
     /// Forgets a closed connection.

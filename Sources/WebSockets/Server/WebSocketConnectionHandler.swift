@@ -196,6 +196,8 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
             break
         case .full:
             refuse(message, reason: "pending", "messages over the waiting limit refused")
+        case .closing:
+            break
         }
     }
 

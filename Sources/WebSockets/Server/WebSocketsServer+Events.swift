@@ -9,6 +9,8 @@ extension WebSocketsServer {
         case accepted
         /// Refused: `max_pending_messages` already wait.
         case full
+        /// Not handled: the connection is closing (counted as dropped).
+        case closing
     }
 
     /// A decoded message from a connection's event loop: queued in order, handled by the connection's drain, unless
@@ -17,6 +19,9 @@ extension WebSocketsServer {
         switch connection.enqueue(message, limit: settings.maxPendingMessages) {
         case .full:
             return .full
+        case .closing:
+            metrics.dropped(reason: "closed")
+            return .closing
         case .queued(let start):
             if start { startDrain(connection) }
             return .accepted
@@ -116,7 +121,10 @@ extension WebSocketsServer {
             let cluster = bus as? PostgresBus
             // Live messages wait until the replay of missed ones has gone out.
             if cluster != nil && lastID != nil { connection.hold() }
-            hub.authenticate(connection, session: session)
+            guard hub.authenticate(connection, session: session) else {
+                connection.logger.debug("closed during authentication")
+                return
+            }
             metrics.authOK.increment()
             connection.userLogger.debug("authenticated")
             connection.send(Message(action: "Client/authentication", details: "ok"))
@@ -126,13 +134,19 @@ extension WebSocketsServer {
             metrics.authRejected.increment()
             connection.logger.info("authentication rejected by the site")
             connection.send(Message(action: "Client/authentication:error", details: composeError(403)))
-            connection.close(code: .policyViolation, reason: "Forbidden")
+            discardOnClose(connection, code: .policyViolation, reason: "Forbidden")
         case .failed(let reason):
             metrics.authFailed.increment()
             connection.logger.warning("authentication impossible: site failure", metadata: ["reason": "\(reason)"])
             connection.send(Message(action: "Client/authentication:error", details: composeError(503)))
-            connection.close(code: .tryAgainLater, reason: "Service Unavailable")
+            discardOnClose(connection, code: .tryAgainLater, reason: "Service Unavailable")
         }
+    }
+
+    /// Closes `connection` and counts the messages it sent that are discarded with it.
+    private func discardOnClose(_ connection: Connection, code: WebSocketCloseCode, reason: String) {
+        let discarded = connection.close(code: code, reason: reason)
+        if discarded > 0 { metrics.dropped(reason: "closed", count: discarded) }
     }
 
     /// Replays to a reconnected browser the messages it missed since `lastID`, in order and before live ones, then
@@ -194,9 +208,16 @@ extension WebSocketsServer {
             }
         }
         guard settings.resolvedMessageEndpoint != nil else { return }
-        switch await site.post(event: event.siteBody) {
+        // A browser's message is not posted once its connection has closed (its turn may come long after); the
+        // system events are, since every authentication the site saw must be followed by a disconnection.
+        let isWanted: @Sendable () -> Bool
+        if isMessage { isWanted = { !connection.isClosed } } else { isWanted = { true } }
+        switch await site.post(event: event.siteBody, owner: session.user.indexKey, isWanted: isWanted) {
         case .success(let sends):
             await perform(sends)
+        case .failure(.cancelled):
+            metrics.dropped(reason: "closed")
+            connection.userLogger.debug("connection closed before its message's turn: not posted")
         case .failure(let error):
             connection.userLogger.warning(
                 "message endpoint failed",

@@ -4,19 +4,19 @@ import NIOConcurrencyHelpers
 
 /// An HTTP client on libcurl's multi interface: one thread drives every transfer, keep-alive connections are
 /// reused from the multi handle's cache, each transfer has a hard timeout, and at most `maximumConcurrency`
-/// transfers run at once (the rest wait in order).
+/// transfers run at once; the rest wait in ``SiteLanes``: session checks first, message posts taking turns by owner.
 ///
 /// Callers never block a thread: `perform` suspends until the curl thread completes the transfer.
 public final class CurlClient: Sendable {
     private static let globalInit: Void = { _ = curl_global_init(Int(CURL_GLOBAL_DEFAULT)) }()
 
     private struct State {
-        var queue: [CurlTransfer] = []
+        var lanes: SiteLanes<CurlTransfer>
         var stopping = false
     }
 
     private let multi: CurlMultiHandle
-    private let state = NIOLockedValueBox(State())
+    private let state: NIOLockedValueBox<State>
     private let finished = NIOLockedValueBox<[CheckedContinuation<Void, Never>]?>([])
     private let maximumConcurrency: Int
     private let maximumResponseBytes: Int
@@ -26,6 +26,7 @@ public final class CurlClient: Sendable {
         _ = Self.globalInit
         self.maximumConcurrency = max(1, maximumConcurrency)
         self.maximumResponseBytes = maximumResponseBytes
+        self.state = NIOLockedValueBox(State(lanes: SiteLanes(capacity: self.maximumConcurrency)))
         self.multi = CurlMultiHandle(curl_multi_init())
         _ = ws_curl_multi_setopt_long(multi.pointer, CURLMOPT_MAXCONNECTS, self.maximumConcurrency * 2)
         let thread = Thread { [self] in self.runLoop() }
@@ -35,11 +36,21 @@ public final class CurlClient: Sendable {
 
     /// Performs one request; never throws past its timeout.
     public func perform(_ request: HTTPClientRequest) async -> Result<HTTPClientResponse, HTTPClientError> {
+        await perform(request, lane: .session)
+    }
+
+    /// Performs one request after those ahead of it in `lane`; when its turn comes and `isWanted` says no (the
+    /// browser it was for has gone), it is not made and fails with ``HTTPClientError/cancelled``.
+    public func perform(
+        _ request: HTTPClientRequest, lane: SiteLane, isWanted: @escaping @Sendable () -> Bool = { true }
+    ) async -> Result<HTTPClientResponse, HTTPClientError> {
         await withCheckedContinuation { continuation in
-            let transfer = CurlTransfer(request: request, limit: maximumResponseBytes, continuation: continuation)
+            let transfer = CurlTransfer(
+                request: request, lane: lane, isWanted: isWanted, limit: maximumResponseBytes,
+                continuation: continuation)
             let accepted = state.withLockedValue { state -> Bool in
                 if state.stopping { return false }
-                state.queue.append(transfer)
+                state.lanes.add(transfer, lane: lane)
                 return true
             }
             if accepted {
@@ -68,13 +79,18 @@ public final class CurlClient: Sendable {
         var active: [UnsafeMutableRawPointer: CurlTransfer] = [:]
         while true {
             let (starting, stopping) = state.withLockedValue { state -> ([CurlTransfer], Bool) in
-                let room = max(0, maximumConcurrency - active.count)
-                let taken = Array(state.queue.prefix(room))
-                state.queue.removeFirst(taken.count)
+                var taken: [CurlTransfer] = []
+                while let (transfer, _) = state.lanes.next() { taken.append(transfer) }
                 return (taken, state.stopping)
             }
             for transfer in starting {
+                guard transfer.isWanted() else {
+                    state.withLockedValue { $0.lanes.finished(transfer.lane) }
+                    transfer.complete(.failure(.cancelled))
+                    continue
+                }
                 guard let easy = transfer.makeEasyHandle() else {
+                    state.withLockedValue { $0.lanes.finished(transfer.lane) }
                     transfer.complete(.failure(.transport("curl_easy_init failed")))
                     continue
                 }
@@ -89,11 +105,12 @@ public final class CurlClient: Sendable {
                 let code = message.pointee.data.result
                 _ = curl_multi_remove_handle(multi.pointer, easy)
                 if let transfer = active.removeValue(forKey: easy) {
+                    state.withLockedValue { $0.lanes.finished(transfer.lane) }
                     transfer.finish(code: code, easy: easy)
                 }
                 curl_easy_cleanup(easy)
             }
-            if stopping && active.isEmpty && state.withLockedValue({ $0.queue.isEmpty }) { break }
+            if stopping && active.isEmpty && state.withLockedValue({ $0.lanes.waiting == 0 }) { break }
             _ = curl_multi_poll(multi.pointer, nil, 0, 1000, nil)
         }
         curl_multi_cleanup(multi.pointer)
@@ -116,6 +133,8 @@ private struct CurlMultiHandle: @unchecked Sendable {
 /// touched only by the curl thread, so its mutable state needs no lock of its own.
 private final class CurlTransfer: @unchecked Sendable {
     let request: HTTPClientRequest
+    let lane: SiteLane
+    let isWanted: @Sendable () -> Bool
     let limit: Int
     var body: [UInt8] = []
     var overflowed = false
@@ -123,10 +142,12 @@ private final class CurlTransfer: @unchecked Sendable {
     private let continuation: CheckedContinuation<Result<HTTPClientResponse, HTTPClientError>, Never>
 
     init(
-        request: HTTPClientRequest, limit: Int,
+        request: HTTPClientRequest, lane: SiteLane, isWanted: @escaping @Sendable () -> Bool, limit: Int,
         continuation: CheckedContinuation<Result<HTTPClientResponse, HTTPClientError>, Never>
     ) {
         self.request = request
+        self.lane = lane
+        self.isWanted = isWanted
         self.limit = limit
         self.continuation = continuation
     }

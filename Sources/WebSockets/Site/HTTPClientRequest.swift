@@ -40,6 +40,8 @@ public enum HTTPClientError: Error, Sendable, Equatable, CustomStringConvertible
     case responseTooLarge
     /// The client is shutting down and takes no new requests.
     case shutDown
+    /// Not made: when its turn came, the caller no longer wanted it.
+    case cancelled
     /// Any other transport failure, as libcurl describes it (refused connection, DNS, TLS...).
     case transport(String)
 
@@ -49,6 +51,7 @@ public enum HTTPClientError: Error, Sendable, Equatable, CustomStringConvertible
         case .timeout: return "timed out"
         case .responseTooLarge: return "response too large"
         case .shutDown: return "client shut down"
+        case .cancelled: return "cancelled"
         case .transport(let message): return message
         }
     }

@@ -1,7 +1,9 @@
 import NIOConcurrencyHelpers
 
-/// Answers of the session endpoint, kept for a short time per session cookie, with one request in flight per
-/// cookie: a thousand tabs reconnecting with one cookie wait for the same answer instead of asking a thousand times.
+/// Answers of the session endpoint, kept for a short time per key (``BrowserCredentials/cacheKey``), with one
+/// request in flight per key: a thousand tabs reconnecting with one cookie wait for the same answer instead of
+/// asking a thousand times. Valid sessions are kept `lifetime`, rejections at most 5 s (a browser retrying a dead
+/// cookie does not make the site answer each try), failures not at all.
 final class SessionCache: Sendable {
     /// A waiter is resumed with the answer, or with `nil` when it is the one that must fetch it.
     private typealias Waiter = CheckedContinuation<SessionValidation?, Never>
@@ -28,16 +30,24 @@ final class SessionCache: Sendable {
     private let lifetime: Duration
     private let maximumEntries: Int
 
+    private let rejectionLifetime: Duration
+
     init(lifetime: Duration, maximumEntries: Int = 100_000) {
         self.lifetime = lifetime
+        self.rejectionLifetime = min(lifetime, .seconds(5))
         self.maximumEntries = maximumEntries
     }
 
-    /// The cached answer for `key`, or the answer of `fetch`, which runs once for all concurrent callers.
-    /// Site failures are handed to the callers that waited for them but not kept.
-    func value(for key: String, fetch: @Sendable () async -> SessionValidation) async -> (
+    /// How many answers and checks under way it holds.
+    var count: Int { entries.withLockedValue { $0.count } }
+
+    /// The cached answer for `key`, or the answer of `fetch`, which runs once for all concurrent callers; with no
+    /// key, `fetch` runs and nothing is kept. Site failures are handed to the callers that waited for them but not
+    /// kept.
+    func value(for key: String?, fetch: @Sendable () async -> SessionValidation) async -> (
         SessionValidation, fromCache: Bool
     ) {
+        guard let key else { return (await fetch(), false) }
         let now = ContinuousClock.now
         pruneIfDue(now: now)
         // Looking up and joining the waiters happen under one lock, so no waiter can miss the answer.
@@ -51,7 +61,7 @@ final class SessionCache: Sendable {
                     entries[key] = .pending(waiters)
                     return .none
                 default:
-                    if entries.count >= maximumEntries { entries.removeAll(keepingCapacity: true) }
+                    if entries.count >= maximumEntries { Self.evict(from: &entries, now: now, keeping: maximumEntries) }
                     entries[key] = .pending([])
                     return .some(nil)
                 }
@@ -60,18 +70,36 @@ final class SessionCache: Sendable {
         }
         if let shared { return (shared, true) }
         let value = await fetch()
-        let keep: Bool
+        let kept: Duration?
         switch value {
-        case .valid, .rejected: keep = true
-        case .failed: keep = false
+        case .valid: kept = lifetime
+        case .rejected: kept = rejectionLifetime
+        case .failed: kept = nil
         }
         let waiters = entries.withLockedValue { entries -> [Waiter] in
             guard case .pending(let waiters) = entries[key] else { return [] }
-            entries[key] = keep ? .done(Answer(value, expires: .now + lifetime)) : nil
+            entries[key] = kept.map { .done(Answer(value, expires: .now + $0)) }
             return waiters
         }
         for waiter in waiters { waiter.resume(returning: value) }
         return (value, false)
+    }
+
+    /// Makes room in a full cache: expired answers go first, then the answers closest to expiring, down to three
+    /// quarters of `keeping`; a check that browsers wait for is never dropped.
+    private static func evict(from entries: inout [String: Entry], now: ContinuousClock.Instant, keeping: Int) {
+        entries = entries.filter { _, entry in
+            if case .done(let answer) = entry { return answer.expires > now }
+            return true
+        }
+        let excess = entries.count - keeping * 3 / 4
+        guard excess > 0 else { return }
+        var answers: [(key: String, expires: ContinuousClock.Instant)] = []
+        for (key, entry) in entries {
+            if case .done(let answer) = entry { answers.append((key, answer.expires)) }
+        }
+        answers.sort { $0.expires < $1.expires }
+        for answer in answers.prefix(excess) { entries[answer.key] = nil }
     }
 
     /// Drops expired answers, at most once per lifetime: a cache of every cookie ever seen would grow with the

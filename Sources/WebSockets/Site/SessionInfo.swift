@@ -50,8 +50,22 @@ public struct SessionInfo: Sendable, Equatable {
         }
         self.init(
             user: user, session: sessionValue.indexKey, expire: expire, groups: groups,
-            language: object["language"]?.stringValue, guest: object["guest"] == .bool(true),
+            language: object["language"]?.stringValue, guest: Self.isGuest(object["guest"]),
             properties: object["properties"]?.objectValue ?? [:])
+    }
+
+    /// Reads `guest` as sites write it: PHP's truthiness, so `true`, `1` and `"1"` are guests, and `false`, `0`,
+    /// `"0"`, `""`, `null` or no `guest` at all a registered user.
+    static func isGuest(_ value: JSON?) -> Bool {
+        switch value {
+        case .bool(let flag): return flag
+        case .int(let number): return number != 0
+        case .double(let number): return number != 0
+        case .string(let text): return !text.isEmpty && text != "0"
+        case .array(let items): return !items.isEmpty
+        case .object(let members): return !members.isEmpty
+        case .null, nil: return false
+        }
     }
 
     /// Whether `expire` is in the past at `now` (Unix seconds).

@@ -28,18 +28,29 @@ public struct BrowserCredentials: Sendable {
         self.acceptLanguage = acceptLanguage
         self.address = address
     }
+
+    /// What session answers are cached under: everything forwarded to the session endpoint that may change its
+    /// answer (a site may bind a session to the browser or the address), or `nil` without a cookie, since a site
+    /// gives each cookieless browser a session of its own.
+    var cacheKey: String? {
+        guard !cookie.isEmpty else { return nil }
+        // NUL cannot occur in a header value, so the parts cannot run into each other.
+        return [cookie, userAgent, acceptLanguage, address].joined(separator: "\u{0}")
+    }
 }
 
 /// Why an event could not be handed to the site.
 enum SiteCallError: Error, Sendable {
     case timeout
     case failed(String)
+    /// Not posted: the connection had closed when its turn came.
+    case cancelled
 
     /// The error code the browser gets: 504 for a timeout, 502 otherwise.
     var code: Int {
         switch self {
         case .timeout: return 504
-        case .failed: return 502
+        case .failed, .cancelled: return 502
         }
     }
 }
@@ -62,9 +73,9 @@ final class SiteClient: Sendable {
 
     private var timeout: Duration { .milliseconds(Int64(settings.siteTimeout * 1000)) }
 
-    /// Checks a session with the site, or reuses the answer given for the same cookie moments ago.
+    /// Checks a session with the site, or reuses the answer given moments ago for the same credentials.
     func validate(_ credentials: BrowserCredentials) async -> SessionValidation {
-        let (result, fromCache) = await cache.value(for: credentials.cookie) { [self] in
+        let (result, fromCache) = await cache.value(for: credentials.cacheKey) { [self] in
             await self.requestSession(credentials)
         }
         if fromCache { metrics.sessionCacheHits.increment() }
@@ -81,7 +92,7 @@ final class SiteClient: Sendable {
             ],
             timeout: timeout)
         let start = ContinuousClock.now
-        let result = await curl.perform(request)
+        let result = await curl.perform(request, lane: .session)
         metrics.record(metrics.sessionRequestLatency, since: start)
         switch result {
         case .failure(let error):
@@ -105,8 +116,11 @@ final class SiteClient: Sendable {
         }
     }
 
-    /// Posts an event to the message endpoint; returns the sends the site's answer carries.
-    func post(event: JSON) async -> Result<[Send], SiteCallError> {
+    /// Posts an event to the message endpoint in `owner`'s turn of the message lane; returns the sends the site's
+    /// answer carries. When the turn comes and `isWanted` says no, nothing is posted: ``SiteCallError/cancelled``.
+    func post(
+        event: JSON, owner: String, isWanted: @escaping @Sendable () -> Bool = { true }
+    ) async -> Result<[Send], SiteCallError> {
         guard let endpoint = settings.resolvedMessageEndpoint else { return .success([]) }
         var body: [UInt8] = []
         event.write(into: &body)
@@ -118,9 +132,11 @@ final class SiteClient: Sendable {
             ],
             body: body, timeout: timeout)
         let start = ContinuousClock.now
-        let result = await curl.perform(request)
+        let result = await curl.perform(request, lane: .message(owner: owner), isWanted: isWanted)
         metrics.record(metrics.messageRequestLatency, since: start)
         switch result {
+        case .failure(.cancelled):
+            return .failure(.cancelled)
         case .failure(let error):
             metrics.siteFailure(endpoint: "message", reason: error == .timeout ? "timeout" : "transport")
             return .failure(error == .timeout ? .timeout : .failed(error.description))

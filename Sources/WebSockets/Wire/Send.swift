@@ -17,6 +17,9 @@ public struct Send: Sendable, Equatable {
         self.target = target
     }
 
+    /// The actions the server performs itself rather than deliver.
+    static let systemActions: Set<String> = ["Server/close_by_session", "Server/close_by_user"]
+
     /// Decodes `[action, details, send_to, target]` (details and target may be left off).
     public init(json: JSON) throws(WireError) {
         guard case .array(let elements) = json, elements.count >= 3 else {
@@ -24,6 +27,12 @@ public struct Send: Sendable, Equatable {
         }
         guard case .string(let action) = elements[0] else {
             throw WireError(description: "the action of a send is not a string")
+        }
+        if Self.systemActions.contains(action) {
+            // They close by the session or user their details name and ignore send_to and target: code written for
+            // the seed may pass any send_to, 0 included.
+            self.init(action: action, details: elements[1], sendTo: .all)
+            return
         }
         guard let number = elements[2].intValue, let sendTo = SendTo(rawValue: Int(number)) else {
             throw WireError(description: "send_to must be one of 1...\(SendTo.allCases.count)")

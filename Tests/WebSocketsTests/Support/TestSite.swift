@@ -8,7 +8,9 @@ import WebSockets
 /// The session cookie `sid` says who the browser is, and a few names switch the session endpoint's behaviour:
 /// `reject` (401), `fail` (500), `garbage` (200 with HTML), `hang` (answers after 10 s), `slow` (300 ms, then a
 /// valid session). Message actions do the same for the message endpoint: `hello` (replies to the connection),
-/// `boom` (500), `slow` (answers after 10 s), `pause` (answers after 400 ms), `broadcast` (sends to everyone).
+/// `boom` (500), `slow` (answers after 10 s), `linger` (after 3 s), `pause` (answers after 400 ms), `broadcast` (sends to everyone).
+/// The session `bound` is valid only from the User-Agent `owner-agent` (a site that binds sessions to it);
+/// `phpguest` answers `"guest": 1`, as PHP sites do.
 final class TestSite: Sendable {
     struct State {
         var sessions: [String: JSON] = [:]
@@ -16,6 +18,9 @@ final class TestSite: Sendable {
         var sessionHeaders: [HTTPHeaders] = []
         var events: [JSON] = []
         var completed: [JSON] = []
+        /// When set, a request without a cookie gets a guest session of its own, as PHP sites start one per visitor.
+        var guestsWithoutCookie = false
+        var guestsStarted = 0
     }
 
     let key: String
@@ -36,6 +41,10 @@ final class TestSite: Sendable {
         site.addSession("carol", user: 3, groups: [2], language: "en", properties: ["plan": "pro"])
         site.addSession("guest", user: 0, guest: true)
         site.addSession("slow", user: 4)
+        site.addSession("bound", user: 5)
+        site.state.withLockedValue {
+            $0.sessions["phpguest"] = ["user": 6, "session": "session-phpguest", "guest": 1]
+        }
         return site
     }
 
@@ -85,6 +94,11 @@ final class TestSite: Sendable {
             let session = state.withLockedValue { state -> JSON? in
                 state.sessionRequests[sid, default: 0] += 1
                 state.sessionHeaders.append(request.headers)
+                if sid.isEmpty && state.guestsWithoutCookie {
+                    state.guestsStarted += 1
+                    return ["user": 0, "session": .string("guest-\(state.guestsStarted)"), "guest": true]
+                }
+                if sid == "bound" && request.headers.first(name: "User-Agent") != "owner-agent" { return nil }
                 return state.sessions[sid]
             }
             switch sid {
@@ -113,6 +127,9 @@ final class TestSite: Sendable {
             case "boom": return .error(.internalServerError)
             case "slow":
                 try? await Task.sleep(for: .seconds(10))
+                return HTTPServerResponse()
+            case "linger":
+                try? await Task.sleep(for: .seconds(3))
                 return HTTPServerResponse()
             case "pause":
                 try? await Task.sleep(for: .milliseconds(400))

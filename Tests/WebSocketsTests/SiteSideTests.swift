@@ -1,0 +1,162 @@
+import Foundation
+import NIOCore
+import Testing
+
+@testable import WebSockets
+
+/// Issue 12: the site's side under load and races.
+@Suite struct SiteSideTests {
+    // 1. Fair lanes: one user's slow actions hold a bounded share of the message lane, and session checks never
+    // wait behind message posts.
+    @Test func oneUsersSlowActionsDoNotStallOtherUsers() async throws {
+        let harness = try await Harness.start {
+            $0.siteTimeout = 10
+            $0.maxConnectionsPerIP = 0
+        }
+        defer { Task { await harness.stop() } }
+        var tabs: [TestWebSocket] = []
+        for _ in 0..<160 { tabs.append(try await harness.connect("alice")) }
+        for tab in tabs { try await tab.send("linger", nil) }
+        try await eventually { harness.site.events(named: "WebSockets/message").count >= 4 }
+        // The site takes 3 s per "linger": behind 160 of them in one queue of 32, bob would wait 15 s.
+        let bob = try await TestWebSocket.connect(port: harness.port, headers: [("Cookie", "sid=bob")])
+        try await bob.send("Client/authentication", nil)
+        #expect(
+            try await bob.nextMessage(timeout: .seconds(2)) == Message(action: "Client/authentication", details: "ok"))
+        try await bob.send("hello", "Bob")
+        #expect(try await bob.nextMessage(timeout: .seconds(2)) == Message(action: "hello", details: "Hello, Bob!"))
+        for tab in tabs { await tab.close() }
+        await bob.close()
+        // Posts still waiting for a lane when their tab closed are not made (counted as dropped).
+        try await eventually(timeout: .seconds(10)) {
+            harness.site.events(named: "Client/disconnection").count == 161
+        }
+        #expect(harness.site.events(named: "WebSockets/message").count < 160)
+        let metrics = try await harness.http("GET", "/metrics").body
+        #expect(metrics.contains(#"websockets_dropped_total{reason="closed"}"#))
+    }
+
+    // 2. A cache that can't mix people up.
+    @Test func browsersWithoutACookieKeepTheirOwnSessions() async throws {
+        let harness = try await Harness.start()
+        defer { Task { await harness.stop() } }
+        harness.site.state.withLockedValue { $0.guestsWithoutCookie = true }
+        var guests: [TestWebSocket] = []
+        for _ in 0..<2 {
+            let guest = try await TestWebSocket.connect(port: harness.port)
+            try await guest.send("Client/authentication", nil)
+            #expect(try await guest.nextMessage() == Message(action: "Client/authentication", details: "ok"))
+            guests.append(guest)
+        }
+        let key = [("X-WebSockets-Key", harness.key)]
+        let sent = try await harness.http(
+            "POST", "/WebSockets/send", headers: key, body: #"["private", 1, 6, "guest-1"]"#)
+        #expect(try JSON(parsing: sent.body) == ["accepted": 1, "delivered": 1])
+        #expect(harness.site.state.withLockedValue { $0.guestsStarted } == 2)
+    }
+
+    @Test func theCacheKeysOnWhatTheSiteSees() async throws {
+        let harness = try await Harness.start()
+        defer { Task { await harness.stop() } }
+        _ = try await harness.connect("bound", headers: [("User-Agent", "owner-agent")])
+        // The same cookie from another browser: the site refuses it, the cache must not answer for the site.
+        let thief = try await TestWebSocket.connect(
+            port: harness.port, headers: [("Cookie", "sid=bound"), ("User-Agent", "thief")])
+        try await thief.send("Client/authentication", nil)
+        #expect(try await thief.nextMessage().action == "Client/authentication:error")
+        #expect(harness.site.sessionRequests("bound") == 2)
+    }
+
+    @Test func rejectionsAreRememberedAndFailuresNotRetriedByQueuedFrames() async throws {
+        let harness = try await Harness.start()
+        defer { Task { await harness.stop() } }
+        for _ in 0..<3 {
+            let rejected = try await TestWebSocket.connect(port: harness.port, headers: [("Cookie", "sid=reject")])
+            try await rejected.send("Client/authentication", nil)
+            #expect(try await rejected.nextClose().code == 1008)
+        }
+        #expect(harness.site.sessionRequests("reject") == 1)
+        // 20 authentications in one write against a failing site: the first fails and closes; the others are not
+        // asked again.
+        let failing = try await TestWebSocket.connect(port: harness.port, headers: [("Cookie", "sid=fail")])
+        var frames: [UInt8] = []
+        for _ in 0..<20 {
+            frames += HardeningTests.frame(0x1, Array(#"["Client/authentication",null]"#.utf8))
+        }
+        try await failing.sendRaw(frames)
+        #expect(try await failing.nextClose().code == 1013)
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(harness.site.sessionRequests("fail") == 1)
+    }
+
+    // 3. Every Client/authentication the site got is followed by exactly one Client/disconnection.
+    @Test func everyAuthenticationIsFollowedByOneDisconnection() async throws {
+        let harness = try await Harness.start()
+        defer { Task { await harness.stop() } }
+        // The session endpoint answers "slow" after 300 ms: tabs close before, around and after that moment.
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for index in 0..<60 {
+                group.addTask {
+                    let tab = try await TestWebSocket.connect(port: harness.port, headers: [("Cookie", "sid=slow")])
+                    try await tab.send("Client/authentication", nil)
+                    try await Task.sleep(for: .milliseconds(250 + index))
+                    await tab.close()
+                }
+            }
+            try await group.waitForAll()
+        }
+        try await eventually(timeout: .seconds(10)) { harness.server.hub.counts.connections == 0 }
+        // Every authentication gets its disconnection, and no disconnection comes without one.
+        try await eventually(timeout: .seconds(10), "every authentication followed by one disconnection") {
+            Self.unpaired(harness.site.events).isEmpty
+        }
+        #expect(harness.site.events(named: "Client/authentication").count > 0)
+    }
+
+    /// The connections whose events are not exactly one authentication followed by one disconnection.
+    static func unpaired(_ events: [JSON]) -> Set<String> {
+        var state: [String: [String]] = [:]
+        for event in events {
+            guard let name = event["event"]?.stringValue, name.hasPrefix("Client/") else { continue }
+            state[event["connection"]?.stringValue ?? "", default: []].append(name)
+        }
+        return Set(state.filter { $0.value != ["Client/authentication", "Client/disconnection"] }.keys)
+    }
+
+    // 5. `guest` as PHP sites write it.
+    @Test func guestAcceptsTheValuesSitesSend() async throws {
+        for (value, guest) in [
+            (JSON.bool(true), true), (1, true), ("1", true), (false, false), (0, false), ("0", false), ("", false),
+            (.null, false),
+        ] as [(JSON, Bool)] {
+            let info = try SessionInfo(json: ["user": 1, "session": "s", "guest": value])
+            #expect(info.guest == guest, "\(value)")
+        }
+        #expect(try SessionInfo(json: ["user": 1, "session": "s"]).guest == false)
+        let harness = try await Harness.start()
+        defer { Task { await harness.stop() } }
+        _ = try await harness.connect("phpguest")
+        let alice = try await harness.connect("alice")
+        let key = [("X-WebSockets-Key", harness.key)]
+        let sent = try await harness.http("POST", "/WebSockets/send", headers: key, body: #"["members", 1, 2]"#)
+        #expect(try JSON(parsing: sent.body) == ["accepted": 1, "delivered": 1])
+        #expect(try await alice.nextMessage().action == "members")
+    }
+
+    // 6. The system sends ignore send_to, 0 included.
+    @Test func closeByUserAndBySessionIgnoreSendTo() async throws {
+        let harness = try await Harness.start()
+        defer { Task { await harness.stop() } }
+        let alice = try await harness.connect("alice")
+        let bob = try await harness.connect("bob")
+        let key = [("X-WebSockets-Key", harness.key)]
+        let byUser = try await harness.http(
+            "POST", "/WebSockets/send", headers: key, body: #"["Server/close_by_user", 1, 0, false]"#)
+        #expect(byUser.status == 202)
+        #expect(try await alice.nextMessage() == Message(action: "Server/close"))
+        let bySession = try await harness.http(
+            "POST", "/WebSockets/send", headers: key, body: #"["Server/close_by_session", "session-bob", 0]"#)
+        #expect(bySession.status == 202)
+        #expect(try await bob.nextMessage() == Message(action: "Server/close"))
+    }
+}
