@@ -21,6 +21,9 @@
   var urlIndex = 0;
   /* The id of the last cluster message seen: sent with Client/authentication so that missed ones are replayed. */
   var lastId = null;
+  // The ids of the last 1000 messages, to drop a second copy of one.
+  var seenIds = new Set();
+  var seenOrder = [];
   var backoffBase = 500;
   var backoffCap = 30000;
 
@@ -101,7 +104,14 @@
         return;
       }
       if (!Array.isArray(frame) || typeof frame[0] !== 'string') return;
-      if (typeof frame[2] === 'number' && (lastId === null || frame[2] > lastId)) lastId = frame[2];
+      if (typeof frame[2] === 'number') {
+        // A message id seen before (a failover's replay meeting a live copy) is not handed out twice.
+        if (seenIds.has(frame[2])) return;
+        seenIds.add(frame[2]);
+        seenOrder.push(frame[2]);
+        if (seenOrder.length > 1000) seenIds.delete(seenOrder.shift());
+        if (lastId === null || frame[2] > lastId) lastId = frame[2];
+      }
       receive(frame[0], frame.length > 1 ? frame[1] : null);
     };
     ws.onclose = function () {

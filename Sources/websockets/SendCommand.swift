@@ -46,7 +46,9 @@ struct SendCommand: AsyncParsableCommand {
         guard let sendTo = SendTo(name: to) else {
             throw ValidationError("--to must be one of: \(SendTo.allCases.map(\.name).joined(separator: ", "))")
         }
-        let detailsValue: JSON = details.map { (try? JSON(parsing: $0)) ?? .string($0) } ?? .null
+        // JSON details go as written (key order, number spelling); other text as a string.
+        let rawDetails: RawJSON =
+            details.map { (try? RawJSON(validating: Array($0.utf8))) ?? RawJSON(.string($0)) } ?? .null
         var targetValue = JSON.null
         if let target {
             do {
@@ -55,14 +57,15 @@ struct SendCommand: AsyncParsableCommand {
                 targetValue = .string(target)
             }
         }
-        let send: Send
+        let body: [UInt8]
         do {
-            send = try Send(json: Send(action: action, details: detailsValue, sendTo: sendTo, target: targetValue).json)
+            // Checked by the same rules as the server's before it is posted.
+            let text = Send(action: action, rawDetails: rawDetails, sendTo: sendTo, target: targetValue).encoded()
+            _ = try Send.list(parsing: text)
+            body = text
         } catch {
             throw ValidationError(error.description)
         }
-        var body: [UInt8] = []
-        send.json.write(into: &body)
         let url = try await sendAddress(settings)
         let client = CurlClient(maximumConcurrency: 1)
         let result = await client.perform(

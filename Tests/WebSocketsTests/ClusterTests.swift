@@ -213,6 +213,102 @@ import Testing
         #expect(incomplete.details["complete"] == false)
     }
 
+    /// Issue 12, point 7: three servers, one SIGKILLed under a mixed stream of sends; its tabs reconnect to the
+    /// others with their `last_id`, as the browser client does. Every tab gets every send meant for it exactly once,
+    /// in id order, and nothing live before its replay.
+    @Test func aFailoverUnderAMixedStreamLosesNothingAndRepeatsNothing() async throws {
+        let cluster = try await Cluster.start(2)
+        defer { cluster.postgres.shutdown() }
+        defer { Task { await cluster.stopServers() } }
+        let (doomed, doomedPort) = try await cluster.serverProcess()
+        defer { doomed.stop() }
+        let ports = [cluster.servers[0].port, cluster.servers[1].port, doomedPort]
+        let sids = ["alice", "bob", "carol"]
+        // The killed server's tabs come back on the two others, alternately.
+        let tabs = (0..<30).map { index in
+            FailoverTab(sid: sids[index % sids.count], port: ports[index % 3], fallback: ports[(index / 3) % 2])
+        }
+        let runs = tabs.map { tab in Task { await tab.run() } }
+        try await eventually(timeout: .seconds(20), "every tab authenticated") { tabs.allSatisfy(\.isRecovered) }
+        // 300 sends from one server (one id sequence in commit order): to everyone, to user 1, to group 2.
+        let total = 300
+        for k in 0..<total {
+            if k == 100 {
+                kill(doomed.process.processIdentifier, SIGKILL)
+            }
+            let send: Send
+            switch k % 3 {
+            case 0: send = Send(action: "s", details: .int(Int64(k)), sendTo: .all)
+            case 1: send = Send(action: "s", details: .int(Int64(k)), sendTo: .specificUsers, target: [1])
+            default: send = Send(action: "s", details: .int(Int64(k)), sendTo: .usersGroup, target: 2)
+            }
+            await cluster.servers[0].perform([send])
+            try await Task.sleep(for: .milliseconds(4))
+        }
+        await cluster.servers[0].perform([Send(action: "end", sendTo: .all)])
+        try await eventually(timeout: .seconds(30), "every tab got the end") { tabs.allSatisfy(\.ended) }
+        for tab in tabs { tab.stop() }
+        for run in runs { await run.value }
+        doomed.process.waitUntilExit()
+        for tab in tabs {
+            let expected = (0..<total).filter { k in
+                switch k % 3 {
+                case 0: return true
+                case 1: return tab.sid == "alice"
+                default: return tab.sid != "alice"
+                }
+            }
+            let (ids, details, liveBeforeReplay) = tab.received
+            #expect(Set(ids).count == ids.count, "\(tab.sid) on \(tab.port): a message twice")
+            #expect(ids == ids.sorted(), "\(tab.sid) on \(tab.port): out of id order")
+            #expect(
+                details.sorted() == expected, "\(tab.sid) on \(tab.port): \(expected.count - details.count) missing")
+            #expect(liveBeforeReplay == 0, "\(tab.sid) on \(tab.port): live messages before its replay")
+        }
+        #expect(tabs.contains { $0.reconnections > 0 })
+    }
+
+    /// Issue 12, point 4: details reach the browser byte for byte through every way in of a cluster.
+    @Test func detailsPassThroughEveryWayInAsWritten() async throws {
+        let cluster = try await Cluster.start(1)
+        defer { cluster.postgres.shutdown() }
+        defer { Task { await cluster.stopServers() } }
+        let details = TestSite.verbatimDetails
+        let alice = try await cluster.connect("alice", to: 0)
+        func expectVerbatim(_ action: String) async throws {
+            guard case .text(let text) = try await alice.next() else {
+                Issue.record("no text frame for \(action)")
+                return
+            }
+            #expect(text.hasPrefix("[\"\(action)\",\(details),") && text.hasSuffix("]"), "\(text)")
+        }
+        // HTTP.
+        #expect(try await cluster.post(#"["http","# + details + ",1]", to: 0) == 202)
+        try await expectVerbatim("http")
+        // The seed's internal message over a WebSocket.
+        let port = cluster.servers[0].port
+        let seed = try await TestWebSocket.connect(port: port)
+        try await seed.send(
+            text: #"["Application/Internal:"# + cluster.site.key + #"",["internal","# + details + ",3,1]]")
+        try await expectVerbatim("internal")
+        // The site's answer to a browser's message, and the browser's details as the site got them.
+        try await alice.send(text: #"["verbatim","# + details + "]")
+        try await expectVerbatim("verbatim")
+        #expect(
+            cluster.site.state.withLockedValue { $0.messageBodies }.last?.contains(#""details":"# + details) == true)
+        // The command line.
+        let sent = try ServerProcess.run(
+            [
+                "send", "cli", details, "--to", "all", "--postgres", cluster.postgres.url, "--security-key",
+                cluster.site.key, "--listen-port", "1",
+            ], directory: try ServerProcess.temporaryDirectory())
+        #expect(sent.status == 0)
+        try await expectVerbatim("cli")
+        // SQL.
+        _ = try cluster.postgres.psql("SELECT websockets_send('sql', '\(details)', 3, '1')")
+        try await expectVerbatim("sql")
+    }
+
     @Test func theCommandLineFindsALiveServerInThePool() async throws {
         let cluster = try await Cluster.start(1)
         defer { cluster.postgres.shutdown() }
@@ -260,5 +356,95 @@ import Testing
         #expect(try await page.evaluate("got") == [1, 2, 3, 4, 5])
         #expect(try await page.evaluate("recoveries[0].complete") == true)
         #expect(survivor.hub.counts.connections == 1)
+    }
+}
+
+/// A browser tab of the failover test: reconnects to `fallback` with the last id it saw when its server dies, as
+/// the browser client does (but without the client's own duplicate filter, so that the server's guarantee shows).
+final class FailoverTab: Sendable {
+    let sid: String
+    let port: Int
+    let fallback: Int
+    private struct State {
+        var ids: [Int64] = []
+        var details: [Int] = []
+        var recovered = false
+        var ended = false
+        var stopped = false
+        var reconnections = 0
+        var liveBeforeReplay = 0
+    }
+    private let state = NIOLockedValueBox(State())
+
+    init(sid: String, port: Int, fallback: Int) {
+        self.sid = sid
+        self.port = port
+        self.fallback = fallback
+    }
+
+    var isRecovered: Bool { state.withLockedValue { $0.recovered } }
+    var ended: Bool { state.withLockedValue { $0.ended } }
+    var reconnections: Int { state.withLockedValue { $0.reconnections } }
+    var received: (ids: [Int64], details: [Int], liveBeforeReplay: Int) {
+        state.withLockedValue { ($0.ids, $0.details, $0.liveBeforeReplay) }
+    }
+
+    func stop() { state.withLockedValue { $0.stopped = true } }
+
+    func run() async {
+        var target = port
+        while !state.withLockedValue({ $0.stopped }) {
+            do {
+                let socket = try await TestWebSocket.connect(port: target, headers: [("Cookie", "sid=\(sid)")])
+                let lastID = state.withLockedValue { $0.ids.last }
+                try await socket.send("Client/authentication", lastID.map { ["last_id": .int($0)] } ?? nil)
+                // Before Client/recovery only the replay may arrive: ids up to the recovery's last_id.
+                var beforeRecovery: [Int64] = []
+                var replayDone = false
+                reading: while !state.withLockedValue({ $0.stopped }) {
+                    let event: TestWebSocket.Event
+                    do {
+                        event = try await socket.next(timeout: .milliseconds(200))
+                    } catch {
+                        continue
+                    }
+                    switch event {
+                    case .text(let text):
+                        guard let frame = try? JSON(parsing: text), let action = frame.arrayValue?.first?.stringValue
+                        else { continue }
+                        switch action {
+                        case "Client/recovery":
+                            replayDone = true
+                            let head = frame.arrayValue?[1]["last_id"]?.intValue ?? 0
+                            state.withLockedValue { state in
+                                state.recovered = true
+                                state.liveBeforeReplay += beforeRecovery.filter { $0 > head }.count
+                            }
+                        case "end":
+                            state.withLockedValue { $0.ended = true }
+                        case "s":
+                            let id = frame.arrayValue?[2].intValue ?? -1
+                            let k = Int(frame.arrayValue?[1].intValue ?? -1)
+                            if !replayDone { beforeRecovery.append(id) }
+                            state.withLockedValue { state in
+                                state.ids.append(id)
+                                state.details.append(k)
+                            }
+                        default: break
+                        }
+                    case .ping: continue
+                    case .close, .ended: break reading
+                    }
+                }
+                await socket.close()
+            } catch {
+                try? await Task.sleep(for: .milliseconds(50))
+            }
+            if state.withLockedValue({ $0.stopped }) { break }
+            // The server went away: back on the other one (after a moment, as the client's backoff does).
+            target = fallback
+            state.withLockedValue { $0.reconnections += 1 }
+            try? await Task.sleep(for: .milliseconds(Int.random(in: 20...200)))
+        }
     }
 }

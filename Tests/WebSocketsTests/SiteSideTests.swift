@@ -123,6 +123,28 @@ import Testing
         return Set(state.filter { $0.value != ["Client/authentication", "Client/disconnection"] }.keys)
     }
 
+    // 4. Details pass through byte for byte: from `/WebSockets/send`, from the site's answer, from a browser to the
+    // site (the cluster's ways in, the command line and SQL, are in `ClusterTests`).
+    @Test func detailsPassThroughAsWritten() async throws {
+        let harness = try await Harness.start()
+        defer { Task { await harness.stop() } }
+        let details = TestSite.verbatimDetails
+        let alice = try await harness.connect("alice")
+        let key = [("X-WebSockets-Key", harness.key)]
+        for body in [#"["http","# + details + ",3,1]", #"["broadcast","# + details + ",1]"] {
+            let sent = try await harness.http("POST", "/WebSockets/send", headers: key, body: body)
+            #expect(sent.status == 202)
+        }
+        #expect(try await alice.next() == .text(#"["http","# + details + "]"))
+        #expect(try await alice.next() == .text(#"["broadcast","# + details + "]"))
+        try await alice.send(text: #"["verbatim","# + details + "]")
+        #expect(try await alice.next() == .text(#"["verbatim","# + details + "]"))
+        #expect(
+            harness.site.state.withLockedValue { $0.messageBodies }.last?.contains(#""details":"# + details) == true)
+        // An in-process handler still gets the value.
+        #expect(Message(action: "x", rawDetails: try RawJSON(validating: Array(details.utf8))).details["z"] == 1)
+    }
+
     // 5. `guest` as PHP sites write it.
     @Test func guestAcceptsTheValuesSitesSend() async throws {
         for (value, guest) in [

@@ -7,6 +7,10 @@ protocol MessageBus: Sendable {
     func enqueue(_ sends: [Send])
     /// Queues sends in order and returns once they are accepted (written to the database, or delivered here).
     func publish(_ sends: [Send]) async
+    /// The id of the last message this server applied (0 on a single server).
+    var head: Int64 { get }
+    /// Messages after `after` up to `through`, in order, and whether the window still holds all of them.
+    func messages(after: Int64, through: Int64) async throws -> (rows: [(id: Int64, send: Send)], complete: Bool)
     func start() async throws
     func shutdown() async
 }
@@ -22,6 +26,12 @@ struct LocalBus: MessageBus {
 
     func publish(_ sends: [Send]) async {
         enqueue(sends)
+    }
+
+    var head: Int64 { 0 }
+
+    func messages(after: Int64, through: Int64) async throws -> (rows: [(id: Int64, send: Send)], complete: Bool) {
+        ([], true)
     }
 
     func start() async throws {}

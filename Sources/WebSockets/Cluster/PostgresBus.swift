@@ -24,6 +24,10 @@ final class PostgresBus: MessageBus, Sendable {
         var lastApplied: Int64 = 0
         var gaps: [Int64: ContinuousClock.Instant] = [:]
         var databaseUp = true
+        /// Whether the LISTEN connection is up. It drops the moment PostgreSQL goes away, seconds before a query
+        /// would time out: while it is down, sends are delivered here at once and written when the database is
+        /// back (the first send after a stop waited 2 s before).
+        var listening = true
     }
 
     private let client: PostgresClient
@@ -146,15 +150,21 @@ final class PostgresBus: MessageBus, Sendable {
             try await connection.query(
                 "CREATE INDEX IF NOT EXISTS websockets_messages_created_at ON websockets_messages (created_at)",
                 logger: logger)
-            // A site sends inside its own transaction: the row and the NOTIFY exist only if it commits.
+            // A site sends inside its own transaction: the row and the NOTIFY exist only if it commits. The details
+            // are `json`, which keeps the text as written (`jsonb` reorders keys and respells numbers); the jsonb
+            // version of earlier releases is dropped, since both would make a call with a literal ambiguous.
+            try await connection.query(
+                "DROP FUNCTION IF EXISTS websockets_send(text, jsonb, integer, jsonb)", logger: logger)
             try await connection.query(
                 """
-                CREATE OR REPLACE FUNCTION websockets_send(action text, details jsonb, send_to integer, target jsonb DEFAULT NULL)
+                CREATE OR REPLACE FUNCTION websockets_send(action text, details json, send_to integer, target json DEFAULT NULL)
                 RETURNS bigint LANGUAGE plpgsql AS $$
                 DECLARE new_id bigint;
                 BEGIN
                     INSERT INTO websockets_messages (payload)
-                    VALUES (jsonb_build_array(action, details, send_to, target)::text) RETURNING id INTO new_id;
+                    VALUES ('[' || to_json(action)::text || ',' || coalesce(details::text, 'null') || ',' ||
+                            coalesce(send_to::text, 'null') || ',' || coalesce(target::text, 'null') || ']')
+                    RETURNING id INTO new_id;
                     PERFORM pg_notify('websockets', new_id::text);
                     RETURN new_id;
                 END $$
@@ -192,8 +202,8 @@ final class PostgresBus: MessageBus, Sendable {
                 }
                 if batch.isEmpty { break }
                 let pending = batch.flatMap(\.sends)
-                if state.withLockedValue({ !$0.unpublished.isEmpty }) {
-                    // Still in an outage: deliver here now, in order behind the sends already waiting.
+                if state.withLockedValue({ !$0.unpublished.isEmpty || !$0.listening }) {
+                    // In an outage: deliver here now, in order behind the sends already waiting.
                     deliverDuringOutage(pending, error: nil)
                 } else {
                     do {
@@ -274,9 +284,7 @@ final class PostgresBus: MessageBus, Sendable {
 
     private func insertNow(_ pending: [Pending]) async throws {
         let payloads = pending.map { entry -> String in
-            var elements = entry.send.json.arrayValue ?? []
-            if let origin = entry.origin { elements.append(.string(origin)) }
-            return JSON.array(elements).serialized()
+            String(decoding: entry.send.encoded(extra: entry.origin.map { [.string($0)] } ?? []), as: UTF8.self)
         }
         try await client.query(
             """
@@ -308,11 +316,13 @@ final class PostgresBus: MessageBus, Sendable {
                     try await connection.listen(on: "websockets") { notifications in
                         if failures > 0 { logger.info("LISTEN restored: catching up") }
                         failures = 0
+                        state.withLockedValue { $0.listening = true }
                         readerWake.yield()
                         for try await _ in notifications { readerWake.yield() }
                     }
                 }
             } catch {
+                state.withLockedValue { $0.listening = false }
                 if failures == 0 {
                     logger.warning("LISTEN lost: reconnecting", metadata: ["error": "\(String(reflecting: error))"])
                 }
@@ -388,8 +398,14 @@ final class PostgresBus: MessageBus, Sendable {
     }
 
     static func decode(_ payload: String) -> (Send, String?)? {
-        guard let json = try? JSON(parsing: payload), let send = try? Send(json: json) else { return nil }
-        return (send, json.arrayValue?.count ?? 0 > 4 ? json.arrayValue?[4].stringValue : nil)
+        // The row's text is `[action, details, send_to, target, origin?]`, the details as their sender wrote them.
+        Array(payload.utf8).withUnsafeBufferPointer { bytes -> (Send, String?)? in
+            guard let ranges = try? JSONParser.elementRanges(of: bytes),
+                let send = try? Send(elements: ranges, in: bytes)
+            else { return nil }
+            let origin = ranges.count > 4 ? try? JSON(parsing: UnsafeBufferPointer(rebasing: bytes[ranges[4]])) : nil
+            return (send, origin?.stringValue)
+        }
     }
 
     /// Messages after `after` up to `through`, in order, and whether the window still holds everything after

@@ -156,18 +156,11 @@ public final class Connection: Sendable {
         handler.value
     }
 
-    /// Holds live messages back from now on, until ``release(replay:skipping:)``: a replay of missed messages must
-    /// reach the browser before them.
-    func hold() {
+    /// Writes `replay` and then the live messages held since the connection opened (in a cluster), and goes live;
+    /// from then on a message whose id is at or below `through` or among `replayed` is not written again.
+    func release(replay: [ByteBuffer], through: Int64?, replayed: Set<Int64>) {
         let handler = self.handler
-        eventLoop.execute { handler.value.hold() }
-    }
-
-    /// Writes `replay` and then the held messages, without those whose ids `skipping` contains (the replay
-    /// already covered them), and goes live.
-    func release(replay: [ByteBuffer], skipping: Set<Int64>) {
-        let handler = self.handler
-        eventLoop.execute { handler.value.release(replay: replay, skipping: skipping) }
+        eventLoop.execute { handler.value.release(replay: replay, through: through, replayed: replayed) }
     }
 
     /// Sends one of the server's own messages (replies, system actions) to this connection.

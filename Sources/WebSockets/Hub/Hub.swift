@@ -235,7 +235,7 @@ public final class Hub: Sendable {
         let targets = send.sendTo == .all ? nil : recipients(of: send.sendTo, target: send.target)
         let count = targets?.count ?? counts.connections
         guard count > 0 else { return 0 }
-        let frame = ServerFrame.text(Message(action: send.action, details: send.details).encoded(id: id))
+        let frame = ServerFrame.text(Message(action: send.action, rawDetails: send.rawDetails).encoded(id: id))
         guard let targets else {
             for shard in shards.withLockedValue({ Array($0.values) }) { shard.deliver(frame, to: nil, id: id) }
             return count

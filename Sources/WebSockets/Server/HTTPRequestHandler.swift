@@ -9,7 +9,16 @@ import NIOHTTP1
 /// body is then not read, and the connection is closed after the answer). A request the `immediate` responder
 /// answers is answered on the event loop at once; the others go to the async responder on a task. Answering a send
 /// on the loop saves two thread hops and a task per request.
-typealias ImmediateResponder = (HTTPServerRequest) -> HTTPServerResponse?
+typealias ImmediateResponder = (HTTPServerRequest) -> ImmediateAnswer?
+
+/// What the event loop made of a request: its answer, or the work that makes the answer on a task (with what the
+/// loop already parsed, so that nothing is parsed twice).
+enum ImmediateAnswer {
+    /// Write this now.
+    case response(HTTPServerResponse)
+    /// Run this on a task and write what it returns.
+    case task(@Sendable () async -> HTTPServerResponse)
+}
 
 /// What may become of a request, decided from its head.
 enum RequestAdmission {
@@ -79,15 +88,21 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
                 method: head.method, path: path, query: query, headers: head.headers, body: body,
                 remoteAddress: context.channel.remoteAddress?.ipAddress ?? "")
             body = []
-            if let response = immediate?(request) {
+            let work: @Sendable () async -> HTTPServerResponse
+            switch immediate?(request) {
+            case .response(let response):
                 write(response, version: head.version, keepAlive: keepAlive, context: context)
                 return
+            case .task(let task):
+                work = task
+            case nil:
+                let responder = self.responder
+                work = { await responder(request) }
             }
-            let responder = self.responder
             let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
             let version = head.version
             Task {
-                let response = await responder(request)
+                let response = await work()
                 loopBound.eventLoop.execute {
                     let (handler, context) = loopBound.value
                     handler.write(response, version: version, keepAlive: keepAlive, context: context)

@@ -44,8 +44,11 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
     private var lastHeard = NIODeadline.now()
     /// The refusals (rate, waiting limit) already logged for this connection: each is logged once.
     private var loggedRefusals: UInt8 = 0
-    /// Live messages held back during a replay (encoded frames), with their cluster ids; `nil` when live.
+    /// Live messages held back until the replay (encoded frames), with their cluster ids; `nil` when live.
     private var held: [(frame: ByteBuffer, id: Int64?)]?
+    /// The cluster ids this connection already has (a reconnected tab's `last_id` and the ids replayed to it):
+    /// a live copy of one of them is not written. `nil` for a connection that recovered nothing.
+    private var alreadySent: AlreadySent?
 
     /// A ping frame: the same bytes for every connection and every sweep.
     private static let ping = ServerFrame.final(.ping, ByteBuffer())
@@ -71,6 +74,9 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
             close(code: .policyViolation, reason: "Too many connections")
             return
         }
+        // In a cluster, live messages wait until authentication has replayed what the browser missed: a send that
+        // arrived while the site checked the session once reached the tab before its replay, and again in it.
+        if server.bus.isCluster { hold() }
         shard.register(self)
     }
 
@@ -239,15 +245,21 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
         context.close(promise: nil)
     }
 
+    /// Holds live messages back until ``release(replay:through:replayed:)``.
     func hold() {
         if held == nil { held = [] }
     }
 
-    func release(replay: [ByteBuffer], skipping: Set<Int64>) {
+    /// Writes `replay`, then the held messages, and goes live; from now on a message whose id is at or below
+    /// `through` (what the browser had) or among `replayed` is not written again.
+    func release(replay: [ByteBuffer], through: Int64?, replayed: Set<Int64>) {
+        if through != nil || !replayed.isEmpty {
+            alreadySent = AlreadySent(through: through ?? 0, ids: replayed)
+        }
         let waiting = held ?? []
         held = nil
         for payload in replay { write(text: payload, id: nil, bypassingHold: true) }
-        for (frame, id) in waiting where id.map({ !skipping.contains($0) }) ?? true {
+        for (frame, id) in waiting {
             if queue(frame: frame, id: id) != .notWritten { server.metrics.messagesOut.increment() }
         }
         flushQueued()
@@ -268,6 +280,10 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
         guard let context, !gate.closing else { return .notWritten }
         if isExpired(now: now) {
             closeExpired(dropping: "send")
+            return .notWritten
+        }
+        if let id, let alreadySent, alreadySent.contains(id) {
+            server.metrics.dropped(reason: "duplicate")
             return .notWritten
         }
         if !bypassingHold, held != nil {
@@ -316,5 +332,22 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
             deadline.cancel()
             channel.close(promise: nil)
         }
+    }
+}
+
+/// The cluster ids a recovered connection already has; a class, so that a connection that recovered nothing pays
+/// one pointer for it.
+final class AlreadySent {
+    let through: Int64
+    let ids: Set<Int64>
+
+    init(through: Int64, ids: Set<Int64>) {
+        self.through = through
+        self.ids = ids
+    }
+
+    /// Whether the message `id` reached the browser already.
+    func contains(_ id: Int64) -> Bool {
+        id <= through || ids.contains(id)
     }
 }

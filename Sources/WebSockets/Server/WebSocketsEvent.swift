@@ -5,8 +5,10 @@ public struct WebSocketsEvent: Sendable {
     public let name: String
     /// The browser's action (for system events, the event's name).
     public let action: String
-    /// The browser's details.
-    public let details: JSON
+    /// The browser's details as it wrote them.
+    public let rawDetails: RawJSON
+    /// The browser's details, parsed when asked for.
+    public var details: JSON { rawDetails.value }
     /// The connection's language.
     public let language: String
     /// The user id.
@@ -30,12 +32,26 @@ public struct WebSocketsEvent: Sendable {
         owner.sendToClients(action, details, sendTo, target)
     }
 
-    /// The JSON body the site's message endpoint receives.
-    var siteBody: JSON {
-        [
-            "event": .string(name), "action": .string(action), "details": details, "language": .string(language),
-            "user": user, "session": .string(session), "connection": .string(connection), "server": .string(server),
-        ]
+    /// The JSON body the site's message endpoint receives, with the details as the browser wrote them.
+    var siteBody: [UInt8] {
+        var body: [UInt8] = []
+        body.reserveCapacity(rawDetails.bytes.count + 256)
+        func member(_ name: String, _ write: (inout [UInt8]) -> Void) {
+            body.append(body.isEmpty ? UInt8(ascii: "{") : UInt8(ascii: ","))
+            JSON.writeString(name, into: &body)
+            body.append(UInt8(ascii: ":"))
+            write(&body)
+        }
+        member("event") { JSON.writeString(name, into: &$0) }
+        member("action") { JSON.writeString(action, into: &$0) }
+        member("details") { $0.append(contentsOf: rawDetails.bytes) }
+        member("language") { JSON.writeString(language, into: &$0) }
+        member("user") { user.write(into: &$0) }
+        member("session") { JSON.writeString(session, into: &$0) }
+        member("connection") { JSON.writeString(connection, into: &$0) }
+        member("server") { JSON.writeString(server, into: &$0) }
+        body.append(UInt8(ascii: "}"))
+        return body
     }
 }
 

@@ -86,13 +86,14 @@ extension WebSocketsServer {
             return
         }
         do {
-            let payload: JSON
-            if case .string(let text) = message.details {
-                payload = try JSON(parsing: text)
+            // The send comes as JSON text in a string (the seed's form) or as the array itself.
+            let text: [UInt8]
+            if case .string(let string) = message.details {
+                text = Array(string.utf8)
             } else {
-                payload = message.details
+                text = message.rawDetails.bytes
             }
-            let sends = try Send.list(from: payload)
+            let sends = try Send.list(parsing: text)
             Task {
                 await self.perform(sends)
                 connection.close(code: .normal, reason: "Sent")
@@ -117,10 +118,6 @@ extension WebSocketsServer {
         }
         switch result {
         case .valid(let session) where !session.isExpired(now: Int64(Date().timeIntervalSince1970)):
-            let lastID = message.details["last_id"]?.intValue
-            let cluster = bus as? PostgresBus
-            // Live messages wait until the replay of missed ones has gone out.
-            if cluster != nil && lastID != nil { connection.hold() }
             guard hub.authenticate(connection, session: session) else {
                 connection.logger.debug("closed during authentication")
                 return
@@ -128,7 +125,8 @@ extension WebSocketsServer {
             metrics.authOK.increment()
             connection.userLogger.debug("authenticated")
             connection.send(Message(action: "Client/authentication", details: "ok"))
-            if let cluster { await recover(connection, after: lastID, from: cluster) }
+            // In a cluster the connection's live messages are held from its start until the replay has gone out.
+            if bus.isCluster { await recover(connection, after: message.details["last_id"]?.intValue) }
             await dispatch(name: "Client/authentication", message: message, connection: connection, session: session)
         case .valid, .rejected:
             metrics.authRejected.increment()
@@ -151,42 +149,38 @@ extension WebSocketsServer {
 
     /// Replays to a reconnected browser the messages it missed since `lastID`, in order and before live ones, then
     /// tells it `Client/recovery {last_id, recovered, complete}` (`complete` false: some were older than the
-    /// retention window, the page should refetch). A new browser just learns the current `last_id`.
-    private func recover(_ connection: Connection, after lastID: Int64?, from cluster: PostgresBus) async {
-        let head = cluster.head
-        guard let lastID else {
-            connection.send(
-                Message(action: "Client/recovery", details: ["last_id": .int(head), "recovered": 0, "complete": true]))
-            return
+    /// retention window, the page should refetch). A new browser just learns the current `last_id`. Either way the
+    /// live messages held since the connection opened follow, without those it already has.
+    private func recover(_ connection: Connection, after lastID: Int64?) async {
+        let head = bus.head
+        func recovery(_ lastID: Int64, recovered: Int, complete: Bool) -> ByteBuffer {
+            let details: JSON = [
+                "last_id": .int(lastID), "recovered": .int(Int64(recovered)), "complete": .bool(complete),
+            ]
+            return ByteBuffer(bytes: Message(action: "Client/recovery", details: details).encoded())
         }
-        guard lastID < head else {
-            let details: JSON = ["last_id": .int(max(lastID, head)), "recovered": 0, "complete": true]
+        guard let lastID, lastID < head else {
             connection.release(
-                replay: [ByteBuffer(bytes: Message(action: "Client/recovery", details: details).encoded())],
-                skipping: [])
+                replay: [recovery(max(lastID ?? head, head), recovered: 0, complete: true)], through: lastID,
+                replayed: [])
             return
         }
         var frames: [ByteBuffer] = []
-        var covered = Set<Int64>()
+        var replayed = Set<Int64>()
         var complete = false
         do {
-            let (rows, retained) = try await cluster.messages(after: lastID, through: head)
+            let (rows, retained) = try await bus.messages(after: lastID, through: head)
             complete = retained
-            for (id, send) in rows {
-                covered.insert(id)
-                if hub.selects(send, connection) {
-                    frames.append(
-                        ByteBuffer(bytes: Message(action: send.action, details: send.details).encoded(id: id)))
-                }
+            for (id, send) in rows where hub.selects(send, connection) {
+                replayed.insert(id)
+                frames.append(
+                    ByteBuffer(bytes: Message(action: send.action, rawDetails: send.rawDetails).encoded(id: id)))
             }
         } catch {
             connection.userLogger.warning("recovery failed", metadata: ["error": "\(String(reflecting: error))"])
         }
-        let details: JSON = [
-            "last_id": .int(head), "recovered": .int(Int64(frames.count)), "complete": .bool(complete),
-        ]
-        frames.append(ByteBuffer(bytes: Message(action: "Client/recovery", details: details).encoded()))
-        connection.release(replay: frames, skipping: covered)
+        frames.append(recovery(head, recovered: frames.count, complete: complete))
+        connection.release(replay: frames, through: lastID, replayed: replayed)
     }
 
     /// Hands an event to the in-process handlers, then to the site, and performs the sends in the site's answer.
@@ -194,7 +188,7 @@ extension WebSocketsServer {
     private func dispatch(name: String, message: Message, connection: Connection, session: SessionInfo) async {
         let isMessage = name == "WebSockets/message"
         let event = WebSocketsEvent(
-            name: name, action: isMessage ? message.action : name, details: message.details,
+            name: name, action: isMessage ? message.action : name, rawDetails: message.rawDetails,
             language: session.language ?? Self.firstLanguage(connection.credentials.acceptLanguage),
             user: session.user, session: session.session, connection: connection.id, server: address, owner: self)
         let registered = handlers.withLockedValue { $0[name] ?? [] }

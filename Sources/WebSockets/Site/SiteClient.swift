@@ -119,18 +119,16 @@ final class SiteClient: Sendable {
     /// Posts an event to the message endpoint in `owner`'s turn of the message lane; returns the sends the site's
     /// answer carries. When the turn comes and `isWanted` says no, nothing is posted: ``SiteCallError/cancelled``.
     func post(
-        event: JSON, owner: String, isWanted: @escaping @Sendable () -> Bool = { true }
+        event: [UInt8], owner: String, isWanted: @escaping @Sendable () -> Bool = { true }
     ) async -> Result<[Send], SiteCallError> {
         guard let endpoint = settings.resolvedMessageEndpoint else { return .success([]) }
-        var body: [UInt8] = []
-        event.write(into: &body)
         let request = HTTPClientRequest(
             method: "POST", url: endpoint,
             headers: [
                 ("Content-Type", "application/json"), ("X-WebSockets-Key", settings.securityKey),
                 ("Accept", "application/json"),
             ],
-            body: body, timeout: timeout)
+            body: event, timeout: timeout)
         let start = ContinuousClock.now
         let result = await curl.perform(request, lane: .message(owner: owner), isWanted: isWanted)
         metrics.record(metrics.messageRequestLatency, since: start)
@@ -145,7 +143,7 @@ final class SiteClient: Sendable {
                 return .success([])
             }
             do {
-                return .success(try Send.list(from: try JSON(parsing: response.body)))
+                return .success(try Send.list(parsing: response.body))
             } catch {
                 metrics.siteFailure(endpoint: "message", reason: "body")
                 return .failure(.failed("malformed answer: \(error)"))

@@ -46,6 +46,81 @@ struct JSONParser {
         return value
     }
 
+    /// The byte ranges of the elements of the array that spans all of `bytes` (whitespace around it allowed), each
+    /// element validated as a JSON value.
+    static func elementRanges(of bytes: UnsafeBufferPointer<UInt8>) throws(JSONError) -> [Range<Int>] {
+        var parser = JSONParser(bytes: bytes)
+        parser.skipWhitespace()
+        let ranges = try parser.parseElementRanges()
+        parser.skipWhitespace()
+        guard parser.index == bytes.count else { throw parser.error("unexpected text after the value") }
+        return ranges
+    }
+
+    /// For an array of arrays that spans all of `bytes`, the byte ranges of the inner arrays' elements, in one pass.
+    static func nestedElementRanges(of bytes: UnsafeBufferPointer<UInt8>) throws(JSONError) -> [[Range<Int>]] {
+        var parser = JSONParser(bytes: bytes)
+        parser.skipWhitespace()
+        guard parser.index < bytes.count, bytes[parser.index] == UInt8(ascii: "[") else {
+            throw parser.error("expected an array")
+        }
+        try parser.enter()
+        parser.index += 1
+        var outer: [[Range<Int>]] = []
+        parser.skipWhitespace()
+        if parser.index < bytes.count, bytes[parser.index] == UInt8(ascii: "]") {
+            parser.index += 1
+        } else {
+            while true {
+                parser.skipWhitespace()
+                outer.append(try parser.parseElementRanges())
+                parser.skipWhitespace()
+                guard parser.index < bytes.count else { throw parser.error("unterminated array") }
+                if bytes[parser.index] == UInt8(ascii: ",") {
+                    parser.index += 1
+                } else if bytes[parser.index] == UInt8(ascii: "]") {
+                    parser.index += 1
+                    break
+                } else {
+                    throw parser.error("expected , or ]")
+                }
+            }
+        }
+        parser.skipWhitespace()
+        guard parser.index == bytes.count else { throw parser.error("unexpected text after the value") }
+        return outer
+    }
+
+    /// Parses the array at the current position, returning where each of its elements lies.
+    private mutating func parseElementRanges() throws(JSONError) -> [Range<Int>] {
+        guard index < bytes.count, bytes[index] == UInt8(ascii: "[") else { throw error("expected an array") }
+        try enter()
+        defer { depth -= 1 }
+        index += 1
+        var ranges: [Range<Int>] = []
+        skipWhitespace()
+        if index < bytes.count, bytes[index] == UInt8(ascii: "]") {
+            index += 1
+            return ranges
+        }
+        while true {
+            skipWhitespace()
+            let start = index
+            _ = try parseValue()
+            ranges.append(start..<index)
+            skipWhitespace()
+            guard index < bytes.count else { throw error("unterminated array") }
+            if bytes[index] == UInt8(ascii: ",") {
+                index += 1
+            } else if bytes[index] == UInt8(ascii: "]") {
+                index += 1
+                return ranges
+            } else {
+                throw error("expected , or ]")
+            }
+        }
+    }
+
     private func error(_ message: String) -> JSONError {
         JSONError(description: "\(message) at byte \(index)", offset: index)
     }

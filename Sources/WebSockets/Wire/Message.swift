@@ -2,30 +2,43 @@
 public struct Message: Sendable, Equatable {
     /// The action, such as `Client/authentication` or `hello:error`.
     public var action: String
-    /// Any JSON value; `null` when absent.
-    public var details: JSON
+    /// The details as their sender wrote them: what is passed on.
+    public var rawDetails: RawJSON
+
+    /// The details' value, parsed when asked for; `null` when absent.
+    public var details: JSON {
+        get { rawDetails.value }
+        set { rawDetails = RawJSON(newValue) }
+    }
 
     /// A message with the given action and details.
     public init(action: String, details: JSON = .null) {
         self.action = action
-        self.details = details
+        self.rawDetails = RawJSON(details)
     }
 
-    /// Decodes a text frame; an array of at least two elements whose first is a string.
+    /// A message with the given action and details as written.
+    public init(action: String, rawDetails: RawJSON) {
+        self.action = action
+        self.rawDetails = rawDetails
+    }
+
+    /// Decodes a text frame; an array of at least two elements whose first is a string. The details are kept as
+    /// written.
     public init(frame bytes: UnsafeBufferPointer<UInt8>) throws(WireError) {
-        let value: JSON
+        let ranges: [Range<Int>]
         do {
-            value = try JSON(parsing: bytes)
+            ranges = try JSONParser.elementRanges(of: bytes)
         } catch {
+            // Not an array at all, or not valid JSON: tell them apart as before.
+            if (try? JSON(parsing: bytes)) != nil { throw WireError(description: "not an array of [action, details]") }
             throw WireError(description: "not valid JSON: \(error.description)")
         }
-        guard case .array(let elements) = value, elements.count >= 2 else {
-            throw WireError(description: "not an array of [action, details]")
-        }
-        guard case .string(let action) = elements[0] else {
+        guard ranges.count >= 2 else { throw WireError(description: "not an array of [action, details]") }
+        guard case .string(let action)? = try? JSON(parsing: UnsafeBufferPointer(rebasing: bytes[ranges[0]])) else {
             throw WireError(description: "the action is not a string")
         }
-        self.init(action: action, details: elements[1])
+        self.init(action: action, rawDetails: RawJSON(unchecked: Array(bytes[ranges[1]])))
     }
 
     /// Decodes a text frame given as a string.
@@ -40,11 +53,11 @@ public struct Message: Sendable, Equatable {
     /// id, which the browser client remembers for recovery.
     public func encoded(id: Int64? = nil) -> [UInt8] {
         var bytes: [UInt8] = []
-        bytes.reserveCapacity(action.utf8.count + 24)
+        bytes.reserveCapacity(action.utf8.count + rawDetails.bytes.count + 24)
         bytes.append(UInt8(ascii: "["))
         JSON.writeString(action, into: &bytes)
         bytes.append(UInt8(ascii: ","))
-        details.write(into: &bytes)
+        bytes.append(contentsOf: rawDetails.bytes)
         if let id {
             bytes.append(UInt8(ascii: ","))
             bytes.append(contentsOf: String(id).utf8)

@@ -2,17 +2,28 @@
 public struct Send: Sendable, Equatable {
     /// The action the browsers receive.
     public var action: String
-    /// The details the browsers receive.
-    public var details: JSON
+    /// The details the browsers receive, as the sender wrote them.
+    public var rawDetails: RawJSON
     /// Whom it reaches.
     public var sendTo: SendTo
     /// The ids (or `[property, value]`) that `sendTo` selects by; ignored for `all` and `registeredUsers`.
     public var target: JSON
 
+    /// The details' value, parsed when asked for.
+    public var details: JSON {
+        get { rawDetails.value }
+        set { rawDetails = RawJSON(newValue) }
+    }
+
     /// A send of `action` with `details` to the connections that `sendTo` and `target` select.
     public init(action: String, details: JSON = .null, sendTo: SendTo, target: JSON = .null) {
+        self.init(action: action, rawDetails: RawJSON(details), sendTo: sendTo, target: target)
+    }
+
+    /// A send of `action` with details as written to the connections that `sendTo` and `target` select.
+    public init(action: String, rawDetails: RawJSON, sendTo: SendTo, target: JSON = .null) {
         self.action = action
-        self.details = details
+        self.rawDetails = rawDetails
         self.sendTo = sendTo
         self.target = target
     }
@@ -25,19 +36,25 @@ public struct Send: Sendable, Equatable {
         guard case .array(let elements) = json, elements.count >= 3 else {
             throw WireError(description: "a send is an array [action, details, send_to, target]")
         }
-        guard case .string(let action) = elements[0] else {
+        try self.init(
+            action: elements[0], rawDetails: RawJSON(elements[1]), sendTo: elements[2],
+            target: elements.count > 3 ? elements[3] : .null)
+    }
+
+    /// Checks the parts of a send: the one place its rules are written.
+    private init(action: JSON, rawDetails: RawJSON, sendTo: JSON, target: JSON) throws(WireError) {
+        guard case .string(let action) = action else {
             throw WireError(description: "the action of a send is not a string")
         }
         if Self.systemActions.contains(action) {
             // They close by the session or user their details name and ignore send_to and target: code written for
             // the seed may pass any send_to, 0 included.
-            self.init(action: action, details: elements[1], sendTo: .all)
+            self.init(action: action, rawDetails: rawDetails, sendTo: .all)
             return
         }
-        guard let number = elements[2].intValue, let sendTo = SendTo(rawValue: Int(number)) else {
+        guard let number = sendTo.intValue, let sendTo = SendTo(rawValue: Int(number)) else {
             throw WireError(description: "send_to must be one of 1...\(SendTo.allCases.count)")
         }
-        let target = elements.count > 3 ? elements[3] : .null
         switch sendTo {
         case .all, .registeredUsers: break
         case .specificUsers, .usersGroup, .sessions, .connections:
@@ -47,7 +64,63 @@ public struct Send: Sendable, Equatable {
                 throw WireError(description: "send_to 5 needs a target [property, value]")
             }
         }
-        self.init(action: action, details: elements[1], sendTo: sendTo, target: target)
+        self.init(action: action, rawDetails: rawDetails, sendTo: sendTo, target: target)
+    }
+
+    /// Decodes a send from the ranges of its elements in `bytes` (validated JSON): the details are kept as
+    /// written, the rest is parsed (routing needs it).
+    init(elements ranges: [Range<Int>], in bytes: UnsafeBufferPointer<UInt8>) throws(WireError) {
+        guard ranges.count >= 3 else {
+            throw WireError(description: "a send is an array [action, details, send_to, target]")
+        }
+        func value(_ index: Int) -> JSON {
+            guard index < ranges.count else { return .null }
+            return (try? JSON(parsing: UnsafeBufferPointer(rebasing: bytes[ranges[index]]))) ?? .null
+        }
+        try self.init(
+            action: value(0), rawDetails: RawJSON(unchecked: Array(bytes[ranges[1]])), sendTo: value(2),
+            target: value(3))
+    }
+
+    /// Decodes one send or an array of sends from JSON text (a body of `/WebSockets/send`, a site's answer),
+    /// keeping each send's details as written.
+    public static func list(parsing text: [UInt8]) throws(WireError) -> [Send] {
+        let result = text.withUnsafeBufferPointer { bytes in
+            Result { () throws(WireError) -> [Send] in try list(parsing: bytes) }
+        }
+        return try result.get()
+    }
+
+    private static func list(parsing bytes: UnsafeBufferPointer<UInt8>) throws(WireError) -> [Send] {
+        // The first element tells one send (a string) from a list of them (an array).
+        var position = 0
+        func skipWhitespace() {
+            while position < bytes.count, [0x20, 0x0A, 0x0D, 0x09].contains(bytes[position]) { position += 1 }
+        }
+        skipWhitespace()
+        let isArray = position < bytes.count && bytes[position] == UInt8(ascii: "[")
+        position += 1
+        skipWhitespace()
+        do {
+            if isArray, position < bytes.count, bytes[position] == UInt8(ascii: "[") {
+                var sends: [Send] = []
+                for ranges in try JSONParser.nestedElementRanges(of: bytes) {
+                    sends.append(try Send(elements: ranges, in: bytes))
+                }
+                return sends
+            }
+            let ranges = try JSONParser.elementRanges(of: bytes)
+            return ranges.isEmpty ? [] : [try Send(elements: ranges, in: bytes)]
+        } catch let error as JSONError {
+            if isArray, (try? JSON(parsing: bytes)) != nil {
+                throw WireError(description: "expected [action, details, send_to, target] or an array of them")
+            }
+            throw WireError(description: "not valid JSON: \(error.description)")
+        } catch let error as WireError {
+            throw error
+        } catch {
+            throw WireError(description: "\(error)")
+        }
     }
 
     /// Decodes one send or an array of sends, as a body of `/WebSockets/send` or a site's answer.
@@ -67,5 +140,22 @@ public struct Send: Sendable, Equatable {
     /// `[action, details, send_to, target]`.
     public var json: JSON {
         .array([.string(action), details, .int(Int64(sendTo.rawValue)), target])
+    }
+
+    /// The text `[action, details, send_to, target]` with the details as written, and `extra` elements after them.
+    public func encoded(extra: [JSON] = []) -> [UInt8] {
+        var bytes: [UInt8] = [UInt8(ascii: "[")]
+        bytes.reserveCapacity(rawDetails.bytes.count + action.utf8.count + 32)
+        JSON.writeString(action, into: &bytes)
+        bytes.append(UInt8(ascii: ","))
+        bytes.append(contentsOf: rawDetails.bytes)
+        bytes.append(contentsOf: ",\(sendTo.rawValue),".utf8)
+        target.write(into: &bytes)
+        for element in extra {
+            bytes.append(UInt8(ascii: ","))
+            element.write(into: &bytes)
+        }
+        bytes.append(UInt8(ascii: "]"))
+        return bytes
     }
 }

@@ -21,7 +21,13 @@ final class TestSite: Sendable {
         /// When set, a request without a cookie gets a guest session of its own, as PHP sites start one per visitor.
         var guestsWithoutCookie = false
         var guestsStarted = 0
+        /// The message endpoint's request bodies, as they arrived.
+        var messageBodies: [String] = []
     }
+
+    /// Details spelled the way a re-serialiser would change: keys out of order, a number beyond Double, an integer
+    /// beyond 2^53, an escape, nesting. The action `verbatim` answers a send of exactly these bytes to everyone.
+    static let verbatimDetails = #"{"z":1,"a":{"y":[1e400,12345678901234567890,-0.0],"b":"\u00e9"},"m":null}"#
 
     let key: String
     let state = NIOLockedValueBox(State())
@@ -116,7 +122,10 @@ final class TestSite: Sendable {
             return .json(session)
         case "/api/WebSockets/message":
             guard let event = try? JSON(parsing: request.body) else { return .error(.badRequest) }
-            state.withLockedValue { $0.events.append(event) }
+            state.withLockedValue {
+                $0.events.append(event)
+                $0.messageBodies.append(String(decoding: request.body, as: UTF8.self))
+            }
             guard event["event"] == "WebSockets/message" else { return HTTPServerResponse() }
             switch event["action"]?.stringValue ?? "" {
             case "hello":
@@ -128,6 +137,10 @@ final class TestSite: Sendable {
             case "slow":
                 try? await Task.sleep(for: .seconds(10))
                 return HTTPServerResponse()
+            case "verbatim":
+                return HTTPServerResponse(
+                    headers: ["Content-Type": "application/json"],
+                    body: Array(#"[["verbatim","#.utf8) + Array(Self.verbatimDetails.utf8) + Array(",1]]".utf8))
             case "linger":
                 try? await Task.sleep(for: .seconds(3))
                 return HTTPServerResponse()
