@@ -172,6 +172,20 @@ import Testing
         }
     }
 
+    /// Issue 12, point 7: the first send after PostgreSQL stops reaches this server's tabs at once; it waited for
+    /// the 2 s query timeout before.
+    @Test func aSendRightAfterPostgresStopsReachesThisServersTabsAtOnce() async throws {
+        let cluster = try await Cluster.start(1)
+        defer { cluster.postgres.shutdown() }
+        defer { Task { await cluster.stopServers() } }
+        let alice = try await cluster.connect("alice", to: 0)
+        try cluster.postgres.stop()
+        // The LISTEN connection's loss is how the server learns it; let it be read.
+        try await Task.sleep(for: .milliseconds(200))
+        cluster.servers[0].sendToClients("during", 1, .specificUsers, 1)
+        #expect(try await alice.nextMessage(timeout: .seconds(1)) == Message(action: "during", details: 1))
+    }
+
     @Test func clientsOfAKilledServerRecoverThroughAnother() async throws {
         let cluster = try await Cluster.start(1)
         defer { cluster.postgres.shutdown() }

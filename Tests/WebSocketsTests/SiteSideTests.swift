@@ -145,6 +145,36 @@ import Testing
         #expect(Message(action: "x", rawDetails: try RawJSON(validating: Array(details.utf8))).details["z"] == 1)
     }
 
+    /// Live routing (through the indexes) and the replay's selection (asked of one connection) agree on every
+    /// send_to.
+    @Test func routingAndReplaySelectTheSameConnections() async throws {
+        let harness = try await Harness.start()
+        defer { Task { await harness.stop() } }
+        var sockets: [TestWebSocket] = []
+        for sid in ["alice", "alice2", "bob", "carol", "guest", "phpguest"] {
+            sockets.append(try await harness.connect(sid, headers: [("User-Agent", "agent-\(sid)")]))
+        }
+        sockets.append(try await TestWebSocket.connect(port: harness.port))
+        let hub = harness.server.hub
+        try await eventually { hub.counts == (7, 6) }
+        let someConnection = try #require(hub.allConnections().first).id
+        let sends: [(SendTo, JSON)] = [
+            (.all, nil), (.registeredUsers, nil), (.specificUsers, 1), (.specificUsers, [1, "2", 2.0, 9]),
+            (.usersGroup, 10), (.usersGroup, [2, 1]), (.sessions, "session-bob"), (.sessions, ["session-alice", "x"]),
+            (.connections, .string(someConnection)), (.connections, [.string(someConnection), "nope"]),
+            (.filter, ["user", "3"]), (.filter, ["session", "session-carol"]), (.filter, ["plan", "pro"]),
+            (.filter, ["language", "de"]), (.filter, ["guest", true]), (.filter, ["ip", "127.0.0.1"]),
+            (.filter, ["user_agent", "agent-bob"]), (.filter, ["nothing", 1]),
+        ]
+        for (sendTo, target) in sends {
+            let send = Send(action: "x", sendTo: sendTo, target: target)
+            let routed = Set(hub.recipients(of: SendSelection(send)).map(\.id))
+            let replayed = Set(hub.allConnections().filter { hub.selects(send, $0) }.map(\.id))
+            #expect(routed == replayed, "send_to \(sendTo) \(target)")
+        }
+        for socket in sockets { await socket.close() }
+    }
+
     // 5. `guest` as PHP sites write it.
     @Test func guestAcceptsTheValuesSitesSend() async throws {
         for (value, guest) in [

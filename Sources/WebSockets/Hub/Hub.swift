@@ -122,12 +122,11 @@ public final class Hub: Sendable {
         indexes.withLockedValue { Array($0.all.values) }
     }
 
-    /// The connections `send` selects.
-    func recipients(of sendTo: SendTo, target: JSON) -> [Connection] {
-        let keys: [String]
-        if case .array(let items) = target { keys = items.map(\.indexKey) } else { keys = [target.indexKey] }
-        return indexes.withLockedValue { indexes -> [Connection] in
-            func union(_ index: [String: [Connection]]) -> [Connection] {
+    /// The connections `selection` selects: found through an index where one holds them, else by asking the
+    /// selection of each connection.
+    func recipients(of selection: SendSelection) -> [Connection] {
+        indexes.withLockedValue { indexes -> [Connection] in
+            func union(_ index: [String: [Connection]], _ keys: [String]) -> [Connection] {
                 if keys.count == 1 { return index[keys[0]] ?? [] }
                 var seen = Set<ObjectIdentifier>()
                 var union: [Connection] = []
@@ -138,82 +137,35 @@ public final class Hub: Sendable {
                 }
                 return union
             }
-            switch sendTo {
-            case .all:
-                return Array(indexes.all.values)
-            case .registeredUsers:
-                return indexes.all.values.filter { connection in
-                    guard let session = connection.session else { return false }
-                    return !session.guest
-                }
-            case .specificUsers: return union(indexes.byUser)
-            case .usersGroup: return union(indexes.byGroup)
-            case .sessions: return union(indexes.bySession)
-            case .connections: return keys.compactMap { indexes.all[$0] }
-            case .filter:
-                guard case .array(let pair) = target, pair.count == 2, let property = pair[0].stringValue else {
-                    return []
-                }
-                let value = pair[1]
-                switch property {
-                case "user": return indexes.byUser[value.indexKey] ?? []
-                case "session": return indexes.bySession[value.indexKey] ?? []
-                default:
-                    // Other properties have no index: a filter on them is the one send that scans.
-                    return indexes.all.values.filter { Self.connection($0, has: property, equalTo: value) }
-                }
+            switch selection.lookup {
+            case .all: return Array(indexes.all.values)
+            case .users(let keys): return union(indexes.byUser, keys)
+            case .groups(let keys): return union(indexes.byGroup, keys)
+            case .sessions(let keys): return union(indexes.bySession, keys)
+            case .connections(let keys): return keys.compactMap { indexes.all[$0] }
+            case .scan:
+                // Registered users, and filters on properties without an index: the sends that scan.
+                return indexes.all.values.filter { Self.selection(selection, selects: $0) }
             }
         }
     }
 
-    private static func connection(_ connection: Connection, has property: String, equalTo value: JSON) -> Bool {
-        let session = connection.session
-        let actual: JSON?
-        switch property {
-        case "ip": actual = .string(connection.address)
-        case "user_agent": actual = .string(connection.credentials.userAgent)
-        case "language": actual = (session?.language).map(JSON.string)
-        case "guest": actual = session.map { .bool($0.guest) }
-        default: actual = session?.properties[property]
-        }
-        guard let actual else { return false }
-        return actual.loosely(equals: value)
+    private static func selection(_ selection: SendSelection, selects connection: Connection) -> Bool {
+        selection.selects(
+            id: connection.id, session: connection.session, address: connection.address,
+            userAgent: connection.credentials.userAgent)
     }
 
-    /// Whether `send` selects `connection`: the same rules as routing, for one connection (replay after a
+    /// Whether `send` selects `connection`: the same rule as routing, for one connection (a replay after a
     /// reconnection).
     func selects(_ send: Send, _ connection: Connection) -> Bool {
-        let keys: Set<String>
-        if case .array(let items) = send.target {
-            keys = Set(items.map(\.indexKey))
-        } else {
-            keys = [send.target.indexKey]
-        }
-        let session = connection.session
-        switch send.sendTo {
-        case .all: return true
-        case .registeredUsers: return session.map { !$0.guest } ?? false
-        case .specificUsers: return session.map { keys.contains($0.user.indexKey) } ?? false
-        case .usersGroup: return session?.groups.contains { keys.contains($0.indexKey) } ?? false
-        case .sessions: return session.map { keys.contains($0.session) } ?? false
-        case .connections: return keys.contains(connection.id)
-        case .filter:
-            guard case .array(let pair) = send.target, pair.count == 2, let property = pair[0].stringValue else {
-                return false
-            }
-            switch property {
-            case "user": return session?.user.loosely(equals: pair[1]) ?? false
-            case "session": return session.map { JSON.string($0.session).loosely(equals: pair[1]) } ?? false
-            default: return Self.connection(connection, has: property, equalTo: pair[1])
-            }
-        }
+        Self.selection(SendSelection(send), selects: connection)
     }
 
     /// Whether every connection a `send_to 7` names is on this server (then the send needs no cluster bus).
     func holdsAllConnections(of send: Send) -> Bool {
         guard send.sendTo == .connections else { return false }
-        let keys: [String]
-        if case .array(let items) = send.target { keys = items.map(\.indexKey) } else { keys = [send.target.indexKey] }
+        let keys = SendSelection(send).keys
         return indexes.withLockedValue { indexes in keys.allSatisfy { indexes.all[$0] != nil } }
     }
 
@@ -225,14 +177,14 @@ public final class Hub: Sendable {
         metrics.sends(send.sendTo).increment()
         switch send.action {
         case "Server/close_by_session":
-            return closeForGood(recipients(of: .sessions, target: send.details))
+            return closeForGood(recipients(of: SendSelection(.sessions, target: send.details)))
         case "Server/close_by_user":
-            return closeForGood(recipients(of: .specificUsers, target: send.details))
+            return closeForGood(recipients(of: SendSelection(.specificUsers, target: send.details)))
         default:
             break
         }
         // A send to everyone: each loop writes to its own connections from its registry, no list of them is made.
-        let targets = send.sendTo == .all ? nil : recipients(of: send.sendTo, target: send.target)
+        let targets = send.sendTo == .all ? nil : recipients(of: SendSelection(send))
         let count = targets?.count ?? counts.connections
         guard count > 0 else { return 0 }
         let frame = ServerFrame.text(Message(action: send.action, rawDetails: send.rawDetails).encoded(id: id))

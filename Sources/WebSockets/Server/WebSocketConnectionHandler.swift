@@ -76,7 +76,7 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
         }
         // In a cluster, live messages wait until authentication has replayed what the browser missed: a send that
         // arrived while the site checked the session once reached the tab before its replay, and again in it.
-        if server.bus.isCluster { hold() }
+        if server.router.isCluster { hold() }
         shard.register(self)
     }
 

@@ -126,7 +126,7 @@ extension WebSocketsServer {
             connection.userLogger.debug("authenticated")
             connection.send(Message(action: "Client/authentication", details: "ok"))
             // In a cluster the connection's live messages are held from its start until the replay has gone out.
-            if bus.isCluster { await recover(connection, after: message.details["last_id"]?.intValue) }
+            if router.isCluster { await recover(connection, after: message.details["last_id"]?.intValue) }
             await dispatch(name: "Client/authentication", message: message, connection: connection, session: session)
         case .valid, .rejected:
             metrics.authRejected.increment()

@@ -27,7 +27,8 @@ extension WebSocketsServer {
     /// ``acceptSendsHere(_:)``).
     func respondImmediately(to request: HTTPServerRequest) -> ImmediateAnswer? {
         if request.method == .POST && request.path == "/WebSockets/send" {
-            guard !bus.isCluster, request.body.count <= 65536 else { return nil }
+            // In a cluster a send is answered once PostgreSQL took it: not on the loop.
+            guard !router.isCluster, request.body.count <= 65536 else { return nil }
             return acceptSendsHere(request)
         }
         return immediateResponse(to: request).map(ImmediateAnswer.response)
@@ -85,12 +86,11 @@ extension WebSocketsServer {
         case .failure(let refusal): return refusal.response
         case .success(let checked): sends = checked
         }
-        if bus.isCluster {
-            // Accepted once written to PostgreSQL; each server delivers to its own connections.
-            await perform(sends)
+        // In a cluster, accepted once written to PostgreSQL; each server counts its own deliveries.
+        guard let delivered = await router.perform(sends) else {
             return .json(["accepted": .int(Int64(sends.count))], status: .accepted)
         }
-        return deliverHere(sends)
+        return .json(["accepted": .int(Int64(sends.count)), "delivered": .int(Int64(delivered))], status: .accepted)
     }
 
     /// A send on a single server, checked and parsed on the loop and delivered at once; one that may reach many
@@ -111,8 +111,7 @@ extension WebSocketsServer {
     }
 
     private func deliverHere(_ sends: [Send]) -> HTTPServerResponse {
-        var delivered = 0
-        for send in sends { delivered += hub.deliver(send) }
+        let delivered = router.enqueue(sends)
         return .json(["accepted": .int(Int64(sends.count)), "delivered": .int(Int64(delivered))], status: .accepted)
     }
 

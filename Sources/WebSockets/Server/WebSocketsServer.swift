@@ -96,25 +96,17 @@ public final class WebSocketsServer: Service, Sendable {
     public func sendToClients(_ action: String, _ details: JSON = .null, _ sendTo: SendTo, _ target: JSON = .null)
         -> Int
     {
-        let send = Send(action: action, details: details, sendTo: sendTo, target: target)
-        if !bus.isCluster || hub.holdsAllConnections(of: send) { return hub.deliver(send) }
-        bus.enqueue([send])
-        return 0
+        router.enqueue([Send(action: action, details: details, sendTo: sendTo, target: target)])
     }
 
     /// Performs sends on every server of the cluster; returns once they are accepted (written to PostgreSQL, or
     /// delivered here on a single server). Sends to connections of this server only stay here.
     public func perform(_ sends: [Send]) async {
-        var shared: [Send] = []
-        for send in sends {
-            if !bus.isCluster || hub.holdsAllConnections(of: send) {
-                hub.deliver(send)
-            } else {
-                shared.append(send)
-            }
-        }
-        if !shared.isEmpty { await bus.publish(shared) }
+        await router.perform(sends)
     }
+
+    /// Where sends go: here or through the cluster's bus.
+    var router: SendRouter { SendRouter(hub: hub, bus: bus) }
 
     // MARK: Lifecycle
 
