@@ -31,8 +31,11 @@ extension Settings {
         .string("log_file", \.logFile, "where a server started by web start writes its output"),
         .number("site_timeout", \.siteTimeout, 0.1...600, "seconds a call to the site may take, connecting included"),
         .number(
-            "session_cache_ttl", \.sessionCacheTTL, 0...3600, "seconds a session answer is reused for the same cookie"),
-        .integer("site_concurrency", \.siteConcurrency, 1...10_000, "calls to the site at once; more wait in order"),
+            "session_cache_ttl", \.sessionCacheTTL, 0...3600,
+            "seconds a session answer is reused for the same cookie, browser and address"),
+        .integer(
+            "site_concurrency", \.siteConcurrency, 1...10_000,
+            "calls to the site at once; more wait in lanes (session checks first, users taking turns)"),
         .integer(
             "max_message_size", \.maxMessageSize, 16...(64 << 20),
             "largest browser message in bytes; larger closes with 1009"),
