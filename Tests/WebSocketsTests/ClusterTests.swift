@@ -282,6 +282,29 @@ import Testing
         #expect(tabs.contains { $0.reconnections > 0 })
     }
 
+    /// In a cluster a connection holds live messages until its replay: one that never authenticates cannot make
+    /// the server keep broadcasts for it beyond `max_outbound_buffer`.
+    @Test func messagesHeldBeforeAuthenticationAreBounded() async throws {
+        let cluster = try await Cluster.start(1) {
+            $0.maxOutboundBuffer = 16384
+            $0.authenticationTimeout = 60
+        }
+        defer { cluster.postgres.shutdown() }
+        defer { Task { await cluster.stopServers() } }
+        let silent = try await TestWebSocket.connect(port: cluster.servers[0].port)
+        let alice = try await cluster.connect("alice", to: 0)
+        let payload = JSON.string(String(repeating: "z", count: 1000))
+        // One at a time, each read by alice: she is a fast reader; the silent one holds 1 KB more each time.
+        for _ in 0..<30 {
+            cluster.servers[0].sendToClients("big", payload, .all)
+            #expect(try await alice.nextMessage().action == "big")
+        }
+        let close = try await silent.nextClose()
+        #expect(close.code == 1013)
+        let metrics = String(decoding: cluster.servers[0].metrics.render(), as: UTF8.self)
+        #expect(metrics.contains(#"websockets_dropped_total{reason="replay_overflow"}"#))
+    }
+
     /// Issue 12, point 4: details reach the browser byte for byte through every way in of a cluster.
     @Test func detailsPassThroughEveryWayInAsWritten() async throws {
         let cluster = try await Cluster.start(1)

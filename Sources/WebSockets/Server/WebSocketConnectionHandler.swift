@@ -44,8 +44,8 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
     private var lastHeard = NIODeadline.now()
     /// The refusals (rate, waiting limit) already logged for this connection: each is logged once.
     private var loggedRefusals: UInt8 = 0
-    /// Live messages held back until the replay (encoded frames), with their cluster ids; `nil` when live.
-    private var held: [(frame: ByteBuffer, id: Int64?)]?
+    /// Live messages held back until the replay; `nil` when live.
+    private var held: HeldMessages?
     /// The cluster ids this connection already has (a reconnected tab's `last_id` and the ids replayed to it):
     /// a live copy of one of them is not written. `nil` for a connection that recovered nothing.
     private var alreadySent: AlreadySent?
@@ -247,7 +247,7 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
 
     /// Holds live messages back until ``release(replay:through:replayed:)``.
     func hold() {
-        if held == nil { held = [] }
+        if held == nil { held = HeldMessages() }
     }
 
     /// Writes `replay`, then the held messages, and goes live; from now on a message whose id is at or below
@@ -256,7 +256,7 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
         if through != nil || !replayed.isEmpty {
             alreadySent = AlreadySent(through: through ?? 0, ids: replayed)
         }
-        let waiting = held ?? []
+        let waiting = held?.frames ?? []
         held = nil
         for payload in replay { write(text: payload, id: nil, bypassingHold: true) }
         for (frame, id) in waiting {
@@ -286,12 +286,17 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
             server.metrics.dropped(reason: "duplicate")
             return .notWritten
         }
-        if !bypassingHold, held != nil {
-            held!.append((frame, id))
-            // A replay that takes long must not let memory grow without bound either.
-            if held!.count > 10_000 {
-                connection.userLogger.warning("too many messages held during a replay, closing")
-                server.metrics.dropped(reason: "replay_overflow")
+        if !bypassingHold, let held {
+            held.frames.append((frame, id))
+            held.bytes += frame.readableBytes
+            // Held from the connection's start in a cluster, until authentication and its replay: bounded like an
+            // outbound buffer, so that connections that never authenticate cannot hold broadcasts without limit.
+            if held.frames.count > 10_000 || held.bytes > server.settings.maxOutboundBuffer {
+                connection.userLogger.warning(
+                    "too many messages held before the replay, closing",
+                    metadata: ["count": "\(held.frames.count)", "bytes": "\(held.bytes)"])
+                server.metrics.dropped(reason: "replay_overflow", count: held.frames.count)
+                self.held = nil
                 close(code: .tryAgainLater, reason: "Try again")
             }
             return .notWritten
@@ -350,4 +355,10 @@ final class AlreadySent {
     func contains(_ id: Int64) -> Bool {
         id <= through || ids.contains(id)
     }
+}
+
+/// The live messages a connection holds back until its replay, and their size.
+final class HeldMessages {
+    var frames: [(frame: ByteBuffer, id: Int64?)] = []
+    var bytes = 0
 }
