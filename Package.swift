@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .executable(name: "websockets", targets: ["websockets"]),
         .library(name: "WebSockets", targets: ["WebSockets"]),
+        .library(name: "WebSocketsProtocol", targets: ["WebSocketsProtocol"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -24,9 +25,13 @@ let package = Package(
             providers: [.apt(["libcurl4-openssl-dev"])]
         ),
         .systemLibrary(name: "CLaunch"),
+        // The wire format (JSON, messages, sends, send_to, sessions, close codes, error replies): no NIO, so that
+        // anything speaking the protocol can use it without the server.
+        .target(name: "WebSocketsProtocol"),
         .target(
             name: "WebSockets",
             dependencies: [
+                "WebSocketsProtocol",
                 "CCurl",
                 "CLaunch",
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -64,6 +69,7 @@ let package = Package(
             name: "WebSocketsTests",
             dependencies: [
                 "WebSockets",
+                "WebSocketsProtocol",
                 "WebSocketsDemo",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -103,6 +103,11 @@ import Testing
                     await tab.close()
                 }
             }
+            // And one that closes only once authenticated, so that at least one pair is always there to check.
+            group.addTask {
+                let tab = try await harness.connect("slow")
+                await tab.close()
+            }
             try await group.waitForAll()
         }
         try await eventually(timeout: .seconds(10)) { harness.server.hub.counts.connections == 0 }

@@ -29,7 +29,7 @@ public struct Send: Sendable, Equatable {
     }
 
     /// The actions the server performs itself rather than deliver.
-    static let systemActions: Set<String> = ["Server/close_by_session", "Server/close_by_user"]
+    package static let systemActions: Set<String> = ["Server/close_by_session", "Server/close_by_user"]
 
     /// Decodes `[action, details, send_to, target]` (details and target may be left off).
     public init(json: JSON) throws(WireError) {
@@ -69,7 +69,7 @@ public struct Send: Sendable, Equatable {
 
     /// Decodes a send from the ranges of its elements in `bytes` (validated JSON): the details are kept as
     /// written, the rest is parsed (routing needs it).
-    init(elements ranges: [Range<Int>], in bytes: UnsafeBufferPointer<UInt8>) throws(WireError) {
+    package init(elements ranges: [Range<Int>], in bytes: UnsafeBufferPointer<UInt8>) throws(WireError) {
         guard ranges.count >= 3 else {
             throw WireError(description: "a send is an array [action, details, send_to, target]")
         }

@@ -24,7 +24,7 @@ public struct RawJSON: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// Bytes the parser has already validated as one JSON value.
-    init(unchecked bytes: [UInt8]) {
+    package init(unchecked bytes: [UInt8]) {
         self.bytes = bytes
     }
 

@@ -28,7 +28,7 @@ extension JSON {
 }
 
 /// A recursive-descent parser over UTF-8 bytes; nesting is capped so a hostile frame cannot exhaust the stack.
-struct JSONParser {
+package struct JSONParser {
     private let bytes: UnsafeBufferPointer<UInt8>
     private var index = 0
     private var depth = 0
@@ -48,7 +48,7 @@ struct JSONParser {
 
     /// The byte ranges of the elements of the array that spans all of `bytes` (whitespace around it allowed), each
     /// element validated as a JSON value.
-    static func elementRanges(of bytes: UnsafeBufferPointer<UInt8>) throws(JSONError) -> [Range<Int>] {
+    package static func elementRanges(of bytes: UnsafeBufferPointer<UInt8>) throws(JSONError) -> [Range<Int>] {
         var parser = JSONParser(bytes: bytes)
         parser.skipWhitespace()
         let ranges = try parser.parseElementRanges()
@@ -58,7 +58,7 @@ struct JSONParser {
     }
 
     /// For an array of arrays that spans all of `bytes`, the byte ranges of the inner arrays' elements, in one pass.
-    static func nestedElementRanges(of bytes: UnsafeBufferPointer<UInt8>) throws(JSONError) -> [[Range<Int>]] {
+    package static func nestedElementRanges(of bytes: UnsafeBufferPointer<UInt8>) throws(JSONError) -> [[Range<Int>]] {
         var parser = JSONParser(bytes: bytes)
         parser.skipWhitespace()
         guard parser.index < bytes.count, bytes[parser.index] == UInt8(ascii: "[") else {

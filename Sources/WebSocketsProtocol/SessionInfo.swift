@@ -56,7 +56,7 @@ public struct SessionInfo: Sendable, Equatable {
 
     /// Reads `guest` as sites write it: PHP's truthiness, so `true`, `1` and `"1"` are guests, and `false`, `0`,
     /// `"0"`, `""`, `null` or no `guest` at all a registered user.
-    static func isGuest(_ value: JSON?) -> Bool {
+    package static func isGuest(_ value: JSON?) -> Bool {
         switch value {
         case .bool(let flag): return flag
         case .int(let number): return number != 0

@@ -22,7 +22,7 @@ public struct WebSocketCloseCode: Sendable, Equatable {
     /// Whether a close frame from the other end may carry `code` (RFC 6455 section 7.4): the defined codes that may
     /// be sent (1000-1003, 1007-1011) and those for libraries and applications (3000-4999). 1005, 1006 and 1015 are
     /// never sent on the wire; the rest are reserved.
-    static func mayBeReceived(_ code: UInt16) -> Bool {
+    package static func mayBeReceived(_ code: UInt16) -> Bool {
         (1000...1003).contains(code) || (1007...1011).contains(code) || (3000...4999).contains(code)
     }
 }

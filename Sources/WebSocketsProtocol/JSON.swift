@@ -46,7 +46,7 @@ extension JSON {
     }
 
     /// A key under which equal ids meet in an index, whatever their JSON type: `42`, `42.0` and `"42"` are one user.
-    var indexKey: String {
+    package var indexKey: String {
         switch self {
         case .string(let value): return value
         case .int(let value): return String(value)
@@ -60,7 +60,7 @@ extension JSON {
     }
 
     /// Equality as a site means it in a filter: numbers and their string forms compare by value.
-    func loosely(equals other: JSON) -> Bool {
+    package func loosely(equals other: JSON) -> Bool {
         switch (self, other) {
         case (.array, _), (.object, _), (_, .array), (_, .object): return self == other
         default: return indexKey == other.indexKey
