@@ -27,6 +27,14 @@ extension JSON {
     }
 }
 
+/// One element of a parsed array: its value and the byte range of its text.
+package struct JSONElement: Sendable {
+    /// The value.
+    package let value: JSON
+    /// Where its text lies in the parsed bytes.
+    package let range: Range<Int>
+}
+
 /// A recursive-descent parser over UTF-8 bytes; nesting is capped so a hostile frame cannot exhaust the stack.
 package struct JSONParser {
     private let bytes: UnsafeBufferPointer<UInt8>
@@ -46,19 +54,19 @@ package struct JSONParser {
         return value
     }
 
-    /// The byte ranges of the elements of the array that spans all of `bytes` (whitespace around it allowed), each
-    /// element validated as a JSON value.
-    package static func elementRanges(of bytes: UnsafeBufferPointer<UInt8>) throws(JSONError) -> [Range<Int>] {
+    /// The elements of the array that spans all of `bytes` (whitespace around it allowed): each one's value and
+    /// where its text lies, so that a caller can keep the text as written and still read the value.
+    package static func elements(of bytes: UnsafeBufferPointer<UInt8>) throws(JSONError) -> [JSONElement] {
         var parser = JSONParser(bytes: bytes)
         parser.skipWhitespace()
-        let ranges = try parser.parseElementRanges()
+        let elements = try parser.parseElements()
         parser.skipWhitespace()
         guard parser.index == bytes.count else { throw parser.error("unexpected text after the value") }
-        return ranges
+        return elements
     }
 
-    /// For an array of arrays that spans all of `bytes`, the byte ranges of the inner arrays' elements, in one pass.
-    package static func nestedElementRanges(of bytes: UnsafeBufferPointer<UInt8>) throws(JSONError) -> [[Range<Int>]] {
+    /// For an array of arrays that spans all of `bytes`, the elements of each inner array, in one pass.
+    package static func nestedElements(of bytes: UnsafeBufferPointer<UInt8>) throws(JSONError) -> [[JSONElement]] {
         var parser = JSONParser(bytes: bytes)
         parser.skipWhitespace()
         guard parser.index < bytes.count, bytes[parser.index] == UInt8(ascii: "[") else {
@@ -66,14 +74,14 @@ package struct JSONParser {
         }
         try parser.enter()
         parser.index += 1
-        var outer: [[Range<Int>]] = []
+        var outer: [[JSONElement]] = []
         parser.skipWhitespace()
         if parser.index < bytes.count, bytes[parser.index] == UInt8(ascii: "]") {
             parser.index += 1
         } else {
             while true {
                 parser.skipWhitespace()
-                outer.append(try parser.parseElementRanges())
+                outer.append(try parser.parseElements())
                 parser.skipWhitespace()
                 guard parser.index < bytes.count else { throw parser.error("unterminated array") }
                 if bytes[parser.index] == UInt8(ascii: ",") {
@@ -91,30 +99,30 @@ package struct JSONParser {
         return outer
     }
 
-    /// Parses the array at the current position, returning where each of its elements lies.
-    private mutating func parseElementRanges() throws(JSONError) -> [Range<Int>] {
+    /// Parses the array at the current position, returning each element's value and where its text lies.
+    private mutating func parseElements() throws(JSONError) -> [JSONElement] {
         guard index < bytes.count, bytes[index] == UInt8(ascii: "[") else { throw error("expected an array") }
         try enter()
         defer { depth -= 1 }
         index += 1
-        var ranges: [Range<Int>] = []
+        var elements: [JSONElement] = []
         skipWhitespace()
         if index < bytes.count, bytes[index] == UInt8(ascii: "]") {
             index += 1
-            return ranges
+            return elements
         }
         while true {
             skipWhitespace()
             let start = index
-            _ = try parseValue()
-            ranges.append(start..<index)
+            let value = try parseValue()
+            elements.append(JSONElement(value: value, range: start..<index))
             skipWhitespace()
             guard index < bytes.count else { throw error("unterminated array") }
             if bytes[index] == UInt8(ascii: ",") {
                 index += 1
             } else if bytes[index] == UInt8(ascii: "]") {
                 index += 1
-                return ranges
+                return elements
             } else {
                 throw error("expected , or ]")
             }

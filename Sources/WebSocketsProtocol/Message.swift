@@ -3,18 +3,27 @@ public struct Message: Sendable, Equatable {
     /// The action, such as `Client/authentication` or `hello:error`.
     public var action: String
     /// The details as their sender wrote them: what is passed on.
-    public var rawDetails: RawJSON
+    public var rawDetails: RawJSON {
+        didSet { parsed = nil }
+    }
+    /// The details' value when it is known without parsing (decoded from a frame, or given): a browser's message is
+    /// parsed once, for the check and for in-process handlers alike.
+    private var parsed: JSON?
 
-    /// The details' value, parsed when asked for; `null` when absent.
+    /// The details' value; `null` when absent.
     public var details: JSON {
-        get { rawDetails.value }
-        set { rawDetails = RawJSON(newValue) }
+        get { parsed ?? rawDetails.value }
+        set {
+            rawDetails = RawJSON(newValue)
+            parsed = newValue
+        }
     }
 
     /// A message with the given action and details.
     public init(action: String, details: JSON = .null) {
         self.action = action
         self.rawDetails = RawJSON(details)
+        self.parsed = details
     }
 
     /// A message with the given action and details as written.
@@ -24,21 +33,27 @@ public struct Message: Sendable, Equatable {
     }
 
     /// Decodes a text frame; an array of at least two elements whose first is a string. The details are kept as
-    /// written.
+    /// written, and their value too.
     public init(frame bytes: UnsafeBufferPointer<UInt8>) throws(WireError) {
-        let ranges: [Range<Int>]
+        let elements: [JSONElement]
         do {
-            ranges = try JSONParser.elementRanges(of: bytes)
+            elements = try JSONParser.elements(of: bytes)
         } catch {
             // Not an array at all, or not valid JSON: tell them apart as before.
             if (try? JSON(parsing: bytes)) != nil { throw WireError(description: "not an array of [action, details]") }
             throw WireError(description: "not valid JSON: \(error.description)")
         }
-        guard ranges.count >= 2 else { throw WireError(description: "not an array of [action, details]") }
-        guard case .string(let action)? = try? JSON(parsing: UnsafeBufferPointer(rebasing: bytes[ranges[0]])) else {
+        guard elements.count >= 2 else { throw WireError(description: "not an array of [action, details]") }
+        guard case .string(let action) = elements[0].value else {
             throw WireError(description: "the action is not a string")
         }
-        self.init(action: action, rawDetails: RawJSON(unchecked: Array(bytes[ranges[1]])))
+        self.init(action: action, rawDetails: RawJSON(unchecked: Array(bytes[elements[1].range])))
+        self.parsed = elements[1].value
+    }
+
+    /// Equal when the actions are and the details' values are.
+    public static func == (left: Message, right: Message) -> Bool {
+        left.action == right.action && left.rawDetails == right.rawDetails
     }
 
     /// Decodes a text frame given as a string.

@@ -67,19 +67,15 @@ public struct Send: Sendable, Equatable {
         self.init(action: action, rawDetails: rawDetails, sendTo: sendTo, target: target)
     }
 
-    /// Decodes a send from the ranges of its elements in `bytes` (validated JSON): the details are kept as
-    /// written, the rest is parsed (routing needs it).
-    package init(elements ranges: [Range<Int>], in bytes: UnsafeBufferPointer<UInt8>) throws(WireError) {
-        guard ranges.count >= 3 else {
+    /// Decodes a send from its parsed elements in `bytes`: the details are kept as written, the rest is read from
+    /// the values (routing needs them).
+    package init(elements: [JSONElement], in bytes: UnsafeBufferPointer<UInt8>) throws(WireError) {
+        guard elements.count >= 3 else {
             throw WireError(description: "a send is an array [action, details, send_to, target]")
         }
-        func value(_ index: Int) -> JSON {
-            guard index < ranges.count else { return .null }
-            return (try? JSON(parsing: UnsafeBufferPointer(rebasing: bytes[ranges[index]]))) ?? .null
-        }
         try self.init(
-            action: value(0), rawDetails: RawJSON(unchecked: Array(bytes[ranges[1]])), sendTo: value(2),
-            target: value(3))
+            action: elements[0].value, rawDetails: RawJSON(unchecked: Array(bytes[elements[1].range])),
+            sendTo: elements[2].value, target: elements.count > 3 ? elements[3].value : .null)
     }
 
     /// Decodes one send or an array of sends from JSON text (a body of `/WebSockets/send`, a site's answer),
@@ -104,13 +100,13 @@ public struct Send: Sendable, Equatable {
         do {
             if isArray, position < bytes.count, bytes[position] == UInt8(ascii: "[") {
                 var sends: [Send] = []
-                for ranges in try JSONParser.nestedElementRanges(of: bytes) {
-                    sends.append(try Send(elements: ranges, in: bytes))
+                for elements in try JSONParser.nestedElements(of: bytes) {
+                    sends.append(try Send(elements: elements, in: bytes))
                 }
                 return sends
             }
-            let ranges = try JSONParser.elementRanges(of: bytes)
-            return ranges.isEmpty ? [] : [try Send(elements: ranges, in: bytes)]
+            let elements = try JSONParser.elements(of: bytes)
+            return elements.isEmpty ? [] : [try Send(elements: elements, in: bytes)]
         } catch let error as JSONError {
             if isArray, (try? JSON(parsing: bytes)) != nil {
                 throw WireError(description: "expected [action, details, send_to, target] or an array of them")

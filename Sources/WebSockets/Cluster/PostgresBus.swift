@@ -400,11 +400,10 @@ final class PostgresBus: MessageBus, Sendable {
     static func decode(_ payload: String) -> (Send, String?)? {
         // The row's text is `[action, details, send_to, target, origin?]`, the details as their sender wrote them.
         Array(payload.utf8).withUnsafeBufferPointer { bytes -> (Send, String?)? in
-            guard let ranges = try? JSONParser.elementRanges(of: bytes),
-                let send = try? Send(elements: ranges, in: bytes)
+            guard let elements = try? JSONParser.elements(of: bytes),
+                let send = try? Send(elements: elements, in: bytes)
             else { return nil }
-            let origin = ranges.count > 4 ? try? JSON(parsing: UnsafeBufferPointer(rebasing: bytes[ranges[4]])) : nil
-            return (send, origin?.stringValue)
+            return (send, elements.count > 4 ? elements[4].value.stringValue : nil)
         }
     }
 

@@ -6,9 +6,11 @@ public struct WebSocketsEvent: Sendable {
     /// The browser's action (for system events, the event's name).
     public let action: String
     /// The browser's details as it wrote them.
-    public let rawDetails: RawJSON
-    /// The browser's details, parsed when asked for.
-    public var details: JSON { rawDetails.value }
+    public var rawDetails: RawJSON { message.rawDetails }
+    /// The browser's details' value (parsed once, when the frame was checked).
+    public var details: JSON { message.details }
+    /// The browser's message.
+    let message: Message
     /// The connection's language.
     public let language: String
     /// The user id.

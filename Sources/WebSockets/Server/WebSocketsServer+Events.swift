@@ -188,7 +188,7 @@ extension WebSocketsServer {
     private func dispatch(name: String, message: Message, connection: Connection, session: SessionInfo) async {
         let isMessage = name == "WebSockets/message"
         let event = WebSocketsEvent(
-            name: name, action: isMessage ? message.action : name, rawDetails: message.rawDetails,
+            name: name, action: isMessage ? message.action : name, message: message,
             language: session.language ?? Self.firstLanguage(connection.credentials.acceptLanguage),
             user: session.user, session: session.session, connection: connection.id, server: address, owner: self)
         let registered = handlers.withLockedValue { $0[name] ?? [] }
