@@ -53,7 +53,7 @@ import Testing
     }
 
     @Test func aFullCacheEvictsAnswersButNeverAPendingCheck() async {
-        let cache = SessionCache(lifetime: .seconds(60), maximumEntries: 4)
+        let cache = SessionCache<String>(lifetime: .seconds(60), maximumEntries: 4)
         let session = SessionValidation.valid(SessionInfo(user: 1, session: "s"))
         // A check under way for "slow", which must survive the evictions below.
         let (started, signal) = AsyncStream<Void>.makeStream()
@@ -79,7 +79,7 @@ import Testing
     }
 
     @Test func rejectionsAreKeptBrieflyAndFailuresNot() async {
-        let cache = SessionCache(lifetime: .seconds(60))
+        let cache = SessionCache<String>(lifetime: .seconds(60))
         _ = await cache.value(for: "r") { .rejected(status: 401) }
         #expect(await cache.value(for: "r") { .failed("asked again") } == (.rejected(status: 401), true))
         _ = await cache.value(for: "f") { .failed("down") }

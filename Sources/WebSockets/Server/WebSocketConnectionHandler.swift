@@ -44,11 +44,10 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
     private var lastHeard = NIODeadline.now()
     /// The refusals (rate, waiting limit) already logged for this connection: each is logged once.
     private var loggedRefusals: UInt8 = 0
-    /// Live messages held back until the replay; `nil` when live.
-    private var held: HeldMessages?
-    /// The cluster ids this connection already has (a reconnected tab's `last_id` and the ids replayed to it):
-    /// a live copy of one of them is not written. `nil` for a connection that recovered nothing.
-    private var alreadySent: AlreadySent?
+    /// In a cluster, the live messages held until the replay, then the ids the browser already has; `nil` on a
+    /// single server and for a connection that recovered nothing (one reference for both, to keep idle
+    /// connections small).
+    private var replay: ReplayState?
 
     /// A ping frame: the same bytes for every connection and every sweep.
     private static let ping = ServerFrame.final(.ping, ByteBuffer())
@@ -247,18 +246,23 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
 
     /// Holds live messages back until ``release(replay:through:replayed:)``.
     func hold() {
-        if held == nil { held = HeldMessages() }
+        if replay == nil { replay = ReplayState() }
     }
 
-    /// Writes `replay`, then the held messages, and goes live; from now on a message whose id is at or below
-    /// `through` (what the browser had) or among `replayed` is not written again.
-    func release(replay: [ByteBuffer], through: Int64?, replayed: Set<Int64>) {
+    /// Writes `frames` (the replay), then the held messages, and goes live; from now on a message whose id is at or
+    /// below `through` (what the browser had) or among `replayed` is not written again.
+    func release(replay frames: [ByteBuffer], through: Int64?, replayed: Set<Int64>) {
+        let waiting = replay?.held ?? []
         if through != nil || !replayed.isEmpty {
-            alreadySent = AlreadySent(through: through ?? 0, ids: replayed)
+            let state = replay ?? ReplayState()
+            state.held = nil
+            state.through = through ?? 0
+            state.replayed = replayed
+            replay = state
+        } else {
+            replay = nil
         }
-        let waiting = held?.frames ?? []
-        held = nil
-        for payload in replay { write(text: payload, id: nil, bypassingHold: true) }
+        for payload in frames { write(text: payload, id: nil, bypassingHold: true) }
         for (frame, id) in waiting {
             if queue(frame: frame, id: id) != .notWritten { server.metrics.messagesOut.increment() }
         }
@@ -282,24 +286,26 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
             closeExpired(dropping: "send")
             return .notWritten
         }
-        if let id, let alreadySent, alreadySent.contains(id) {
-            server.metrics.dropped(reason: "duplicate")
-            return .notWritten
-        }
-        if !bypassingHold, let held {
-            held.frames.append((frame, id))
-            held.bytes += frame.readableBytes
-            // Held from the connection's start in a cluster, until authentication and its replay: bounded like an
-            // outbound buffer, so that connections that never authenticate cannot hold broadcasts without limit.
-            if held.frames.count > 10_000 || held.bytes > server.settings.maxOutboundBuffer {
-                connection.userLogger.warning(
-                    "too many messages held before the replay, closing",
-                    metadata: ["count": "\(held.frames.count)", "bytes": "\(held.bytes)"])
-                server.metrics.dropped(reason: "replay_overflow", count: held.frames.count)
-                self.held = nil
-                close(code: .tryAgainLater, reason: "Try again")
+        if let replay {
+            if let id, replay.alreadySent(id) {
+                server.metrics.dropped(reason: "duplicate")
+                return .notWritten
             }
-            return .notWritten
+            if !bypassingHold, replay.held != nil {
+                replay.held!.append((frame, id))
+                replay.heldBytes += frame.readableBytes
+                // Held from the connection's start in a cluster, until authentication and its replay: bounded like
+                // an outbound buffer, so that connections that never authenticate cannot hold broadcasts.
+                if replay.held!.count > 10_000 || replay.heldBytes > server.settings.maxOutboundBuffer {
+                    connection.userLogger.warning(
+                        "too many messages held before the replay, closing",
+                        metadata: ["count": "\(replay.held!.count)", "bytes": "\(replay.heldBytes)"])
+                    server.metrics.dropped(reason: "replay_overflow", count: replay.held!.count)
+                    self.replay = nil
+                    close(code: .tryAgainLater, reason: "Try again")
+                }
+                return .notWritten
+            }
         }
         switch gate.admit() {
         case .write(let first):
@@ -340,25 +346,16 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
     }
 }
 
-/// The cluster ids a recovered connection already has; a class, so that a connection that recovered nothing pays
-/// one pointer for it.
-final class AlreadySent {
-    let through: Int64
-    let ids: Set<Int64>
+/// What a connection of a cluster keeps about its replay: the live messages held until it (`held`, `nil` once
+/// released), then the ids the browser already has.
+final class ReplayState {
+    var held: [(frame: ByteBuffer, id: Int64?)]? = []
+    var heldBytes = 0
+    var through: Int64 = 0
+    var replayed: Set<Int64> = []
 
-    init(through: Int64, ids: Set<Int64>) {
-        self.through = through
-        self.ids = ids
+    /// Whether the message `id` reached the browser already: at or below its `last_id`, or in its replay.
+    func alreadySent(_ id: Int64) -> Bool {
+        id <= through || replayed.contains(id)
     }
-
-    /// Whether the message `id` reached the browser already.
-    func contains(_ id: Int64) -> Bool {
-        id <= through || ids.contains(id)
-    }
-}
-
-/// The live messages a connection holds back until its replay, and their size.
-final class HeldMessages {
-    var frames: [(frame: ByteBuffer, id: Int64?)] = []
-    var bytes = 0
 }

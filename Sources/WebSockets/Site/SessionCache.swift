@@ -4,7 +4,7 @@ import NIOConcurrencyHelpers
 /// request in flight per key: a thousand tabs reconnecting with one cookie wait for the same answer instead of
 /// asking a thousand times. Valid sessions are kept `lifetime`, rejections at most 5 s (a browser retrying a dead
 /// cookie does not make the site answer each try), failures not at all.
-final class SessionCache: Sendable {
+final class SessionCache<Key: Hashable & Sendable>: Sendable {
     /// A waiter is resumed with the answer, or with `nil` when it is the one that must fetch it.
     private typealias Waiter = CheckedContinuation<SessionValidation?, Never>
 
@@ -25,7 +25,7 @@ final class SessionCache: Sendable {
         }
     }
 
-    private let entries = NIOLockedValueBox<[String: Entry]>([:])
+    private let entries = NIOLockedValueBox<[Key: Entry]>([:])
     private let nextPrune = NIOLockedValueBox(ContinuousClock.now)
     private let lifetime: Duration
     private let maximumEntries: Int
@@ -44,7 +44,7 @@ final class SessionCache: Sendable {
     /// The cached answer for `key`, or the answer of `fetch`, which runs once for all concurrent callers; with no
     /// key, `fetch` runs and nothing is kept. Site failures are handed to the callers that waited for them but not
     /// kept.
-    func value(for key: String?, fetch: @Sendable () async -> SessionValidation) async -> (
+    func value(for key: Key?, fetch: @Sendable () async -> SessionValidation) async -> (
         SessionValidation, fromCache: Bool
     ) {
         guard let key else { return (await fetch(), false) }
@@ -87,14 +87,14 @@ final class SessionCache: Sendable {
 
     /// Makes room in a full cache: expired answers go first, then the answers closest to expiring, down to three
     /// quarters of `keeping`; a check that browsers wait for is never dropped.
-    private static func evict(from entries: inout [String: Entry], now: ContinuousClock.Instant, keeping: Int) {
+    private static func evict(from entries: inout [Key: Entry], now: ContinuousClock.Instant, keeping: Int) {
         entries = entries.filter { _, entry in
             if case .done(let answer) = entry { return answer.expires > now }
             return true
         }
         let excess = entries.count - keeping * 3 / 4
         guard excess > 0 else { return }
-        var answers: [(key: String, expires: ContinuousClock.Instant)] = []
+        var answers: [(key: Key, expires: ContinuousClock.Instant)] = []
         for (key, entry) in entries {
             if case .done(let answer) = entry { answers.append((key, answer.expires)) }
         }

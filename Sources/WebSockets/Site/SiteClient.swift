@@ -32,11 +32,23 @@ public struct BrowserCredentials: Sendable {
     /// What session answers are cached under: everything forwarded to the session endpoint that may change its
     /// answer (a site may bind a session to the browser or the address), or `nil` without a cookie, since a site
     /// gives each cookieless browser a session of its own.
-    var cacheKey: String? {
+    var cacheKey: SessionCacheKey? {
         guard !cookie.isEmpty else { return nil }
-        // NUL cannot occur in a header value, so the parts cannot run into each other.
-        return [cookie, userAgent, acceptLanguage, address].joined(separator: "\u{0}")
+        var hasher = Hasher()
+        hasher.combine(userAgent)
+        hasher.combine(acceptLanguage)
+        hasher.combine(address)
+        return SessionCacheKey(cookie: cookie, browser: hasher.finalize())
     }
+}
+
+/// A session cache key: the cookie, and the rest of what the site saw as a hash. The hash keeps the key small (a
+/// short cookie stays inline, no allocation per cached session: the joined text cost about 60 bytes per idle
+/// connection at 19,000 in the benchmark); `Hasher` is seeded per process, so no one can make another browser's
+/// headers collide with theirs on purpose.
+struct SessionCacheKey: Hashable, Sendable {
+    let cookie: String
+    let browser: Int
 }
 
 /// Why an event could not be handed to the site.
@@ -59,7 +71,7 @@ enum SiteCallError: Error, Sendable {
 final class SiteClient: Sendable {
     private let curl: CurlClient
     private let settings: Settings
-    private let cache: SessionCache
+    private let cache: SessionCache<SessionCacheKey>
     private let metrics: ServerMetrics
     private let logger: Logger
 
