@@ -91,7 +91,12 @@ public struct Send: Sendable, Equatable {
         // The first element tells one send (a string) from a list of them (an array).
         var position = 0
         func skipWhitespace() {
-            while position < bytes.count, [0x20, 0x0A, 0x0D, 0x09].contains(bytes[position]) { position += 1 }
+            while position < bytes.count {
+                switch bytes[position] {
+                case 0x20, 0x0A, 0x0D, 0x09: position += 1
+                default: return
+                }
+            }
         }
         skipWhitespace()
         let isArray = position < bytes.count && bytes[position] == UInt8(ascii: "[")

@@ -26,9 +26,13 @@ struct SendSelection: Sendable {
     init(_ sendTo: SendTo, target: JSON) {
         self.sendTo = sendTo
         self.target = target
+        guard case .array(let items) = target, items.count > 1 else {
+            // One id (the common targeted send): no set to build per send.
+            self.keys = target.arrayValue.map { $0.map(\.indexKey) } ?? [target.indexKey]
+            return
+        }
         var seen = Set<String>()
-        let all = target.arrayValue.map { $0.map(\.indexKey) } ?? [target.indexKey]
-        self.keys = all.filter { seen.insert($0).inserted }
+        self.keys = items.map(\.indexKey).filter { seen.insert($0).inserted }
     }
 
     /// The selection of `send`.
