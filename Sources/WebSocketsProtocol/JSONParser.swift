@@ -72,27 +72,9 @@ package struct JSONParser {
         guard parser.index < bytes.count, bytes[parser.index] == UInt8(ascii: "[") else {
             throw parser.error("expected an array")
         }
-        try parser.enter()
-        parser.index += 1
         var outer: [[JSONElement]] = []
-        parser.skipWhitespace()
-        if parser.index < bytes.count, bytes[parser.index] == UInt8(ascii: "]") {
-            parser.index += 1
-        } else {
-            while true {
-                parser.skipWhitespace()
-                outer.append(try parser.parseElements())
-                parser.skipWhitespace()
-                guard parser.index < bytes.count else { throw parser.error("unterminated array") }
-                if bytes[parser.index] == UInt8(ascii: ",") {
-                    parser.index += 1
-                } else if bytes[parser.index] == UInt8(ascii: "]") {
-                    parser.index += 1
-                    break
-                } else {
-                    throw parser.error("expected , or ]")
-                }
-            }
+        try parser.parseArrayElements { (parser: inout JSONParser) throws(JSONError) in
+            outer.append(try parser.parseElements())
         }
         parser.skipWhitespace()
         guard parser.index == bytes.count else { throw parser.error("unexpected text after the value") }
@@ -102,27 +84,39 @@ package struct JSONParser {
     /// Parses the array at the current position, returning each element's value and where its text lies.
     private mutating func parseElements() throws(JSONError) -> [JSONElement] {
         guard index < bytes.count, bytes[index] == UInt8(ascii: "[") else { throw error("expected an array") }
+        var elements: [JSONElement] = []
+        try parseArrayElements { (parser: inout JSONParser) throws(JSONError) in
+            let start = parser.index
+            let value = try parser.parseValue()
+            elements.append(JSONElement(value: value, range: start..<parser.index))
+        }
+        return elements
+    }
+
+    /// Parses the array whose `[` is at the current position: `element` reads each element (it starts at the
+    /// current position) and the separators, the brackets and the nesting limit are checked here, once for every
+    /// kind of array.
+    private mutating func parseArrayElements(
+        _ element: (inout JSONParser) throws(JSONError) -> Void
+    ) throws(JSONError) {
         try enter()
         defer { depth -= 1 }
         index += 1
-        var elements: [JSONElement] = []
         skipWhitespace()
         if index < bytes.count, bytes[index] == UInt8(ascii: "]") {
             index += 1
-            return elements
+            return
         }
         while true {
             skipWhitespace()
-            let start = index
-            let value = try parseValue()
-            elements.append(JSONElement(value: value, range: start..<index))
+            try element(&self)
             skipWhitespace()
             guard index < bytes.count else { throw error("unterminated array") }
             if bytes[index] == UInt8(ascii: ",") {
                 index += 1
             } else if bytes[index] == UInt8(ascii: "]") {
                 index += 1
-                return elements
+                return
             } else {
                 throw error("expected , or ]")
             }
@@ -172,29 +166,11 @@ package struct JSONParser {
     }
 
     private mutating func parseArray() throws(JSONError) -> JSON {
-        try enter()
-        defer { depth -= 1 }
-        index += 1
         var elements: [JSON] = []
-        skipWhitespace()
-        if index < bytes.count, bytes[index] == UInt8(ascii: "]") {
-            index += 1
-            return .array(elements)
+        try parseArrayElements { (parser: inout JSONParser) throws(JSONError) in
+            elements.append(try parser.parseValue())
         }
-        while true {
-            skipWhitespace()
-            elements.append(try parseValue())
-            skipWhitespace()
-            guard index < bytes.count else { throw error("unterminated array") }
-            if bytes[index] == UInt8(ascii: ",") {
-                index += 1
-            } else if bytes[index] == UInt8(ascii: "]") {
-                index += 1
-                return .array(elements)
-            } else {
-                throw error("expected , or ]")
-            }
-        }
+        return .array(elements)
     }
 
     private mutating func parseObject() throws(JSONError) -> JSON {
