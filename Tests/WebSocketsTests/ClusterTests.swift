@@ -307,13 +307,13 @@ import Testing
 
     /// Issue 12, point 4: details reach the browser byte for byte through every way in of a cluster.
     @Test func detailsPassThroughEveryWayInAsWritten() async throws {
-        let cluster = try await Cluster.start(1)
+        let cluster = try await Cluster.start(1) { $0.siteTimeout = 15 }
         defer { cluster.postgres.shutdown() }
         defer { Task { await cluster.stopServers() } }
         let details = TestSite.verbatimDetails
         let alice = try await cluster.connect("alice", to: 0)
         func expectVerbatim(_ action: String) async throws {
-            guard case .text(let text) = try await alice.next() else {
+            guard case .text(let text) = try await alice.next(timeout: .seconds(15)) else {
                 Issue.record("no text frame for \(action)")
                 return
             }
