@@ -78,17 +78,6 @@ import Testing
         }
     }
 
-    /// The next message's text, whole (to see the id a cluster adds).
-    private func nextText(_ socket: TestWebSocket) async throws -> String {
-        while true {
-            switch try await socket.next() {
-            case .text(let text): return text
-            case .ping: continue
-            case let other: throw TestWebSocket.Failure(description: "expected a message, got \(other)")
-            }
-        }
-    }
-
     @Test func sendsOnEachServerReachTabsOnTheOthers() async throws {
         let cluster = try await Cluster.start(3)
         defer { cluster.postgres.shutdown() }
@@ -99,7 +88,7 @@ import Testing
         for index in 0..<3 {
             #expect(try await cluster.post(#"["from", \#(index), 3, 1]"#, to: index) == 202)
             for socket in [aliceOnA, aliceOnB] {
-                let frame = try JSON(parsing: try await nextText(socket))
+                let frame = try JSON(parsing: try await socket.nextText())
                 #expect(frame.arrayValue?.prefix(2) == ["from", .int(Int64(index))])
                 #expect(frame.arrayValue?.count == 3, "the frame carries its id")
             }
@@ -195,7 +184,7 @@ import Testing
         let alice = try await TestWebSocket.authenticated(port: port, sid: "alice")
         _ = try await alice.nextMessage()
         cluster.servers[0].sendToClients("before", 1, .specificUsers, 1)
-        let seen = try JSON(parsing: try await nextText(alice))
+        let seen = try JSON(parsing: try await alice.nextText())
         let lastID = try #require(seen.arrayValue?[2].intValue)
 
         kill(doomed.process.processIdentifier, SIGKILL)
@@ -313,10 +302,7 @@ import Testing
         let details = TestSite.verbatimDetails
         let alice = try await cluster.connect("alice", to: 0)
         func expectVerbatim(_ action: String) async throws {
-            guard case .text(let text) = try await alice.next(timeout: .seconds(15)) else {
-                Issue.record("no text frame for \(action)")
-                return
-            }
+            let text = try await alice.nextText(timeout: .seconds(15))
             #expect(text.hasPrefix("[\"\(action)\",\(details),") && text.hasSuffix("]"), "\(text)")
         }
         // HTTP.

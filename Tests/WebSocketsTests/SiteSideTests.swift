@@ -142,10 +142,10 @@ import Testing
             let sent = try await harness.http("POST", "/WebSockets/send", headers: key, body: body)
             #expect(sent.status == 202)
         }
-        #expect(try await alice.next() == .text(#"["http","# + details + "]"))
-        #expect(try await alice.next() == .text(#"["broadcast","# + details + "]"))
+        #expect(try await alice.nextText() == #"["http","# + details + "]")
+        #expect(try await alice.nextText() == #"["broadcast","# + details + "]")
         try await alice.send(text: #"["verbatim","# + details + "]")
-        #expect(try await alice.next(timeout: .seconds(15)) == .text(#"["verbatim","# + details + "]"))
+        #expect(try await alice.nextText(timeout: .seconds(15)) == #"["verbatim","# + details + "]")
         #expect(
             harness.site.state.withLockedValue { $0.messageBodies }.last?.contains(#""details":"# + details) == true)
         // An in-process handler still gets the value.

@@ -118,6 +118,19 @@ final class TestWebSocket: Sendable {
         }
     }
 
+    /// The next text frame's whole text (to see what the server wrote, byte for byte), skipping pings, which the
+    /// server may send at any moment of a test; fails on a close or after `timeout`.
+    func nextText(timeout: Duration = .seconds(5)) async throws -> String {
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            switch try await next(timeout: deadline - ContinuousClock.now) {
+            case .text(let text): return text
+            case .ping: continue
+            case let other: throw Failure(description: "expected a message, got \(other)")
+            }
+        }
+    }
+
     /// The next message, skipping pings; fails on a close or after `timeout`.
     func nextMessage(timeout: Duration = .seconds(5)) async throws -> Message {
         while true {
