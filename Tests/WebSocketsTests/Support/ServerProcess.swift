@@ -22,13 +22,23 @@ final class ServerProcess: @unchecked Sendable {
         return candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) } ?? candidates.last!
     }
 
-    /// A free port on loopback (bound, read, released).
+    /// A free port on loopback (bound, read, released), below the kernel's ephemeral range (32768 and up here):
+    /// a port picked from that range could be taken by one of the suite's many client sockets before the process
+    /// binds it, and a server process once never came up in CI.
     static func freePort() throws -> Int {
-        let channel = try ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .bind(host: "127.0.0.1", port: 0).wait()
-        let port = channel.localAddress!.port!
-        try channel.close().wait()
-        return port
+        var lastError: (any Error)?
+        for _ in 0..<50 {
+            let port = Int.random(in: 20_000..<32_000)
+            do {
+                let channel = try ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                    .bind(host: "127.0.0.1", port: port).wait()
+                try channel.close().wait()
+                return port
+            } catch {
+                lastError = error
+            }
+        }
+        throw lastError!
     }
 
     /// Starts `websockets <arguments>` in `directory`.
