@@ -124,18 +124,12 @@ public struct Send: Sendable, Equatable {
         }
     }
 
-    /// Decodes one send or an array of sends, as a body of `/WebSockets/send` or a site's answer.
+    /// Decodes one send or an array of sends given as a value; the rules are those of ``list(parsing:)``, which
+    /// this calls with the value's text.
     public static func list(from json: JSON) throws(WireError) -> [Send] {
-        guard case .array(let elements) = json else {
-            throw WireError(description: "expected [action, details, send_to, target] or an array of them")
-        }
-        if elements.isEmpty { return [] }
-        if case .array = elements[0] {
-            var sends: [Send] = []
-            for element in elements { sends.append(try Send(json: element)) }
-            return sends
-        }
-        return [try Send(json: json)]
+        var text: [UInt8] = []
+        json.write(into: &text)
+        return try list(parsing: text)
     }
 
     /// `[action, details, send_to, target]`.

@@ -87,10 +87,15 @@ extension WebSocketsServer {
         case .success(let checked): sends = checked
         }
         // In a cluster, accepted once written to PostgreSQL; each server counts its own deliveries.
-        guard let delivered = await router.perform(sends) else {
-            return .json(["accepted": .int(Int64(sends.count))], status: .accepted)
-        }
-        return .json(["accepted": .int(Int64(sends.count)), "delivered": .int(Int64(delivered))], status: .accepted)
+        return Self.accepted(sends.count, delivered: await router.perform(sends))
+    }
+
+    /// The `202` answer to a send: how many sends were accepted and, when known here, how many connections of this
+    /// server they reached.
+    private static func accepted(_ count: Int, delivered: Int?) -> HTTPServerResponse {
+        var body: [String: JSON] = ["accepted": .int(Int64(count))]
+        if let delivered { body["delivered"] = .int(Int64(delivered)) }
+        return .json(.object(body), status: .accepted)
     }
 
     /// A send on a single server, checked and parsed on the loop and delivered at once; one that may reach many
@@ -111,8 +116,7 @@ extension WebSocketsServer {
     }
 
     private func deliverHere(_ sends: [Send]) -> HTTPServerResponse {
-        let delivered = router.enqueue(sends)
-        return .json(["accepted": .int(Int64(sends.count)), "delivered": .int(Int64(delivered))], status: .accepted)
+        Self.accepted(sends.count, delivered: router.enqueue(sends))
     }
 
     /// A refused send request's answer.
