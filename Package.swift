@@ -17,6 +17,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
     ],
     targets: [
         .systemLibrary(
@@ -44,6 +45,22 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
+                // TLS to PostgreSQL (postgres-nio takes swift-nio-ssl's configuration).
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ]
+        ),
+        // What only the command line needs: the supervisor, web start, posix_spawn and the wrong-key limiter. An
+        // application that embeds the server does not carry it.
+        .target(
+            name: "WebSocketsLaunch",
+            dependencies: [
+                "WebSockets",
+                "CLaunch",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         .target(
@@ -59,6 +76,7 @@ let package = Package(
             name: "websockets",
             dependencies: [
                 "WebSockets",
+                "WebSocketsLaunch",
                 "WebSocketsDemo",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -70,6 +88,7 @@ let package = Package(
             dependencies: [
                 "WebSockets",
                 "WebSocketsProtocol",
+                "WebSocketsLaunch",
                 "WebSocketsDemo",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -14,8 +14,13 @@ struct DemoCommand: AsyncParsableCommand {
     var listenPort: Int = 8080
 
     func run() async throws {
+        guard (1...65535).contains(listenPort) else {
+            throw SettingsError(description: "invalid --listen-port \(listenPort): expected a port from 1 to 65535")
+        }
         let logger = CLI.bootstrapLogging()
-        let demo = try await DemoSite.start(port: listenPort, logger: logger)
+        let demo = try await PortSetting.binding("listen_port", port: listenPort, host: "127.0.0.1") {
+            try await DemoSite.start(port: listenPort, logger: logger)
+        }
         print("Demo running: open \(demo.url) in two browsers (or a private window) and chat. Ctrl-C stops it.")
         fflush(nil)
         let group = ServiceGroup(

@@ -28,8 +28,8 @@ struct SendCommand: AsyncParsableCommand {
     /// `--server`, else a live server of the cluster's pool, else this machine's `listen_port`.
     private func sendAddress(_ settings: Settings) async throws -> String {
         if let server { return server }
-        if let postgres = settings.postgres, !postgres.isEmpty {
-            let live = try await ClusterPool.liveServers(url: postgres)
+        if settings.postgres?.isEmpty == false {
+            let live = try await ClusterPool.liveServers(settings: settings)
             if let address = live.first { return ClusterPool.sendURL(forServerAddress: address) }
             FileHandle.standardError.write(
                 Data("no live server in the pool; trying 127.0.0.1:\(settings.listenPort)\n".utf8))

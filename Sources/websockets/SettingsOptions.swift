@@ -30,16 +30,24 @@ struct SettingsOptions: ParsableArguments {
     }
 
     /// The settings of a command that runs a server for a site (`start`, `web`): the arguments win, a site is
-    /// required, and a key generated now is printed once so the operator can give it to the site.
+    /// required, and a key generated now is printed at once (whatever fails next), so the operator can give it to
+    /// the site.
     func serverSettings(site: String?, serverAddress: String?, command: String) throws -> Settings {
         let loader = self.loader
-        var (settings, generated) = try loader.load()
+        if let warning = loader.permissionWarning() {
+            FileHandle.standardError.write(Data("websockets: \(warning)\n".utf8))
+        }
+        // Everything is checked before the key is generated: a mistake writes nothing.
+        var (settings, _) = try loader.load(generateKey: false)
         if let site { settings.site = site }
         if let serverAddress { settings.serverAddress = serverAddress }
         guard !settings.site.isEmpty else {
-            throw ValidationError("Give the site's address: websockets \(command) https://example.com")
+            throw SettingsError(
+                description: "no site: give the site's address, as in websockets \(command) https://example.com")
         }
-        if generated {
+        try settings.validate()
+        if settings.securityKey.isEmpty {
+            settings.securityKey = try loader.saveGeneratedKey()
             print("Generated a security key and saved it to \(loader.path): \(settings.securityKey)")
             fflush(nil)
         }

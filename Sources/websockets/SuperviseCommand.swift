@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import WebSockets
+import WebSocketsLaunch
 
 /// `websockets supervise '<command>'` or `websockets supervise -- <program> <args...>`.
 struct SuperviseCommand: AsyncParsableCommand {
@@ -20,6 +21,11 @@ struct SuperviseCommand: AsyncParsableCommand {
 
     func run() async throws {
         let logger = CLI.bootstrapLogging()
+        // The command's own arguments pass through untouched, so help is recognised here, alone.
+        if command == ["--help"] || command == ["-h"] || command == ["help"] {
+            print(Self.helpMessage())
+            return
+        }
         var arguments = command
         if arguments.first == "--" { arguments.removeFirst() }
         guard !arguments.isEmpty else {

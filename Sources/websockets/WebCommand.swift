@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import ServiceLifecycle
 import WebSockets
+import WebSocketsLaunch
 
 /// `websockets web <site>`: the web-start service.
 struct WebCommand: AsyncParsableCommand {

@@ -6,6 +6,7 @@ import NIOPosix
 import Testing
 
 @testable import WebSockets
+@testable import WebSocketsLaunch
 
 /// Issue 11: every resource a hostile or unlucky client can touch is bounded, and nothing leaks. One test per
 /// point of the issue, each against the real server.

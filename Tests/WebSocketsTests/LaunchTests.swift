@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import WebSockets
+@testable import WebSocketsLaunch
 
 /// The supervisor and web start, as real processes.
 @Suite struct LaunchTests {

@@ -2,9 +2,10 @@ import Logging
 
 /// The cluster's pool of servers, as senders see it.
 public enum ClusterPool {
-    /// The addresses of servers with a recent heartbeat, freshest first.
-    public static func liveServers(url: String) async throws -> [String] {
-        try await PostgresBus.liveServers(url: url, logger: Logger(label: "websockets.pool"))
+    /// The addresses of servers with a recent heartbeat, freshest first, from the database of `settings`'
+    /// `postgres` (with its TLS settings).
+    public static func liveServers(settings: Settings) async throws -> [String] {
+        try await PostgresBus.liveServers(settings: settings, logger: Logger(label: "websockets.pool"))
     }
 
     /// The `/WebSockets/send` URL of a server advertised as `ws(s)://host:port/WebSockets`.

@@ -37,6 +37,8 @@ final class PostgresBus: MessageBus, Sendable {
     private let serverID: String
     private let address: NIOLockedValueBox<String>
     private let configurationError: (any Error)?
+    /// What the URL names, for messages.
+    private let target: PostgresURL?
     private let retention: Int
     private let state = NIOLockedValueBox(State())
     private let tasks = NIOLockedValueBox<[Task<Void, Never>]>([])
@@ -55,14 +57,18 @@ final class PostgresBus: MessageBus, Sendable {
 
     var isCluster: Bool { true }
 
-    /// A bus on the database at `url`; `address` holds this server's advertised address once it listens.
+    /// A bus on the database of `settings`' `postgres`; `address` holds this server's advertised address once it
+    /// listens.
     init(
-        url: String, hub: Hub, metrics: ServerMetrics, logger: Logger, serverID: String,
+        settings: Settings, hub: Hub, metrics: ServerMetrics, logger: Logger, serverID: String,
         address: NIOLockedValueBox<String>, retention: Int
     ) {
+        target = try? PostgresURL(
+            parsing: settings.postgres ?? "", defaultMode: settings.postgresSSLMode,
+            defaultRootCert: settings.postgresSSLRootCert)
         var configuration: PostgresClient.Configuration
         do {
-            configuration = try PostgresURL.configuration(url)
+            configuration = try PostgresURL.configuration(settings)
             configurationError = nil
         } catch {
             // Reported by start(), so that the server can be constructed without throwing.
@@ -89,6 +95,16 @@ final class PostgresBus: MessageBus, Sendable {
 
     func start() async throws {
         if let configurationError { throw configurationError }
+        if let target {
+            // One connection first: its failure says what went wrong (TLS refused, certificate, password).
+            do {
+                let connection = try await PostgresConnection.connect(
+                    configuration: try target.connectionConfiguration(), id: 0, logger: logger)
+                try await connection.close()
+            } catch {
+                throw ClusterError(description: PostgresFailure.describe(error, target: target))
+            }
+        }
         let client = self.client
         let runner = Task { await client.run() }
         do {
@@ -101,7 +117,7 @@ final class PostgresBus: MessageBus, Sendable {
             try await heartbeat()
         } catch {
             runner.cancel()
-            throw ClusterError(description: "PostgreSQL: \(String(reflecting: error))")
+            throw ClusterError(description: PostgresFailure.describe(error, target: target))
         }
         let task = Task {
             await withTaskGroup(of: Void.self) { group in
@@ -461,8 +477,8 @@ final class PostgresBus: MessageBus, Sendable {
     }
 
     /// The addresses of servers with a recent heartbeat, freshest first.
-    static func liveServers(url: String, logger: Logger) async throws -> [String] {
-        let client = PostgresClient(configuration: try PostgresURL.configuration(url), backgroundLogger: logger)
+    static func liveServers(settings: Settings, logger: Logger) async throws -> [String] {
+        let client = PostgresClient(configuration: try PostgresURL.configuration(settings), backgroundLogger: logger)
         return try await withThrowingTaskGroup(of: [String]?.self) { group in
             group.addTask {
                 await client.run()

@@ -99,26 +99,42 @@ public struct SettingDefinition: Sendable {
             })
     }
 
-    /// A list of strings, also accepted as one comma-separated string.
+    /// A text setting that may be absent and, when present, is one of `values`.
+    static func choice(
+        _ name: String, _ path: WritableKeyPath<Settings, String?> & Sendable, _ values: [String],
+        default defaultDescription: String, _ help: String
+    ) -> SettingDefinition {
+        let allowed = "one of " + values.joined(separator: ", ")
+        return SettingDefinition(
+            name: name, kind: .string, help: help, defaultDescription: defaultDescription, allowed: allowed,
+            read: { $0[keyPath: path] },
+            write: { settings, value in
+                guard case .string(let text) = value, values.contains(text) else { return "expected \(allowed)" }
+                settings[keyPath: path] = text
+                return nil
+            })
+    }
+
+    /// A list of strings, also accepted as one comma-separated string; `check` names what is wrong with a list.
     static func list(
         _ name: String, _ path: WritableKeyPath<Settings, [String]?> & Sendable, default defaultDescription: String,
-        _ help: String
+        _ help: String, check: @escaping @Sendable ([String]) -> String? = { _ in nil }
     ) -> SettingDefinition {
         SettingDefinition(
             name: name, kind: .list, help: help, defaultDescription: defaultDescription, allowed: "",
             read: { $0[keyPath: path]?.joined(separator: ",") },
             write: { settings, value in
+                let strings: [String]
                 switch value {
                 case .string(let text):
-                    settings[keyPath: path] = text.split(separator: ",").map {
-                        $0.trimmingCharacters(in: .whitespaces)
-                    }
+                    strings = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
                 case .array(let items):
-                    let strings = items.compactMap(\.stringValue)
+                    strings = items.compactMap(\.stringValue)
                     guard strings.count == items.count else { return "expected a list of strings" }
-                    settings[keyPath: path] = strings
                 default: return "expected a list of strings or a comma-separated string"
                 }
+                if let problem = check(strings) { return problem }
+                settings[keyPath: path] = strings
                 return nil
             })
     }

@@ -21,8 +21,19 @@ extension Settings {
             "comma-separated list, or `*`; other browser origins get 403 at the upgrade"),
         .optionalString(
             "postgres", \.postgres, default: "none",
-            "a PostgreSQL URL: the servers form a cluster (see \"Several servers\")"
+            "a PostgreSQL URL: the servers form a cluster (see \"Several servers\"); `?sslmode=` and `?sslrootcert=` as libpq reads them"
         ),
+        .choice(
+            "postgres_sslmode", \.postgresSSLMode, PostgresURL.SSLMode.allCases.map(\.rawValue), default: "`prefer`",
+            "TLS to PostgreSQL where the URL gives no `sslmode`: `verify-full` checks the certificate and host name"),
+        .optionalString(
+            "postgres_sslrootcert", \.postgresSSLRootCert, default: "`~/.postgresql/root.crt`",
+            "root certificates (PEM file) for `verify-ca`/`verify-full` where the URL gives no `sslrootcert`; `system`: the system's"
+        ),
+        .list(
+            "trusted_proxies", \.trustedProxies, default: "`127.0.0.1,::1`",
+            "addresses and CIDR ranges (`10.0.0.0/8`) whose `X-Forwarded-For` gives the client's address, read right to left as nginx's realip does",
+            check: { TrustedProxies.problem(in: $0) }),
         .boolean("spawn", \.spawn, "whether web start may use posix_spawn; `false`: always in-process"),
         .integer(
             "retention", \.retention, 1...2_592_000,
@@ -83,11 +94,26 @@ extension Settings {
     public func validate() throws(SettingsError) {
         for definition in Self.definitions {
             var copy = self
-            guard let text = definition.text(of: self), definition.kind != .string, definition.kind != .list else {
-                continue
-            }
+            guard let text = definition.text(of: self) else { continue }
             try definition.apply(try definition.value(of: text, source: "settings"), source: "settings", to: &copy)
         }
+        if !site.isEmpty, Self.origin(of: site) == nil || !(site.hasPrefix("http://") || site.hasPrefix("https://")) {
+            throw SettingsError(
+                description:
+                    "invalid site \"\(site)\": expected the site's address as an http:// or https:// URL, such as https://example.com"
+            )
+        }
+        if let serverAddress, !serverAddress.isEmpty,
+            !["ws://", "wss://", "http://", "https://"].contains(where: serverAddress.hasPrefix)
+                || Self.origin(of: serverAddress) == nil
+        {
+            throw SettingsError(
+                description:
+                    "invalid server address \"\(serverAddress)\": expected how others reach this server, such as wss://10.0.0.5:8080/WebSockets"
+            )
+        }
+        // The URL and its TLS settings, down to a root certificate that must exist: before anything listens.
+        if let postgres, !postgres.isEmpty { _ = try PostgresURL.configuration(self) }
         guard idleTimeout > pingInterval else {
             throw SettingsError(
                 description:

@@ -19,6 +19,12 @@ public struct Settings: Sendable {
     public var allowedOrigins: [String]?
     /// A PostgreSQL URL for a cluster; none for a single server.
     public var postgres: String?
+    /// libpq's `sslmode` for `postgres` where its URL gives none (`prefer` when neither does).
+    public var postgresSSLMode: String?
+    /// libpq's `sslrootcert` for `postgres` where its URL gives none: a PEM file of root certificates, or `system`.
+    public var postgresSSLRootCert: String?
+    /// Proxies whose `X-Forwarded-For` is believed: addresses and CIDR ranges.
+    public var trustedProxies: [String]?
     /// Whether web start may use posix_spawn.
     public var spawn: Bool = true
     /// Seconds sends are kept in the cluster's messages table: the window in which a reconnecting browser

@@ -1,19 +1,19 @@
 /// Finds the settings' flags (`--listen-port 8080` or `--listen-port=8080`, one per ``Settings/definitions``) in a
 /// command line, so that the command-line parser only sees the rest: the flags come from the settings' table
 /// instead of being declared one by one.
-public struct SettingsFlags: Sendable, Equatable {
+package struct SettingsFlags: Sendable, Equatable {
     /// The values given, by setting name (`listen_port`).
-    public var values: [String: String] = [:]
+    package var values: [String: String] = [:]
     /// The arguments that are not settings' flags, in order.
-    public var rest: [String] = []
+    package var rest: [String] = []
 
     /// No flags: `rest` is the whole command line.
-    public init(rest: [String] = []) {
+    package init(rest: [String] = []) {
         self.rest = rest
     }
 
     /// Splits `arguments` (without the program's name).
-    public init(splitting arguments: [String]) throws(SettingsError) {
+    package init(splitting arguments: [String]) throws(SettingsError) {
         var names: [String: String] = [:]
         for definition in Settings.definitions {
             names[SettingsLoader.flagName(of: definition.name)] = definition.name
@@ -44,7 +44,7 @@ public struct SettingsFlags: Sendable, Equatable {
     }
 
     /// The settings as the help text lists them: flag, allowed values, default and meaning.
-    public static var help: String {
+    package static var help: String {
         var lines = [
             "Settings: --<name> flags (here), WEBSOCKETS_<NAME> variables, or websockets.json (--settings PATH);",
             "flags win over variables, variables over the file.",

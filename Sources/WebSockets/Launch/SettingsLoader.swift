@@ -57,13 +57,20 @@ public struct SettingsLoader: Sendable {
         try settings.validate()
         var generated = false
         if settings.securityKey.isEmpty && generateKey {
-            settings.securityKey = SecurityKey.generate()
-            var updated = fileValues
-            updated["security_key"] = .string(settings.securityKey)
-            try writeFile(updated)
+            settings.securityKey = try saveGeneratedKey()
             generated = true
         }
         return (settings, generated)
+    }
+
+    /// Generates a security key and saves it to the settings file (created, mode 0600, when there is none),
+    /// keeping the file's other settings; the key.
+    public func saveGeneratedKey() throws -> String {
+        let key = SecurityKey.generate()
+        var values = try readFile()
+        values["security_key"] = .string(key)
+        try writeFile(values)
+        return key
     }
 
     private func readFile() throws -> [String: JSON] {
@@ -87,13 +94,49 @@ public struct SettingsLoader: Sendable {
             return "  " + String(decoding: bytes, as: UTF8.self) + ": " + values[key]!.serialized()
         }
         text += lines.joined(separator: ",\n") + "\n}\n"
-        // The file holds the security key: readable by its owner only.
-        guard
-            FileManager.default.createFile(
-                atPath: path, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600])
-        else {
-            throw SettingsError(description: "cannot write the settings file \(path)")
+        try Self.writePrivately(Array(text.utf8), to: path)
+    }
+
+    /// Writes `bytes` to `path` so that no one but the owner can read them at any instant: a new file in the same
+    /// folder, created with mode 0600 (the umask can only narrow it), written, flushed to disk, then renamed over
+    /// `path`. The previous way (write, rename, then chmod) let a process watching the folder read the new key.
+    static func writePrivately(_ bytes: [UInt8], to path: String) throws(SettingsError) {
+        let temporary = path + ".\(getpid()).\(UInt32.random(in: 0...UInt32.max)).tmp"
+        let descriptor = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else {
+            throw SettingsError(
+                description: "cannot write the settings file \(path): \(String(cString: strerror(errno)))")
         }
+        var written = 0
+        var failure: Int32 = 0
+        bytes.withUnsafeBytes { buffer in
+            while written < buffer.count {
+                let count = write(descriptor, buffer.baseAddress! + written, buffer.count - written)
+                if count < 0 {
+                    if errno == EINTR { continue }
+                    failure = errno
+                    return
+                }
+                written += count
+            }
+        }
+        if failure == 0 && fsync(descriptor) != 0 { failure = errno }
+        close(descriptor)
+        if failure == 0 && rename(temporary, path) != 0 { failure = errno }
+        if failure != 0 {
+            unlink(temporary)
+            throw SettingsError(
+                description: "cannot write the settings file \(path): \(String(cString: strerror(failure)))")
+        }
+    }
+
+    /// A warning when the settings file exists and others than its owner may read or change it (it holds the
+    /// key), naming the file and the fix; `nil` when it is private or absent.
+    public func permissionWarning() -> String? {
+        var information = stat()
+        guard stat(path, &information) == 0, information.st_mode & 0o077 != 0 else { return nil }
+        let mode = String(information.st_mode & 0o777, radix: 8)
+        return "warning: the settings file \(path) holds the security key but has mode \(mode): run chmod 600 \(path)"
     }
 }
 
@@ -101,4 +144,9 @@ public struct SettingsLoader: Sendable {
 public struct SettingsError: Error, Sendable, CustomStringConvertible {
     /// What is wrong and where.
     public let description: String
+
+    /// An error saying `description`: what is wrong, where, and what is allowed, in one line.
+    public init(description: String) {
+        self.description = description
+    }
 }

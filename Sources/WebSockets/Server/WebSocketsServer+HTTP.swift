@@ -69,6 +69,7 @@ extension WebSocketsServer {
         let counts = hub.counts
         let uptime = ContinuousClock.now - startedAt
         let seconds = Double(uptime.components.seconds) + Double(uptime.components.attoseconds) / 1e18
+        guard isReady else { return .json(["status": "starting"], status: .serviceUnavailable) }
         return .json([
             "status": isStopping ? "stopping" : "ok",
             "connections": .int(Int64(counts.connections)),
@@ -146,7 +147,9 @@ extension WebSocketsServer {
 
     /// The sends of a request with the right key.
     private func checkSends(_ request: HTTPServerRequest) -> Result<[Send], Refusal> {
-        if let refusal = sendKeyRefusal(request.headers, address: request.remoteAddress) {
+        if let refusal = sendKeyRefusal(
+            request.headers, address: clientAddress(request.headers, peer: request.remoteAddress))
+        {
             return .failure(Refusal(response: refusal))
         }
         do {

@@ -15,6 +15,8 @@ import ServiceLifecycle
 public final class WebSocketsServer: Service, Sendable {
     /// The settings it runs with.
     public let settings: Settings
+    /// `trusted_proxies`, read once.
+    let proxies: TrustedProxies
     /// Its metrics, rendered at `/metrics`.
     public let metrics: ServerMetrics
     /// Its connections.
@@ -39,6 +41,9 @@ public final class WebSocketsServer: Service, Sendable {
         var trimPolicy = MemoryTrimPolicy()
         var port = 0
         var stopping = false
+        /// Set once the bus is up: until then health answers 503 "starting" and upgrades are refused, so that
+        /// nothing (web start, a load balancer) takes a server for started that may yet fail to join its cluster.
+        var ready = false
         var nextConnection: UInt64 = 0
         var drains = 0
         var drainWaiters: [CheckedContinuation<Void, Never>] = []
@@ -55,6 +60,7 @@ public final class WebSocketsServer: Service, Sendable {
         additionalRoutes: (@Sendable (HTTPServerRequest) async -> HTTPServerResponse?)? = nil
     ) {
         self.settings = settings
+        self.proxies = TrustedProxies(settings: settings)
         self.logger = logger
         self.group = group
         self.additionalResponder = additionalRoutes
@@ -68,7 +74,7 @@ public final class WebSocketsServer: Service, Sendable {
         self.serverID = serverID
         if let url = settings.postgres, !url.isEmpty {
             bus = PostgresBus(
-                url: url, hub: hub, metrics: metrics, logger: logger, serverID: serverID, address: advertisedAddress,
+                settings: settings, hub: hub, metrics: metrics, logger: logger, serverID: serverID, address: advertisedAddress,
                 retention: settings.retention)
         } else {
             bus = LocalBus(hub: hub)
@@ -115,7 +121,8 @@ public final class WebSocketsServer: Service, Sendable {
         try settings.validate()
         let host = settings.listenLocally ? "127.0.0.1" : "0.0.0.0"
         let high = max(settings.maxOutboundBuffer, 1024)
-        let channel = try await ServerBootstrap(group: group)
+        let channel = try await PortSetting.binding("listen_port", port: settings.listenPort, host: host) {
+            try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 4096)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -135,6 +142,7 @@ public final class WebSocketsServer: Service, Sendable {
                 }
             }
             .bind(host: host, port: settings.listenPort).get()
+        }
         let port = channel.localAddress?.port ?? settings.listenPort
         runtime.withLockedValue {
             $0.channel = channel
@@ -148,6 +156,7 @@ public final class WebSocketsServer: Service, Sendable {
             try? await channel.close()
             throw error
         }
+        runtime.withLockedValue { $0.ready = true }
         logger.info(
             "listening", metadata: ["address": "\(host):\(port)", "site": "\(settings.site)", "server": "\(address)"])
     }
@@ -258,16 +267,10 @@ public final class WebSocketsServer: Service, Sendable {
         try channel.pipeline.syncOperations.addHandler(httpHandler, name: "websockets-http")
     }
 
-    /// The client's address: the peer's, or the last `X-Forwarded-For` entry when the peer is a proxy on this
-    /// machine (nginx in front of the server appends the address it saw there).
+    /// The client's address: the peer's, or, when the peer is one of `trusted_proxies`, the one its
+    /// `X-Forwarded-For` names (``TrustedProxies``).
     func clientAddress(_ headers: HTTPHeaders, peer: String) -> String {
-        if peer == "127.0.0.1" || peer == "::1",
-            let forwarded = headers[canonicalForm: "x-forwarded-for"].last?.trimmingCharacters(in: .whitespaces),
-            !forwarded.isEmpty
-        {
-            return String(forwarded)
-        }
-        return peer
+        proxies.clientAddress(peer: peer, forwardedFor: headers[canonicalForm: "x-forwarded-for"].map(String.init))
     }
 
     /// Why a WebSocket upgrade is refused, or `nil` when it may go ahead. Decides for the upgrader and for the
@@ -275,6 +278,7 @@ public final class WebSocketsServer: Service, Sendable {
     func upgradeRefusal(path: String, headers: HTTPHeaders, address: String) -> (HTTPResponseStatus, String)? {
         guard path == "/WebSockets" || path == "/WebSockets/" else { return (.notFound, "Not Found") }
         if isStopping { return (.serviceUnavailable, "Server shutting down") }
+        if !isReady { return (.serviceUnavailable, "Server starting") }
         guard settings.allows(origin: headers.first(name: "origin")) else { return (.forbidden, "Origin not allowed") }
         let cap = settings.maxConnectionsPerIP
         if cap > 0 && hub.connectionCount(address: address) >= cap {
@@ -300,6 +304,7 @@ public final class WebSocketsServer: Service, Sendable {
 
     /// Whether shutdown has begun.
     var isStopping: Bool { runtime.withLockedValue { $0.stopping } }
+    var isReady: Bool { runtime.withLockedValue { $0.ready } }
 
     func beginDrain() {
         runtime.withLockedValue { $0.drains += 1 }

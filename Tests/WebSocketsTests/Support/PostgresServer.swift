@@ -1,5 +1,6 @@
 import Foundation
 import WebSockets
+import WebSocketsLaunch
 
 /// A real PostgreSQL from Debian's packages, in a temporary data directory on a loopback port. It refuses to run as
 /// root, so when the tests are root it runs as the `postgres` user.
@@ -7,8 +8,11 @@ final class PostgresServer: Sendable {
     let port: Int
     let directory: String
     private let binaries: String
+    /// The certificates of a server started with TLS on.
+    let certificates: TestCertificates?
 
-    static func start() async throws -> PostgresServer {
+    /// A server with TLS on when `tls` (a certificate for `localhost` only, signed by a root the test makes).
+    static func start(tls: Bool = false) async throws -> PostgresServer {
         let versions = (try? FileManager.default.contentsOfDirectory(atPath: "/usr/lib/postgresql")) ?? []
         guard let version = versions.sorted().last else {
             throw TestWebSocket.Failure(description: "PostgreSQL is not installed (apt-get install postgresql)")
@@ -16,14 +20,17 @@ final class PostgresServer: Sendable {
         let binaries = "/usr/lib/postgresql/\(version)/bin"
         let directory = NSTemporaryDirectory() + "websockets-pg-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        let server = PostgresServer(port: try ServerProcess.freePort(), directory: directory, binaries: binaries)
+        let certificates = tls ? try TestCertificates(directory: directory + "/tls", names: ["localhost"]) : nil
+        let server = PostgresServer(
+            port: try ServerProcess.freePort(), directory: directory, binaries: binaries, certificates: certificates)
         if getuid() == 0 { try server.shell("chown -R postgres:postgres \(directory)", asPostgres: false) }
         try server.shell("\(binaries)/initdb -D \(directory)/data -U postgres --auth=trust -E UTF8 >/dev/null")
         try server.start()
         return server
     }
 
-    private init(port: Int, directory: String, binaries: String) {
+    private init(port: Int, directory: String, binaries: String, certificates: TestCertificates?) {
+        self.certificates = certificates
         self.port = port
         self.directory = directory
         self.binaries = binaries
@@ -32,8 +39,10 @@ final class PostgresServer: Sendable {
     var url: String { "postgres://postgres@127.0.0.1:\(port)/postgres" }
 
     func start() throws {
+        let tls =
+            certificates.map { " -c ssl=on -c ssl_cert_file=\($0.serverCertificate) -c ssl_key_file=\($0.serverKey)" } ?? ""
         try shell(
-            "\(binaries)/pg_ctl -D \(directory)/data -l \(directory)/log -w -o \"-p \(port) -k \(directory) -c listen_addresses=127.0.0.1 -c fsync=off\" start >/dev/null"
+            "\(binaries)/pg_ctl -D \(directory)/data -l \(directory)/log -w -o \"-p \(port) -k \(directory) -c listen_addresses=127.0.0.1 -c fsync=off\(tls)\" start >/dev/null"
         )
     }
 
@@ -46,7 +55,7 @@ final class PostgresServer: Sendable {
     func psql(_ sql: String) throws -> String {
         let escaped = sql.replacingOccurrences(of: "'", with: "'\\''")
         return try shell(
-            "psql -X -q -t -A -h 127.0.0.1 -p \(port) -U postgres -d postgres -c '\(escaped)'", asPostgres: false)
+            "PGSSLMODE=disable psql -X -q -t -A -h 127.0.0.1 -p \(port) -U postgres -d postgres -c '\(escaped)'", asPostgres: false)
     }
 
     func shutdown() {
@@ -59,7 +68,13 @@ final class PostgresServer: Sendable {
     /// (which passes no descriptor beyond 0–2) rather than Foundation's Process, whose end the daemon that pg_ctl
     /// starts would otherwise keep waiting.
     @discardableResult
-    private func shell(_ command: String, asPostgres: Bool = true) throws -> String {
+    func shell(_ command: String, asPostgres: Bool = true) throws -> String {
+        try Self.shell(command, asPostgres: asPostgres)
+    }
+
+    /// Runs a shell command (as the `postgres` user when `asPostgres` and the tests are root); its output.
+    @discardableResult
+    static func shell(_ command: String, asPostgres: Bool = false) throws -> String {
         let outputPath = NSTemporaryDirectory() + "websockets-sh-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: outputPath) }
         let quoted = command.replacingOccurrences(of: "'", with: "'\\''")

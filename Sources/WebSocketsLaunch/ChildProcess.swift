@@ -1,25 +1,26 @@
+import WebSockets
 import CLaunch
 import Foundation
 
 /// Starting programs with posix_spawn: for the supervisor's child and for web start's detached server.
-public enum ChildProcess {
+package enum ChildProcess {
     /// How a child is started.
-    public struct Options: Sendable {
+    package struct Options: Sendable {
         /// The program's path.
-        public var executable: String
+        package var executable: String
         /// Its arguments, the program's name first.
-        public var arguments: [String]
+        package var arguments: [String]
         /// Its whole environment (nothing is inherited implicitly).
-        public var environment: [String: String]
+        package var environment: [String: String]
         /// A new session (`setsid`): the child outlives its parent's session and terminal.
-        public var newSession = false
+        package var newSession = false
         /// A new process group led by the child, so that a signal can reach it and everything it starts.
-        public var newProcessGroup = false
+        package var newProcessGroup = false
         /// Where standard output and standard error go (appended), or `nil` to inherit them.
-        public var outputPath: String?
+        package var outputPath: String?
 
         /// Options for `executable` with `arguments` and `environment`.
-        public init(executable: String, arguments: [String], environment: [String: String]) {
+        package init(executable: String, arguments: [String], environment: [String: String]) {
             self.executable = executable
             self.arguments = arguments
             self.environment = environment
@@ -27,14 +28,14 @@ public enum ChildProcess {
     }
 
     /// Why a child could not be started.
-    public struct SpawnError: Error, CustomStringConvertible {
+    package struct SpawnError: Error, CustomStringConvertible {
         /// What failed.
-        public let description: String
+        package let description: String
     }
 
     /// Starts a child: standard input from /dev/null, no descriptors but 0–2 inherited, default signal handling
     /// and an empty signal mask (whatever the parent ignores or blocks).
-    public static func spawn(_ options: Options) throws -> pid_t {
+    package static func spawn(_ options: Options) throws -> pid_t {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -79,7 +80,7 @@ public enum ChildProcess {
     }
 
     /// The path of the running executable, or `nil` when it is gone (deleted or replaced since it started).
-    public static func currentExecutable() -> String? {
+    package static func currentExecutable() -> String? {
         guard let path = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"),
             !path.hasSuffix(" (deleted)"), FileManager.default.isExecutableFile(atPath: path)
         else { return nil }

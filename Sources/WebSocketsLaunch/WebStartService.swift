@@ -1,3 +1,4 @@
+import WebSockets
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
@@ -7,56 +8,63 @@ import ServiceLifecycle
 /// The web-start service (`websockets web <site>`): for hosting where an operator can open a URL but not keep a
 /// shell. `GET /WebSockets/<security key>` starts the server unless one is already answering: detached with
 /// posix_spawn under `websockets supervise`, or, where spawning is not possible, inside this process.
-public final class WebStartService: Service, Sendable {
+package final class WebStartService: Service, Sendable {
     private let settings: Settings
     private let logger: Logger
     private let executable: String?
     private let environment: [String: String]
     private let limiter = AttemptLimiter()
+    private let startTimeout: Duration
+    private let reapers = NIOLockedValueBox<[Task<Void, Never>]>([])
+    private let proxies: TrustedProxies
     private let starting = NIOLockedValueBox<Task<HTTPServerResponse, Never>?>(nil)
     private let inProcess = NIOLockedValueBox<WebSocketsServer?>(nil)
     private let http = NIOLockedValueBox<HTTPServer?>(nil)
     /// For health checks: one client (one curl thread) for the service's life, not one per check.
     private let curl = CurlClient(maximumConcurrency: 2)
 
-    /// A service for `settings`; `executable` is the `websockets` binary to spawn (`nil`: none, in-process only).
-    public init(
+    /// A service for `settings`; `executable` is the `websockets` binary to spawn (`nil`: none, in-process only);
+    /// a spawned server that does not answer its health check within `startTimeout` is stopped and reported.
+    package init(
         settings: Settings, logger: Logger, executable: String? = ChildProcess.currentExecutable(),
-        environment: [String: String] = ProcessInfo.processInfo.environment
+        environment: [String: String] = ProcessInfo.processInfo.environment, startTimeout: Duration = .seconds(20)
     ) {
+        self.startTimeout = startTimeout
         self.settings = settings
+        self.proxies = TrustedProxies(settings: settings)
         self.logger = logger
         self.executable = executable
         self.environment = environment
     }
 
     /// The port it listens on, once started.
-    public var port: Int { http.withLockedValue { $0?.port ?? 0 } }
+    package var port: Int { http.withLockedValue { $0?.port ?? 0 } }
 
     /// Starts listening on `web_port`.
-    public func start() async throws {
-        let server = try await HTTPServer(
-            host: settings.listenLocally ? "127.0.0.1" : "0.0.0.0", port: settings.webPort, limits: settings,
-            logger: logger
-        ) { [self] request in
-            await respond(to: request)
+    package func start() async throws {
+        let host = settings.listenLocally ? "127.0.0.1" : "0.0.0.0"
+        let server = try await PortSetting.binding("web_port", port: settings.webPort, host: host) {
+            try await HTTPServer(host: host, port: settings.webPort, limits: settings, logger: logger) {
+                [self] request in await respond(to: request)
+            }
         }
         http.withLockedValue { $0 = server }
         logger.info("web start listening", metadata: ["port": "\(server.port)"])
     }
 
     /// Serves until graceful shutdown. A server started in-process stops with it; a spawned one does not.
-    public func run() async throws {
+    package func run() async throws {
         try await start()
         try? await gracefulShutdown()
         await shutdown()
     }
 
     /// Stops listening and stops a server started in-process.
-    public func shutdown() async {
+    package func shutdown() async {
         await http.withLockedValue { $0 }?.shutdown()
         await inProcess.withLockedValue { $0 }?.shutdown()
         await curl.shutdown()
+        for task in reapers.withLockedValue({ $0 }) { task.cancel() }
     }
 
     func respond(to request: HTTPServerRequest) async -> HTTPServerResponse {
@@ -64,7 +72,9 @@ public final class WebStartService: Service, Sendable {
         guard request.method == .GET, request.path.hasPrefix("/WebSockets/") else {
             return .text("Not Found", status: .notFound)
         }
-        let address = request.remoteAddress
+        // Counted per client, behind the proxies the operator named: one person's typo locks out no one else.
+        let address = proxies.clientAddress(
+            peer: request.remoteAddress, forwardedFor: request.headers[canonicalForm: "x-forwarded-for"].map(String.init))
         if limiter.isBlocked(address) {
             return .text("Too many wrong keys: wait and try again", status: .tooManyRequests)
         }
@@ -125,16 +135,53 @@ public final class WebStartService: Service, Sendable {
         options.outputPath = logPath
         let pid = try ChildProcess.spawn(options)
         logger.info("web start: spawned the supervised server", metadata: ["pid": "\(pid)", "log": "\(logPath)"])
-        let deadline = ContinuousClock.now + .seconds(20)
+        let deadline = ContinuousClock.now + startTimeout
+        var exited = false
         while ContinuousClock.now < deadline {
-            if await serverAnswers() { return .text("Server started") }
+            if await serverAnswers() {
+                reap(pid)
+                return .text("Server started")
+            }
             var status: Int32 = 0
-            if waitpid(pid, &status, WNOHANG) == pid { break }
+            if waitpid(pid, &status, WNOHANG) == pid {
+                exited = true
+                break
+            }
             try await Task.sleep(for: .milliseconds(100))
         }
+        // Nothing is left behind: the supervisor is stopped (it stops its server first) and reaped.
+        if !exited { await stop(pid) }
         let tail = Self.tail(of: logPath, lines: 20)
-        logger.error("web start: the spawned server did not come up", metadata: ["log": "\(logPath)"])
+        logger.error(
+            "web start: the spawned server did not come up; stopped it", metadata: ["log": "\(logPath)"])
         return .text("Server did not start; \(logPath) ends with:\n\(tail)", status: .internalServerError)
+    }
+
+    /// Stops a supervisor that is still running: SIGTERM to its group (it passes it on to its server and waits for
+    /// it), SIGKILL if it has not ended in time; then it is reaped.
+    private func stop(_ pid: pid_t) async {
+        kill(-pid, SIGTERM)
+        let deadline = ContinuousClock.now + .seconds(20)
+        var status: Int32 = 0
+        while ContinuousClock.now < deadline {
+            if waitpid(pid, &status, WNOHANG) == pid { return }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        kill(-pid, SIGKILL)
+        while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
+    }
+
+    /// Waits for the supervisor in the background, so that when it ends it does not stay a zombie of this service.
+    private func reap(_ pid: pid_t) {
+        let task = Task.detached {
+            var status: Int32 = 0
+            while !Task.isCancelled {
+                let result = waitpid(pid, &status, WNOHANG)
+                if result == pid || (result == -1 && errno == ECHILD) { return }
+                try? await Task.sleep(for: .milliseconds(500))
+            }
+        }
+        reapers.withLockedValue { $0.append(task) }
     }
 
     private func serverAnswers() async -> Bool {

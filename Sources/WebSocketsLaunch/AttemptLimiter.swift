@@ -1,3 +1,4 @@
+import WebSockets
 import NIOConcurrencyHelpers
 
 /// Slows down guessing: after each wrong key from an address, that address is refused for a while (0.5 s,
