@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 import Testing
 
 @testable import WebSockets
@@ -44,6 +45,46 @@ import Testing
         let attributes = try FileManager.default.attributesOfItem(atPath: path)
         #expect((attributes[.posixPermissions] as? Int) == 0o600)
         #expect(SecurityKey.generate() != SecurityKey.generate())
+    }
+
+    /// A watcher in the same folder, looking as fast as it can at every file there while keys are generated, never
+    /// sees one that others may read (on the old main: the key, readable, on the first round).
+    @Test func theKeyIsNeverReadableByOthersWhileItIsWritten() throws {
+        let directory = try ServerProcess.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let path = directory + "/websockets.json"
+        let done = NIOLockedValueBox(false)
+        let exposed = NIOLockedValueBox<[String]>([])
+        let watcher = Thread {
+            while !done.withLockedValue({ $0 }) {
+                for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] {
+                    var information = stat()
+                    guard stat(directory + "/" + name, &information) == 0, information.st_size > 0,
+                        information.st_mode & 0o077 != 0
+                    else { continue }
+                    exposed.withLockedValue { $0.append("\(name) mode \(String(information.st_mode & 0o777, radix: 8))") }
+                }
+            }
+        }
+        watcher.start()
+        umask(0o022)
+        for _ in 0..<200 {
+            try? FileManager.default.removeItem(atPath: path)
+            _ = try SettingsLoader(path: path, environment: [:]).saveGeneratedKey()
+        }
+        done.withLockedValue { $0 = true }
+        while !watcher.isFinished { usleep(1000) }
+        #expect(exposed.withLockedValue { $0 }.isEmpty, "\(exposed.withLockedValue { $0.prefix(3) })")
+        // Only the settings file is left: no temporary file stays behind.
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory) == ["websockets.json"])
+        var information = stat()
+        #expect(stat(path, &information) == 0 && information.st_mode & 0o777 == 0o600)
+
+        // A file others may read gets a warning that names it; a private one does not.
+        #expect(SettingsLoader(path: path, environment: [:]).permissionWarning() == nil)
+        chmod(path, 0o644)
+        let warning = try #require(SettingsLoader(path: path, environment: [:]).permissionWarning())
+        #expect(warning.contains(path) && warning.contains("644") && warning.contains("chmod 600"))
     }
 
     @Test func reportsBadSettings() {
