@@ -24,12 +24,12 @@ package final class WebStartService: Service, Sendable {
     private let curl = CurlClient(maximumConcurrency: 2)
 
     /// A service for `settings`; `executable` is the `websockets` binary to spawn (`nil`: none, in-process only);
-    /// a spawned server that does not answer its health check within `startTimeout` is stopped and reported.
+    /// a spawned server that does not answer its health check within `web_start_timeout` is stopped and reported.
     package init(
         settings: Settings, logger: Logger, executable: String? = ChildProcess.currentExecutable(),
-        environment: [String: String] = ProcessInfo.processInfo.environment, startTimeout: Duration = .seconds(20)
+        environment: [String: String] = ProcessInfo.processInfo.environment
     ) {
-        self.startTimeout = startTimeout
+        self.startTimeout = .milliseconds(Int64(settings.webStartTimeout * 1000))
         self.settings = settings
         self.proxies = TrustedProxies(settings: settings)
         self.logger = logger

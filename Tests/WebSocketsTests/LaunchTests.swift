@@ -65,6 +65,78 @@ import Testing
         #expect(!ServerProcess.isAlive(child))
     }
 
+    /// SIGHUP restarts the command at once; the supervisor stays, and so does its hold on the new command. On the
+    /// old main, SIGHUP killed the supervisor and left its command running under init.
+    @Test func supervisorRestartsItsCommandOnSIGHUP() async throws {
+        let directory = try ServerProcess.temporaryDirectory()
+        let supervisor = try ServerProcess(["supervise", "echo $$ >> pids; exec sleep 60"], directory: directory)
+        defer { supervisor.stop() }
+        @Sendable func pids() -> [Int32] {
+            ((try? String(contentsOfFile: directory + "/pids", encoding: .utf8)) ?? "").split(separator: "\n")
+                .compactMap { Int32($0) }
+        }
+        try await eventually(timeout: .seconds(10), "the command runs") { pids().count == 1 }
+        let first = pids()[0]
+        kill(supervisor.process.processIdentifier, SIGHUP)
+        try await eventually(timeout: .seconds(10), "the command is restarted") { pids().count == 2 }
+        let second = pids()[1]
+        try await eventually(timeout: .seconds(5), "the first command ends") { !ServerProcess.isAlive(first) }
+        #expect(supervisor.process.isRunning)
+        #expect(ServerProcess.parentAndSession(of: second)?.parent == supervisor.process.processIdentifier)
+        kill(supervisor.process.processIdentifier, SIGTERM)
+        supervisor.process.waitUntilExit()
+        #expect(supervisor.process.terminationStatus == 0)
+        #expect(!ServerProcess.isAlive(second))
+    }
+
+    /// A command that exits 2 (a settings mistake) would fail the same way forever: it is not restarted.
+    @Test func supervisorDoesNotRestartACommandThatExitsWithTwo() async throws {
+        let directory = try ServerProcess.temporaryDirectory()
+        let supervisor = try ServerProcess(
+            ["supervise", "echo run >> runs; exit 2"], directory: directory, captureErrors: true)
+        defer { supervisor.stop() }
+        supervisor.process.waitUntilExit()
+        #expect(supervisor.process.terminationStatus == 2)
+        #expect(try String(contentsOfFile: directory + "/runs", encoding: .utf8) == "run\n")
+        let help = try ServerProcess(["supervise", "--help"], directory: directory, captureErrors: true)
+        help.process.waitUntilExit()
+        #expect(help.process.terminationStatus == 0)
+        let text = String(decoding: help.output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(text.contains("Usage: websockets supervise '"))
+    }
+
+    /// Web start's failed starts: a server that exits at once (its port is taken) and one that never comes up
+    /// (its database does not answer) are each stopped with their supervisor before the 500, which carries the
+    /// end of the log; nothing of theirs is left running, and the web service has no zombie. On the old main each
+    /// try left a supervisor restarting its server.
+    @Test func aFailedWebStartLeavesNothingBehind() async throws {
+        let blocker = try await HTTPServer(port: 0) { _ in .text("taken", status: .notFound) }
+        let closedPort = try ServerProcess.freePort()
+        for (listenPort, extra, expected) in [
+            (blocker.port, "", "listen_port \(blocker.port) on 127.0.0.1 is in use"),
+            (
+                try ServerProcess.freePort(),
+                #", "postgres": "postgres://postgres@127.0.0.1:\#(closedPort)/postgres?sslmode=disable", "web_start_timeout": 3"#,
+                "PostgreSQL at 127.0.0.1:\(closedPort)"
+            ),
+        ] {
+            let webPort = try ServerProcess.freePort()
+            let directory = try settingsDirectory(listenPort: listenPort, webPort: webPort, extra: extra)
+            let site = "http://127.0.0.1:1/failed-start-\(webPort)"
+            let web = try ServerProcess(["web", site], directory: directory)
+            defer { web.stop() }
+            try await eventually(timeout: .seconds(20), "web start listens") {
+                await get("http://127.0.0.1:\(webPort)/") != nil
+            }
+            let answer = try #require(await get("http://127.0.0.1:\(webPort)/WebSockets/web-key"))
+            #expect(answer.status == 500)
+            #expect(answer.body.contains(expected), "\(answer.body)")
+            #expect(ServerProcess.commandLines(containing: site).filter { $0.pid != web.process.processIdentifier }.isEmpty)
+            #expect(ServerProcess.children(of: web.process.processIdentifier).isEmpty)
+        }
+        await blocker.shutdown()
+    }
+
     @Test func supervisorWithoutACommandPrintsItsUsage() throws {
         let directory = try ServerProcess.temporaryDirectory()
         let process = try ServerProcess(["supervise"], directory: directory, captureErrors: true)
@@ -106,15 +178,25 @@ import Testing
         #expect(family.session != ServerProcess.parentAndSession(of: web.process.processIdentifier)?.session)
         #expect(await get(base + "web-key")?.body == "Server already running")
 
+        // A supervisor that stops while the web service runs is reaped by it, not left a zombie.
+        kill(supervisor, SIGTERM)
+        try await eventually(timeout: .seconds(10), "the supervised server stops and is reaped") {
+            !ServerProcess.isAlive(pid) && !FileManager.default.fileExists(atPath: "/proc/\(supervisor)")
+        }
+        #expect(ServerProcess.children(of: web.process.processIdentifier).isEmpty)
+        #expect(await get(base + "web-key")?.body == "Server started")
+        let restarted = try #require(await healthPID(port: listenPort))
+        let newSupervisor = try #require(ServerProcess.parentAndSession(of: restarted)).parent
+
         // The web service dies; the server it started does not.
         kill(web.process.processIdentifier, SIGKILL)
         web.process.waitUntilExit()
         try await Task.sleep(for: .milliseconds(300))
-        #expect(await healthPID(port: listenPort) == pid)
+        #expect(await healthPID(port: listenPort) == restarted)
 
-        kill(supervisor, SIGTERM)
+        kill(newSupervisor, SIGTERM)
         try await eventually(timeout: .seconds(10), "the supervised server stops") {
-            !ServerProcess.isAlive(pid) && !ServerProcess.isAlive(supervisor)
+            !ServerProcess.isAlive(restarted) && !ServerProcess.isAlive(newSupervisor)
         }
         let log = try String(contentsOfFile: directory + "/websockets.log", encoding: .utf8)
         #expect(log.contains("listening"))

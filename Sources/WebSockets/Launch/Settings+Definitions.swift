@@ -39,6 +39,10 @@ extension Settings {
             "retention", \.retention, 1...2_592_000,
             "seconds cluster messages are kept: the window in which reconnecting tabs recover what they missed"),
         .integer("web_port", \.webPort, 0...65535, "the web-start service's port"),
+        .number(
+            "web_start_timeout", \.webStartTimeout, 1...600,
+            "seconds a server started by web start has to come up; then it is stopped with its supervisor and web start answers 500 with the end of its log"
+        ),
         .string("log_file", \.logFile, "where a server started by web start writes its output"),
         .number("site_timeout", \.siteTimeout, 0.1...600, "seconds a call to the site may take, connecting included"),
         .number(

@@ -32,6 +32,8 @@ public struct Settings: Sendable {
     public var retention: Int = 300
     /// The port of the web-start service.
     public var webPort: Int = 8081
+    /// Seconds a server started by web start has to answer its health check before it is stopped and reported.
+    public var webStartTimeout: Double = 20
     /// Where a server started by web start writes its output.
     public var logFile: String = "websockets.log"
     /// The hard timeout of a call to the site, in seconds.

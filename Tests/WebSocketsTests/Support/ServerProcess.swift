@@ -94,6 +94,19 @@ final class ServerProcess: @unchecked Sendable {
         return stat[stat.index(end, offsetBy: 2)] != "Z"
     }
 
+    /// The children of `pid`, zombies included (a zombie's command line is empty: it is found by its parent).
+    static func children(of pid: Int32) -> [(pid: Int32, zombie: Bool)] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap { entry -> (Int32, Bool)? in
+            guard let child = Int32(entry), let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
+                let end = stat.lastIndex(of: ")")
+            else { return nil }
+            let fields = stat[stat.index(end, offsetBy: 2)...].split(separator: " ")
+            guard fields.count > 1, Int32(fields[1]) == pid else { return nil }
+            return (child, fields[0] == "Z")
+        }
+    }
+
     /// The arguments of every process whose command line contains `text`.
     static func commandLines(containing text: String) -> [(pid: Int32, arguments: [String])] {
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
