@@ -109,7 +109,7 @@ final class SiteClient: Sendable {
         switch result {
         case .failure(let error):
             metrics.siteFailure(endpoint: "session", reason: error == .timeout ? "timeout" : "transport")
-            logger.warning("session endpoint failed", metadata: ["error": "\(error)"])
+            logger.warning("session endpoint failed", metadata: ["error": "\(error)", "url": "\(sessionURL)"])
             return .failed(error.description)
         case .success(let response) where response.status == 401 || response.status == 403:
             return .rejected(status: response.status)
@@ -118,12 +118,15 @@ final class SiteClient: Sendable {
                 return .valid(try SessionInfo(json: try JSON(parsing: response.body)))
             } catch {
                 metrics.siteFailure(endpoint: "session", reason: "body")
-                logger.warning("session endpoint answered a malformed body", metadata: ["error": "\(error)"])
+                logger.warning(
+                    "session endpoint answered a malformed body", metadata: ["error": "\(error)", "url": "\(sessionURL)"])
                 return .failed("malformed session answer")
             }
         case .success(let response):
             metrics.siteFailure(endpoint: "session", reason: "status")
-            logger.warning("session endpoint answered an unexpected status", metadata: ["status": "\(response.status)"])
+            logger.warning(
+                "session endpoint answered an unexpected status",
+                metadata: ["status": "\(response.status)", "url": "\(sessionURL)"])
             return .failed("status \(response.status)")
         }
     }
@@ -149,7 +152,7 @@ final class SiteClient: Sendable {
             return .failure(.cancelled)
         case .failure(let error):
             metrics.siteFailure(endpoint: "message", reason: error == .timeout ? "timeout" : "transport")
-            return .failure(error == .timeout ? .timeout : .failed(error.description))
+            return .failure(error == .timeout ? .timeout : .failed("\(error.description) (\(Self.shown(endpoint)))"))
         case .success(let response) where (200..<300).contains(response.status):
             if response.body.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }) {
                 return .success([])
@@ -158,11 +161,27 @@ final class SiteClient: Sendable {
                 return .success(try Send.list(parsing: response.body))
             } catch {
                 metrics.siteFailure(endpoint: "message", reason: "body")
-                return .failure(.failed("malformed answer: \(error)"))
+                return .failure(.failed("malformed answer from \(Self.shown(endpoint)): \(error)"))
             }
         case .success(let response):
             metrics.siteFailure(endpoint: "message", reason: "status")
-            return .failure(.failed("status \(response.status)"))
+            return .failure(.failed("status \(response.status) from \(Self.shown(endpoint))"))
         }
+    }
+
+    /// The session endpoint as logs show it.
+    private var sessionURL: String { Self.shown(settings.resolvedSessionEndpoint) }
+
+    /// A URL as logs show it: without a `user:password@` part or a query (which may carry a token); the key and
+    /// the browser's cookie travel in headers and are never part of it.
+    static func shown(_ url: String) -> String {
+        var text = url
+        if let query = text.firstIndex(where: { $0 == "?" || $0 == "#" }) { text = String(text[..<query]) }
+        if let scheme = text.range(of: "://"), let at = text[scheme.upperBound...].firstIndex(of: "@"),
+            !text[scheme.upperBound..<at].contains("/")
+        {
+            text.removeSubrange(scheme.upperBound...at)
+        }
+        return text
     }
 }
