@@ -3,6 +3,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import NIOWebSocket
 import WebSockets
 
@@ -27,18 +28,24 @@ final class TestWebSocket: Sendable {
         self.inbox = inbox
     }
 
-    /// Opens `/WebSockets` (or `path`) on `port` with extra request headers such as `Cookie` and `Origin`.
+    /// Opens `/WebSockets` (or `path`) on `port` with extra request headers such as `Cookie` and `Origin`; over
+    /// TLS (any certificate) when `tls`, from the local address `source` when given (such as 127.0.0.3).
     static func connect(
         port: Int, path: String = "/WebSockets", headers: [(String, String)] = [], answerPings: Bool = true,
-        autoRead: Bool = true
+        autoRead: Bool = true, tls: Bool = false, source: String? = nil
     ) async throws -> TestWebSocket {
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        configuration.certificateVerification = .none
+        let sslContext = tls ? try NIOSSLContext(configuration: configuration) : nil
         let inbox = EventInbox()
         let upgraded = MultiThreadedEventLoopGroup.singleton.next().makePromise(of: Void.self)
         var head = HTTPRequestHead(version: .http1_1, method: .GET, uri: path)
         head.headers.add(name: "Host", value: "127.0.0.1:\(port)")
         for (name, value) in headers { head.headers.add(name: name, value: value) }
         let requestHead = head
-        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        var bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        if let source { bootstrap = bootstrap.bind(to: try SocketAddress(ipAddress: source, port: 0)) }
+        let channel = try await bootstrap
             .channelOption(.autoRead, value: autoRead)
             .channelInitializer { channel in
                 let key = Data((0..<16).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()
@@ -52,6 +59,10 @@ final class TestWebSocket: Sendable {
                     }
                 }
                 return channel.eventLoop.makeCompletedFuture {
+                    if let sslContext {
+                        try channel.pipeline.syncOperations.addHandler(
+                            try NIOSSLClientHandler(context: sslContext, serverHostname: nil))
+                    }
                     try channel.pipeline.syncOperations.addHTTPClientHandlers(
                         withClientUpgrade: (upgraders: [upgrader], completionHandler: { _ in }))
                     try channel.pipeline.syncOperations.addHandler(

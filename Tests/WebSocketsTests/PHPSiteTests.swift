@@ -1,0 +1,98 @@
+import Foundation
+import Testing
+
+@testable import WebSockets
+
+/// The README's PHP site, as written: its files are taken from README.md (each block that starts with
+/// `<?php // <path>`), served by PHP's built-in server (Debian's php-cli and php-curl), in front of the real
+/// `websockets` binary, with a real WebSocket client.
+@Suite struct PHPSiteTests {
+    /// The README's PHP files by path.
+    static func readmeFiles() throws -> [String: String] {
+        let readme = try String(
+            contentsOf: DeployTests.root.appendingPathComponent("README.md"), encoding: .utf8)
+        var files: [String: String] = [:]
+        for block in readme.components(separatedBy: "```php\n").dropFirst() {
+            guard let end = block.range(of: "\n```") else { continue }
+            let code = String(block[..<end.lowerBound]) + "\n"
+            guard code.hasPrefix("<?php // ") else { continue }
+            let path = code.dropFirst("<?php // ".count).prefix { $0 != ":" && $0 != " " && $0 != "\n" }
+            files[String(path)] = code
+        }
+        return files
+    }
+
+    @Test func theREADMEsPHPSiteRunsAsWritten() async throws {
+        let files = try Self.readmeFiles()
+        #expect(
+            Set(files.keys) == [
+                "websockets.php", "api/WebSockets/session.php", "api/WebSockets/message.php", "notify.php",
+                "login.php", "router.php",
+            ])
+        let directory = try ServerProcess.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        for (path, code) in files {
+            let url = URL(fileURLWithPath: directory + "/" + path)
+            try FileManager.default.createDirectory(
+                at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try Data(code.utf8).write(to: url)
+        }
+        let key = SecurityKey.generate()
+        let phpPort = try ServerProcess.freePort()
+        let serverPort = try ServerProcess.freePort()
+        let php = Process()
+        php.executableURL = URL(fileURLWithPath: "/usr/bin/php")
+        php.arguments = ["-S", "127.0.0.1:\(phpPort)", "router.php"]
+        php.currentDirectoryURL = URL(fileURLWithPath: directory)
+        var environment = ProcessInfo.processInfo.environment
+        environment["WEBSOCKETS_KEY"] = key
+        environment["WEBSOCKETS_SERVER"] = "http://127.0.0.1:\(serverPort)"
+        php.environment = environment
+        php.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
+        php.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        try php.run()
+        defer {
+            // SIGKILL: the test process's own signal setup reaches Foundation's children, and php -S ignored SIGTERM.
+            kill(php.processIdentifier, SIGKILL)
+            php.waitUntilExit()
+        }
+        let server = try ServerProcess(
+            ["start", "http://127.0.0.1:\(phpPort)", "--listen-port", "\(serverPort)", "--security-key", key],
+            directory: directory)
+        defer { server.stop() }
+        @Sendable func get(_ url: String) throws -> String {
+            try PostgresServer.shell("curl -s -D - -o /dev/null '\(url)' || true")
+        }
+        try await eventually(timeout: .seconds(20), "PHP and the server answer") {
+            try get("http://127.0.0.1:\(phpPort)/login.php").contains("200 OK")
+                && get("http://127.0.0.1:\(serverPort)/WebSockets/health").contains("200 OK")
+        }
+
+        // Log in as user 42 on the PHP site; its session cookie opens the WebSocket.
+        let login = try get("http://127.0.0.1:\(phpPort)/login.php?user=42")
+        let cookie = try #require(
+            login.split(separator: "\r\n").first { $0.lowercased().hasPrefix("set-cookie:") }?
+                .dropFirst("set-cookie:".count).split(separator: ";").first?.trimmingCharacters(in: .whitespaces))
+        let tab = try await TestWebSocket.connect(port: serverPort, headers: [("Cookie", cookie)])
+        try await tab.send("Client/authentication", nil)
+        #expect(try await tab.nextMessage() == Message(action: "Client/authentication", details: "ok"))
+
+        try await tab.send("hello", "Zoe")
+        #expect(try await tab.nextMessage() == Message(action: "hello", details: "Hello, Zoe!"))
+        #expect(try await tab.nextMessage() == Message(action: "hello:elsewhere", details: "Zoe"))
+        try await tab.send("hello", "")
+        #expect(try await tab.nextMessage() == Message(action: "hello:error", details: [400, "Say your name"]))
+
+        // The page sender reaches the tab (user 42 is in group 1); its logout closes it.
+        _ = try get("http://127.0.0.1:\(phpPort)/notify.php")
+        #expect(try await tab.nextMessage() == Message(action: "news", details: ["title": "Hi"]))
+        _ = try get("http://127.0.0.1:\(phpPort)/notify.php?logout=42")
+        let close = try await tab.nextClose()
+        #expect(close.before == [Message(action: "news", details: ["title": "Hi"]), Message(action: "Server/close")])
+
+        // Without the PHP session cookie, the site says 401 and the tab is refused.
+        let stranger = try await TestWebSocket.connect(port: serverPort)
+        try await stranger.send("Client/authentication", nil)
+        #expect(try await stranger.nextClose().code == 1008)
+    }
+}
