@@ -1,13 +1,17 @@
 /// The demo's one page: a name form, or the chat built on `cs.WebSockets` (served by the server at
 /// `/WebSockets/client.js`).
 enum DemoPage {
-    static func html(name: String?, id: Int64?) -> String {
+    /// The chat for a signed-in member, else the name form; `nameRefused`: the last name given was blank or too
+    /// long, and the form says so.
+    static func html(name: String?, id: Int64?, nameRefused: Bool = false) -> String {
         let body: String
         if let name, let id {
             body = chat.replacingOccurrences(of: "{{NAME}}", with: escape(name))
                 .replacingOccurrences(of: "{{ID}}", with: String(id))
         } else {
-            body = login
+            body = login.replacingOccurrences(
+                of: "{{ERROR}}",
+                with: nameRefused ? #"<p class="error" id="name-error">Pick a name of 1 to 32 characters.</p>"# : "")
         }
         return page.replacingOccurrences(of: "{{BODY}}", with: body)
     }
@@ -45,6 +49,15 @@ enum DemoPage {
           button { background: #2f5fb3; color: #fff; border-color: #2f5fb3; cursor: pointer; }
           form.login { max-width: 22rem; margin: 4rem auto; display: grid; gap: .7rem; }
           #to { font-size: .85rem; color: #555; margin: .3rem 0; }
+          .error { color: #b03a2e; margin: 0; }
+          #log { overflow-wrap: anywhere; } form.send input { min-width: 0; }
+          /* A phone (390 px): one column, nothing wider than the screen. */
+          @media (max-width: 40rem) {
+            main { grid-template-columns: 1fr; padding: .6rem; }
+            header { flex-wrap: wrap; padding: .6rem; }
+            form.login { margin: 2rem .8rem; }
+            #log { height: 16rem; }
+          }
         </style>
         </head>
         <body>
@@ -56,6 +69,7 @@ enum DemoPage {
     private static let login = #"""
         <form class="login" method="post" action="/login">
           <h1>WebSockets demo</h1>
+          {{ERROR}}
           <label>Pick a name <input name="name" id="name" maxlength="32" required autofocus></label>
           <button id="join">Join the chat</button>
           <small>The name becomes your session (a cookie); the WebSockets server asks this site who you are.</small>

@@ -81,7 +81,11 @@ public final class DemoSite: Sendable {
             }
             return HTTPServerResponse(
                 headers: ["Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store"],
-                body: Array(DemoPage.html(name: member?.name, id: member?.id).utf8))
+                body: Array(
+                    DemoPage.html(
+                        name: member?.name, id: member?.id,
+                        nameRefused: request.query.split(separator: "&").contains("error=name")
+                    ).utf8))
         case (.POST, "/login"):
             return login(request)
         case (.POST, "/logout"):

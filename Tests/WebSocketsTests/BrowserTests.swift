@@ -117,6 +117,33 @@ import WebSocketsDemo
         #expect(harness.site.sessionRequests("carol") == 1)
     }
 
+    /// The demo on a phone: a blank name says why it was refused, and at 390 px neither the form nor the chat is
+    /// wider than the screen (both were, sideways, before).
+    @Test func demoOnAPhone() async throws {
+        let demo = try await DemoSite.start(port: 0)
+        let browser = try await Chromium.launch()
+        defer { Task { await demo.webSocketsServer.shutdown() } }
+        defer { browser.kill() }
+        let page = try await browser.open(demo.url, in: try await browser.newContext())
+        _ = try await page.devtools.call(
+            "Emulation.setDeviceMetricsOverride",
+            ["width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": true], session: page.session)
+        let fits = "document.documentElement.scrollWidth <= 390"
+        try await page.waitFor(fits)
+        try await page.evaluate(
+            "document.getElementById('name').value = '   '; document.querySelector('form').submit(); true")
+        try await page.waitFor("document.getElementById('name-error')")
+        #expect(try await page.evaluate("document.getElementById('name-error').innerText") == "Pick a name of 1 to 32 characters.")
+        try await page.evaluate(
+            "document.getElementById('name').value = 'Ann'; document.querySelector('form').submit(); true")
+        try await page.waitFor("document.getElementById('status') && document.getElementById('status').textContent === 'online'")
+        try await page.evaluate(
+            "document.getElementById('text').value = '\(String(repeating: "w", count: 200))'; document.getElementById('send').requestSubmit(); true")
+        try await page.waitFor("document.getElementById('log').innerText.includes('www')")
+        let width = try await page.evaluate("document.documentElement.scrollWidth")
+        #expect(width.intValue.map { $0 <= 390 } == true, "\(width)")
+    }
+
     @Test func demoChatBetweenTwoUsers() async throws {
         let demo = try await DemoSite.start(port: 0)
         let browser = try await Chromium.launch()
