@@ -74,7 +74,8 @@ package final class WebStartService: Service, Sendable {
         }
         // Counted per client, behind the proxies the operator named: one person's typo locks out no one else.
         let address = proxies.clientAddress(
-            peer: request.remoteAddress, forwardedFor: request.headers[canonicalForm: "x-forwarded-for"].map(String.init))
+            peer: request.remoteAddress,
+            forwardedFor: request.headers[canonicalForm: "x-forwarded-for"].map(String.init))
         if limiter.isBlocked(address) {
             return .text("Too many wrong keys: wait and try again", status: .tooManyRequests)
         }

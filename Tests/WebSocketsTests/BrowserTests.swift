@@ -133,12 +133,16 @@ import WebSocketsDemo
         try await page.evaluate(
             "document.getElementById('name').value = '   '; document.querySelector('form').submit(); true")
         try await page.waitFor("document.getElementById('name-error')")
-        #expect(try await page.evaluate("document.getElementById('name-error').innerText") == "Pick a name of 1 to 32 characters.")
+        #expect(
+            try await page.evaluate("document.getElementById('name-error').innerText")
+                == "Pick a name of 1 to 32 characters.")
         try await page.evaluate(
             "document.getElementById('name').value = 'Ann'; document.querySelector('form').submit(); true")
-        try await page.waitFor("document.getElementById('status') && document.getElementById('status').textContent === 'online'")
+        try await page.waitFor(
+            "document.getElementById('status') && document.getElementById('status').textContent === 'online'")
         try await page.evaluate(
-            "document.getElementById('text').value = '\(String(repeating: "w", count: 200))'; document.getElementById('send').requestSubmit(); true")
+            "document.getElementById('text').value = '\(String(repeating: "w", count: 200))'; document.getElementById('send').requestSubmit(); true"
+        )
         try await page.waitFor("document.getElementById('log').innerText.includes('www')")
         let width = try await page.evaluate("document.documentElement.scrollWidth")
         #expect(width.intValue.map { $0 <= 390 } == true, "\(width)")

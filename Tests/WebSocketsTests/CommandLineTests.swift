@@ -17,7 +17,10 @@ import Testing
     @Test func mistakesAreOneLineWithStatusTwoAndWriteNothing() throws {
         let cases: [([String], String)] = [
             (["start"], "no site: give the site's address"),
-            (["start", "example.com"], #"invalid site "example.com": expected the site's address as an http:// or https:// URL"#),
+            (
+                ["start", "example.com"],
+                #"invalid site "example.com": expected the site's address as an http:// or https:// URL"#
+            ),
             (["start", "not a url"], #"invalid site "not a url""#),
             (["start", "ftp://x"], #"invalid site "ftp://x""#),
             (["start", "https://example.com", "10.0.0.5"], #"invalid server address "10.0.0.5""#),
@@ -27,7 +30,10 @@ import Testing
             ),
             (["web", "https://example.com", "--web-port", "-1"], "invalid setting web_port = -1"),
             (["demo", "--listen-port", "70000"], "invalid --listen-port 70000: expected a port from 1 to 65535"),
-            (["start", "https://example.com", "--postgres", "postgres://h/d?sslmode=on"], #"sslmode "on" is not one of"#),
+            (
+                ["start", "https://example.com", "--postgres", "postgres://h/d?sslmode=on"],
+                #"sslmode "on" is not one of"#
+            ),
         ]
         for (arguments, expected) in cases {
             let directory = try ServerProcess.temporaryDirectory()
@@ -56,7 +62,8 @@ import Testing
             ), "\(output)")
         #expect(!output.contains("errno"))
         // The key was made before the port was found taken: it is printed all the same, and saved privately.
-        let settings = try JSON(parsing: Array(try Data(contentsOf: URL(fileURLWithPath: directory + "/websockets.json"))))
+        let settings = try JSON(
+            parsing: Array(try Data(contentsOf: URL(fileURLWithPath: directory + "/websockets.json"))))
         let key = try #require(settings["security_key"]?.stringValue)
         #expect(output.contains("Generated a security key and saved it to websockets.json: \(key)"))
         let (again, demoOutput) = try run(["demo", "--listen-port", "\(blocker.port)"], in: directory)
@@ -84,7 +91,8 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let port = try ServerProcess.freePort()
         let server = try ServerProcess(
-            ["start", site.url + "/missing", "--listen-port", "\(port)", "--security-key", site.key], directory: directory,
+            ["start", site.url + "/missing", "--listen-port", "\(port)", "--security-key", site.key],
+            directory: directory,
             captureErrors: true)
         defer { server.stop() }
         try await eventually(timeout: .seconds(20), "the server is ready") {

@@ -75,7 +75,8 @@ import Testing
         try await tab.send("Client/authentication", nil)
         #expect(try await tab.nextMessage() == Message(action: "Client/authentication", details: "ok"))
         #expect(
-            harness.site.state.withLockedValue { $0.sessionHeaders.last }?.first(name: "X-Forwarded-For") == "127.0.0.3")
+            harness.site.state.withLockedValue { $0.sessionHeaders.last }?.first(name: "X-Forwarded-For") == "127.0.0.3"
+        )
         #expect(harness.server.sendToClients("news", "through nginx", .specificUsers, 1) == 1)
         #expect(try await tab.nextMessage() == Message(action: "news", details: "through nginx"))
         await tab.close()
@@ -88,7 +89,8 @@ import Testing
     }
 
     @Test func theSystemdUnitStartsTheServerAsTheREADMESays() throws {
-        let unit = try String(contentsOf: Self.root.appendingPathComponent("deploy/websockets.service"), encoding: .utf8)
+        let unit = try String(
+            contentsOf: Self.root.appendingPathComponent("deploy/websockets.service"), encoding: .utf8)
         #expect(unit.contains("ExecStart=/usr/local/bin/websockets start https://example.com"))
         // Status 2 is a settings mistake: systemd must not restart it forever.
         #expect(unit.contains("RestartPreventExitStatus=2"))

@@ -131,7 +131,8 @@ import Testing
             let answer = try #require(await get("http://127.0.0.1:\(webPort)/WebSockets/web-key"))
             #expect(answer.status == 500)
             #expect(answer.body.contains(expected), "\(answer.body)")
-            #expect(ServerProcess.commandLines(containing: site).filter { $0.pid != web.process.processIdentifier }.isEmpty)
+            #expect(
+                ServerProcess.commandLines(containing: site).filter { $0.pid != web.process.processIdentifier }.isEmpty)
             #expect(ServerProcess.children(of: web.process.processIdentifier).isEmpty)
         }
         await blocker.shutdown()

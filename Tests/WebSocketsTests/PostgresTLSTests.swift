@@ -92,7 +92,8 @@ import Testing
         let wrongHost = try await start(
             postgres, url: ipBase + "?sslmode=verify-full&sslrootcert=\(certificates.root)")
         #expect(!wrongHost.started)
-        #expect(wrongHost.output.contains("its TLS certificate does not name host \"127.0.0.1\""), "\(wrongHost.output)")
+        #expect(
+            wrongHost.output.contains("its TLS certificate does not name host \"127.0.0.1\""), "\(wrongHost.output)")
         let anyHost = try await start(postgres, url: ipBase + "?sslmode=verify-ca&sslrootcert=\(certificates.root)")
         #expect(anyHost.started, "\(anyHost.output)")
 
@@ -110,7 +111,8 @@ import Testing
         #expect(!outcome.started)
         #expect(outcome.status != 0)
         #expect(
-            outcome.output.contains("PostgreSQL at 127.0.0.1:\(postgres.port) does not offer TLS, and sslmode=require requires it"),
+            outcome.output.contains(
+                "PostgreSQL at 127.0.0.1:\(postgres.port) does not offer TLS, and sslmode=require requires it"),
             "\(outcome.output)")
         // prefer falls back to plain text there.
         let preferred = try await start(postgres, url: postgres.url)

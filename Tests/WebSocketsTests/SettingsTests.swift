@@ -62,7 +62,9 @@ import Testing
                     guard stat(directory + "/" + name, &information) == 0, information.st_size > 0,
                         information.st_mode & 0o077 != 0
                     else { continue }
-                    exposed.withLockedValue { $0.append("\(name) mode \(String(information.st_mode & 0o777, radix: 8))") }
+                    exposed.withLockedValue {
+                        $0.append("\(name) mode \(String(information.st_mode & 0o777, radix: 8))")
+                    }
                 }
             }
         }

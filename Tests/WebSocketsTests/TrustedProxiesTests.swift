@@ -18,7 +18,8 @@ import Testing
         #expect(!proxies.contains("fe80::1"))
         #expect(!proxies.contains("not an address"))
         // The first untrusted entry from the right is the client; what it wrote to the left of it is not believed.
-        #expect(proxies.clientAddress(peer: "10.0.0.5", forwardedFor: ["1.1.1.1, 203.0.113.7, 10.1.2.3"]) == "203.0.113.7")
+        #expect(
+            proxies.clientAddress(peer: "10.0.0.5", forwardedFor: ["1.1.1.1, 203.0.113.7, 10.1.2.3"]) == "203.0.113.7")
         #expect(proxies.clientAddress(peer: "10.0.0.5", forwardedFor: ["1.1.1.1", "203.0.113.7"]) == "203.0.113.7")
         // An untrusted peer is the client, whatever it writes.
         #expect(proxies.clientAddress(peer: "198.51.100.1", forwardedFor: ["203.0.113.7"]) == "198.51.100.1")
@@ -46,8 +47,11 @@ import Testing
         // 127.0.0.1 (the test's own address) is a proxy, and so is 10.0.0.0/8 behind it.
         let trusting = try await Harness.start { $0.trustedProxies = ["127.0.0.1", "10.0.0.0/8"] }
         defer { Task { await trusting.stop() } }
-        let behind = try await trusting.connect("alice", headers: [("X-Forwarded-For", "1.1.1.1, 203.0.113.7, 10.1.2.3")])
-        #expect(trusting.site.state.withLockedValue { $0.sessionHeaders.last }?.first(name: "X-Forwarded-For") == "203.0.113.7")
+        let behind = try await trusting.connect(
+            "alice", headers: [("X-Forwarded-For", "1.1.1.1, 203.0.113.7, 10.1.2.3")])
+        #expect(
+            trusting.site.state.withLockedValue { $0.sessionHeaders.last }?.first(name: "X-Forwarded-For")
+                == "203.0.113.7")
         await behind.close()
 
         // 127.0.0.1 not among them: its header is ignored, for the site and for the per-address cap alike.
@@ -57,7 +61,8 @@ import Testing
         }
         defer { Task { await strict.stop() } }
         let first = try await strict.connect("alice", headers: [("X-Forwarded-For", "203.0.113.7")])
-        #expect(strict.site.state.withLockedValue { $0.sessionHeaders.last }?.first(name: "X-Forwarded-For") == "127.0.0.1")
+        #expect(
+            strict.site.state.withLockedValue { $0.sessionHeaders.last }?.first(name: "X-Forwarded-For") == "127.0.0.1")
         await #expect(throws: TestWebSocket.Failure.self) {
             _ = try await TestWebSocket.connect(port: strict.port, headers: [("X-Forwarded-For", "203.0.113.8")])
         }

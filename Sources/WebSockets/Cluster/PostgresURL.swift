@@ -58,7 +58,8 @@ struct PostgresURL: Equatable, Sendable {
             default:
                 // Refused rather than ignored: a parameter such as sslcert would otherwise be silently dropped.
                 throw SettingsError(
-                    description: "postgres URL: unsupported parameter \"\(item.name)\"; supported: sslmode, sslrootcert")
+                    description: "postgres URL: unsupported parameter \"\(item.name)\"; supported: sslmode, sslrootcert"
+                )
             }
         }
         guard let mode = SSLMode(rawValue: modeText ?? "prefer") else {

@@ -74,7 +74,8 @@ public final class WebSocketsServer: Service, Sendable {
         self.serverID = serverID
         if let url = settings.postgres, !url.isEmpty {
             bus = PostgresBus(
-                settings: settings, hub: hub, metrics: metrics, logger: logger, serverID: serverID, address: advertisedAddress,
+                settings: settings, hub: hub, metrics: metrics, logger: logger, serverID: serverID,
+                address: advertisedAddress,
                 retention: settings.retention)
         } else {
             bus = LocalBus(hub: hub)
@@ -123,25 +124,25 @@ public final class WebSocketsServer: Service, Sendable {
         let high = max(settings.maxOutboundBuffer, 1024)
         let channel = try await PortSetting.binding("listen_port", port: settings.listenPort, host: host) {
             try await ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 4096)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .childChannelOption(.writeBufferWaterMark, value: .init(low: high / 2, high: high))
-            // Each connection keeps its receive buffer between reads: start it small (browsers' messages are small)
-            // and let it grow for a connection that reads more.
-            .childChannelOption(
-                .recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 128, maximum: 65536)
-            )
-            // One read per wake-up (epoll is level-triggered, so what is left is read on the next): with several,
-            // a read that lands while the previous buffer is still held makes NIO keep two buffers per connection
-            // for good.
-            .childChannelOption(.maxMessagesPerRead, value: 1)
-            .childChannelInitializer { [self] channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try self.configure(channel)
+                .serverChannelOption(.backlog, value: 4096)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                .childChannelOption(.writeBufferWaterMark, value: .init(low: high / 2, high: high))
+                // Each connection keeps its receive buffer between reads: start it small (browsers' messages are small)
+                // and let it grow for a connection that reads more.
+                .childChannelOption(
+                    .recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 128, maximum: 65536)
+                )
+                // One read per wake-up (epoll is level-triggered, so what is left is read on the next): with several,
+                // a read that lands while the previous buffer is still held makes NIO keep two buffers per connection
+                // for good.
+                .childChannelOption(.maxMessagesPerRead, value: 1)
+                .childChannelInitializer { [self] channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try self.configure(channel)
+                    }
                 }
-            }
-            .bind(host: host, port: settings.listenPort).get()
+                .bind(host: host, port: settings.listenPort).get()
         }
         let port = channel.localAddress?.port ?? settings.listenPort
         runtime.withLockedValue {

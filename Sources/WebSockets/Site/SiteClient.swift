@@ -119,7 +119,8 @@ final class SiteClient: Sendable {
             } catch {
                 metrics.siteFailure(endpoint: "session", reason: "body")
                 logger.warning(
-                    "session endpoint answered a malformed body", metadata: ["error": "\(error)", "url": "\(sessionURL)"])
+                    "session endpoint answered a malformed body",
+                    metadata: ["error": "\(error)", "url": "\(sessionURL)"])
                 return .failed("malformed session answer")
             }
         case .success(let response):

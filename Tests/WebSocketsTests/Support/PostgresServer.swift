@@ -40,7 +40,8 @@ final class PostgresServer: Sendable {
 
     func start() throws {
         let tls =
-            certificates.map { " -c ssl=on -c ssl_cert_file=\($0.serverCertificate) -c ssl_key_file=\($0.serverKey)" } ?? ""
+            certificates.map { " -c ssl=on -c ssl_cert_file=\($0.serverCertificate) -c ssl_key_file=\($0.serverKey)" }
+            ?? ""
         try shell(
             "\(binaries)/pg_ctl -D \(directory)/data -l \(directory)/log -w -o \"-p \(port) -k \(directory) -c listen_addresses=127.0.0.1 -c fsync=off\(tls)\" start >/dev/null"
         )
@@ -55,7 +56,8 @@ final class PostgresServer: Sendable {
     func psql(_ sql: String) throws -> String {
         let escaped = sql.replacingOccurrences(of: "'", with: "'\\''")
         return try shell(
-            "PGSSLMODE=disable psql -X -q -t -A -h 127.0.0.1 -p \(port) -U postgres -d postgres -c '\(escaped)'", asPostgres: false)
+            "PGSSLMODE=disable psql -X -q -t -A -h 127.0.0.1 -p \(port) -U postgres -d postgres -c '\(escaped)'",
+            asPostgres: false)
     }
 
     func shutdown() {

@@ -98,7 +98,8 @@ final class ServerProcess: @unchecked Sendable {
     static func children(of pid: Int32) -> [(pid: Int32, zombie: Bool)] {
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
         return entries.compactMap { entry -> (Int32, Bool)? in
-            guard let child = Int32(entry), let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
+            guard let child = Int32(entry),
+                let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
                 let end = stat.lastIndex(of: ")")
             else { return nil }
             let fields = stat[stat.index(end, offsetBy: 2)...].split(separator: " ")

@@ -45,7 +45,8 @@ final class TestWebSocket: Sendable {
         let requestHead = head
         var bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
         if let source { bootstrap = bootstrap.bind(to: try SocketAddress(ipAddress: source, port: 0)) }
-        let channel = try await bootstrap
+        let channel =
+            try await bootstrap
             .channelOption(.autoRead, value: autoRead)
             .channelInitializer { channel in
                 let key = Data((0..<16).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()
