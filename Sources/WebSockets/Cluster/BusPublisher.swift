@@ -1,0 +1,226 @@
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import PostgresNIO
+
+/// The writing side of the PostgreSQL bus: sends are written in batches, in order, as rows of
+/// `websockets_messages`, each batch announced by one `NOTIFY websockets, '<max id>'`. While PostgreSQL is away
+/// (a failed insert, or the LISTEN connection down), sends are delivered to this server's connections at once and
+/// kept, marked with this server's id, to be written when the database is back (the mark keeps this server from
+/// applying them twice), oldest first.
+final class BusPublisher: Sendable {
+    private struct Pending {
+        var send: Send
+        var origin: String?
+    }
+
+    private struct Entry {
+        var sends: [Pending]
+        var done: CheckedContinuation<Void, Never>?
+    }
+
+    private struct State {
+        var queue: [Entry] = []
+        /// Sends already delivered here during an outage, waiting to reach the other servers.
+        var unpublished: [Pending] = []
+        var databaseUp = true
+        /// Shutdown waits for the queue to empty: resumed when it does.
+        var drained: [CheckedContinuation<Void, Never>] = []
+    }
+
+    private let client: PostgresClient
+    private let hub: Hub
+    private let metrics: ServerMetrics
+    private let logger: Logger
+    private let serverID: String
+    private let isListening: @Sendable () -> Bool
+    private let state = NIOLockedValueBox(State())
+    private let publisherWake: AsyncStream<Void>.Continuation
+    private let publisherWakes: AsyncStream<Void>
+    private let retryWake: AsyncStream<Void>.Continuation
+    private let retryWakes: AsyncStream<Void>
+    private static let maximumUnpublished = 10_000
+    private static let batchSize = 500
+
+    /// A publisher for this server (`serverID`); `isListening` tells whether the LISTEN connection is up.
+    init(
+        client: PostgresClient, hub: Hub, metrics: ServerMetrics, logger: Logger, serverID: String,
+        isListening: @escaping @Sendable () -> Bool
+    ) {
+        self.client = client
+        self.hub = hub
+        self.metrics = metrics
+        self.logger = logger
+        self.serverID = serverID
+        self.isListening = isListening
+        (publisherWakes, publisherWake) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
+        (retryWakes, retryWake) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
+    }
+
+    /// Queues sends in order without waiting.
+    func enqueue(_ sends: [Send]) {
+        state.withLockedValue { $0.queue.append(Entry(sends: sends.map { Pending(send: $0) }, done: nil)) }
+        publisherWake.yield()
+    }
+
+    /// Queues sends in order and returns once they are written (or delivered here during an outage).
+    func publish(_ sends: [Send]) async {
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            state.withLockedValue { $0.queue.append(Entry(sends: sends.map { Pending(send: $0) }, done: done)) }
+            publisherWake.yield()
+        }
+    }
+
+    /// Returns once every send queued so far has been written (or delivered here), or after `limit`.
+    func drain(within limit: Duration) async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                    let now = self.state.withLockedValue { state -> Bool in
+                        if state.queue.isEmpty { return true }
+                        state.drained.append(continuation)
+                        return false
+                    }
+                    if now { continuation.resume() }
+                }
+            }
+            group.addTask { try? await Task.sleep(for: limit) }
+            await group.next()
+            group.cancelAll()
+        }
+        // A waiter left behind by the time limit is resumed, never leaked.
+        for waiter in state.withLockedValue({ state in
+            defer { state.drained = [] }; return state.drained
+        }) {
+            waiter.resume()
+        }
+    }
+
+    /// Publishes and retries until cancelled. Sends still queued then are not written: they are counted and logged,
+    /// and whoever waits for them is let go.
+    func run() async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.publishLoop() }
+            group.addTask { await self.retryLoop() }
+            await group.waitForAll()
+        }
+        let left = state.withLockedValue { state -> [Entry] in
+            defer { state.queue = [] }
+            return state.queue
+        }
+        let count = left.reduce(0) { $0 + $1.sends.count }
+        if count > 0 {
+            logger.warning("stopped with sends not written to PostgreSQL", metadata: ["count": "\(count)"])
+            metrics.dropped(reason: "shutdown", count: count)
+        }
+        for entry in left { entry.done?.resume() }
+    }
+
+    private func publishLoop() async {
+        await withTaskCancellationHandler {
+            for await _ in publisherWakes {
+                while !Task.isCancelled {
+                    let batch = state.withLockedValue { state -> [Entry] in
+                        var taken = 0
+                        var batch: [Entry] = []
+                        while !state.queue.isEmpty && taken < Self.batchSize {
+                            let entry = state.queue.removeFirst()
+                            taken += entry.sends.count
+                            batch.append(entry)
+                        }
+                        return batch
+                    }
+                    if batch.isEmpty { break }
+                    let pending = batch.flatMap(\.sends)
+                    if state.withLockedValue({ !$0.unpublished.isEmpty }) || !isListening() {
+                        // In an outage: deliver here now, in order behind the sends already waiting.
+                        deliverDuringOutage(pending, error: nil)
+                    } else {
+                        do {
+                            try await PostgresDeadline.bounded { try await self.insert(pending) }
+                        } catch {
+                            // The database is away: local connections still get the sends now, the other servers
+                            // once it is back.
+                            deliverDuringOutage(pending, error: error)
+                        }
+                    }
+                    for entry in batch { entry.done?.resume() }
+                    let waiters = state.withLockedValue { state -> [CheckedContinuation<Void, Never>] in
+                        guard state.queue.isEmpty else { return [] }
+                        defer { state.drained = [] }
+                        return state.drained
+                    }
+                    for waiter in waiters { waiter.resume() }
+                }
+            }
+        } onCancel: {
+            publisherWake.finish()
+        }
+    }
+
+    /// Writes the sends delivered here during an outage once the database answers again, oldest first.
+    private func retryLoop() async {
+        await withTaskCancellationHandler {
+            var failures = 0
+            for await _ in retryWakes {
+                while !Task.isCancelled {
+                    let retry = state.withLockedValue { Array($0.unpublished.prefix(Self.batchSize)) }
+                    if retry.isEmpty { break }
+                    do {
+                        try await PostgresDeadline.bounded { try await self.insert(retry) }
+                        state.withLockedValue { $0.unpublished.removeFirst(retry.count) }
+                        failures = 0
+                    } catch {
+                        failures += 1
+                        await PostgresDeadline.backOff(failures)
+                    }
+                }
+            }
+        } onCancel: {
+            retryWake.finish()
+        }
+    }
+
+    private func deliverDuringOutage(_ pending: [Pending], error: (any Error)?) {
+        let (wasUp, dropped) = state.withLockedValue { state -> (Bool, Int) in
+            let wasUp = state.databaseUp
+            state.databaseUp = false
+            // Beyond the cap the newest are not kept (the oldest may be under way to the database).
+            let room = max(0, Self.maximumUnpublished - state.unpublished.count)
+            state.unpublished.append(contentsOf: pending.prefix(room).map { Pending(send: $0.send, origin: serverID) })
+            return (wasUp, pending.count - min(room, pending.count))
+        }
+        if wasUp {
+            logger.warning(
+                "PostgreSQL unavailable: delivering sends locally and keeping them for the other servers",
+                metadata: ["error": "\(error.map { String(reflecting: $0) } ?? "")"])
+        }
+        retryWake.yield()
+        for entry in pending { hub.deliver(entry.send) }
+        if dropped > 0 {
+            logger.error(
+                "too many sends waiting for PostgreSQL: these will not reach other servers",
+                metadata: ["dropped": "\(dropped)"])
+            metrics.dropped(reason: "cluster_backlog", count: dropped)
+        }
+    }
+
+    private func insert(_ pending: [Pending]) async throws {
+        let payloads = pending.map { entry -> String in
+            String(decoding: entry.send.encoded(extra: entry.origin.map { [.string($0)] } ?? []), as: UTF8.self)
+        }
+        try await client.query(
+            """
+            WITH rows AS (
+                INSERT INTO websockets_messages (payload)
+                SELECT payload FROM unnest(\(payloads)::text[]) WITH ORDINALITY AS t(payload, n) ORDER BY n
+                RETURNING id)
+            SELECT pg_notify('websockets', max(id)::text) FROM rows
+            """, logger: logger)
+        let recovered = state.withLockedValue { state -> Bool in
+            defer { state.databaseUp = true }
+            return !state.databaseUp
+        }
+        if recovered { logger.info("PostgreSQL is back: publishing again") }
+    }
+}
