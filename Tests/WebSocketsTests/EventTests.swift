@@ -88,8 +88,9 @@ import Testing
             try await socket.send("hello", .string("n\(index)"))
             #expect(try await socket.nextMessage().details == .string("Hello, n\(index)!"))
         }
-        // One session request, Client/authentication and 20 messages: 22 requests, one connection.
-        #expect(harness.site.events.count == 21)
+        // One session request, Client/authentication, User/online and 20 messages: 23 requests, one connection.
+        #expect(harness.site.events.count == 22)
+        #expect(harness.site.events(named: "User/online").count == 1)
         #expect(harness.site.connectionsAccepted == 1)
         await socket.close()
     }

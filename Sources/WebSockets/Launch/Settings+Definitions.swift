@@ -35,6 +35,10 @@ extension Settings {
             "addresses and CIDR ranges (`10.0.0.0/8`) whose `X-Forwarded-For` gives the client's address, read right to left as nginx's realip does",
             check: { TrustedProxies.problem(in: $0) }),
         .boolean("spawn", \.spawn, "whether web start may use posix_spawn; `false`: always in-process"),
+        .number(
+            "presence_grace", \.presenceGrace, 0...3600,
+            "seconds a user whose last tab closed still counts as online: `User/offline` comes only after it, so a reload makes no event"
+        ),
         .integer(
             "retention", \.retention, 1...2_592_000,
             "seconds cluster messages are kept: the window in which reconnecting tabs recover what they missed"),

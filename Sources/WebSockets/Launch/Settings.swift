@@ -27,6 +27,8 @@ public struct Settings: Sendable {
     public var trustedProxies: [String]?
     /// Whether web start may use posix_spawn.
     public var spawn: Bool = true
+    /// Seconds a user without an open tab still counts as online: a reload or a blip within it makes no event.
+    public var presenceGrace: Double = 10
     /// Seconds sends are kept in the cluster's messages table: the window in which a reconnecting browser
     /// recovers what it missed.
     public var retention: Int = 300

@@ -56,6 +56,7 @@ extension WebSocketsServer {
         switch item {
         case .disconnected:
             guard let session = connection.session else { return }
+            presenceClosed(session)
             await dispatch(
                 name: "Client/disconnection", message: Message(action: "Client/disconnection"), connection: connection,
                 session: session)
@@ -127,7 +128,9 @@ extension WebSocketsServer {
             connection.send(Message(action: "Client/authentication", details: "ok"))
             // In a cluster the connection's live messages are held from its start until the replay has gone out.
             if router.isCluster { await recover(connection, after: message.details["last_id"]?.intValue) }
+            let change = presenceOpened(session)
             await dispatch(name: "Client/authentication", message: message, connection: connection, session: session)
+            if let change { await dispatchPresence(change) }
         case .valid, .rejected:
             metrics.authRejected.increment()
             connection.logger.info("authentication rejected by the site")

@@ -38,6 +38,13 @@ extension WebSocketsServer {
         switch (request.method, request.path) {
         case (.GET, "/WebSockets/health"):
             return health()
+        case (.GET, "/WebSockets/presence"):
+            if let refusal = sendKeyRefusal(
+                request.headers, address: clientAddress(request.headers, peer: request.remoteAddress))
+            {
+                return refusal
+            }
+            return presenceResponse(query: request.query)
         case (.GET, "/metrics"):
             let counts = hub.counts
             metrics.connections.record(counts.connections)
@@ -137,7 +144,7 @@ extension WebSocketsServer {
     }
 
     /// The answer to a send whose key is wrong or missing, or `nil` when the key is right.
-    private func sendKeyRefusal(_ headers: HTTPHeaders, address: String) -> HTTPServerResponse? {
+    func sendKeyRefusal(_ headers: HTTPHeaders, address: String) -> HTTPServerResponse? {
         guard let key = headers.first(name: "x-websockets-key"), SecurityKey.matches(key, settings.securityKey) else {
             logger.info("send refused: wrong or missing key", metadata: ["ip": "\(address)"])
             return .error(.forbidden, "Wrong or missing X-WebSockets-Key")

@@ -38,6 +38,7 @@ public final class WebSocketsServer: Service, Sendable {
     struct Runtime {
         var channel: (any Channel)?
         var trimTimer: RepeatedTask?
+        var presenceTimer: RepeatedTask?
         var trimPolicy = MemoryTrimPolicy()
         var port = 0
         var stopping = false
@@ -51,6 +52,8 @@ public final class WebSocketsServer: Service, Sendable {
 
     let runtime = NIOLockedValueBox(Runtime())
     let handlers = NIOLockedValueBox<[String: [WebSocketsEventHandler]]>([:])
+    /// Who is online (``PresenceLedger``).
+    let presence: NIOLockedValueBox<PresenceLedger>
 
     /// A server for `settings`; `additionalRoutes` answers HTTP requests the server has no route for (a site
     /// served from the same port, as the demo does), returning `nil` to fall through to 404.
@@ -61,6 +64,8 @@ public final class WebSocketsServer: Service, Sendable {
     ) {
         self.settings = settings
         self.proxies = TrustedProxies(settings: settings)
+        self.presence = NIOLockedValueBox(
+            PresenceLedger(grace: .milliseconds(Int64(settings.presenceGrace * 1000))))
         self.logger = logger
         self.group = group
         self.additionalResponder = additionalRoutes
@@ -151,6 +156,7 @@ public final class WebSocketsServer: Service, Sendable {
         }
         advertisedAddress.withLockedValue { $0 = address }
         startTrimming(on: channel.eventLoop)
+        startPresenceTimer(on: channel.eventLoop)
         do {
             try await bus.start()
         } catch {
@@ -182,7 +188,10 @@ public final class WebSocketsServer: Service, Sendable {
             await curl.shutdown()
             return
         }
-        runtime.withLockedValue { $0.trimTimer?.cancel() }
+        runtime.withLockedValue {
+            $0.trimTimer?.cancel()
+            $0.presenceTimer?.cancel()
+        }
         logger.info("shutting down")
         try? await channel.close()
         for connection in hub.allConnections() {

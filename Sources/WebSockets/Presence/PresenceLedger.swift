@@ -1,0 +1,109 @@
+/// Who is online, decided on inputs: tabs that authenticate and close, and the clock. A user is online from the
+/// first authenticated tab; when the last one closes the user is "leaving" for `grace`, and only a user still
+/// without a tab after that goes offline. A reload, a tab switch or a network blip (a tab back within `grace`)
+/// changes nothing, so the site hears one `User/online` and one `User/offline` per real stay. Guests are not
+/// tracked: they share ids, and "who is online" is about registered users.
+///
+/// A value type: the server only wires it to its connections, its timer and the site.
+struct PresenceLedger: Sendable {
+    /// A change the site hears about.
+    enum Change: Equatable, Sendable {
+        case online(JSON)
+        case offline(JSON)
+    }
+
+    /// One online (or leaving) user.
+    struct Entry: Equatable, Sendable {
+        /// The id as the site gave it.
+        var user: JSON
+        /// The groups of its tabs (by index key), for "who of group 7 is online".
+        var groups: Set<String>
+        /// Authenticated tabs open now.
+        var tabs: Int
+        /// When its last tab closed, while it has none.
+        var leavingSince: ContinuousClock.Instant?
+    }
+
+    /// How long a user without tabs still counts as online.
+    let grace: Duration
+    /// Online and leaving users, by the user id's index key.
+    private(set) var entries: [String: Entry] = [:]
+
+    init(grace: Duration) {
+        self.grace = grace
+    }
+
+    /// A tab of `user` authenticated: `.online` when the user was not online (nor leaving).
+    mutating func opened(user: JSON, groups: [JSON]) -> Change? {
+        let key = user.indexKey
+        let groupKeys = Set(groups.map(\.indexKey))
+        if var entry = entries[key] {
+            entry.tabs += 1
+            entry.leavingSince = nil
+            entry.groups.formUnion(groupKeys)
+            entries[key] = entry
+            return nil
+        }
+        entries[key] = Entry(user: user, groups: groupKeys, tabs: 1, leavingSince: nil)
+        return .online(user)
+    }
+
+    /// An authenticated tab of `user` closed at `now`; with it the last, the user starts leaving.
+    mutating func closed(user: JSON, now: ContinuousClock.Instant) {
+        let key = user.indexKey
+        guard var entry = entries[key] else { return }
+        entry.tabs = max(0, entry.tabs - 1)
+        if entry.tabs == 0 { entry.leavingSince = now }
+        entries[key] = entry
+    }
+
+    /// The users whose grace ended by `now`, each once: they are offline from now on.
+    mutating func expire(now: ContinuousClock.Instant) -> [Change] {
+        var changes: [Change] = []
+        for (key, entry) in entries {
+            if let since = entry.leavingSince, now - since >= grace {
+                entries[key] = nil
+                changes.append(.offline(entry.user))
+            }
+        }
+        return changes
+    }
+
+    /// Whether anyone is leaving (the timer has something to do).
+    var hasLeaving: Bool { entries.values.contains { $0.leavingSince != nil } }
+
+    /// The presence of the users with index keys `keys`, in that order (an unknown user is offline).
+    func status(of keys: [String]) -> [PresenceStatus] {
+        keys.map { key in
+            guard let entry = entries[key] else { return PresenceStatus(user: key, online: false, tabs: 0) }
+            return PresenceStatus(user: key, online: true, tabs: entry.tabs)
+        }
+    }
+
+    /// The online members of the group with index key `group`, by user id.
+    func members(ofGroup group: String) -> [PresenceStatus] {
+        entries.filter { $0.value.groups.contains(group) }.sorted { $0.key < $1.key }.map {
+            PresenceStatus(user: $0.key, online: true, tabs: $0.value.tabs)
+        }
+    }
+}
+
+/// Whether a user is online, and with how many tabs.
+public struct PresenceStatus: Equatable, Sendable {
+    /// The user id, as text (a numeric id as its digits).
+    public let user: String
+    /// Online: a tab is open, or the last one closed less than `presence_grace` ago.
+    public let online: Bool
+    /// Authenticated tabs open now (0 while the user is leaving).
+    public let tabs: Int
+
+    /// A status.
+    public init(user: String, online: Bool, tabs: Int) {
+        self.user = user
+        self.online = online
+        self.tabs = tabs
+    }
+
+    /// `{"online": true, "tabs": 2}`.
+    var json: JSON { ["online": .bool(online), "tabs": .int(Int64(tabs))] }
+}

@@ -1,0 +1,97 @@
+import Foundation
+import NIOCore
+
+extension WebSocketsServer {
+    /// The presence of `users` (ids as the site gives them), in that order.
+    public func presence(of users: [JSON]) -> [PresenceStatus] {
+        presence.withLockedValue { $0.status(of: users.map(\.indexKey)) }
+    }
+
+    /// The online members of `group`, by user id.
+    public func presence(ofGroup group: JSON) -> [PresenceStatus] {
+        presence.withLockedValue { $0.members(ofGroup: group.indexKey) }
+    }
+
+    /// A tab authenticated: its user may come online (registered users only).
+    func presenceOpened(_ session: SessionInfo) -> PresenceLedger.Change? {
+        guard !session.guest else { return nil }
+        return presence.withLockedValue { $0.opened(user: session.user, groups: session.groups) }
+    }
+
+    /// An authenticated tab closed: its user may start leaving.
+    func presenceClosed(_ session: SessionInfo) {
+        guard !session.guest else { return }
+        presence.withLockedValue { $0.closed(user: session.user, now: .now) }
+    }
+
+    /// Checks four times a second (or more often for a shorter grace) for users whose grace has ended, and tells
+    /// the site and the in-process handlers they are offline.
+    func startPresenceTimer(on eventLoop: any EventLoop) {
+        let interval = TimeAmount.milliseconds(Int64(max(10, min(250, settings.presenceGrace * 250))))
+        let timer = eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [weak self] _ in
+            guard let self else { return }
+            let changes = presence.withLockedValue { ledger -> [PresenceLedger.Change] in
+                ledger.hasLeaving ? ledger.expire(now: .now) : []
+            }
+            guard !changes.isEmpty else { return }
+            beginDrain()
+            Task {
+                for change in changes { await self.dispatchPresence(change) }
+                self.endDrain()
+            }
+        }
+        runtime.withLockedValue { $0.presenceTimer = timer }
+    }
+
+    /// Posts `User/online` or `User/offline` to the in-process handlers and the site, in the user's turn of the
+    /// message lane (so a user's events reach the site in order), and performs the sends in the site's answer.
+    func dispatchPresence(_ change: PresenceLedger.Change) async {
+        let (name, user): (String, JSON)
+        switch change {
+        case .online(let value): (name, user) = ("User/online", value)
+        case .offline(let value): (name, user) = ("User/offline", value)
+        }
+        let event = WebSocketsEvent(
+            name: name, action: name, message: Message(action: name), language: "", user: user, session: "",
+            connection: "", server: address, owner: self)
+        var userLogger = logger
+        userLogger[metadataKey: "user"] = "\(user.indexKey)"
+        for handler in handlers.withLockedValue({ $0[name] ?? [] }) {
+            do {
+                try await handler(event)
+            } catch {
+                userLogger.warning("event handler failed", metadata: ["event": "\(name)", "error": "\(error)"])
+            }
+        }
+        guard settings.resolvedMessageEndpoint != nil else { return }
+        switch await site.post(event: event.siteBody, owner: user.indexKey) {
+        case .success(let sends):
+            await perform(sends)
+        case .failure(let error):
+            userLogger.warning("message endpoint failed", metadata: ["event": "\(name)", "error": "\(error)"])
+        }
+    }
+
+    /// `GET /WebSockets/presence?users=1,2,3` or `?group=7`: `{"users": {"1": {"online": true, "tabs": 2}, ...}}`.
+    func presenceResponse(query: String) -> HTTPServerResponse {
+        var parameters: [String: String] = [:]
+        for pair in query.split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1).map(String.init)
+            let value = parts.count > 1 ? parts[1].removingPercentEncoding ?? parts[1] : ""
+            parameters[parts[0]] = value
+        }
+        let statuses: [PresenceStatus]
+        if let users = parameters["users"], !users.isEmpty {
+            let keys = users.split(separator: ",").map { String($0) }
+            guard keys.count <= 10_000 else { return .error(.badRequest, "At most 10000 users at once") }
+            statuses = presence.withLockedValue { $0.status(of: keys) }
+        } else if let group = parameters["group"], !group.isEmpty {
+            statuses = presence.withLockedValue { $0.members(ofGroup: group) }
+        } else {
+            return .error(.badRequest, "Give users=1,2,3 or group=7")
+        }
+        var users: [String: JSON] = [:]
+        for status in statuses { users[status.user] = status.json }
+        return .json(["users": .object(users)])
+    }
+}

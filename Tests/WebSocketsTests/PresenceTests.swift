@@ -1,0 +1,101 @@
+import Foundation
+import NIOConcurrencyHelpers
+import Testing
+
+@testable import WebSockets
+
+/// Presence: who is online, with calm `User/online` and `User/offline` events.
+@Suite struct PresenceTests {
+    @Test func theLedgerDebouncesReloadsAndBlips() {
+        var ledger = PresenceLedger(grace: .seconds(10))
+        let start = ContinuousClock.now
+        #expect(ledger.opened(user: 1, groups: [7]) == .online(1))
+        #expect(ledger.opened(user: 1, groups: [8]) == nil)
+        ledger.closed(user: 1, now: start)
+        ledger.closed(user: 1, now: start)
+        #expect(ledger.status(of: ["1"]) == [PresenceStatus(user: "1", online: true, tabs: 0)])
+        // Back within the grace (a reload): nothing.
+        #expect(ledger.opened(user: 1, groups: [7]) == nil)
+        #expect(ledger.expire(now: start + .seconds(11)).isEmpty)
+        ledger.closed(user: 1, now: start + .seconds(11))
+        #expect(ledger.expire(now: start + .seconds(20)).isEmpty)
+        #expect(ledger.hasLeaving)
+        #expect(ledger.expire(now: start + .seconds(21)) == [.offline(1)])
+        #expect(ledger.expire(now: start + .seconds(30)).isEmpty)
+        #expect(!ledger.hasLeaving)
+        #expect(ledger.status(of: ["1", "2"]).map(\.online) == [false, false])
+        // A closed tab of a user never seen (a guest, a restart) changes nothing.
+        ledger.closed(user: 3, now: start)
+        #expect(ledger.entries.isEmpty)
+        // Groups: the union of the user's tabs' groups.
+        #expect(ledger.opened(user: "ann", groups: [7]) == .online("ann"))
+        #expect(ledger.opened(user: 2, groups: [7, 9]) == .online(2))
+        #expect(ledger.members(ofGroup: "7").map(\.user) == ["2", "ann"])
+        #expect(ledger.members(ofGroup: "9") == [PresenceStatus(user: "2", online: true, tabs: 1)])
+    }
+
+    /// One user, two tabs, a reload and the end: the site hears one online and, a grace after the last tab
+    /// closed, one offline; in-process handlers hear the same. Guests make no presence.
+    @Test func theSiteHearsOneOnlineAndOneOfflinePerStay() async throws {
+        let harness = try await Harness.start { $0.presenceGrace = 0.5 }
+        defer { Task { await harness.stop() } }
+        let heard = NIOLockedValueBox<[String]>([])
+        for name in ["User/online", "User/offline"] {
+            harness.server.on(name) { event in
+                heard.withLockedValue { $0.append("\(event.name) \(event.user.indexKey)") }
+            }
+        }
+        let first = try await harness.connect("alice")
+        let second = try await harness.connect("alice2")
+        let guest = try await harness.connect("guest")
+        try await eventually { harness.site.events(named: "User/online").count == 1 }
+        let online = try #require(harness.site.events(named: "User/online").first)
+        #expect(online["user"] == 1)
+        #expect(online["action"] == "User/online")
+        // A reload of one tab: closed, and open again within the grace.
+        await first.close()
+        let reloaded = try await harness.connect("alice")
+        await second.close()
+        try await Task.sleep(for: .milliseconds(800))
+        #expect(harness.site.events(named: "User/offline").isEmpty)
+        #expect(harness.server.presence(of: [1, 0]).map(\.online) == [true, false])
+        // The last tab closes: offline, once, after the grace.
+        let closedAt = ContinuousClock.now
+        await reloaded.close()
+        try await eventually(timeout: .seconds(5)) { harness.site.events(named: "User/offline").count == 1 }
+        #expect(ContinuousClock.now - closedAt >= .milliseconds(450))
+        try await Task.sleep(for: .milliseconds(600))
+        #expect(harness.site.events(named: "User/online").count == 1)
+        #expect(harness.site.events(named: "User/offline").count == 1)
+        #expect(heard.withLockedValue { $0 } == ["User/online 1", "User/offline 1"])
+        #expect(harness.server.presence(of: [1]).map(\.online) == [false])
+        await guest.close()
+    }
+
+    @Test func presenceIsAskedByUsersOrGroupWithTheKey() async throws {
+        let harness = try await Harness.start()
+        defer { Task { await harness.stop() } }
+        let alice = try await harness.connect("alice")
+        let alice2 = try await harness.connect("alice2")
+        let bob = try await harness.connect("bob")
+        let key = [("X-WebSockets-Key", harness.key)]
+        let byUsers = try await harness.http("GET", "/WebSockets/presence?users=1,2,3", headers: key)
+        #expect(byUsers.status == 200)
+        #expect(
+            try JSON(parsing: byUsers.body)
+                == [
+                    "users": [
+                        "1": ["online": true, "tabs": 2], "2": ["online": true, "tabs": 1],
+                        "3": ["online": false, "tabs": 0],
+                    ]
+                ])
+        let byGroup = try await harness.http("GET", "/WebSockets/presence?group=10", headers: key)
+        #expect(
+            try JSON(parsing: byGroup.body)
+                == ["users": ["1": ["online": true, "tabs": 2], "2": ["online": true, "tabs": 1]]])
+        #expect(try await harness.http("GET", "/WebSockets/presence?users=1").status == 403)
+        #expect(try await harness.http("GET", "/WebSockets/presence", headers: key).status == 400)
+        #expect(harness.server.presence(ofGroup: 2).map(\.user) == ["2"])
+        for socket in [alice, alice2, bob] { await socket.close() }
+    }
+}
