@@ -53,13 +53,13 @@ import Testing
         }
 
         /// One more server of the cluster, as a process of its own (to be killed), once it is in the pool.
-        func serverProcess() async throws -> (ServerProcess, port: Int) {
+        func serverProcess(extra: [String] = []) async throws -> (ServerProcess, port: Int) {
             let port = try ServerProcess.freePort()
             let process = try ServerProcess(
                 [
                     "start", site.url, "--listen-port", "\(port)", "--postgres", postgres.url, "--security-key",
                     site.key,
-                ], directory: try ServerProcess.temporaryDirectory())
+                ] + extra, directory: try ServerProcess.temporaryDirectory())
             let expected = String(servers.count + 1)
             do {
                 try await eventually(timeout: .seconds(20), "the server process joins the pool") {

@@ -11,8 +11,16 @@ protocol MessageBus: Sendable {
     var head: Int64 { get }
     /// Messages after `after` up to `through`, in order, and whether the window still holds all of them.
     func messages(after: Int64, through: Int64) async throws -> (rows: [(id: Int64, send: Send)], complete: Bool)
+    /// The presence decisions this server is to announce, in a cluster (PostgreSQL decides who is online);
+    /// `nil` on a single server, whose own ledger decides.
+    var presenceDecisions: AsyncStream<PresenceLedger.Change>? { get }
     func start() async throws
     func shutdown() async
+}
+
+extension MessageBus {
+    /// None: the server's own ledger decides.
+    var presenceDecisions: AsyncStream<PresenceLedger.Change>? { nil }
 }
 
 /// The bus of a single server: a send is delivered to this server's connections at once.

@@ -29,6 +29,10 @@ struct PoolMembership: Sendable {
                 try await PostgresDeadline.bounded { try await heartbeat() }
                 try await client.query(
                     "DELETE FROM websockets_pool WHERE heartbeat < now() - interval '30 seconds'", logger: logger)
+                // The presence rows of servers that left the pool (killed): their tabs are gone.
+                try await client.query(
+                    "DELETE FROM websockets_presence WHERE server NOT IN (SELECT server FROM websockets_pool)",
+                    logger: logger)
                 try await client.query(
                     "DELETE FROM websockets_messages WHERE created_at < now() - make_interval(secs => \(Double(retention)))",
                     logger: logger)

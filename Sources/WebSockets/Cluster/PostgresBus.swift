@@ -10,7 +10,8 @@ import PostgresNIO
 ///
 /// The parts, each with one job: ``PostgresSchema`` (tables and the SQL function), ``BusPublisher`` (writing, and
 /// delivering here during an outage), ``BusReader`` (LISTEN and applying rows, through a ``GapTracker``),
-/// ``PoolMembership`` (heartbeat and upkeep) and ``MessageReplay`` (what a reconnecting browser missed). They run
+/// ``PoolMembership`` (heartbeat and upkeep), ``MessageReplay`` (what a reconnecting browser missed) and
+/// ``PresenceSync`` (who is online, cluster-wide). They run
 /// as child tasks of one task group beside `PostgresClient.run()`, as postgres-nio asks; shutdown cancels the group.
 final class PostgresBus: MessageBus, Sendable {
     private let client: PostgresClient
@@ -24,6 +25,7 @@ final class PostgresBus: MessageBus, Sendable {
     private let pool: PoolMembership
     private let replay: MessageReplay
     private let publisher: BusPublisher
+    private let presenceSync: PresenceSync
     /// Set at start, once the last id is known.
     private let reader = NIOLockedValueBox<BusReader?>(nil)
     /// The task group of the client and the parts.
@@ -35,7 +37,7 @@ final class PostgresBus: MessageBus, Sendable {
     /// listens.
     init(
         settings: Settings, hub: Hub, metrics: ServerMetrics, logger: Logger, serverID: String,
-        address: NIOLockedValueBox<String>, retention: Int
+        address: NIOLockedValueBox<String>, retention: Int, presence: NIOLockedValueBox<PresenceLedger>
     ) {
         target = try? PostgresURL(
             parsing: settings.postgres ?? "", defaultMode: settings.postgresSSLMode,
@@ -59,11 +61,15 @@ final class PostgresBus: MessageBus, Sendable {
         pool = PoolMembership(
             client: client, logger: logger, serverID: serverID, address: address, retention: retention)
         replay = MessageReplay(client: client, logger: logger)
+        presenceSync = PresenceSync(
+            client: client, logger: logger, serverID: serverID, grace: settings.presenceGrace, ledger: presence)
         let reader = self.reader
         publisher = BusPublisher(
             client: client, hub: hub, metrics: metrics, logger: logger, serverID: serverID,
             isListening: { reader.withLockedValue { $0?.isListening ?? false } })
     }
+
+    var presenceDecisions: AsyncStream<PresenceLedger.Change>? { presenceSync.decisions }
 
     /// The id of the last message this server applied.
     var head: Int64 { reader.withLockedValue { $0?.head ?? 0 } }
@@ -85,7 +91,7 @@ final class PostgresBus: MessageBus, Sendable {
         // The client runs from now on; the parts join it once the schema and the last id are known.
         let (parts, addParts) = AsyncStream.makeStream(of: BusReader.self)
         let client = self.client
-        let (pool, publisher) = (self.pool, self.publisher)
+        let (pool, publisher, presenceSync) = (self.pool, self.publisher, self.presenceSync)
         let task = Task {
             await withTaskGroup(of: Void.self) { group in
                 group.addTask { await client.run() }
@@ -93,6 +99,7 @@ final class PostgresBus: MessageBus, Sendable {
                     group.addTask { await reader.run() }
                     group.addTask { await publisher.run() }
                     group.addTask { await pool.run() }
+                    group.addTask { await presenceSync.run() }
                 }
                 await group.waitForAll()
             }
@@ -120,6 +127,7 @@ final class PostgresBus: MessageBus, Sendable {
     func shutdown() async {
         // Sends accepted before the shutdown still go out (for up to 3 s), then the server leaves the pool.
         await publisher.drain(within: .seconds(3))
+        await presenceSync.leave()
         await pool.leave()
         guard let task = running.withLockedValue({ $0 }) else { return }
         task.cancel()

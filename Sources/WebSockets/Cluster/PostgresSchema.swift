@@ -20,6 +20,20 @@ enum PostgresSchema {
             try await connection.query(
                 "CREATE INDEX IF NOT EXISTS websockets_messages_created_at ON websockets_messages (created_at)",
                 logger: logger)
+            // Presence: each server's tabs per user, and the users online cluster-wide (see PresenceSync).
+            try await connection.query(
+                """
+                CREATE TABLE IF NOT EXISTS websockets_presence (
+                    server text NOT NULL, user_key text NOT NULL, user_value text NOT NULL, groups text NOT NULL,
+                    tabs bigint NOT NULL, PRIMARY KEY (server, user_key))
+                """, logger: logger)
+            try await connection.query(
+                "CREATE INDEX IF NOT EXISTS websockets_presence_user ON websockets_presence (user_key)", logger: logger)
+            try await connection.query(
+                """
+                CREATE TABLE IF NOT EXISTS websockets_online (
+                    user_key text PRIMARY KEY, user_value text NOT NULL, empty_since timestamptz)
+                """, logger: logger)
             // A site sends inside its own transaction: the row and the NOTIFY exist only if it commits. The details
             // are `json`, which keeps the text as written (`jsonb` reorders keys and respells numbers); the jsonb
             // version of earlier releases is dropped, since both would make a call with a literal ambiguous.

@@ -24,10 +24,28 @@ struct PresenceLedger: Sendable {
         var leavingSince: ContinuousClock.Instant?
     }
 
+    /// One user's tabs on this server, as the cluster's other servers learn it.
+    struct LocalCount: Equatable, Sendable {
+        var key: String
+        var user: JSON
+        var groups: [String]
+        var tabs: Int
+    }
+
+    /// Another server's tabs of one user.
+    struct RemoteCount: Equatable, Sendable {
+        var groups: Set<String>
+        var tabs: Int
+    }
+
     /// How long a user without tabs still counts as online.
     let grace: Duration
     /// Online and leaving users, by the user id's index key.
     private(set) var entries: [String: Entry] = [:]
+    /// Users whose tab count here changed since the last ``takeChanges()``.
+    private(set) var changed: Set<String> = []
+    /// The other servers' tabs, by server id and user key (a cluster).
+    private(set) var remote: [String: [String: RemoteCount]] = [:]
 
     init(grace: Duration) {
         self.grace = grace
@@ -37,6 +55,7 @@ struct PresenceLedger: Sendable {
     mutating func opened(user: JSON, groups: [JSON]) -> Change? {
         let key = user.indexKey
         let groupKeys = Set(groups.map(\.indexKey))
+        changed.insert(key)
         if var entry = entries[key] {
             entry.tabs += 1
             entry.leavingSince = nil
@@ -52,6 +71,7 @@ struct PresenceLedger: Sendable {
     mutating func closed(user: JSON, now: ContinuousClock.Instant) {
         let key = user.indexKey
         guard var entry = entries[key] else { return }
+        changed.insert(key)
         entry.tabs = max(0, entry.tabs - 1)
         if entry.tabs == 0 { entry.leavingSince = now }
         entries[key] = entry
@@ -72,19 +92,62 @@ struct PresenceLedger: Sendable {
     /// Whether anyone is leaving (the timer has something to do).
     var hasLeaving: Bool { entries.values.contains { $0.leavingSince != nil } }
 
-    /// The presence of the users with index keys `keys`, in that order (an unknown user is offline).
-    func status(of keys: [String]) -> [PresenceStatus] {
-        keys.map { key in
-            guard let entry = entries[key] else { return PresenceStatus(user: key, online: false, tabs: 0) }
-            return PresenceStatus(user: key, online: true, tabs: entry.tabs)
+    /// This server's tab counts of the users that changed since the last call (0: none left here).
+    mutating func takeChanges() -> [LocalCount] {
+        defer { changed = [] }
+        return changed.sorted().map { key in
+            let entry = entries[key]
+            return LocalCount(
+                key: key, user: entry?.user ?? .string(key), groups: entry.map { $0.groups.sorted() } ?? [],
+                tabs: entry?.tabs ?? 0)
         }
     }
 
-    /// The online members of the group with index key `group`, by user id.
-    func members(ofGroup group: String) -> [PresenceStatus] {
-        entries.filter { $0.value.groups.contains(group) }.sorted { $0.key < $1.key }.map {
-            PresenceStatus(user: $0.key, online: true, tabs: $0.value.tabs)
+    /// Every user with tabs here, as counts: what a server writes when it (re)joins.
+    var localCounts: [LocalCount] {
+        entries.filter { $0.value.tabs > 0 }.sorted { $0.key < $1.key }.map {
+            LocalCount(key: $0.key, user: $0.value.user, groups: $0.value.groups.sorted(), tabs: $0.value.tabs)
         }
+    }
+
+    /// What `server` holds now, replacing what it held before.
+    mutating func replaceRemote(server: String, counts: [String: RemoteCount]) {
+        remote[server] = counts.isEmpty ? nil : counts
+    }
+
+    /// Forgets the servers not in `live`.
+    mutating func keepRemote(_ live: Set<String>) {
+        remote = remote.filter { live.contains($0.key) }
+    }
+
+    /// Tabs of `key` here and on the other servers, and whether it is online here (a tab, or leaving).
+    private func total(_ key: String) -> (tabs: Int, known: Bool) {
+        var tabs = entries[key]?.tabs ?? 0
+        var known = entries[key] != nil
+        for counts in remote.values {
+            if let count = counts[key] {
+                tabs += count.tabs
+                known = true
+            }
+        }
+        return (tabs, known)
+    }
+
+    /// The presence of the users with index keys `keys`, in that order (an unknown user is offline); cluster-wide.
+    func status(of keys: [String]) -> [PresenceStatus] {
+        keys.map { key in
+            let (tabs, known) = total(key)
+            return PresenceStatus(user: key, online: known, tabs: tabs)
+        }
+    }
+
+    /// The online members of the group with index key `group`, by user id; cluster-wide.
+    func members(ofGroup group: String) -> [PresenceStatus] {
+        var keys = Set(entries.filter { $0.value.groups.contains(group) }.keys)
+        for counts in remote.values {
+            keys.formUnion(counts.filter { $0.value.groups.contains(group) }.keys)
+        }
+        return status(of: keys.sorted())
     }
 }
 

@@ -12,10 +12,12 @@ extension WebSocketsServer {
         presence.withLockedValue { $0.members(ofGroup: group.indexKey) }
     }
 
-    /// A tab authenticated: its user may come online (registered users only).
+    /// A tab authenticated: its user may come online (registered users only). In a cluster the change is not
+    /// this ledger's to announce: PostgreSQL decides (``PresenceSync``).
     func presenceOpened(_ session: SessionInfo) -> PresenceLedger.Change? {
         guard !session.guest else { return nil }
-        return presence.withLockedValue { $0.opened(user: session.user, groups: session.groups) }
+        let change = presence.withLockedValue { $0.opened(user: session.user, groups: session.groups) }
+        return router.isCluster ? nil : change
     }
 
     /// An authenticated tab closed: its user may start leaving.
@@ -33,7 +35,7 @@ extension WebSocketsServer {
             let changes = presence.withLockedValue { ledger -> [PresenceLedger.Change] in
                 ledger.hasLeaving ? ledger.expire(now: .now) : []
             }
-            guard !changes.isEmpty else { return }
+            guard !changes.isEmpty, !router.isCluster else { return }
             beginDrain()
             Task {
                 for change in changes { await self.dispatchPresence(change) }

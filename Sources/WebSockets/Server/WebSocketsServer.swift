@@ -39,6 +39,8 @@ public final class WebSocketsServer: Service, Sendable {
         var channel: (any Channel)?
         var trimTimer: RepeatedTask?
         var presenceTimer: RepeatedTask?
+        /// Announces the cluster's presence decisions this server made.
+        var presenceAnnouncer: Task<Void, Never>?
         var trimPolicy = MemoryTrimPolicy()
         var port = 0
         var stopping = false
@@ -81,7 +83,7 @@ public final class WebSocketsServer: Service, Sendable {
             bus = PostgresBus(
                 settings: settings, hub: hub, metrics: metrics, logger: logger, serverID: serverID,
                 address: advertisedAddress,
-                retention: settings.retention)
+                retention: settings.retention, presence: presence)
         } else {
             bus = LocalBus(hub: hub)
         }
@@ -163,6 +165,12 @@ public final class WebSocketsServer: Service, Sendable {
             try? await channel.close()
             throw error
         }
+        if let decisions = bus.presenceDecisions {
+            let announcer = Task { [self] in
+                for await change in decisions { await dispatchPresence(change) }
+            }
+            runtime.withLockedValue { $0.presenceAnnouncer = announcer }
+        }
         runtime.withLockedValue { $0.ready = true }
         logger.info(
             "listening", metadata: ["address": "\(host):\(port)", "site": "\(settings.site)", "server": "\(address)"])
@@ -199,6 +207,8 @@ public final class WebSocketsServer: Service, Sendable {
         }
         await waitForDrains(limit: .seconds(settings.siteTimeout + 2))
         await bus.shutdown()
+        // The decisions made before the bus stopped are told; its stream has ended.
+        await runtime.withLockedValue { $0.presenceAnnouncer }?.value
         // Give the close frames a moment to reach the clients before the process may exit.
         let deadline = ContinuousClock.now + .seconds(2)
         while hub.counts.connections > 0 && ContinuousClock.now < deadline {

@@ -1,0 +1,268 @@
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import PostgresNIO
+
+/// Presence across the cluster, with PostgreSQL as the one place that decides. Each server writes its own tab
+/// count per user (`websockets_presence`, one row per server and user) when it changes, at most every 250 ms, and
+/// announces it (`NOTIFY websockets_presence`); the others read that server's rows into their ledger. A user's row
+/// in `websockets_online` exists while the user is online:
+/// - the server whose write creates it (`INSERT ... ON CONFLICT`) tells the site `User/online`: one server, once;
+/// - when no live server (a heartbeat within 30 s) has a tab of the user, the row is marked empty, and once it has
+///   been empty for `presence_grace` seconds, the server whose `DELETE ... RETURNING` removes it tells the site
+///   `User/offline`. A reload, or a reconnect to another server, within the grace clears the mark: no event.
+///
+/// Nothing is written per connection at steady state: a second's sweep is three statements per server. While
+/// PostgreSQL is away each server keeps its own ledger (asked by `/WebSockets/presence`), and writes everything it
+/// holds when the database is back; the decisions, being PostgreSQL's, are neither repeated nor lost.
+final class PresenceSync: Sendable {
+    private let client: PostgresClient
+    private let logger: Logger
+    private let serverID: String
+    private let grace: Double
+    private let ledger: NIOLockedValueBox<PresenceLedger>
+    /// After a failed write (or at start), everything this server holds is written, not only what changed.
+    private let writeEverything = NIOLockedValueBox(true)
+    private let changes: AsyncStream<PresenceLedger.Change>.Continuation
+    /// The decisions this server made: the server tells the site and its handlers.
+    let decisions: AsyncStream<PresenceLedger.Change>
+    static let flushInterval = Duration.milliseconds(250)
+
+    init(
+        client: PostgresClient, logger: Logger, serverID: String, grace: Double,
+        ledger: NIOLockedValueBox<PresenceLedger>
+    ) {
+        self.client = client
+        self.logger = logger
+        self.serverID = serverID
+        self.grace = grace
+        self.ledger = ledger
+        (decisions, changes) = AsyncStream.makeStream()
+    }
+
+    /// Writes, sweeps and listens until cancelled.
+    func run() async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.writeLoop() }
+            group.addTask { await self.sweepLoop() }
+            group.addTask { await self.listenLoop() }
+            await group.waitForAll()
+        }
+        changes.finish()
+    }
+
+    // MARK: Writing
+
+    private func writeLoop() async {
+        var failures = 0
+        while !Task.isCancelled {
+            try? await Task.sleep(for: Self.flushInterval)
+            if Task.isCancelled { return }
+            let everything = writeEverything.withLockedValue { $0 }
+            let counts = ledger.withLockedValue { ledger -> [PresenceLedger.LocalCount] in
+                let changed = ledger.takeChanges()
+                return everything ? ledger.localCounts : changed
+            }
+            guard everything || !counts.isEmpty else { continue }
+            do {
+                let online = try await PostgresDeadline.bounded {
+                    try await self.write(counts, replacing: everything)
+                }
+                writeEverything.withLockedValue { $0 = false }
+                if failures > 0 { logger.info("presence written again") }
+                failures = 0
+                for user in online { changes.yield(.online(user)) }
+            } catch {
+                // What was taken is lost with the failed transaction: the next write says everything again.
+                writeEverything.withLockedValue { $0 = true }
+                if failures == 0 {
+                    logger.warning(
+                        "presence could not be written: kept here until PostgreSQL answers",
+                        metadata: ["error": "\(String(reflecting: error))"])
+                }
+                failures += 1
+                await PostgresDeadline.backOff(failures)
+            }
+        }
+    }
+
+    /// Writes this server's counts (all of them when `replacing`); returns the users this write brought online.
+    private func write(_ counts: [PresenceLedger.LocalCount], replacing: Bool) async throws -> [JSON] {
+        let present = counts.filter { $0.tabs > 0 }
+        let gone = counts.filter { $0.tabs == 0 }.map(\.key)
+        let keys = present.map(\.key)
+        let values = present.map { $0.user.serialized() }
+        let groups = present.map { JSON.array($0.groups.map(JSON.string)).serialized() }
+        let tabs = present.map { Int64($0.tabs) }
+        let server = serverID
+        let logger = self.logger
+        return try await client.withTransaction(logger: logger) { connection in
+            if replacing {
+                try await connection.query(
+                    "DELETE FROM websockets_presence WHERE server = \(server) AND NOT (user_key = ANY(\(keys)::text[]))",
+                    logger: logger)
+            }
+            var online: [JSON] = []
+            if !present.isEmpty {
+                try await connection.query(
+                    """
+                    INSERT INTO websockets_presence (server, user_key, user_value, groups, tabs)
+                    SELECT \(server), k, v, g, t FROM unnest(\(keys)::text[], \(values)::text[], \(groups)::text[], \(tabs)::bigint[]) AS u(k, v, g, t)
+                    ON CONFLICT (server, user_key) DO UPDATE
+                    SET user_value = EXCLUDED.user_value, groups = EXCLUDED.groups, tabs = EXCLUDED.tabs
+                    """, logger: logger)
+                let rows = try await connection.query(
+                    """
+                    INSERT INTO websockets_online (user_key, user_value)
+                    SELECT k, v FROM unnest(\(keys)::text[], \(values)::text[]) AS u(k, v)
+                    ON CONFLICT (user_key) DO UPDATE SET empty_since = NULL
+                    RETURNING user_value, (xmax = 0) AS inserted
+                    """, logger: logger)
+                for try await (value, inserted) in rows.decode((String, Bool).self) where inserted {
+                    online.append((try? JSON(parsing: value)) ?? .string(value))
+                }
+            }
+            if !gone.isEmpty || replacing {
+                try await connection.query(
+                    "DELETE FROM websockets_presence WHERE server = \(server) AND user_key = ANY(\(gone)::text[])",
+                    logger: logger)
+                try await connection.query(
+                    """
+                    UPDATE websockets_online o SET empty_since = now()
+                    WHERE o.empty_since IS NULL AND NOT EXISTS (SELECT 1 FROM websockets_presence p WHERE p.user_key = o.user_key)
+                    """, logger: logger)
+            }
+            try await connection.query("SELECT pg_notify('websockets_presence', \(server))", logger: logger)
+            return online
+        }
+    }
+
+    /// Removes this server's rows (on shutdown): its users' tabs are gone from here.
+    func leave() async {
+        let server = serverID
+        _ = try? await PostgresDeadline.bounded {
+            try await self.client.withTransaction(logger: self.logger) { connection in
+                try await connection.query(
+                    "DELETE FROM websockets_presence WHERE server = \(server)", logger: self.logger)
+                try await connection.query(
+                    """
+                    UPDATE websockets_online o SET empty_since = now()
+                    WHERE o.empty_since IS NULL AND NOT EXISTS (SELECT 1 FROM websockets_presence p WHERE p.user_key = o.user_key)
+                    """, logger: self.logger)
+                try await connection.query(
+                    "SELECT pg_notify('websockets_presence', \(server))", logger: self.logger)
+            }
+        }
+    }
+
+    // MARK: Deciding who went offline
+
+    private func sweepLoop() async {
+        while !Task.isCancelled {
+            // Jittered, so that the servers do not all sweep at once.
+            try? await Task.sleep(for: .milliseconds(Int64.random(in: 800...1200)))
+            if Task.isCancelled { return }
+            do {
+                let offline = try await PostgresDeadline.bounded { try await self.sweep() }
+                for user in offline { changes.yield(.offline(user)) }
+            } catch {
+                logger.debug("presence sweep failed", metadata: ["error": "\(String(reflecting: error))"])
+            }
+        }
+    }
+
+    /// Marks users without a tab on a live server, clears the mark of those with one again, and removes those
+    /// marked for longer than the grace; the users removed by this server.
+    private func sweep() async throws -> [JSON] {
+        let live = """
+            EXISTS (SELECT 1 FROM websockets_presence p JOIN websockets_pool s ON s.server = p.server
+                    WHERE p.user_key = o.user_key AND s.heartbeat > now() - interval '30 seconds')
+            """
+        try await client.query(
+            PostgresQuery(
+                unsafeSQL:
+                    "UPDATE websockets_online o SET empty_since = now() WHERE o.empty_since IS NULL AND NOT \(live)"),
+            logger: logger)
+        try await client.query(
+            PostgresQuery(
+                unsafeSQL:
+                    "UPDATE websockets_online o SET empty_since = NULL WHERE o.empty_since IS NOT NULL AND \(live)"),
+            logger: logger)
+        let rows = try await client.query(
+            PostgresQuery(
+                unsafeSQL: """
+                    DELETE FROM websockets_online o
+                    WHERE o.empty_since < now() - make_interval(secs => \(grace)) AND NOT \(live)
+                    RETURNING user_value
+                    """), logger: logger)
+        var offline: [JSON] = []
+        for try await (value) in rows.decode(String.self) {
+            offline.append((try? JSON(parsing: value)) ?? .string(value))
+        }
+        return offline
+    }
+
+    // MARK: Reading the other servers
+
+    private func listenLoop() async {
+        var failures = 0
+        let refresher = Task {
+            // A safety net beside NOTIFY, and how dead servers' tabs leave the ledger.
+            while !Task.isCancelled {
+                try? await PostgresDeadline.bounded { try await self.readAll() }
+                try? await Task.sleep(for: .seconds(5))
+            }
+        }
+        defer { refresher.cancel() }
+        while !Task.isCancelled {
+            do {
+                try await client.withConnection { connection in
+                    try await connection.listen(on: "websockets_presence") { notifications in
+                        failures = 0
+                        for try await notification in notifications where notification.payload != serverID {
+                            try? await PostgresDeadline.bounded { try await self.read(server: notification.payload) }
+                        }
+                    }
+                }
+            } catch {
+                failures += 1
+            }
+            await PostgresDeadline.backOff(failures)
+        }
+    }
+
+    /// Reads `server`'s rows into the ledger.
+    private func read(server: String) async throws {
+        let rows = try await client.query(
+            "SELECT user_key, groups, tabs FROM websockets_presence WHERE server = \(server)", logger: logger)
+        var counts: [String: PresenceLedger.RemoteCount] = [:]
+        for try await (key, groups, tabs) in rows.decode((String, String, Int64).self) {
+            counts[key] = PresenceLedger.RemoteCount(groups: Self.groups(groups), tabs: Int(tabs))
+        }
+        ledger.withLockedValue { $0.replaceRemote(server: server, counts: counts) }
+    }
+
+    /// Reads every other live server's rows into the ledger, and forgets the servers that are gone.
+    private func readAll() async throws {
+        let rows = try await client.query(
+            """
+            SELECT p.server, p.user_key, p.groups, p.tabs FROM websockets_presence p
+            JOIN websockets_pool s ON s.server = p.server
+            WHERE p.server <> \(serverID) AND s.heartbeat > now() - interval '30 seconds'
+            """, logger: logger)
+        var servers: [String: [String: PresenceLedger.RemoteCount]] = [:]
+        for try await (server, key, groups, tabs) in rows.decode((String, String, String, Int64).self) {
+            servers[server, default: [:]][key] = PresenceLedger.RemoteCount(
+                groups: Self.groups(groups), tabs: Int(tabs))
+        }
+        ledger.withLockedValue { ledger in
+            ledger.keepRemote(Set(servers.keys))
+            for (server, counts) in servers { ledger.replaceRemote(server: server, counts: counts) }
+        }
+    }
+
+    private static func groups(_ text: String) -> Set<String> {
+        guard case .array(let items) = (try? JSON(parsing: text)) ?? .null else { return [] }
+        return Set(items.compactMap(\.stringValue))
+    }
+}

@@ -1,0 +1,103 @@
+import Foundation
+import Testing
+
+@testable import WebSockets
+
+/// Presence across servers on a real PostgreSQL: one `User/online` and one `User/offline` per stay, cluster-wide,
+/// whichever servers the tabs are on, through a reconnect elsewhere, a killed server and a database restart.
+@Suite(.serialized) struct PresenceClusterTests {
+    typealias Cluster = ClusterTests.Cluster
+
+    private func count(_ site: TestSite, _ name: String, user: JSON = 1) -> Int {
+        site.events(named: name).filter { $0["user"] == user }.count
+    }
+
+    @Test func twoTabsOnTwoServersAreOneStay() async throws {
+        let cluster = try await Cluster.start(2) { $0.presenceGrace = 1 }
+        defer { cluster.postgres.shutdown() }
+        defer { Task { await cluster.stopServers() } }
+        let here = try await cluster.connect("alice", to: 0)
+        let there = try await cluster.connect("alice2", to: 1)
+        try await eventually(timeout: .seconds(5)) {
+            cluster.servers.allSatisfy { $0.presence(of: [1]).first?.tabs == 2 }
+        }
+        #expect(count(cluster.site, "User/online") == 1)
+        #expect(cluster.servers[1].presence(ofGroup: 10).map(\.user) == ["1"])
+
+        // One tab closes, and comes back on the other server within the grace (a reconnect elsewhere): nothing.
+        await here.close()
+        let moved = try await cluster.connect("alice", to: 1)
+        await there.close()
+        try await Task.sleep(for: .milliseconds(2500))
+        #expect(count(cluster.site, "User/online") == 1)
+        #expect(count(cluster.site, "User/offline") == 0)
+
+        // The last tab closes: one offline, from one server, after the grace.
+        await moved.close()
+        try await eventually(timeout: .seconds(10)) { count(cluster.site, "User/offline") == 1 }
+        try await Task.sleep(for: .milliseconds(1500))
+        #expect(count(cluster.site, "User/offline") == 1)
+        #expect(count(cluster.site, "User/online") == 1)
+        try await eventually(timeout: .seconds(5)) {
+            cluster.servers.allSatisfy { $0.presence(of: [1]).first?.online == false }
+        }
+    }
+
+    @Test func aPostgresRestartMakesNoDuplicateOrMissingEvent() async throws {
+        let cluster = try await Cluster.start(2) { $0.presenceGrace = 1 }
+        defer { cluster.postgres.shutdown() }
+        defer { Task { await cluster.stopServers() } }
+        let first = try await cluster.connect("alice", to: 0)
+        try await eventually(timeout: .seconds(5)) { count(cluster.site, "User/online") == 1 }
+
+        // While PostgreSQL is away the user moves to the other server, and bob comes and goes.
+        try cluster.postgres.stop()
+        let second = try await TestWebSocket.authenticated(port: cluster.servers[1].port, sid: "alice2")
+        await first.close()
+        let bob = try await TestWebSocket.authenticated(port: cluster.servers[0].port, sid: "bob")
+        try await Task.sleep(for: .milliseconds(500))
+        // Each server still answers from what it knows: its own tab, and the other's last known count.
+        #expect(cluster.servers[1].presence(of: [1]).first?.online == true)
+        await bob.close()
+        try cluster.postgres.start()
+
+        // Back: alice never left (no event); bob came and went: one online, then one offline.
+        try await eventually(timeout: .seconds(20)) {
+            count(cluster.site, "User/offline", user: 2) == 1
+        }
+        #expect(count(cluster.site, "User/online", user: 2) == 1)
+        try await Task.sleep(for: .milliseconds(2000))
+        #expect(count(cluster.site, "User/online") == 1)
+        #expect(count(cluster.site, "User/offline") == 0)
+        await second.close()
+        try await eventually(timeout: .seconds(10)) { count(cluster.site, "User/offline") == 1 }
+    }
+
+    /// A SIGKILLed server says nothing: its users with tabs elsewhere stay online with no event; the others go
+    /// offline once the pool drops it (30 s without a heartbeat) and the grace has passed.
+    @Test func theUsersOfAKilledServerGoOfflineUnlessTheyHaveTabsElsewhere() async throws {
+        let cluster = try await Cluster.start(1) { $0.presenceGrace = 1 }
+        defer { cluster.postgres.shutdown() }
+        defer { Task { await cluster.stopServers() } }
+        let (doomed, port) = try await cluster.serverProcess(extra: ["--presence-grace", "1"])
+        defer { doomed.stop() }
+        let alice = try await TestWebSocket.authenticated(port: port, sid: "alice")
+        let bobThere = try await TestWebSocket.authenticated(port: port, sid: "bob")
+        let bobHere = try await cluster.connect("bob", to: 0)
+        try await eventually(timeout: .seconds(5)) {
+            count(cluster.site, "User/online", user: 1) == 1 && count(cluster.site, "User/online", user: 2) == 1
+        }
+        kill(doomed.process.processIdentifier, SIGKILL)
+        doomed.process.waitUntilExit()
+        try await eventually(timeout: .seconds(60), "alice goes offline") {
+            count(cluster.site, "User/offline", user: 1) == 1
+        }
+        #expect(count(cluster.site, "User/offline", user: 2) == 0)
+        // The survivor's ledger forgets the dead server at its next full read (every 5 s).
+        try await eventually(timeout: .seconds(10)) {
+            cluster.servers[0].presence(of: [1, 2]).map(\.online) == [false, true]
+        }
+        _ = (alice, bobThere)
+        await bobHere.close()
+    }
+}
