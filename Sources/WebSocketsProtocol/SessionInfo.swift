@@ -14,6 +14,10 @@ public struct SessionInfo: Sendable, Equatable {
     public var guest: Bool
     /// Further properties a `SEND_TO_FILTER` send may select by.
     public var properties: [String: JSON]
+    /// The users whose presence this browser may see (`presence.users` in the session answer).
+    public var presenceUsers: [JSON] = []
+    /// The groups whose members' presence this browser may see (`presence.groups`).
+    public var presenceGroups: [JSON] = []
 
     /// A session; only `user` and `session` are required by the contract.
     public init(
@@ -52,7 +56,29 @@ public struct SessionInfo: Sendable, Equatable {
             user: user, session: sessionValue.indexKey, expire: expire, groups: groups,
             language: object["language"]?.stringValue, guest: Self.isGuest(object["guest"]),
             properties: object["properties"]?.objectValue ?? [:])
+        // `presence`: `{"users": [...], "groups": [...]}`, or an array of user ids.
+        switch object["presence"] {
+        case .array(let users)?:
+            presenceUsers = users
+        case .object(let watch)?:
+            for (name, value) in watch {
+                guard name == "users" || name == "groups" else {
+                    throw WireError(description: "presence has \"\(name)\": only users and groups")
+                }
+                guard let ids = value.arrayValue else {
+                    throw WireError(description: "presence.\(name) is not an array")
+                }
+                if name == "users" { presenceUsers = ids } else { presenceGroups = ids }
+            }
+        case .null?, nil:
+            break
+        default:
+            throw WireError(description: "presence is not an object or an array")
+        }
     }
+
+    /// Whether this browser watches anyone's presence.
+    public var watchesPresence: Bool { !presenceUsers.isEmpty || !presenceGroups.isEmpty }
 
     /// Reads `guest` as sites write it: PHP's truthiness, so `true`, `1` and `"1"` are guests, and `false`, `0`,
     /// `"0"`, `""`, `null` or no `guest` at all a registered user.

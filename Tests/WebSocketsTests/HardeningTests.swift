@@ -99,11 +99,15 @@ import Testing
     // 2. Messages waiting for the site are capped, and a closed connection's are discarded, never posted after
     // its disconnection.
     @Test func waitingMessagesAreCappedAndDiscardedAtTheClose() async throws {
-        let harness = try await Harness.start { $0.maxPendingMessages = 4 }
+        // The site takes 10 s for "slow" and the server gives up after 8: the first is in flight, four wait, the rest
+        // are refused. (With the harness's 3 s, a loaded machine once took longer than that to close the socket,
+        // and the second message was posted before the close.)
+        let harness = try await Harness.start {
+            $0.maxPendingMessages = 4
+            $0.siteTimeout = 8
+        }
         defer { Task { await harness.stop() } }
         let socket = try await harness.connect("alice")
-        // The site takes 10 s for "slow" (the server gives up after 3): the first is in flight, four wait, the rest
-        // are refused.
         try await socket.send("slow", nil)
         try await eventually { harness.site.events(named: "WebSockets/message").count == 1 }
         for _ in 0..<9 { try await socket.send("slow", nil) }

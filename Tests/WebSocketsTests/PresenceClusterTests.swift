@@ -23,6 +23,9 @@ import Testing
         }
         #expect(count(cluster.site, "User/online") == 1)
         #expect(cluster.servers[1].presence(ofGroup: 10).map(\.user) == ["1"])
+        // A browser on either server that may see user 1 learns the state, then the change, once.
+        let watcher = try await cluster.connect("watcher", to: 1)
+        #expect(try await watcher.nextMessage() == Message(action: "Presence/snapshot", details: ["online": [1]]))
 
         // One tab closes, and comes back on the other server within the grace (a reconnect elsewhere): nothing.
         await here.close()
@@ -35,7 +38,9 @@ import Testing
         // The last tab closes: one offline, from one server, after the grace.
         await moved.close()
         try await eventually(timeout: .seconds(10)) { count(cluster.site, "User/offline") == 1 }
+        #expect(try await watcher.nextMessage() == Message(action: "Presence/offline", details: 1))
         try await Task.sleep(for: .milliseconds(1500))
+        try await watcher.expectNoMessage()
         #expect(count(cluster.site, "User/offline") == 1)
         #expect(count(cluster.site, "User/online") == 1)
         try await eventually(timeout: .seconds(5)) {

@@ -9,7 +9,7 @@ import Testing
     @Test func theLedgerDebouncesReloadsAndBlips() {
         var ledger = PresenceLedger(grace: .seconds(10))
         let start = ContinuousClock.now
-        #expect(ledger.opened(user: 1, groups: [7]) == .online(1))
+        #expect(ledger.opened(user: 1, groups: [7]) == .online(1, groups: ["7"]))
         #expect(ledger.opened(user: 1, groups: [8]) == nil)
         ledger.closed(user: 1, now: start)
         ledger.closed(user: 1, now: start)
@@ -20,7 +20,7 @@ import Testing
         ledger.closed(user: 1, now: start + .seconds(11))
         #expect(ledger.expire(now: start + .seconds(20)).isEmpty)
         #expect(ledger.hasLeaving)
-        #expect(ledger.expire(now: start + .seconds(21)) == [.offline(1)])
+        #expect(ledger.expire(now: start + .seconds(21)) == [.offline(1, groups: ["7", "8"])])
         #expect(ledger.expire(now: start + .seconds(30)).isEmpty)
         #expect(!ledger.hasLeaving)
         #expect(ledger.status(of: ["1", "2"]).map(\.online) == [false, false])
@@ -28,8 +28,8 @@ import Testing
         ledger.closed(user: 3, now: start)
         #expect(ledger.entries.isEmpty)
         // Groups: the union of the user's tabs' groups.
-        #expect(ledger.opened(user: "ann", groups: [7]) == .online("ann"))
-        #expect(ledger.opened(user: 2, groups: [7, 9]) == .online(2))
+        #expect(ledger.opened(user: "ann", groups: [7]) == .online("ann", groups: ["7"]))
+        #expect(ledger.opened(user: 2, groups: [7, 9]) == .online(2, groups: ["7", "9"]))
         #expect(ledger.members(ofGroup: "7").map(\.user) == ["2", "ann"])
         #expect(ledger.members(ofGroup: "9") == [PresenceStatus(user: "2", online: true, tabs: 1)])
     }
@@ -97,5 +97,30 @@ import Testing
         #expect(try await harness.http("GET", "/WebSockets/presence", headers: key).status == 400)
         #expect(harness.server.presence(ofGroup: 2).map(\.user) == ["2"])
         for socket in [alice, alice2, bob] { await socket.close() }
+    }
+
+    /// A browser sees the presence the site lets it see: a snapshot after authentication, then changes, debounced
+    /// as the site's events are; nothing about anyone else.
+    @Test func browsersSeeThePresenceTheSiteAllows() async throws {
+        let harness = try await Harness.start { $0.presenceGrace = 0.5 }
+        defer { Task { await harness.stop() } }
+        let carol = try await harness.connect("carol")
+        let watcher = try await harness.connect("watcher")
+        #expect(try await watcher.nextMessage() == Message(action: "Presence/snapshot", details: ["online": [3]]))
+        let nosy = try await harness.connect("alice2")
+        #expect(try await watcher.nextMessage() == Message(action: "Presence/online", details: 1))
+        let bob = try await harness.connect("bob")
+        #expect(try await watcher.nextMessage() == Message(action: "Presence/online", details: 2))
+        // A reload: nothing; the end: offline after the grace.
+        await nosy.close()
+        let back = try await harness.connect("alice")
+        await back.close()
+        #expect(try await watcher.nextMessage() == Message(action: "Presence/offline", details: 1))
+        await carol.close()
+        #expect(try await watcher.nextMessage() == Message(action: "Presence/offline", details: 3))
+        // Bob may see nobody: he heard nothing of it all.
+        try await bob.expectNoMessage()
+        await bob.close()
+        await watcher.close()
     }
 }

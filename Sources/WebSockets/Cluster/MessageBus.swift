@@ -14,6 +14,8 @@ protocol MessageBus: Sendable {
     /// The presence decisions this server is to announce, in a cluster (PostgreSQL decides who is online);
     /// `nil` on a single server, whose own ledger decides.
     var presenceDecisions: AsyncStream<PresenceLedger.Change>? { get }
+    /// Every presence decision of the cluster, for this server's watching browsers; `nil` on a single server.
+    var presenceObserved: AsyncStream<PresenceLedger.Change>? { get }
     func start() async throws
     func shutdown() async
 }
@@ -21,6 +23,8 @@ protocol MessageBus: Sendable {
 extension MessageBus {
     /// None: the server's own ledger decides.
     var presenceDecisions: AsyncStream<PresenceLedger.Change>? { nil }
+    /// None: the server tells its browsers as it decides.
+    var presenceObserved: AsyncStream<PresenceLedger.Change>? { nil }
 }
 
 /// The bus of a single server: a send is delivered to this server's connections at once.

@@ -70,6 +70,7 @@ final class PostgresBus: MessageBus, Sendable {
     }
 
     var presenceDecisions: AsyncStream<PresenceLedger.Change>? { presenceSync.decisions }
+    var presenceObserved: AsyncStream<PresenceLedger.Change>? { presenceSync.observed }
 
     /// The id of the last message this server applied.
     var head: Int64 { reader.withLockedValue { $0?.head ?? 0 } }

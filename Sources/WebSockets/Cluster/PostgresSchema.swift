@@ -32,8 +32,12 @@ enum PostgresSchema {
             try await connection.query(
                 """
                 CREATE TABLE IF NOT EXISTS websockets_online (
-                    user_key text PRIMARY KEY, user_value text NOT NULL, empty_since timestamptz)
+                    user_key text PRIMARY KEY, user_value text NOT NULL, groups text NOT NULL DEFAULT '[]',
+                    empty_since timestamptz)
                 """, logger: logger)
+            try await connection.query(
+                "ALTER TABLE websockets_online ADD COLUMN IF NOT EXISTS groups text NOT NULL DEFAULT '[]'",
+                logger: logger)
             // A site sends inside its own transaction: the row and the NOTIFY exist only if it commits. The details
             // are `json`, which keeps the text as written (`jsonb` reorders keys and respells numbers); the jsonb
             // version of earlier releases is dropped, since both would make a call with a literal ambiguous.

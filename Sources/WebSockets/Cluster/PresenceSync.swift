@@ -26,6 +26,9 @@ final class PresenceSync: Sendable {
     private let changes: AsyncStream<PresenceLedger.Change>.Continuation
     /// The decisions this server made: the server tells the site and its handlers.
     let decisions: AsyncStream<PresenceLedger.Change>
+    private let seen: AsyncStream<PresenceLedger.Change>.Continuation
+    /// Every decision of the cluster (announced with NOTIFY): each server tells its own watching browsers.
+    let observed: AsyncStream<PresenceLedger.Change>
     static let flushInterval = Duration.milliseconds(250)
 
     init(
@@ -38,6 +41,7 @@ final class PresenceSync: Sendable {
         self.grace = grace
         self.ledger = ledger
         (decisions, changes) = AsyncStream.makeStream()
+        (observed, seen) = AsyncStream.makeStream()
     }
 
     /// Writes, sweeps and listens until cancelled.
@@ -49,6 +53,7 @@ final class PresenceSync: Sendable {
             await group.waitForAll()
         }
         changes.finish()
+        seen.finish()
     }
 
     // MARK: Writing
@@ -71,7 +76,7 @@ final class PresenceSync: Sendable {
                 writeEverything.withLockedValue { $0 = false }
                 if failures > 0 { logger.info("presence written again") }
                 failures = 0
-                for user in online { changes.yield(.online(user)) }
+                for change in online { changes.yield(change) }
             } catch {
                 // What was taken is lost with the failed transaction: the next write says everything again.
                 writeEverything.withLockedValue { $0 = true }
@@ -87,7 +92,7 @@ final class PresenceSync: Sendable {
     }
 
     /// Writes this server's counts (all of them when `replacing`); returns the users this write brought online.
-    private func write(_ counts: [PresenceLedger.LocalCount], replacing: Bool) async throws -> [JSON] {
+    private func write(_ counts: [PresenceLedger.LocalCount], replacing: Bool) async throws -> [PresenceLedger.Change] {
         let present = counts.filter { $0.tabs > 0 }
         let gone = counts.filter { $0.tabs == 0 }.map(\.key)
         let keys = present.map(\.key)
@@ -102,7 +107,7 @@ final class PresenceSync: Sendable {
                     "DELETE FROM websockets_presence WHERE server = \(server) AND NOT (user_key = ANY(\(keys)::text[]))",
                     logger: logger)
             }
-            var online: [JSON] = []
+            var online: [PresenceLedger.Change] = []
             if !present.isEmpty {
                 try await connection.query(
                     """
@@ -111,15 +116,21 @@ final class PresenceSync: Sendable {
                     ON CONFLICT (server, user_key) DO UPDATE
                     SET user_value = EXCLUDED.user_value, groups = EXCLUDED.groups, tabs = EXCLUDED.tabs
                     """, logger: logger)
+                // The row's creation is the decision; its NOTIFY (sent at commit) tells every server's browsers.
                 let rows = try await connection.query(
                     """
-                    INSERT INTO websockets_online (user_key, user_value)
-                    SELECT k, v FROM unnest(\(keys)::text[], \(values)::text[]) AS u(k, v)
-                    ON CONFLICT (user_key) DO UPDATE SET empty_since = NULL
-                    RETURNING user_value, (xmax = 0) AS inserted
+                    WITH decided AS (
+                        INSERT INTO websockets_online (user_key, user_value, groups)
+                        SELECT k, v, g FROM unnest(\(keys)::text[], \(values)::text[], \(groups)::text[]) AS u(k, v, g)
+                        ON CONFLICT (user_key) DO UPDATE SET empty_since = NULL, groups = EXCLUDED.groups
+                        RETURNING user_value, groups, (xmax = 0) AS inserted),
+                    notified AS (
+                        SELECT pg_notify('websockets_presence', '{"online":true,"user":' || user_value || ',"groups":' || groups || '}')
+                        FROM decided WHERE inserted)
+                    SELECT user_value, groups FROM decided WHERE inserted AND (SELECT count(*) FROM notified) >= 0
                     """, logger: logger)
-                for try await (value, inserted) in rows.decode((String, Bool).self) where inserted {
-                    online.append((try? JSON(parsing: value)) ?? .string(value))
+                for try await (value, groups) in rows.decode((String, String).self) {
+                    online.append(Self.change(online: true, user: value, groups: groups))
                 }
             }
             if !gone.isEmpty || replacing {
@@ -164,7 +175,7 @@ final class PresenceSync: Sendable {
             if Task.isCancelled { return }
             do {
                 let offline = try await PostgresDeadline.bounded { try await self.sweep() }
-                for user in offline { changes.yield(.offline(user)) }
+                for change in offline { changes.yield(change) }
             } catch {
                 logger.debug("presence sweep failed", metadata: ["error": "\(String(reflecting: error))"])
             }
@@ -173,7 +184,7 @@ final class PresenceSync: Sendable {
 
     /// Marks users without a tab on a live server, clears the mark of those with one again, and removes those
     /// marked for longer than the grace; the users removed by this server.
-    private func sweep() async throws -> [JSON] {
+    private func sweep() async throws -> [PresenceLedger.Change] {
         let live = """
             EXISTS (SELECT 1 FROM websockets_presence p JOIN websockets_pool s ON s.server = p.server
                     WHERE p.user_key = o.user_key AND s.heartbeat > now() - interval '30 seconds')
@@ -191,13 +202,18 @@ final class PresenceSync: Sendable {
         let rows = try await client.query(
             PostgresQuery(
                 unsafeSQL: """
-                    DELETE FROM websockets_online o
-                    WHERE o.empty_since < now() - make_interval(secs => \(grace)) AND NOT \(live)
-                    RETURNING user_value
+                    WITH decided AS (
+                        DELETE FROM websockets_online o
+                        WHERE o.empty_since < now() - make_interval(secs => \(grace)) AND NOT \(live)
+                        RETURNING user_value, groups),
+                    notified AS (
+                        SELECT pg_notify('websockets_presence', '{"online":false,"user":' || user_value || ',"groups":' || groups || '}')
+                        FROM decided)
+                    SELECT user_value, groups FROM decided WHERE (SELECT count(*) FROM notified) >= 0
                     """), logger: logger)
-        var offline: [JSON] = []
-        for try await (value) in rows.decode(String.self) {
-            offline.append((try? JSON(parsing: value)) ?? .string(value))
+        var offline: [PresenceLedger.Change] = []
+        for try await (value, groups) in rows.decode((String, String).self) {
+            offline.append(Self.change(online: false, user: value, groups: groups))
         }
         return offline
     }
@@ -220,7 +236,14 @@ final class PresenceSync: Sendable {
                     try await connection.listen(on: "websockets_presence") { notifications in
                         failures = 0
                         for try await notification in notifications where notification.payload != serverID {
-                            try? await PostgresDeadline.bounded { try await self.read(server: notification.payload) }
+                            if notification.payload.hasPrefix("{") {
+                                // A decision, from whichever server made it.
+                                if let change = Self.change(announcement: notification.payload) { seen.yield(change) }
+                            } else {
+                                try? await PostgresDeadline.bounded {
+                                    try await self.read(server: notification.payload)
+                                }
+                            }
                         }
                     }
                 }
@@ -259,6 +282,21 @@ final class PresenceSync: Sendable {
             ledger.keepRemote(Set(servers.keys))
             for (server, counts) in servers { ledger.replaceRemote(server: server, counts: counts) }
         }
+    }
+
+    /// A decision from its row's text: the user as the site gave it, its groups as a JSON array.
+    private static func change(online: Bool, user: String, groups: String) -> PresenceLedger.Change {
+        PresenceLedger.Change(
+            online: online, user: (try? JSON(parsing: user)) ?? .string(user), groups: Self.groups(groups).sorted())
+    }
+
+    /// A decision from its NOTIFY: `{"online": true, "user": 42, "groups": ["7"]}`.
+    private static func change(announcement: String) -> PresenceLedger.Change? {
+        guard let value = try? JSON(parsing: announcement), case .bool(let online)? = value["online"],
+            let user = value["user"]
+        else { return nil }
+        let groups = value["groups"]?.arrayValue?.compactMap(\.stringValue) ?? []
+        return PresenceLedger.Change(online: online, user: user, groups: groups.sorted())
     }
 
     private static func groups(_ text: String) -> Set<String> {

@@ -17,6 +17,9 @@ public final class Hub: Sendable {
         var bySession: [String: [Connection]] = [:]
         var byGroup: [String: [Connection]] = [:]
         var byAddress: [String: Int] = [:]
+        /// Connections whose session lets them see a user's presence, or a group's members'.
+        var byWatchedUser: [String: [Connection]] = [:]
+        var byWatchedGroup: [String: [Connection]] = [:]
         var authenticated = 0
         /// The most connections open at once since ``Hub/takePeak()``.
         var peak = 0
@@ -86,8 +89,30 @@ public final class Hub: Sendable {
             for group in Set(session.groups.map(\.indexKey)) {
                 indexes.byGroup[group, default: []].append(connection)
             }
+            for user in Set(session.presenceUsers.map(\.indexKey)) {
+                indexes.byWatchedUser[user, default: []].append(connection)
+            }
+            for group in Set(session.presenceGroups.map(\.indexKey)) {
+                indexes.byWatchedGroup[group, default: []].append(connection)
+            }
         }
         return true
+    }
+
+    /// The connections that may see the presence of the user `user` (an index key) in `groups`, each once.
+    func presenceWatchers(of user: String, groups: Set<String>) -> [Connection] {
+        indexes.withLockedValue { indexes in
+            var found = indexes.byWatchedUser[user] ?? []
+            guard !groups.isEmpty, !indexes.byWatchedGroup.isEmpty else { return found }
+            var seen = Set(found.map { ObjectIdentifier($0) })
+            for group in groups {
+                for connection in indexes.byWatchedGroup[group] ?? []
+                where seen.insert(ObjectIdentifier(connection)).inserted {
+                    found.append(connection)
+                }
+            }
+            return found
+        }
     }
 
     /// Forgets a closed connection.
@@ -103,6 +128,12 @@ public final class Hub: Sendable {
             Self.remove(connection, key: session.session, from: &indexes.bySession)
             for group in Set(session.groups.map(\.indexKey)) {
                 Self.remove(connection, key: group, from: &indexes.byGroup)
+            }
+            for user in Set(session.presenceUsers.map(\.indexKey)) {
+                Self.remove(connection, key: user, from: &indexes.byWatchedUser)
+            }
+            for group in Set(session.presenceGroups.map(\.indexKey)) {
+                Self.remove(connection, key: group, from: &indexes.byWatchedGroup)
             }
         }
     }

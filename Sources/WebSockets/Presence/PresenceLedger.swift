@@ -6,10 +6,25 @@
 ///
 /// A value type: the server only wires it to its connections, its timer and the site.
 struct PresenceLedger: Sendable {
-    /// A change the site hears about.
-    enum Change: Equatable, Sendable {
-        case online(JSON)
-        case offline(JSON)
+    /// A change the site (and the browsers watching) hear about.
+    struct Change: Equatable, Sendable {
+        /// Online, or offline.
+        var online: Bool
+        /// The id as the site gave it.
+        var user: JSON
+        /// The user's groups (index keys, sorted): browsers watching one of them are told.
+        var groups: [String]
+
+        static func online(_ user: JSON, groups: [String] = []) -> Change {
+            Change(online: true, user: user, groups: groups)
+        }
+
+        static func offline(_ user: JSON, groups: [String] = []) -> Change {
+            Change(online: false, user: user, groups: groups)
+        }
+
+        /// `User/online` or `User/offline`.
+        var eventName: String { online ? "User/online" : "User/offline" }
     }
 
     /// One online (or leaving) user.
@@ -64,7 +79,7 @@ struct PresenceLedger: Sendable {
             return nil
         }
         entries[key] = Entry(user: user, groups: groupKeys, tabs: 1, leavingSince: nil)
-        return .online(user)
+        return .online(user, groups: groupKeys.sorted())
     }
 
     /// An authenticated tab of `user` closed at `now`; with it the last, the user starts leaving.
@@ -83,7 +98,7 @@ struct PresenceLedger: Sendable {
         for (key, entry) in entries {
             if let since = entry.leavingSince, now - since >= grace {
                 entries[key] = nil
-                changes.append(.offline(entry.user))
+                changes.append(.offline(entry.user, groups: entry.groups.sorted()))
             }
         }
         return changes
@@ -139,6 +154,14 @@ struct PresenceLedger: Sendable {
             let (tabs, known) = total(key)
             return PresenceStatus(user: key, online: known, tabs: tabs)
         }
+    }
+
+    /// The online users among `users` and the members of `groups` (index keys): what a watching browser is shown
+    /// when it authenticates; cluster-wide.
+    func online(users: [String], groups: [String]) -> [String] {
+        var keys = Set(users)
+        for group in groups { keys.formUnion(members(ofGroup: group).map(\.user)) }
+        return status(of: keys.sorted()).filter(\.online).map(\.user)
     }
 
     /// The online members of the group with index key `group`, by user id; cluster-wide.

@@ -129,6 +129,7 @@ extension WebSocketsServer {
             // In a cluster the connection's live messages are held from its start until the replay has gone out.
             if router.isCluster { await recover(connection, after: message.details["last_id"]?.intValue) }
             let change = presenceOpened(session)
+            sendPresenceSnapshot(to: connection, session: session)
             await dispatch(name: "Client/authentication", message: message, connection: connection, session: session)
             if let change { await dispatchPresence(change) }
         case .valid, .rejected:

@@ -46,13 +46,13 @@ extension WebSocketsServer {
     }
 
     /// Posts `User/online` or `User/offline` to the in-process handlers and the site, in the user's turn of the
-    /// message lane (so a user's events reach the site in order), and performs the sends in the site's answer.
+    /// message lane (so a user's events reach the site in order), and performs the sends in the site's answer. On
+    /// a single server it also tells the browsers watching; in a cluster every server does that on its own
+    /// (``tellWatchers(_:)``), told by PostgreSQL.
     func dispatchPresence(_ change: PresenceLedger.Change) async {
-        let (name, user): (String, JSON)
-        switch change {
-        case .online(let value): (name, user) = ("User/online", value)
-        case .offline(let value): (name, user) = ("User/offline", value)
-        }
+        if !router.isCluster { tellWatchers(change) }
+        let name = change.eventName
+        let user = change.user
         let event = WebSocketsEvent(
             name: name, action: name, message: Message(action: name), language: "", user: user, session: "",
             connection: "", server: address, owner: self)
@@ -72,6 +72,29 @@ extension WebSocketsServer {
         case .failure(let error):
             userLogger.warning("message endpoint failed", metadata: ["event": "\(name)", "error": "\(error)"])
         }
+    }
+
+    /// Tells this server's browsers that may see `change.user` (by id or by one of its groups):
+    /// `Presence/online` or `Presence/offline` with the user id.
+    func tellWatchers(_ change: PresenceLedger.Change) {
+        let watchers = hub.presenceWatchers(of: change.user.indexKey, groups: Set(change.groups))
+        guard !watchers.isEmpty else { return }
+        let message = Message(action: change.online ? "Presence/online" : "Presence/offline", details: change.user)
+        for connection in watchers { connection.send(message) }
+    }
+
+    /// After authentication: the users this browser may see that are online now, as `Presence/snapshot`
+    /// `{"online": [ids]}`; later changes come as `Presence/online` and `Presence/offline`.
+    func sendPresenceSnapshot(to connection: Connection, session: SessionInfo) {
+        guard session.watchesPresence else { return }
+        let online = presence.withLockedValue { ledger in
+            ledger.online(
+                users: session.presenceUsers.map(\.indexKey), groups: session.presenceGroups.map(\.indexKey))
+        }
+        let values: [JSON] = online.map { key in
+            presence.withLockedValue { $0.entries[key]?.user } ?? (Int64(key).map(JSON.int) ?? .string(key))
+        }
+        connection.send(Message(action: "Presence/snapshot", details: ["online": .array(values)]))
     }
 
     /// `GET /WebSockets/presence?users=1,2,3` or `?group=7`: `{"users": {"1": {"online": true, "tabs": 2}, ...}}`.

@@ -165,9 +165,12 @@ public final class WebSocketsServer: Service, Sendable {
             try? await channel.close()
             throw error
         }
-        if let decisions = bus.presenceDecisions {
+        if let decisions = bus.presenceDecisions, let observed = bus.presenceObserved {
             let announcer = Task { [self] in
-                for await change in decisions { await dispatchPresence(change) }
+                await withTaskGroup(of: Void.self) { group in
+                    group.addTask { for await change in decisions { await self.dispatchPresence(change) } }
+                    group.addTask { for await change in observed { self.tellWatchers(change) } }
+                }
             }
             runtime.withLockedValue { $0.presenceAnnouncer = announcer }
         }
