@@ -40,6 +40,27 @@ import WebSocketsDemo
         #expect(result["spread"] == ["ok", 1, "two", ["three": 3]])
     }
 
+    /// Presence in the browser client: the snapshot after authentication, then online and offline, through
+    /// `cs.WebSockets.on`.
+    @Test func presenceEventsReachThePage() async throws {
+        let harness = try await Harness.start { $0.presenceGrace = 0.5 }
+        let browser = try await Chromium.launch()
+        defer { Task { await harness.stop() } }
+        defer { browser.kill() }
+        let carol = try await harness.connect("carol")
+        let page = try await browser.open(harness.pageURL("watcher"), in: try await browser.newContext())
+        try await page.waitFor("presence.length === 1")
+        #expect(try await page.evaluate("presence") == [["Presence/snapshot", ["online": [3]]]])
+        let alice = try await harness.connect("alice")
+        try await page.waitFor("presence.length === 2")
+        await alice.close()
+        await carol.close()
+        try await page.waitFor("presence.length === 4")
+        let seen = try await page.evaluate("presence").arrayValue ?? []
+        #expect(seen[1] == ["Presence/online", 1])
+        #expect(Set(seen[2...].map { $0.serialized() }) == [#"["Presence/offline",1]"#, #"["Presence/offline",3]"#])
+    }
+
     @Test func importableAsAnESModule() async throws {
         let harness = try await Harness.start()
         let browser = try await Chromium.launch()

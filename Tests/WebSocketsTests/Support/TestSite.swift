@@ -189,6 +189,10 @@ extension TestSite {
                 <script>
                   window.log = [];
                   cs.WebSockets.on('Client/state', function (state) { log.push('state:' + state); });
+                  window.presence = [];
+                  ['Presence/snapshot', 'Presence/online', 'Presence/offline'].forEach(function (action) {
+                    cs.WebSockets.on(action, function (details) { presence.push([action, details]); });
+                  });
                 </script>
                 """
         }
