@@ -41,6 +41,8 @@ enum DemoPage {
           #users { list-style: none; margin: 0; padding: 0; }
           #users li { padding: .3rem .4rem; border-radius: .3rem; cursor: pointer; }
           #users li:hover, #users li.selected { background: #e6ecf7; }
+          .dot { display: inline-block; width: .6rem; height: .6rem; border-radius: 50%; background: #b8bec9; margin-right: .45rem; }
+          .dot.online { background: #2e8b57; }
           #log { height: 22rem; overflow-y: auto; border: 1px solid #e3e7ee; border-radius: .4rem; padding: .5rem; margin-bottom: .6rem; }
           #log p { margin: .25rem 0; } #log .private { color: #6a1b9a; } #log .system { color: #666; font-style: italic; }
           #log .error { color: #b03a2e; }
@@ -81,7 +83,7 @@ enum DemoPage {
           <span id="status">connecting</span>
           <form method="post" action="/logout"><button id="logout">Sign out</button></form></header>
         <main>
-          <aside><h2>Online</h2><ul id="users"></ul><p id="to">Click a name to write privately.</p></aside>
+          <aside><h2>People</h2><ul id="users"></ul><p id="to">Click a name to write privately.</p></aside>
           <section>
             <h2>Chat</h2>
             <div id="log"></div>
@@ -99,21 +101,31 @@ enum DemoPage {
             log.appendChild(p); log.scrollTop = log.scrollHeight;
           }
           function showError(code, message) { line('Error ' + code + ': ' + message, 'error'); }
+          var members = [], online = {};
+          function render() {
+            var list = document.getElementById('users'); list.innerHTML = '';
+            members.forEach(function (user) {
+              var li = document.createElement('li'), dot = document.createElement('span');
+              dot.className = online[user.id] ? 'dot online' : 'dot';
+              li.appendChild(dot); li.appendChild(document.createTextNode(user.name + (user.id === me ? ' (you)' : '')));
+              li.dataset.id = user.id; if (user.id === privateTo) li.className = 'selected';
+              li.onclick = function () {
+                privateTo = privateTo === user.id || user.id === me ? null : user.id;
+                document.getElementById('to').textContent = privateTo ? 'Writing privately to ' + user.name + ' (click again to stop).' : 'Click a name to write privately.';
+                render();
+              };
+              list.appendChild(li);
+            });
+          }
           ws.on('Client/state', function (state) { statusBadge.textContent = state; statusBadge.className = state; })
             .on('Client/authentication', function () { line('Connected.', 'system'); }, showError)
-            .on('users', function (data) {
-              var list = document.getElementById('users'); list.innerHTML = '';
-              data.users.forEach(function (user) {
-                var li = document.createElement('li'); li.textContent = user.name + (user.id === me ? ' (you)' : '');
-                li.dataset.id = user.id; if (user.id === privateTo) li.className = 'selected';
-                li.onclick = function () {
-                  privateTo = privateTo === user.id || user.id === me ? null : user.id;
-                  document.getElementById('to').textContent = privateTo ? 'Writing privately to ' + user.name + ' (click again to stop).' : 'Click a name to write privately.';
-                  ws.send('users');
-                };
-                list.appendChild(li);
-              });
+            .on('users', function (data) { members = data.users; render(); })
+            // Who is online comes from the server's presence: grey a grace period after a user's last tab closed.
+            .on('Presence/snapshot', function (data) {
+              online = {}; data.online.forEach(function (id) { online[id] = true; }); render();
             })
+            .on('Presence/online', function (id) { online[id] = true; render(); })
+            .on('Presence/offline', function (id) { delete online[id]; render(); })
             .on('chat', function (message) { line(message.from.name + ': ' + message.text); }, showError)
             .on('private', function (message) {
               line('(private) ' + message.from.name + ' → ' + message.to.name + ': ' + message.text, 'private');

@@ -18,8 +18,11 @@ public final class DemoSite: Sendable {
     private struct State {
         var members: [String: Member] = [:]
         var sessions: [String: Member] = [:]
-        var online: [Int64: Set<String>] = [:]
     }
+
+    /// Every member is in this group, and every page may see its members' presence: the dots come from the
+    /// server's presence (`Presence/snapshot`, `Presence/online`, `Presence/offline`), not from the site.
+    static let everyone: JSON = 1
 
     private let state = NIOLockedValueBox(State())
     private let key: String
@@ -96,8 +99,8 @@ public final class DemoSite: Sendable {
                 let member = state.withLockedValue({ $0.sessions[token] })
             else { return .error(.unauthorized) }
             return .json([
-                "user": .int(member.id), "session": .string(token), "groups": [], "guest": false,
-                "properties": ["name": .string(member.name)],
+                "user": .int(member.id), "session": .string(token), "groups": [Self.everyone], "guest": false,
+                "properties": ["name": .string(member.name)], "presence": ["groups": [Self.everyone]],
             ])
         case (.POST, "/api/WebSockets/message"):
             guard authorized(request) else { return .error(.forbidden) }
@@ -152,19 +155,11 @@ public final class DemoSite: Sendable {
                     target: connection)
             ]
         }
-        switch event["event"]?.stringValue {
-        case "Client/authentication":
-            state.withLockedValue { _ = $0.online[user, default: []].insert(connectionID) }
-            return [presence()]
-        case "Client/disconnection":
-            state.withLockedValue { state in
-                state.online[user]?.remove(connectionID)
-                if state.online[user]?.isEmpty == true { state.online[user] = nil }
-            }
-            return [presence()]
-        default:
-            break
+        if event["event"]?.stringValue == "Client/authentication" {
+            // Everyone learns the names (a newcomer's among them); who is online, the server says.
+            return [Send(action: "users", details: ["users": memberList()], sendTo: .registeredUsers)]
         }
+        guard event["event"]?.stringValue == "WebSockets/message" else { return [] }
         let action = event["action"]?.stringValue ?? ""
         let details = event["details"] ?? .null
         switch action {
@@ -186,10 +181,8 @@ public final class DemoSite: Sendable {
             let text = (details["text"]?.stringValue ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
             guard let to = details["to"]?.intValue else { return error(action, 400, "Choose whom to write to") }
             if text.isEmpty { return error(action, 400, "Write something first") }
-            guard
-                let recipient = state.withLockedValue({ state in
-                    state.online[to] != nil ? state.members.values.first { $0.id == to } : nil
-                })
+            guard webSocketsServer.presence(of: [.int(to)]).first?.online == true,
+                let recipient = state.withLockedValue({ state in state.members.values.first { $0.id == to } })
             else { return error(action, 404, "That user is not online") }
             return [
                 Send(
@@ -197,7 +190,7 @@ public final class DemoSite: Sendable {
                     sendTo: .specificUsers, target: [.int(to), .int(me.id)])
             ]
         case "users":
-            return [Send(action: "users", details: ["users": onlineList()], sendTo: .connections, target: connection)]
+            return [Send(action: "users", details: ["users": memberList()], sendTo: .connections, target: connection)]
         default:
             return error(action, 404, "Unknown action")
         }
@@ -207,16 +200,10 @@ public final class DemoSite: Sendable {
         ["id": .int(member.id), "name": .string(member.name)]
     }
 
-    private func onlineList() -> JSON {
-        let members = state.withLockedValue { state in
-            state.members.values.filter { state.online[$0.id] != nil }.sorted { $0.id < $1.id }
-        }
+    private func memberList() -> JSON {
+        // An object around it, not a bare array: the client spreads array details into arguments.
+        let members = state.withLockedValue { state in state.members.values.sorted { $0.id < $1.id } }
         return .array(members.map(member))
-    }
-
-    private func presence() -> Send {
-        // An object, not an array: the client spreads array details into arguments.
-        Send(action: "users", details: ["users": onlineList()], sendTo: .registeredUsers)
     }
 }
 

@@ -170,7 +170,7 @@ import WebSocketsDemo
     }
 
     @Test func demoChatBetweenTwoUsers() async throws {
-        let demo = try await DemoSite.start(port: 0)
+        let demo = try await DemoSite.start(port: 0) { $0.presenceGrace = 1 }
         let browser = try await Chromium.launch()
         defer { Task { await demo.webSocketsServer.shutdown() } }
         defer { browser.kill() }
@@ -210,8 +210,11 @@ import WebSocketsDemo
         let screenshot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().appendingPathComponent(".build/demo-screenshot.png").path
         try await ann.screenshot(to: screenshot)
-        // Signing out closes the tab's socket for good.
+        // Both dots are green, from the server's presence.
+        let benDot = "[...document.querySelectorAll('#users li')].find((li) => li.textContent === 'Ben').firstChild"
+        #expect(try await ann.evaluate("\(benDot).className") == "dot online")
+        // Signing out closes the tab's socket for good: Ben's dot turns grey after the grace, and stays listed.
         try await ben.evaluate("document.getElementById('logout').click(); true")
-        try await ann.waitFor("!document.getElementById('users').innerText.includes('Ben')")
+        try await ann.waitFor("\(benDot).className === 'dot'")
     }
 }
