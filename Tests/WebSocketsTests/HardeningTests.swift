@@ -56,7 +56,12 @@ import Testing
 
     // 2. Pongs count against the outbound buffer: a client that pings and never reads is closed.
     @Test func aPingFloodThatNeverReadsIsClosedAsASlowReader() async throws {
-        let harness = try await Harness.start { $0.maxOutboundBuffer = 64 * 1024 }
+        // The flooder never authenticates: on a loaded machine the flood once took longer than the 10 s
+        // authentication timeout, which closed it first.
+        let harness = try await Harness.start {
+            $0.maxOutboundBuffer = 64 * 1024
+            $0.authenticationTimeout = 120
+        }
         defer { Task { await harness.stop() } }
         let socket = try await TestWebSocket.connect(port: harness.port, autoRead: false)
         let ping = Self.frame(0x9, [UInt8](repeating: 0x70, count: 125))

@@ -158,9 +158,9 @@ import Testing
         try await eventually(timeout: .seconds(20), "web start listens") {
             await get("http://127.0.0.1:\(webPort)/") != nil
         }
-        // A wrong key: 400; a second try at once: refused without looking at the key.
+        // A wrong key: 400 (the pause that follows is tested in TrustedProxiesTests, where a loaded machine cannot
+        // outlast it); once it has passed, the right key starts the server.
         #expect(await get(base + "wrong")?.status == 400)
-        #expect(await get(base + "web-key")?.status == 429)
         try await Task.sleep(for: .milliseconds(700))
 
         async let first = get(base + "web-key")

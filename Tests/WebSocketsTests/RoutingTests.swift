@@ -83,8 +83,10 @@ import Testing
         try await eventually { harness.site.events(named: "Client/authentication").count == 2 }
         let first = try #require(harness.site.events(named: "Client/authentication").first?["connection"])
         harness.server.sendToClients("only", "you", .connections, first)
-        let receivedByAlice = try? await alice.nextMessage(timeout: .milliseconds(300))
-        let receivedByAlice2 = try? await alice2.nextMessage(timeout: .milliseconds(300))
+        // Both wait at once, long enough for a loaded machine (300 ms each was once too short in CI's load).
+        async let onAlice = try? alice.nextMessage(timeout: .seconds(3))
+        async let onAlice2 = try? alice2.nextMessage(timeout: .seconds(3))
+        let (receivedByAlice, receivedByAlice2) = await (onAlice, onAlice2)
         #expect([receivedByAlice, receivedByAlice2].compactMap { $0 } == [Message(action: "only", details: "you")])
         await alice.close()
         await alice2.close()
@@ -105,10 +107,12 @@ import Testing
     @Test func expiredSessionIsClosedInsteadOfSentTo() async throws {
         let harness = try await Harness.start()
         defer { Task { await harness.stop() } }
-        // Whole seconds: valid for at least two more seconds, expired after three.
-        harness.site.addSession("short", user: 7, expire: Int64(Date().timeIntervalSince1970) + 3)
+        // Whole seconds: valid for at least four more seconds (authentication on a loaded machine once took more
+        // than two), then the send comes once it has expired.
+        let expire = Int64(Date().timeIntervalSince1970) + 5
+        harness.site.addSession("short", user: 7, expire: expire)
         let socket = try await harness.connect("short")
-        try await Task.sleep(for: .milliseconds(3100))
+        while Int64(Date().timeIntervalSince1970) < expire + 1 { try await Task.sleep(for: .milliseconds(100)) }
         harness.server.sendToClients("late", "x", .specificUsers, 7)
         let close = try await socket.nextClose()
         #expect(close.before.isEmpty)

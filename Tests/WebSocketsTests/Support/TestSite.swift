@@ -10,7 +10,7 @@ import WebSockets
 /// valid session). Message actions do the same for the message endpoint: `hello` (replies to the connection),
 /// `boom` (500), `slow` (answers after 10 s), `linger` (after 3 s), `pause` (answers after 400 ms), `broadcast` (sends to everyone).
 /// The session `bound` is valid only from the User-Agent `owner-agent` (a site that binds sessions to it);
-/// `phpguest` answers `"guest": 1`, as PHP sites do; `watcher` (user 7) may see the presence of user 1 and of
+/// `phpguest` answers `"guest": 1`, as PHP sites do; `watcher` (user 17) may see the presence of user 1 and of
 /// group 2's members.
 final class TestSite: Sendable {
     struct State {
@@ -53,7 +53,7 @@ final class TestSite: Sendable {
             $0.sessions["phpguest"] = ["user": 6, "session": "session-phpguest", "guest": 1]
             // May see user 1's presence and group 2's members'.
             $0.sessions["watcher"] = [
-                "user": 7, "session": "session-watcher", "presence": ["users": [1], "groups": [2]],
+                "user": 17, "session": "session-watcher", "presence": ["users": [1], "groups": [2]],
             ]
         }
         return site
