@@ -8,6 +8,9 @@ let package = Package(
         .executable(name: "websockets", targets: ["websockets"]),
         .library(name: "WebSockets", targets: ["WebSockets"]),
         .library(name: "WebSocketsProtocol", targets: ["WebSocketsProtocol"]),
+        // posix_spawn and event-loop sizing for tools (the benchmarks); the supervisor and web start stay
+        // `package`, for the command line.
+        .library(name: "WebSocketsLaunch", targets: ["WebSocketsLaunch"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -34,7 +37,6 @@ let package = Package(
             dependencies: [
                 "WebSocketsProtocol",
                 "CCurl",
-                "CLaunch",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -57,6 +59,7 @@ let package = Package(
                 "WebSockets",
                 "CLaunch",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

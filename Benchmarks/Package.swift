@@ -16,6 +16,7 @@ let package = Package(
             name: "BenchmarkSupport",
             dependencies: [
                 .product(name: "WebSockets", package: "websockets"),
+                .product(name: "WebSocketsLaunch", package: "websockets"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -28,6 +29,7 @@ let package = Package(
             dependencies: [
                 "BenchmarkSupport",
                 .product(name: "WebSockets", package: "websockets"),
+                .product(name: "WebSocketsLaunch", package: "websockets"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -38,10 +40,22 @@ let package = Package(
             ]
         ),
         .executableTarget(
+            name: "PresenceStorm",
+            dependencies: [
+                "BenchmarkSupport",
+                .product(name: "WebSockets", package: "websockets"),
+                .product(name: "WebSocketsLaunch", package: "websockets"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
             name: "ClusterLatency",
             dependencies: [
                 "BenchmarkSupport",
                 .product(name: "WebSockets", package: "websockets"),
+                .product(name: "WebSocketsLaunch", package: "websockets"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -3,24 +3,24 @@ import CLaunch
 import Foundation
 
 /// Starting programs with posix_spawn: for the supervisor's child and for web start's detached server.
-package enum ChildProcess {
+public enum ChildProcess {
     /// How a child is started.
-    package struct Options: Sendable {
+    public struct Options: Sendable {
         /// The program's path.
-        package var executable: String
+        public var executable: String
         /// Its arguments, the program's name first.
-        package var arguments: [String]
+        public var arguments: [String]
         /// Its whole environment (nothing is inherited implicitly).
-        package var environment: [String: String]
+        public var environment: [String: String]
         /// A new session (`setsid`): the child outlives its parent's session and terminal.
-        package var newSession = false
+        public var newSession = false
         /// A new process group led by the child, so that a signal can reach it and everything it starts.
-        package var newProcessGroup = false
+        public var newProcessGroup = false
         /// Where standard output and standard error go (appended), or `nil` to inherit them.
-        package var outputPath: String?
+        public var outputPath: String?
 
         /// Options for `executable` with `arguments` and `environment`.
-        package init(executable: String, arguments: [String], environment: [String: String]) {
+        public init(executable: String, arguments: [String], environment: [String: String]) {
             self.executable = executable
             self.arguments = arguments
             self.environment = environment
@@ -28,14 +28,14 @@ package enum ChildProcess {
     }
 
     /// Why a child could not be started.
-    package struct SpawnError: Error, CustomStringConvertible {
+    public struct SpawnError: Error, CustomStringConvertible {
         /// What failed.
-        package let description: String
+        public let description: String
     }
 
     /// Starts a child: standard input from /dev/null, no descriptors but 0–2 inherited, default signal handling
     /// and an empty signal mask (whatever the parent ignores or blocks).
-    package static func spawn(_ options: Options) throws -> pid_t {
+    public static func spawn(_ options: Options) throws -> pid_t {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -80,7 +80,7 @@ package enum ChildProcess {
     }
 
     /// The path of the running executable, or `nil` when it is gone (deleted or replaced since it started).
-    package static func currentExecutable() -> String? {
+    public static func currentExecutable() -> String? {
         guard let path = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"),
             !path.hasSuffix(" (deleted)"), FileManager.default.isExecutableFile(atPath: path)
         else { return nil }

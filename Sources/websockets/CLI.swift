@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import WebSockets
+import WebSocketsLaunch
 
 /// The `websockets` command: a real-time server that gives any web site WebSockets.
 @main

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import NIOConcurrencyHelpers
 import WebSockets
+import WebSocketsLaunch
 
 /// The benchmarks of issue 5: our server side by side with Node `ws` and Nchan, in one run.
 ///

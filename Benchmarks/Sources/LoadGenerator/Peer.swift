@@ -1,5 +1,6 @@
 import Foundation
 import WebSockets
+import WebSocketsLaunch
 
 /// A server under test: how to start it (pinned to core 0), where its clients connect, and how to publish to it.
 struct Peer {

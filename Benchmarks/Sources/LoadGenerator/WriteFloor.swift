@@ -2,6 +2,7 @@ import Foundation
 import NIOCore
 import NIOPosix
 import WebSockets
+import WebSocketsLaunch
 
 /// The least any server can spend on a broadcast that makes one write per delivery: a process (pinned to core 0,
 /// like the servers) that holds `count` accepted loopback TCP connections and, `rate` times a second, writes one

@@ -1,15 +1,16 @@
 import Foundation
 import WebSockets
+import WebSocketsLaunch
 
 /// A throwaway PostgreSQL in a temporary directory (as the postgres user when run as root).
-struct Postgres {
-    let directory: String
-    let port: Int
+public struct Postgres: Sendable {
+    public let directory: String
+    public let port: Int
     let binaries: String
 
-    var url: String { "postgres://postgres@127.0.0.1:\(port)/postgres" }
+    public var url: String { "postgres://postgres@127.0.0.1:\(port)/postgres" }
 
-    static func start() throws -> Postgres {
+    public static func start() throws -> Postgres {
         let version = try FileManager.default.contentsOfDirectory(atPath: "/usr/lib/postgresql").sorted().last ?? "15"
         let directory = NSTemporaryDirectory() + "websockets-bench-pg-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -23,13 +24,13 @@ struct Postgres {
         return postgres
     }
 
-    func stop() {
+    public func stop() {
         try? Postgres.run("\(binaries)/pg_ctl -D \(directory)/data -m immediate -w stop >/dev/null")
         try? FileManager.default.removeItem(atPath: directory)
     }
 
     /// CPU seconds used so far by the postmaster and its children (the backends).
-    func cpuSeconds() -> Double {
+    public func cpuSeconds() -> Double {
         guard let pidText = try? String(contentsOfFile: "\(directory)/data/postmaster.pid", encoding: .utf8),
             let postmaster = Int32(pidText.split(separator: "\n").first ?? "")
         else { return 0 }
@@ -59,6 +60,35 @@ struct Postgres {
         var status: Int32 = 0
         while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
         guard status == 0 else { throw CommandFailure(command: command) }
+    }
+}
+
+extension Postgres {
+    /// The value of one SQL query, as psql prints it (tuples only), run without TLS from this machine.
+    public func query(_ sql: String) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/psql")
+        process.arguments = [
+            "-X", "-q", "-t", "-A", "-h", "127.0.0.1", "-p", "\(port)", "-U", "postgres", "-d", "postgres", "-c", sql,
+        ]
+        var environment = ProcessInfo.processInfo.environment
+        environment["PGSSLMODE"] = "disable"
+        process.environment = environment
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else { throw CommandFailure(command: sql) }
+        return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// Transactions committed or rolled back in the `postgres` database so far (each statement outside a
+    /// transaction is one); PostgreSQL updates it within a second of the work.
+    public func transactions() -> Int {
+        Int((try? query("SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = 'postgres'")) ?? "")
+            ?? 0
     }
 }
 
