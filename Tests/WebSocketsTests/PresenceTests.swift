@@ -34,6 +34,24 @@ import Testing
         #expect(ledger.members(ofGroup: "9") == [PresenceStatus(user: "2", online: true, tabs: 1)])
     }
 
+    @Test func theLedgerAddsTheOtherServersTabs() {
+        var ledger = PresenceLedger(grace: .seconds(10))
+        _ = ledger.opened(user: 1, groups: [7])
+        ledger.replaceRemote(
+            server: "b",
+            counts: [
+                "1": .init(user: 1, groups: ["7"], tabs: 2), "007": .init(user: "007", groups: ["7", "9"], tabs: 1),
+            ])
+        #expect(ledger.status(of: ["1", "007", "2"]).map(\.tabs) == [3, 1, 0])
+        #expect(ledger.members(ofGroup: "9").map(\.user) == ["007"])
+        // Ids keep the site's spelling: "007" is not 7.
+        #expect(ledger.online(users: ["2"], groups: ["7"]) == ["007", 1])
+        ledger.keepRemote([])
+        #expect(ledger.status(of: ["1", "007"]).map(\.tabs) == [1, 0])
+        #expect(ledger.takeChanges() == [.init(key: "1", user: 1, groups: ["7"], tabs: 1)])
+        #expect(ledger.takeChanges().isEmpty)
+    }
+
     /// One user, two tabs, a reload and the end: the site hears one online and, a grace after the last tab
     /// closed, one offline; in-process handlers hear the same. Guests make no presence.
     @Test func theSiteHearsOneOnlineAndOneOfflinePerStay() async throws {

@@ -257,10 +257,11 @@ final class PresenceSync: Sendable {
     /// Reads `server`'s rows into the ledger.
     private func read(server: String) async throws {
         let rows = try await client.query(
-            "SELECT user_key, groups, tabs FROM websockets_presence WHERE server = \(server)", logger: logger)
+            "SELECT user_key, user_value, groups, tabs FROM websockets_presence WHERE server = \(server)",
+            logger: logger)
         var counts: [String: PresenceLedger.RemoteCount] = [:]
-        for try await (key, groups, tabs) in rows.decode((String, String, Int64).self) {
-            counts[key] = PresenceLedger.RemoteCount(groups: Self.groups(groups), tabs: Int(tabs))
+        for try await (key, value, groups, tabs) in rows.decode((String, String, String, Int64).self) {
+            counts[key] = Self.count(value: value, groups: groups, tabs: tabs)
         }
         ledger.withLockedValue { $0.replaceRemote(server: server, counts: counts) }
     }
@@ -269,19 +270,24 @@ final class PresenceSync: Sendable {
     private func readAll() async throws {
         let rows = try await client.query(
             """
-            SELECT p.server, p.user_key, p.groups, p.tabs FROM websockets_presence p
+            SELECT p.server, p.user_key, p.user_value, p.groups, p.tabs FROM websockets_presence p
             JOIN websockets_pool s ON s.server = p.server
             WHERE p.server <> \(serverID) AND s.heartbeat > now() - interval '30 seconds'
             """, logger: logger)
         var servers: [String: [String: PresenceLedger.RemoteCount]] = [:]
-        for try await (server, key, groups, tabs) in rows.decode((String, String, String, Int64).self) {
-            servers[server, default: [:]][key] = PresenceLedger.RemoteCount(
-                groups: Self.groups(groups), tabs: Int(tabs))
+        for try await (server, key, value, groups, tabs) in rows.decode((String, String, String, String, Int64).self) {
+            servers[server, default: [:]][key] = Self.count(value: value, groups: groups, tabs: tabs)
         }
         ledger.withLockedValue { ledger in
             ledger.keepRemote(Set(servers.keys))
             for (server, counts) in servers { ledger.replaceRemote(server: server, counts: counts) }
         }
+    }
+
+    /// Another server's row as a count.
+    private static func count(value: String, groups: String, tabs: Int64) -> PresenceLedger.RemoteCount {
+        PresenceLedger.RemoteCount(
+            user: (try? JSON(parsing: value)) ?? .string(value), groups: Self.groups(groups), tabs: Int(tabs))
     }
 
     /// A decision from its row's text: the user as the site gave it, its groups as a JSON array.

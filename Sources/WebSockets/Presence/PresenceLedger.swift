@@ -49,6 +49,8 @@ struct PresenceLedger: Sendable {
 
     /// Another server's tabs of one user.
     struct RemoteCount: Equatable, Sendable {
+        /// The id as the site gave it.
+        var user: JSON
         var groups: Set<String>
         var tabs: Int
     }
@@ -156,12 +158,19 @@ struct PresenceLedger: Sendable {
         }
     }
 
-    /// The online users among `users` and the members of `groups` (index keys): what a watching browser is shown
-    /// when it authenticates; cluster-wide.
-    func online(users: [String], groups: [String]) -> [String] {
+    /// The online users among `users` and the members of `groups` (index keys), as the site gave their ids: what
+    /// a watching browser is shown when it authenticates; cluster-wide.
+    func online(users: [String], groups: [String]) -> [JSON] {
         var keys = Set(users)
         for group in groups { keys.formUnion(members(ofGroup: group).map(\.user)) }
-        return status(of: keys.sorted()).filter(\.online).map(\.user)
+        return status(of: keys.sorted()).filter(\.online).map { value(of: $0.user) }
+    }
+
+    /// The id with index key `key` as the site gave it (a number stays a number, `"007"` a string).
+    func value(of key: String) -> JSON {
+        if let entry = entries[key] { return entry.user }
+        for counts in remote.values { if let count = counts[key] { return count.user } }
+        return .string(key)
     }
 
     /// The online members of the group with index key `group`, by user id; cluster-wide.

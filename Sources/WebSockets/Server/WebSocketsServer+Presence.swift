@@ -91,10 +91,7 @@ extension WebSocketsServer {
             ledger.online(
                 users: session.presenceUsers.map(\.indexKey), groups: session.presenceGroups.map(\.indexKey))
         }
-        let values: [JSON] = online.map { key in
-            presence.withLockedValue { $0.entries[key]?.user } ?? (Int64(key).map(JSON.int) ?? .string(key))
-        }
-        connection.send(Message(action: "Presence/snapshot", details: ["online": .array(values)]))
+        connection.send(Message(action: "Presence/snapshot", details: ["online": .array(online)]))
     }
 
     /// `GET /WebSockets/presence?users=1,2,3` or `?group=7`: `{"users": {"1": {"online": true, "tabs": 2}, ...}}`.
