@@ -48,15 +48,10 @@ import Testing
 
     @Test func supervisorStopsItsChildOnSIGTERM() async throws {
         let directory = try ServerProcess.temporaryDirectory()
-        let supervisor = try ServerProcess(["supervise", "echo $$ > child.pid; exec sleep 60"], directory: directory)
+        let supervisor = try ServerProcess(["supervise", "echo $$ >> pids; exec sleep 60"], directory: directory)
         defer { supervisor.stop() }
-        let pidFile = directory + "/child.pid"
-        @Sendable func childPID() -> Int32 {
-            let text = (try? String(contentsOfFile: pidFile, encoding: .utf8)) ?? ""
-            return Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
-        }
-        try await eventually(timeout: .seconds(10), "the child runs") { childPID() > 0 }
-        let child = childPID()
+        try await eventually(timeout: .seconds(10), "the child runs") { !Self.pids(in: directory).isEmpty }
+        let child = Self.pids(in: directory)[0]
         #expect(ServerProcess.isAlive(child))
         #expect(ServerProcess.parentAndSession(of: child)?.parent == supervisor.process.processIdentifier)
         kill(supervisor.process.processIdentifier, SIGTERM)
@@ -65,16 +60,19 @@ import Testing
         #expect(!ServerProcess.isAlive(child))
     }
 
+    /// The process ids a supervised `echo $$ >> pids` wrote in `directory`, in order.
+    private static func pids(in directory: String) -> [Int32] {
+        ((try? String(contentsOfFile: directory + "/pids", encoding: .utf8)) ?? "").split(separator: "\n")
+            .compactMap { Int32($0) }
+    }
+
     /// SIGHUP restarts the command at once; the supervisor stays, and so does its hold on the new command. On the
     /// old main, SIGHUP killed the supervisor and left its command running under init.
     @Test func supervisorRestartsItsCommandOnSIGHUP() async throws {
         let directory = try ServerProcess.temporaryDirectory()
         let supervisor = try ServerProcess(["supervise", "echo $$ >> pids; exec sleep 60"], directory: directory)
         defer { supervisor.stop() }
-        @Sendable func pids() -> [Int32] {
-            ((try? String(contentsOfFile: directory + "/pids", encoding: .utf8)) ?? "").split(separator: "\n")
-                .compactMap { Int32($0) }
-        }
+        @Sendable func pids() -> [Int32] { Self.pids(in: directory) }
         try await eventually(timeout: .seconds(10), "the command runs") { pids().count == 1 }
         let first = pids()[0]
         kill(supervisor.process.processIdentifier, SIGHUP)
