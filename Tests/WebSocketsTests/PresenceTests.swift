@@ -50,6 +50,12 @@ import Testing
         #expect(ledger.status(of: ["1", "007"]).map(\.tabs) == [1, 0])
         #expect(ledger.takeChanges() == [.init(key: "1", user: 1, groups: ["7"], tabs: 1)])
         #expect(ledger.takeChanges().isEmpty)
+        // A stay that begins and ends between two writes is still an arrival to announce.
+        #expect(ledger.takeArrivals() == [.init(key: "1", user: 1, groups: ["7"], tabs: 1)])
+        _ = ledger.opened(user: 5, groups: [])
+        ledger.closed(user: 5, now: .now)
+        #expect(ledger.takeArrivals().map(\.key) == ["5"])
+        #expect(ledger.takeChanges() == [.init(key: "5", user: 5, groups: [], tabs: 0)])
     }
 
     /// One user, two tabs, a reload and the end: the site hears one online and, a grace after the last tab

@@ -23,6 +23,9 @@ final class PresenceSync: Sendable {
     private let ledger: NIOLockedValueBox<PresenceLedger>
     /// After a failed write (or at start), everything this server holds is written, not only what changed.
     private let writeEverything = NIOLockedValueBox(true)
+    /// Arrivals not yet written (kept across failed writes): each must reach PostgreSQL once, even if the user has
+    /// left since, so that a stay during an outage is announced (online, then offline after the grace).
+    private let unwrittenArrivals = NIOLockedValueBox<[String: PresenceLedger.LocalCount]>([:])
     private let changes: AsyncStream<PresenceLedger.Change>.Continuation
     /// The decisions this server made: the server tells the site and its handlers.
     let decisions: AsyncStream<PresenceLedger.Change>
@@ -64,16 +67,26 @@ final class PresenceSync: Sendable {
             try? await Task.sleep(for: Self.flushInterval)
             if Task.isCancelled { return }
             let everything = writeEverything.withLockedValue { $0 }
-            let counts = ledger.withLockedValue { ledger -> [PresenceLedger.LocalCount] in
+            let (counts, arrived) = ledger.withLockedValue { ledger in
                 let changed = ledger.takeChanges()
-                return everything ? ledger.localCounts : changed
+                return (everything ? ledger.localCounts : changed, ledger.takeArrivals())
             }
-            guard everything || !counts.isEmpty else { continue }
+            let arrivals = unwrittenArrivals.withLockedValue { unwritten in
+                for arrival in arrived { unwritten[arrival.key] = arrival }
+                return Array(unwritten.values)
+            }
+            guard everything || !counts.isEmpty || !arrivals.isEmpty else { continue }
+            // Who came and has gone again before this write: announced as having been here.
+            let present = Set(counts.filter { $0.tabs > 0 }.map(\.key))
+            let brief = arrivals.filter { !present.contains($0.key) }
             do {
                 let online = try await PostgresDeadline.bounded {
-                    try await self.write(counts, replacing: everything)
+                    try await self.write(counts, brief: brief, replacing: everything)
                 }
                 writeEverything.withLockedValue { $0 = false }
+                unwrittenArrivals.withLockedValue { unwritten in
+                    for arrival in arrivals where unwritten[arrival.key] == arrival { unwritten[arrival.key] = nil }
+                }
                 if failures > 0 { logger.info("presence written again") }
                 failures = 0
                 for change in online { changes.yield(change) }
@@ -91,8 +104,11 @@ final class PresenceSync: Sendable {
         }
     }
 
-    /// Writes this server's counts (all of them when `replacing`); returns the users this write brought online.
-    private func write(_ counts: [PresenceLedger.LocalCount], replacing: Bool) async throws -> [PresenceLedger.Change] {
+    /// Writes this server's counts (all of them when `replacing`), and the `brief` stays (users who arrived and left
+    /// between two writes: online now, empty since now); returns the users this write brought online.
+    private func write(
+        _ counts: [PresenceLedger.LocalCount], brief: [PresenceLedger.LocalCount], replacing: Bool
+    ) async throws -> [PresenceLedger.Change] {
         let present = counts.filter { $0.tabs > 0 }
         let gone = counts.filter { $0.tabs == 0 }.map(\.key)
         let keys = present.map(\.key)
@@ -128,6 +144,23 @@ final class PresenceSync: Sendable {
                         SELECT pg_notify('websockets_presence', '{"online":true,"user":' || user_value || ',"groups":' || groups || '}')
                         FROM decided WHERE inserted)
                     SELECT user_value, groups FROM decided WHERE inserted AND (SELECT count(*) FROM notified) >= 0
+                    """, logger: logger)
+                for try await (value, groups) in rows.decode((String, String).self) {
+                    online.append(Self.change(online: true, user: value, groups: groups))
+                }
+            }
+            if !brief.isEmpty {
+                let rows = try await connection.query(
+                    """
+                    WITH decided AS (
+                        INSERT INTO websockets_online (user_key, user_value, groups, empty_since)
+                        SELECT k, v, g, now() FROM unnest(\(brief.map(\.key))::text[], \(brief.map { $0.user.serialized() })::text[], \(brief.map { JSON.array($0.groups.map(JSON.string)).serialized() })::text[]) AS u(k, v, g)
+                        ON CONFLICT (user_key) DO NOTHING
+                        RETURNING user_value, groups),
+                    notified AS (
+                        SELECT pg_notify('websockets_presence', '{"online":true,"user":' || user_value || ',"groups":' || groups || '}')
+                        FROM decided)
+                    SELECT user_value, groups FROM decided WHERE (SELECT count(*) FROM notified) >= 0
                     """, logger: logger)
                 for try await (value, groups) in rows.decode((String, String).self) {
                     online.append(Self.change(online: true, user: value, groups: groups))

@@ -61,6 +61,9 @@ struct PresenceLedger: Sendable {
     private(set) var entries: [String: Entry] = [:]
     /// Users whose tab count here changed since the last ``takeChanges()``.
     private(set) var changed: Set<String> = []
+    /// Users whose first tab here opened since the last ``takeArrivals()``, as they came: a stay that begins and
+    /// ends between two writes (or during an outage) is still announced.
+    private(set) var arrivals: [String: LocalCount] = [:]
     /// The other servers' tabs, by server id and user key (a cluster).
     private(set) var remote: [String: [String: RemoteCount]] = [:]
 
@@ -81,6 +84,7 @@ struct PresenceLedger: Sendable {
             return nil
         }
         entries[key] = Entry(user: user, groups: groupKeys, tabs: 1, leavingSince: nil)
+        arrivals[key] = LocalCount(key: key, user: user, groups: groupKeys.sorted(), tabs: 1)
         return .online(user, groups: groupKeys.sorted())
     }
 
@@ -118,6 +122,12 @@ struct PresenceLedger: Sendable {
                 key: key, user: entry?.user ?? .string(key), groups: entry.map { $0.groups.sorted() } ?? [],
                 tabs: entry?.tabs ?? 0)
         }
+    }
+
+    /// The users who arrived here since the last call.
+    mutating func takeArrivals() -> [LocalCount] {
+        defer { arrivals = [:] }
+        return arrivals.values.sorted { $0.key < $1.key }
     }
 
     /// Every user with tabs here, as counts: what a server writes when it (re)joins.
