@@ -80,9 +80,10 @@ final class PresenceSync: Sendable {
             let present = Set(counts.filter { $0.tabs > 0 }.map(\.key))
             let brief = arrivals.filter { !present.contains($0.key) }
             do {
-                let online = try await PostgresDeadline.bounded {
-                    try await self.write(counts, brief: brief, replacing: everything)
-                }
+                // Not bounded by a deadline: a write that succeeded after one would have its decisions thrown away
+                // (a User/online lost in CI, where the first write after a database restart took over 2 s). While
+                // PostgreSQL is away the write waits for a connection, and this server answers from its ledger.
+                let online = try await write(counts, brief: brief, replacing: everything)
                 writeEverything.withLockedValue { $0 = false }
                 unwrittenArrivals.withLockedValue { unwritten in
                     for arrival in arrivals where unwritten[arrival.key] == arrival { unwritten[arrival.key] = nil }
@@ -207,7 +208,8 @@ final class PresenceSync: Sendable {
             try? await Task.sleep(for: .milliseconds(Int64.random(in: 800...1200)))
             if Task.isCancelled { return }
             do {
-                let offline = try await PostgresDeadline.bounded { try await self.sweep() }
+                // Not bounded either: its DELETE's decisions must not be thrown away.
+                let offline = try await sweep()
                 for change in offline { changes.yield(change) }
             } catch {
                 logger.debug("presence sweep failed", metadata: ["error": "\(String(reflecting: error))"])
