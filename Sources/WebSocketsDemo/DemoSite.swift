@@ -87,7 +87,7 @@ public final class DemoSite: Sendable {
                 body: Array(
                     DemoPage.html(
                         name: member?.name, id: member?.id,
-                        nameRefused: request.query.split(separator: "&").contains("error=name")
+                        nameRefused: request.queryValue("error") == "name"
                     ).utf8))
         case (.POST, "/login"):
             return login(request)

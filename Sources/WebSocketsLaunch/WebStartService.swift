@@ -73,9 +73,7 @@ package final class WebStartService: Service, Sendable {
             return .text("Not Found", status: .notFound)
         }
         // Counted per client, behind the proxies the operator named: one person's typo locks out no one else.
-        let address = proxies.clientAddress(
-            peer: request.remoteAddress,
-            forwardedFor: request.headers[canonicalForm: "x-forwarded-for"].map(String.init))
+        let address = proxies.clientAddress(peer: request.remoteAddress, headers: request.headers)
         if limiter.isBlocked(address) {
             return .text("Too many wrong keys: wait and try again", status: .tooManyRequests)
         }

@@ -5,7 +5,7 @@ public enum ClusterPool {
     /// The addresses of servers with a recent heartbeat, freshest first, from the database of `settings`'
     /// `postgres` (with its TLS settings).
     public static func liveServers(settings: Settings) async throws -> [String] {
-        try await PostgresBus.liveServers(settings: settings, logger: Logger(label: "websockets.pool"))
+        try await PoolMembership.liveServers(settings: settings, logger: Logger(label: "websockets.pool"))
     }
 
     /// The `/WebSockets/send` URL of a server advertised as `ws(s)://host:port/WebSockets`.

@@ -39,12 +39,12 @@ final class PostgresBus: MessageBus, Sendable {
         settings: Settings, hub: Hub, metrics: ServerMetrics, logger: Logger, serverID: String,
         address: NIOLockedValueBox<String>, retention: Int, presence: NIOLockedValueBox<PresenceLedger>
     ) {
-        target = try? PostgresURL(
-            parsing: settings.postgres ?? "", defaultMode: settings.postgresSSLMode,
-            defaultRootCert: settings.postgresSSLRootCert)
         var configuration: PostgresClient.Configuration
+        var target: PostgresURL?
         do {
-            configuration = try PostgresURL.configuration(settings)
+            let parsed = try PostgresURL(settings: settings)
+            target = parsed
+            configuration = try parsed.configuration()
             configurationError = nil
         } catch {
             // Reported by start(), so that the server can be constructed without throwing.
@@ -52,6 +52,7 @@ final class PostgresBus: MessageBus, Sendable {
                 host: "127.0.0.1", username: "", password: nil, database: nil, tls: .disable)
             configurationError = error
         }
+        self.target = target
         let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
         self.client = client
         self.hub = hub
@@ -158,11 +159,6 @@ final class PostgresBus: MessageBus, Sendable {
         // Delivered here already, while the database was away.
         if origin == serverID { return }
         hub.deliver(send, id: id)
-    }
-
-    /// The addresses of servers with a recent heartbeat, freshest first.
-    static func liveServers(settings: Settings, logger: Logger) async throws -> [String] {
-        try await PoolMembership.liveServers(settings: settings, logger: logger)
     }
 }
 

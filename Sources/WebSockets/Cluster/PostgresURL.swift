@@ -152,11 +152,15 @@ struct PostgresURL: Equatable, Sendable {
         return configuration
     }
 
+    /// `settings`' `postgres`, with `postgres_sslmode` and `postgres_sslrootcert` where the URL is silent.
+    init(settings: Settings) throws(SettingsError) {
+        try self.init(
+            parsing: settings.postgres ?? "", defaultMode: settings.postgresSSLMode,
+            defaultRootCert: settings.postgresSSLRootCert)
+    }
+
     /// The configuration for `settings`' `postgres`, `postgres_sslmode` and `postgres_sslrootcert`.
     static func configuration(_ settings: Settings) throws(SettingsError) -> PostgresClient.Configuration {
-        try PostgresURL(
-            parsing: settings.postgres ?? "", defaultMode: settings.postgresSSLMode,
-            defaultRootCert: settings.postgresSSLRootCert
-        ).configuration()
+        try PostgresURL(settings: settings).configuration()
     }
 }

@@ -140,15 +140,10 @@ final class PresenceSync: Sendable {
                         INSERT INTO websockets_online (user_key, user_value, groups)
                         SELECT k, v, g FROM unnest(\(keys)::text[], \(values)::text[], \(groups)::text[]) AS u(k, v, g)
                         ON CONFLICT (user_key) DO UPDATE SET empty_since = NULL, groups = EXCLUDED.groups
-                        RETURNING user_value, groups, (xmax = 0) AS inserted),
-                    notified AS (
-                        SELECT pg_notify('websockets_presence', '{"online":true,"user":' || user_value || ',"groups":' || groups || '}')
-                        FROM decided WHERE inserted)
-                    SELECT user_value, groups FROM decided WHERE inserted AND (SELECT count(*) FROM notified) >= 0
+                        RETURNING user_value, groups, (xmax = 0) AS inserted)
+                    \(unescaped: Self.announced(online: true, filter: "inserted"))
                     """, logger: logger)
-                for try await (value, groups) in rows.decode((String, String).self) {
-                    online.append(Self.change(online: true, user: value, groups: groups))
-                }
+                online += try await Self.decisions(rows, online: true)
             }
             if !brief.isEmpty {
                 let rows = try await connection.query(
@@ -157,25 +152,16 @@ final class PresenceSync: Sendable {
                         INSERT INTO websockets_online (user_key, user_value, groups, empty_since)
                         SELECT k, v, g, now() FROM unnest(\(brief.map(\.key))::text[], \(brief.map { $0.user.serialized() })::text[], \(brief.map { JSON.array($0.groups.map(JSON.string)).serialized() })::text[]) AS u(k, v, g)
                         ON CONFLICT (user_key) DO NOTHING
-                        RETURNING user_value, groups),
-                    notified AS (
-                        SELECT pg_notify('websockets_presence', '{"online":true,"user":' || user_value || ',"groups":' || groups || '}')
-                        FROM decided)
-                    SELECT user_value, groups FROM decided WHERE (SELECT count(*) FROM notified) >= 0
+                        RETURNING user_value, groups)
+                    \(unescaped: Self.announced(online: true))
                     """, logger: logger)
-                for try await (value, groups) in rows.decode((String, String).self) {
-                    online.append(Self.change(online: true, user: value, groups: groups))
-                }
+                online += try await Self.decisions(rows, online: true)
             }
             if !gone.isEmpty || replacing {
                 try await connection.query(
                     "DELETE FROM websockets_presence WHERE server = \(server) AND user_key = ANY(\(gone)::text[])",
                     logger: logger)
-                try await connection.query(
-                    """
-                    UPDATE websockets_online o SET empty_since = now()
-                    WHERE o.empty_since IS NULL AND NOT EXISTS (SELECT 1 FROM websockets_presence p WHERE p.user_key = o.user_key)
-                    """, logger: logger)
+                try await connection.query(PostgresQuery(unsafeSQL: Self.markEmptied), logger: logger)
             }
             try await connection.query("SELECT pg_notify('websockets_presence', \(server))", logger: logger)
             return online
@@ -189,11 +175,7 @@ final class PresenceSync: Sendable {
             try await self.client.withTransaction(logger: self.logger) { connection in
                 try await connection.query(
                     "DELETE FROM websockets_presence WHERE server = \(server)", logger: self.logger)
-                try await connection.query(
-                    """
-                    UPDATE websockets_online o SET empty_since = now()
-                    WHERE o.empty_since IS NULL AND NOT EXISTS (SELECT 1 FROM websockets_presence p WHERE p.user_key = o.user_key)
-                    """, logger: self.logger)
+                try await connection.query(PostgresQuery(unsafeSQL: Self.markEmptied), logger: self.logger)
                 try await connection.query(
                     "SELECT pg_notify('websockets_presence', \(server))", logger: self.logger)
             }
@@ -240,17 +222,10 @@ final class PresenceSync: Sendable {
                     WITH decided AS (
                         DELETE FROM websockets_online o
                         WHERE o.empty_since < now() - make_interval(secs => \(grace)) AND NOT \(live)
-                        RETURNING user_value, groups),
-                    notified AS (
-                        SELECT pg_notify('websockets_presence', '{"online":false,"user":' || user_value || ',"groups":' || groups || '}')
-                        FROM decided)
-                    SELECT user_value, groups FROM decided WHERE (SELECT count(*) FROM notified) >= 0
+                        RETURNING user_value, groups)
+                    \(Self.announced(online: false))
                     """), logger: logger)
-        var offline: [PresenceLedger.Change] = []
-        for try await (value, groups) in rows.decode((String, String).self) {
-            offline.append(Self.change(online: false, user: value, groups: groups))
-        }
-        return offline
+        return try await Self.decisions(rows, online: false)
     }
 
     // MARK: Reading the other servers
@@ -317,6 +292,32 @@ final class PresenceSync: Sendable {
             ledger.keepRemote(Set(servers.keys))
             for (server, counts) in servers { ledger.replaceRemote(server: server, counts: counts) }
         }
+    }
+
+    /// Marks the online users with no tab left on any server: their grace starts now.
+    private static let markEmptied = """
+        UPDATE websockets_online o SET empty_since = now()
+        WHERE o.empty_since IS NULL AND NOT EXISTS (SELECT 1 FROM websockets_presence p WHERE p.user_key = o.user_key)
+        """
+
+    /// The end of a statement whose CTE `decided` returns the rows of users it brought online or offline (those
+    /// matching `filter`): each is announced to every server with a NOTIFY (sent at commit), and returned.
+    private static func announced(online: Bool, filter: String = "true") -> String {
+        """
+        , notified AS (
+            SELECT pg_notify('websockets_presence', '{"online":\(online),"user":' || user_value || ',"groups":' || groups || '}')
+            FROM decided WHERE \(filter))
+        SELECT user_value, groups FROM decided WHERE \(filter) AND (SELECT count(*) FROM notified) >= 0
+        """
+    }
+
+    /// The decisions a statement ending with ``announced(online:filter:)`` returned.
+    private static func decisions(_ rows: PostgresRowSequence, online: Bool) async throws -> [PresenceLedger.Change] {
+        var changes: [PresenceLedger.Change] = []
+        for try await (value, groups) in rows.decode((String, String).self) {
+            changes.append(change(online: online, user: value, groups: groups))
+        }
+        return changes
     }
 
     /// Another server's row as a count.

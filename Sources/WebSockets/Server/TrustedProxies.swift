@@ -1,4 +1,5 @@
 import Foundation
+import NIOHTTP1
 
 /// The proxies whose `X-Forwarded-For` is believed (the `trusted_proxies` setting), and the rule that finds a
 /// client's address behind them: nginx's realip module with `real_ip_recursive on`. When the peer is trusted, the
@@ -85,6 +86,11 @@ package struct TrustedProxies: Sendable, Equatable {
             }
         }
         return client
+    }
+
+    /// The client's address for a request from `peer` with `headers`.
+    package func clientAddress(peer: String, headers: HTTPHeaders) -> String {
+        clientAddress(peer: peer, forwardedFor: headers[canonicalForm: "x-forwarded-for"].map(String.init))
     }
 
     /// The network-order bytes of an IPv4 or IPv6 address (an IPv4-mapped IPv6 address as IPv4), or `nil`.

@@ -44,7 +44,7 @@ extension WebSocketsServer {
             {
                 return refusal
             }
-            return presenceResponse(query: request.query)
+            return presenceResponse(to: request)
         case (.GET, "/metrics"):
             let counts = hub.counts
             metrics.connections.record(counts.connections)

@@ -95,19 +95,13 @@ extension WebSocketsServer {
     }
 
     /// `GET /WebSockets/presence?users=1,2,3` or `?group=7`: `{"users": {"1": {"online": true, "tabs": 2}, ...}}`.
-    func presenceResponse(query: String) -> HTTPServerResponse {
-        var parameters: [String: String] = [:]
-        for pair in query.split(separator: "&") {
-            let parts = pair.split(separator: "=", maxSplits: 1).map(String.init)
-            let value = parts.count > 1 ? parts[1].removingPercentEncoding ?? parts[1] : ""
-            parameters[parts[0]] = value
-        }
+    func presenceResponse(to request: HTTPServerRequest) -> HTTPServerResponse {
         let statuses: [PresenceStatus]
-        if let users = parameters["users"], !users.isEmpty {
+        if let users = request.queryValue("users"), !users.isEmpty {
             let keys = users.split(separator: ",").map { String($0) }
             guard keys.count <= 10_000 else { return .error(.badRequest, "At most 10000 users at once") }
             statuses = presence.withLockedValue { $0.status(of: keys) }
-        } else if let group = parameters["group"], !group.isEmpty {
+        } else if let group = request.queryValue("group"), !group.isEmpty {
             statuses = presence.withLockedValue { $0.members(ofGroup: group) }
         } else {
             return .error(.badRequest, "Give users=1,2,3 or group=7")

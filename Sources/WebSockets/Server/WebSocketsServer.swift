@@ -293,7 +293,7 @@ public final class WebSocketsServer: Service, Sendable {
     /// The client's address: the peer's, or, when the peer is one of `trusted_proxies`, the one its
     /// `X-Forwarded-For` names (``TrustedProxies``).
     func clientAddress(_ headers: HTTPHeaders, peer: String) -> String {
-        proxies.clientAddress(peer: peer, forwardedFor: headers[canonicalForm: "x-forwarded-for"].map(String.init))
+        proxies.clientAddress(peer: peer, headers: headers)
     }
 
     /// Why a WebSocket upgrade is refused, or `nil` when it may go ahead. Decides for the upgrader and for the
