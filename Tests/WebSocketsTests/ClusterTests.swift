@@ -63,7 +63,7 @@ import Testing
             let expected = String(servers.count + 1)
             do {
                 try await eventually(timeout: .seconds(20), "the server process joins the pool") {
-                    (try? postgres.psql("SELECT count(*) FROM websockets_pool")) == expected
+                    (try? await postgres.psql("SELECT count(*) FROM websockets_pool")) == expected
                 }
             } catch {
                 process.stop()
@@ -108,9 +108,9 @@ import Testing
         }
         try await bobOnC.expectNoMessage()
         // Every server is in the pool, and leaves it on shutdown.
-        #expect(try cluster.postgres.psql("SELECT count(*) FROM websockets_pool") == "3")
+        #expect(try await cluster.postgres.psql("SELECT count(*) FROM websockets_pool") == "3")
         await cluster.servers[1].shutdown()
-        #expect(try cluster.postgres.psql("SELECT count(*) FROM websockets_pool") == "2")
+        #expect(try await cluster.postgres.psql("SELECT count(*) FROM websockets_pool") == "2")
     }
 
     @Test func aSendInsideARolledBackTransactionReachesNoOne() async throws {
@@ -119,10 +119,10 @@ import Testing
         defer { Task { await cluster.stopServers() } }
         let alice = try await cluster.connect("alice", to: 0)
         let bob = try await cluster.connect("bob", to: 1)
-        try cluster.postgres.psql(#"BEGIN; SELECT websockets_send('tx', '"rolled back"', 1); ROLLBACK;"#)
+        try await cluster.postgres.psql(#"BEGIN; SELECT websockets_send('tx', '"rolled back"', 1); ROLLBACK;"#)
         try await alice.expectNoMessage(within: .milliseconds(1500))
         try await bob.expectNoMessage(within: .milliseconds(100))
-        try cluster.postgres.psql(#"BEGIN; SELECT websockets_send('tx', '"committed"', 3, '2'); COMMIT;"#)
+        try await cluster.postgres.psql(#"BEGIN; SELECT websockets_send('tx', '"committed"', 3, '2'); COMMIT;"#)
         #expect(try await bob.nextMessage() == Message(action: "tx", details: "committed"))
         try await alice.expectNoMessage()
     }
@@ -145,8 +145,8 @@ import Testing
         let alice = try await cluster.connect("alice", to: 0)
         let bob = try await cluster.connect("bob", to: 1)
         for number in 1...45 {
-            if number == 16 { try cluster.postgres.stop() }
-            if number == 31 { try cluster.postgres.start() }
+            if number == 16 { try await cluster.postgres.stop() }
+            if number == 31 { try await cluster.postgres.start() }
             #expect(try await cluster.post(#"["n", \#(number), 1]"#, to: 0) == 202)
             try await Task.sleep(for: .milliseconds(20))
         }
@@ -168,7 +168,7 @@ import Testing
         defer { cluster.postgres.shutdown() }
         defer { Task { await cluster.stopServers() } }
         let alice = try await cluster.connect("alice", to: 0)
-        try cluster.postgres.stop()
+        try await cluster.postgres.stop()
         // The LISTEN connection's loss is how the server learns it; let it be read.
         try await Task.sleep(for: .milliseconds(200))
         cluster.servers[0].sendToClients("during", 1, .specificUsers, 1)
@@ -188,7 +188,7 @@ import Testing
         let lastID = try #require(seen.arrayValue?[2].intValue)
 
         kill(doomed.process.processIdentifier, SIGKILL)
-        doomed.process.waitUntilExit()
+        await doomed.process.exited()
         for (index, action) in ["missed-1", "other-user", "missed-2"].enumerated() {
             cluster.servers[0].sendToClients(action, .int(Int64(index)), .specificUsers, action == "other-user" ? 2 : 1)
         }
@@ -207,7 +207,7 @@ import Testing
         #expect(try await back.nextMessage().action == "live")
 
         // Beyond the retention window the browser is told that recovery is incomplete.
-        try cluster.postgres.psql("DELETE FROM websockets_messages")
+        try await cluster.postgres.psql("DELETE FROM websockets_messages")
         let late = try await TestWebSocket.connect(port: cluster.servers[0].port, headers: [("Cookie", "sid=alice")])
         try await late.send("Client/authentication", ["last_id": .int(lastID)])
         _ = try await late.nextMessage()
@@ -252,7 +252,7 @@ import Testing
         try await eventually(timeout: .seconds(30), "every tab got the end") { tabs.allSatisfy(\.ended) }
         for tab in tabs { tab.stop() }
         for run in runs { await run.value }
-        doomed.process.waitUntilExit()
+        await doomed.process.exited()
         for tab in tabs {
             let expected = (0..<total).filter { k in
                 switch k % 3 {
@@ -320,7 +320,7 @@ import Testing
         #expect(
             cluster.site.state.withLockedValue { $0.messageBodies }.last?.contains(#""details":"# + details) == true)
         // The command line.
-        let sent = try ServerProcess.run(
+        let sent = try await ServerProcess.run(
             [
                 "send", "cli", details, "--to", "all", "--postgres", cluster.postgres.url, "--security-key",
                 cluster.site.key, "--listen-port", "1",
@@ -328,7 +328,7 @@ import Testing
         #expect(sent.status == 0)
         try await expectVerbatim("cli")
         // SQL.
-        _ = try cluster.postgres.psql("SELECT websockets_send('sql', '\(details)', 3, '1')")
+        _ = try await cluster.postgres.psql("SELECT websockets_send('sql', '\(details)', 3, '1')")
         try await expectVerbatim("sql")
     }
 
@@ -339,7 +339,7 @@ import Testing
         let bob = try await cluster.connect("bob", to: 0)
         let directory = try ServerProcess.temporaryDirectory()
         // No listen_port here: the address comes from the pool.
-        let sent = try ServerProcess.run(
+        let sent = try await ServerProcess.run(
             [
                 "send", "pooled", #""hi""#, "--to", "users", "--target", "2", "--postgres", cluster.postgres.url,
                 "--security-key", cluster.site.key, "--listen-port", "1",

@@ -6,15 +6,13 @@ import Testing
 /// A newcomer's mistakes on the command line, against the real binary: each gets one clear line naming the setting
 /// or argument and what is allowed, exit status 2, nothing written and nothing listening.
 @Suite struct CommandLineTests {
-    private func run(_ arguments: [String], in directory: String) throws -> (status: Int32, output: String) {
+    private func run(_ arguments: [String], in directory: String) async throws -> (status: Int32, output: String) {
         let process = try ServerProcess(arguments, directory: directory, captureErrors: true)
         defer { process.stop() }
-        let data = process.output.fileHandleForReading.readDataToEndOfFile()
-        process.process.waitUntilExit()
-        return (process.process.terminationStatus, String(decoding: data, as: UTF8.self))
+        return await process.finish()
     }
 
-    @Test func mistakesAreOneLineWithStatusTwoAndWriteNothing() throws {
+    @Test func mistakesAreOneLineWithStatusTwoAndWriteNothing() async throws {
         let cases: [([String], String)] = [
             (["start"], "no site: give the site's address"),
             (
@@ -38,7 +36,7 @@ import Testing
         for (arguments, expected) in cases {
             let directory = try ServerProcess.temporaryDirectory()
             defer { try? FileManager.default.removeItem(atPath: directory) }
-            let (status, output) = try run(arguments, in: directory)
+            let (status, output) = try await run(arguments, in: directory)
             #expect(status == 2, "\(arguments): \(output)")
             #expect(output.hasPrefix("websockets: "), "\(arguments): \(output)")
             #expect(output.split(separator: "\n").count == 1, "\(arguments): \(output)")
@@ -53,7 +51,7 @@ import Testing
         defer { Task { await blocker.shutdown() } }
         let directory = try ServerProcess.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let (status, output) = try run(
+        let (status, output) = try await run(
             ["start", "https://example.com", "--listen-port", "\(blocker.port)"], in: directory)
         #expect(status == 2)
         #expect(
@@ -66,16 +64,16 @@ import Testing
             parsing: Array(try Data(contentsOf: URL(fileURLWithPath: directory + "/websockets.json"))))
         let key = try #require(settings["security_key"]?.stringValue)
         #expect(output.contains("Generated a security key and saved it to websockets.json: \(key)"))
-        let (again, demoOutput) = try run(["demo", "--listen-port", "\(blocker.port)"], in: directory)
+        let (again, demoOutput) = try await run(["demo", "--listen-port", "\(blocker.port)"], in: directory)
         #expect(again == 2)
         #expect(demoOutput.contains("listen_port \(blocker.port) on 127.0.0.1 is in use"), "\(demoOutput)")
     }
 
-    @Test func everySubcommandHasHelp() throws {
+    @Test func everySubcommandHasHelp() async throws {
         let directory = try ServerProcess.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         for command in ["start", "web", "send", "demo", "supervise"] {
-            let (status, output) = try run([command, "--help"], in: directory)
+            let (status, output) = try await run([command, "--help"], in: directory)
             #expect(status == 0, "\(command): \(output)")
             #expect(output.contains("OVERVIEW:"), "\(command): \(output)")
         }
@@ -106,8 +104,7 @@ import Testing
         let close = try await tab.nextClose()
         #expect(close.before.first?.action == "Client/authentication:error")
         kill(server.process.processIdentifier, SIGTERM)
-        server.process.waitUntilExit()
-        let log = String(decoding: server.output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let (_, log) = await server.finish()
         #expect(log.contains("session endpoint answered an unexpected status"), "\(log)")
         #expect(log.contains("url=\(site.url)/missing/api/WebSockets/session"), "\(log)")
         #expect(!log.contains("sid=alice"))

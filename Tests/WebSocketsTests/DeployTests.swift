@@ -35,7 +35,7 @@ import Testing
         defer { Task { await harness.stop() } }
         let directory = try ServerProcess.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let certificates = try TestCertificates(directory: directory + "/tls", names: ["localhost"])
+        let certificates = try await TestCertificates.make(directory: directory + "/tls", names: ["localhost"])
         let nginxPort = try ServerProcess.freePort()
         try FileManager.default.createDirectory(atPath: directory + "/www", withIntermediateDirectories: true)
         let site = try Self.siteFile(
@@ -52,7 +52,7 @@ import Testing
             }
             """
         try Data(main.utf8).write(to: URL(fileURLWithPath: directory + "/nginx.conf"))
-        let check = try PostgresServer.shell("nginx -t -p \(directory)/ -c \(directory)/nginx.conf 2>&1")
+        let check = try await PostgresServer.shell("nginx -t -p \(directory)/ -c \(directory)/nginx.conf 2>&1")
         #expect(check.contains("syntax is ok") && check.contains("test is successful"), "\(check)")
 
         let nginx = Process()
@@ -63,11 +63,11 @@ import Testing
             nginx.terminate()
             nginx.waitUntilExit()
         }
-        @Sendable func status(_ path: String) throws -> String {
-            try PostgresServer.shell(
+        @Sendable func status(_ path: String) async throws -> String {
+            try await PostgresServer.shell(
                 "curl -sk -o /dev/null -w '%{http_code}' https://127.0.0.1:\(nginxPort)\(path) || true")
         }
-        try await eventually(timeout: .seconds(10), "nginx listens") { try status("/") != "000" }
+        try await eventually(timeout: .seconds(10), "nginx listens") { try await status("/") != "000" }
 
         // A tab from 127.0.0.3, through nginx on loopback, over TLS: the site sees the tab's address.
         let tab = try await TestWebSocket.connect(
@@ -82,10 +82,10 @@ import Testing
         await tab.close()
 
         // Health, metrics and sends are not for the public.
-        #expect(try status("/WebSockets/health") == "403")
-        #expect(try status("/metrics") == "403")
-        #expect(try status("/WebSockets/send") == "403")
-        #expect(try status("/WebSockets/client.js") == "200")
+        #expect(try await status("/WebSockets/health") == "403")
+        #expect(try await status("/metrics") == "403")
+        #expect(try await status("/WebSockets/send") == "403")
+        #expect(try await status("/WebSockets/client.js") == "200")
     }
 
     @Test func theSystemdUnitStartsTheServerAsTheREADMESays() throws {

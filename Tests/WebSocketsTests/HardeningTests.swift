@@ -296,17 +296,13 @@ import Testing
         ("--listen-port", "70000", "listen_port"), ("--max-message-size", "abc", "max_message_size"),
         ("--site-concurrency", "0", "site_concurrency"), ("--message-rate", "-5", "message_rate"),
     ])
-    func invalidSettingsExitWith2(flag: String, value: String, setting: String) throws {
+    func invalidSettingsExitWith2(flag: String, value: String, setting: String) async throws {
         let directory = try ServerProcess.temporaryDirectory()
         let process = try ServerProcess(
             ["start", "http://127.0.0.1:1", "--listen-port", "0", flag, value], directory: directory,
             captureErrors: true)
         defer { process.stop() }
-        process.process.waitUntilExit()
-        let result = (
-            status: process.process.terminationStatus,
-            output: String(decoding: process.output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        )
+        let result = await process.finish()
         #expect(result.status == 2, "\(result.output)")
         #expect(result.output.split(separator: "\n").count == 1, "\(result.output)")
         #expect(result.output.contains(setting), "\(result.output)")

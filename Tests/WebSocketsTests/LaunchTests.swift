@@ -38,10 +38,9 @@ import Testing
                 >= 3
         }
         kill(supervisor.process.processIdentifier, SIGTERM)
-        supervisor.process.waitUntilExit()
-        #expect(supervisor.process.terminationStatus == 0)
+        let (status, log) = await supervisor.finish()
+        #expect(status == 0)
         // Quick exits are a crash loop: the pause grows and the supervisor says so.
-        let log = String(decoding: supervisor.output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         #expect(log.contains("crash loop: restarting with a longer pause"))
         #expect(log.contains("pause=2.0 seconds"))
     }
@@ -55,7 +54,7 @@ import Testing
         #expect(ServerProcess.isAlive(child))
         #expect(ServerProcess.parentAndSession(of: child)?.parent == supervisor.process.processIdentifier)
         kill(supervisor.process.processIdentifier, SIGTERM)
-        supervisor.process.waitUntilExit()
+        await supervisor.process.exited()
         #expect(supervisor.process.terminationStatus == 0)
         #expect(!ServerProcess.isAlive(child))
     }
@@ -82,7 +81,7 @@ import Testing
         #expect(supervisor.process.isRunning)
         #expect(ServerProcess.parentAndSession(of: second)?.parent == supervisor.process.processIdentifier)
         kill(supervisor.process.processIdentifier, SIGTERM)
-        supervisor.process.waitUntilExit()
+        await supervisor.process.exited()
         #expect(supervisor.process.terminationStatus == 0)
         #expect(!ServerProcess.isAlive(second))
     }
@@ -93,13 +92,12 @@ import Testing
         let supervisor = try ServerProcess(
             ["supervise", "echo run >> runs; exit 2"], directory: directory, captureErrors: true)
         defer { supervisor.stop() }
-        supervisor.process.waitUntilExit()
+        await supervisor.process.exited()
         #expect(supervisor.process.terminationStatus == 2)
         #expect(try String(contentsOfFile: directory + "/runs", encoding: .utf8) == "run\n")
         let help = try ServerProcess(["supervise", "--help"], directory: directory, captureErrors: true)
-        help.process.waitUntilExit()
-        #expect(help.process.terminationStatus == 0)
-        let text = String(decoding: help.output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let (helpStatus, text) = await help.finish()
+        #expect(helpStatus == 0)
         #expect(text.contains("Usage: websockets supervise '"))
     }
 
@@ -136,12 +134,11 @@ import Testing
         await blocker.shutdown()
     }
 
-    @Test func supervisorWithoutACommandPrintsItsUsage() throws {
+    @Test func supervisorWithoutACommandPrintsItsUsage() async throws {
         let directory = try ServerProcess.temporaryDirectory()
         let process = try ServerProcess(["supervise"], directory: directory, captureErrors: true)
-        process.process.waitUntilExit()
-        #expect(process.process.terminationStatus == 2)
-        let text = String(decoding: process.output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let (status, text) = await process.finish()
+        #expect(status == 2)
         #expect(text.contains("Usage: websockets supervise '"))
     }
 
@@ -189,7 +186,7 @@ import Testing
 
         // The web service dies; the server it started does not.
         kill(web.process.processIdentifier, SIGKILL)
-        web.process.waitUntilExit()
+        await web.process.exited()
         try await Task.sleep(for: .milliseconds(300))
         #expect(await healthPID(port: listenPort) == restarted)
 
@@ -223,7 +220,7 @@ import Testing
             #expect(await healthPID(port: listenPort) == web.process.processIdentifier)
             #expect(await get(base + "web-key")?.body == "Server already running")
             kill(web.process.processIdentifier, SIGTERM)
-            web.process.waitUntilExit()
+            await web.process.exited()
             #expect(web.process.terminationStatus == 0)
             #expect(await healthPID(port: listenPort) == nil)
         }

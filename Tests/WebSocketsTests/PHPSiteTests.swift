@@ -60,16 +60,17 @@ import Testing
             ["start", "http://127.0.0.1:\(phpPort)", "--listen-port", "\(serverPort)", "--security-key", key],
             directory: directory)
         defer { server.stop() }
-        @Sendable func get(_ url: String) throws -> String {
-            try PostgresServer.shell("curl -s -D - -o /dev/null '\(url)' || true")
+        @Sendable func get(_ url: String) async throws -> String {
+            try await PostgresServer.shell("curl -s -D - -o /dev/null '\(url)' || true")
         }
         try await eventually(timeout: .seconds(20), "PHP and the server answer") {
-            try get("http://127.0.0.1:\(phpPort)/login.php").contains("200 OK")
-                && get("http://127.0.0.1:\(serverPort)/WebSockets/health").contains("200 OK")
+            let site = try await get("http://127.0.0.1:\(phpPort)/login.php")
+            let health = try await get("http://127.0.0.1:\(serverPort)/WebSockets/health")
+            return site.contains("200 OK") && health.contains("200 OK")
         }
 
         // Log in as user 42 on the PHP site; its session cookie opens the WebSocket.
-        let login = try get("http://127.0.0.1:\(phpPort)/login.php?user=42")
+        let login = try await get("http://127.0.0.1:\(phpPort)/login.php?user=42")
         let cookie = try #require(
             login.split(separator: "\r\n").first { $0.lowercased().hasPrefix("set-cookie:") }?
                 .dropFirst("set-cookie:".count).split(separator: ";").first?.trimmingCharacters(in: .whitespaces))
@@ -84,9 +85,9 @@ import Testing
         #expect(try await tab.nextMessage() == Message(action: "hello:error", details: [400, "Say your name"]))
 
         // The page sender reaches the tab (user 42 is in group 1); its logout closes it.
-        _ = try get("http://127.0.0.1:\(phpPort)/notify.php")
+        _ = try await get("http://127.0.0.1:\(phpPort)/notify.php")
         #expect(try await tab.nextMessage() == Message(action: "news", details: ["title": "Hi"]))
-        _ = try get("http://127.0.0.1:\(phpPort)/notify.php?logout=42")
+        _ = try await get("http://127.0.0.1:\(phpPort)/notify.php?logout=42")
         let close = try await tab.nextClose()
         #expect(close.before == [Message(action: "news", details: ["title": "Hi"]), Message(action: "Server/close")])
 

@@ -38,11 +38,10 @@ import Testing
         var encrypted = 0
         if started {
             // The test's psql connects without TLS: the encrypted connections are the server's.
-            encrypted = Int(try postgres.psql("SELECT count(*) FROM pg_stat_ssl WHERE ssl")) ?? 0
+            encrypted = Int(try await postgres.psql("SELECT count(*) FROM pg_stat_ssl WHERE ssl")) ?? 0
             kill(process.process.processIdentifier, SIGTERM)
         }
-        process.process.waitUntilExit()
-        let output = String(decoding: process.output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let (_, output) = await process.finish()
         return Outcome(
             started: started, encryptedConnections: encrypted,
             status: started ? nil : process.process.terminationStatus, output: output)

@@ -56,7 +56,7 @@ import Testing
         try await eventually(timeout: .seconds(5)) { count(cluster.site, "User/online") == 1 }
 
         // While PostgreSQL is away the user moves to the other server, and bob comes and goes.
-        try cluster.postgres.stop()
+        try await cluster.postgres.stop()
         let second = try await TestWebSocket.authenticated(port: cluster.servers[1].port, sid: "alice2")
         await first.close()
         let bob = try await TestWebSocket.authenticated(port: cluster.servers[0].port, sid: "bob")
@@ -67,7 +67,7 @@ import Testing
         // Long enough for every write begun during the outage to have failed (each has 2 s): bob's whole stay must
         // be told from what the server kept, not from a write that happened to wait for the database.
         try await Task.sleep(for: .seconds(3))
-        try cluster.postgres.start()
+        try await cluster.postgres.start()
 
         // Back: alice never left (no event); bob came and went: one online, then one offline.
         try await eventually(timeout: .seconds(20)) {
@@ -96,7 +96,7 @@ import Testing
             count(cluster.site, "User/online", user: 1) == 1 && count(cluster.site, "User/online", user: 2) == 1
         }
         kill(doomed.process.processIdentifier, SIGKILL)
-        doomed.process.waitUntilExit()
+        await doomed.process.exited()
         try await eventually(timeout: .seconds(60), "alice goes offline") {
             count(cluster.site, "User/offline", user: 1) == 1
         }

@@ -25,8 +25,7 @@ import Testing
         let key = try #require(settings["security_key"]?.stringValue)
         #expect(key.count == 56)
         server.process.terminate()
-        server.process.waitUntilExit()
-        let printed = String(decoding: server.output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let (_, printed) = await server.finish()
         #expect(printed.contains("Generated a security key"))
         #expect(printed.contains(key))
         await probe.shutdown()
@@ -42,12 +41,12 @@ import Testing
         }
         let alice = try await TestWebSocket.authenticated(port: port, sid: "alice")
         let bob = try await TestWebSocket.authenticated(port: port, sid: "bob")
-        let sent = try ServerProcess.run(
+        let sent = try await ServerProcess.run(
             ["send", "greet", #"{"from":"cron"}"#, "--to", "users", "--target", "1"], directory: directory)
         #expect(sent.status == 0)
         #expect(try await alice.nextMessage() == Message(action: "greet", details: ["from": "cron"]))
         try await bob.expectNoMessage()
-        let refused = try ServerProcess.run(["send", "x", "--security-key", "wrong"], directory: directory)
+        let refused = try await ServerProcess.run(["send", "x", "--security-key", "wrong"], directory: directory)
         #expect(refused.status != 0)
 
         // SIGTERM: every client gets 1001 "going away" and the process exits 0.
@@ -56,9 +55,9 @@ import Testing
             let close = try await socket.nextClose()
             #expect(close.code == 1001)
         }
-        again.process.waitUntilExit()
-        #expect(again.process.terminationStatus == 0)
-        #expect(String(decoding: again.output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).isEmpty)
+        let (status, printedAgain) = await again.finish()
+        #expect(status == 0)
+        #expect(printedAgain.isEmpty)
         await site.shutdown()
     }
 }

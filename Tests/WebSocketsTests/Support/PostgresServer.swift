@@ -20,12 +20,13 @@ final class PostgresServer: Sendable {
         let binaries = "/usr/lib/postgresql/\(version)/bin"
         let directory = NSTemporaryDirectory() + "websockets-pg-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        let certificates = tls ? try TestCertificates(directory: directory + "/tls", names: ["localhost"]) : nil
+        let certificates =
+            tls ? try await TestCertificates.make(directory: directory + "/tls", names: ["localhost"]) : nil
         let server = PostgresServer(
             port: try ServerProcess.freePort(), directory: directory, binaries: binaries, certificates: certificates)
-        if getuid() == 0 { try server.shell("chown -R postgres:postgres \(directory)", asPostgres: false) }
-        try server.shell("\(binaries)/initdb -D \(directory)/data -U postgres --auth=trust -E UTF8 >/dev/null")
-        try server.start()
+        if getuid() == 0 { try await server.shell("chown -R postgres:postgres \(directory)", asPostgres: false) }
+        try await server.shell("\(binaries)/initdb -D \(directory)/data -U postgres --auth=trust -E UTF8 >/dev/null")
+        try await server.start()
         return server
     }
 
@@ -38,31 +39,36 @@ final class PostgresServer: Sendable {
 
     var url: String { "postgres://postgres@127.0.0.1:\(port)/postgres" }
 
-    func start() throws {
+    func start() async throws {
         let tls =
             certificates.map { " -c ssl=on -c ssl_cert_file=\($0.serverCertificate) -c ssl_key_file=\($0.serverKey)" }
             ?? ""
-        try shell(
+        try await shell(
             "\(binaries)/pg_ctl -D \(directory)/data -l \(directory)/log -w -o \"-p \(port) -k \(directory) -c listen_addresses=127.0.0.1 -c fsync=off\(tls)\" start >/dev/null"
         )
     }
 
-    func stop() throws {
-        try shell("\(binaries)/pg_ctl -D \(directory)/data -m fast -w stop >/dev/null")
+    func stop() async throws {
+        try await shell("\(binaries)/pg_ctl -D \(directory)/data -m fast -w stop >/dev/null")
     }
 
     /// Runs SQL with psql; its output, tuples only.
     @discardableResult
-    func psql(_ sql: String) throws -> String {
+    func psql(_ sql: String) async throws -> String {
         let escaped = sql.replacingOccurrences(of: "'", with: "'\\''")
-        return try shell(
+        return try await shell(
             "PGSSLMODE=disable psql -X -q -t -A -h 127.0.0.1 -p \(port) -U postgres -d postgres -c '\(escaped)'",
             asPostgres: false)
     }
 
     func shutdown() {
         // Immediate: the test is over, nothing needs to be flushed.
-        try? shell("\(binaries)/pg_ctl -D \(directory)/data -m immediate -w stop >/dev/null")
+        // Waits here (a defer cannot await): an immediate stop takes a few milliseconds.
+        let pid = try? Self.spawnShell(
+            "\(binaries)/pg_ctl -D \(directory)/data -m immediate -w stop >/dev/null", asPostgres: true,
+            outputPath: "/dev/null")
+        var status: Int32 = 0
+        if let pid { while waitpid(pid, &status, 0) == -1 && errno == EINTR {} }
         try? FileManager.default.removeItem(atPath: directory)
     }
 
@@ -70,27 +76,38 @@ final class PostgresServer: Sendable {
     /// (which passes no descriptor beyond 0–2) rather than Foundation's Process, whose end the daemon that pg_ctl
     /// starts would otherwise keep waiting.
     @discardableResult
-    func shell(_ command: String, asPostgres: Bool = true) throws -> String {
-        try Self.shell(command, asPostgres: asPostgres)
+    func shell(_ command: String, asPostgres: Bool = true) async throws -> String {
+        try await Self.shell(command, asPostgres: asPostgres)
     }
 
     /// Runs a shell command (as the `postgres` user when `asPostgres` and the tests are root); its output.
     @discardableResult
-    static func shell(_ command: String, asPostgres: Bool = false) throws -> String {
+    static func shell(_ command: String, asPostgres: Bool = false) async throws -> String {
         let outputPath = NSTemporaryDirectory() + "websockets-sh-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: outputPath) }
-        let quoted = command.replacingOccurrences(of: "'", with: "'\\''")
-        let line = asPostgres && getuid() == 0 ? "runuser -u postgres -- sh -c '\(quoted)'" : command
-        let options = ChildProcess.Options(
-            executable: "/bin/sh", arguments: ["/bin/sh", "-c", "(\(line)) > \(outputPath) 2>&1"],
-            environment: ProcessInfo.processInfo.environment)
-        let pid = try ChildProcess.spawn(options)
+        let pid = try spawnShell(command, asPostgres: asPostgres, outputPath: outputPath)
+        // Polled, not waited for: a blocking wait holds one of the threads that run the suite's tasks (two here),
+        // and two of them (initdb, pg_ctl) stalled every test for 5 s in CI.
         var status: Int32 = 0
-        while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
+        while true {
+            let result = waitpid(pid, &status, WNOHANG)
+            if result == pid || (result == -1 && errno != EINTR) { break }
+            do { try await Task.sleep(for: .milliseconds(10)) } catch { await Task.yield() }
+        }
         let text = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
         guard status == 0 else {
             throw TestWebSocket.Failure(description: "\(command) failed: \(text)")
         }
         return text.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// Starts `/bin/sh -c command` (as `postgres` when `asPostgres` and the tests are root), its output to a file.
+    private static func spawnShell(_ command: String, asPostgres: Bool, outputPath: String) throws -> pid_t {
+        let quoted = command.replacingOccurrences(of: "'", with: "'\\''")
+        let line = asPostgres && getuid() == 0 ? "runuser -u postgres -- sh -c '\(quoted)'" : command
+        let options = ChildProcess.Options(
+            executable: "/bin/sh", arguments: ["/bin/sh", "-c", "(\(line)) > \(outputPath) 2>&1"],
+            environment: ProcessInfo.processInfo.environment)
+        return try ChildProcess.spawn(options)
     }
 }

@@ -61,11 +61,32 @@ final class ServerProcess: @unchecked Sendable {
     }
 
     /// Runs `websockets <arguments>` to its end; its exit status and standard output.
-    static func run(_ arguments: [String], directory: String) throws -> (status: Int32, output: String) {
-        let process = try ServerProcess(arguments, directory: directory)
-        process.process.waitUntilExit()
-        let data = process.output.fileHandleForReading.readDataToEndOfFile()
-        return (process.process.terminationStatus, String(decoding: data, as: UTF8.self))
+    static func run(_ arguments: [String], directory: String) async throws -> (status: Int32, output: String) {
+        try await ServerProcess(arguments, directory: directory).finish()
+    }
+
+    /// Waits for the end of the process; its exit status and what it wrote. The pipe is read as it fills and never
+    /// to its end (a process the command left behind could hold it open forever), and the wait does not hold a
+    /// thread: the suite's tasks run on as many threads as there are cores (two here), and two blocking waits
+    /// stalled every test for 5 s in CI.
+    func finish() async -> (status: Int32, output: String) {
+        let descriptor = output.fileHandleForReading.fileDescriptor
+        _ = fcntl(descriptor, F_SETFL, fcntl(descriptor, F_GETFL) | O_NONBLOCK)
+        var data: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        func drain() {
+            while true {
+                let count = read(descriptor, &buffer, buffer.count)
+                if count <= 0 { return }
+                data += buffer[0..<count]
+            }
+        }
+        while process.isRunning {
+            drain()
+            await pause()
+        }
+        drain()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
     }
 
     /// Kills the process if a failed test left it running.
@@ -124,4 +145,16 @@ final class ServerProcess: @unchecked Sendable {
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         return path
     }
+}
+
+extension Process {
+    /// Waits for the end of the process without holding a thread (see ``ServerProcess/finish()``).
+    func exited() async {
+        while isRunning { await pause() }
+    }
+}
+
+/// 10 ms, or no pause once the task is cancelled (so that a cancelled wait still ends, by polling).
+private func pause() async {
+    do { try await Task.sleep(for: .milliseconds(10)) } catch { await Task.yield() }
 }

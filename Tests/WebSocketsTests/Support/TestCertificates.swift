@@ -9,17 +9,16 @@ struct TestCertificates: Sendable {
     let serverKey: String
 
     /// Certificates in `directory` for a server named `names` (DNS names; none is an IP address).
-    init(directory: String, names: [String]) throws {
+    static func make(directory: String, names: [String]) async throws -> TestCertificates {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        root = directory + "/root.crt"
-        otherRoot = directory + "/other-root.crt"
-        serverCertificate = directory + "/server.crt"
-        serverKey = directory + "/server.key"
+        let certificates = TestCertificates(
+            root: directory + "/root.crt", otherRoot: directory + "/other-root.crt",
+            serverCertificate: directory + "/server.crt", serverKey: directory + "/server.key")
         let key = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
         let rootExtensions =
             "-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign"
         let alternativeNames = names.map { "DNS:\($0)" }.joined(separator: ",")
-        try PostgresServer.shell(
+        try await PostgresServer.shell(
             """
             cd \(directory) && \
             openssl req -x509 \(key) -keyout root.key -out root.crt -days 2 -subj /CN=websockets-test-root \(rootExtensions) && \
@@ -29,5 +28,6 @@ struct TestCertificates: Sendable {
             openssl x509 -req -in server.csr -CA root.crt -CAkey root.key -CAcreateserial -out server.crt -days 2 -extfile server.ext && \
             chmod 600 server.key
             """)
+        return certificates
     }
 }
