@@ -22,12 +22,22 @@ final class Bench {
     let key: String
     let recorder = Recorder()
     let publisher: Publisher
+    let pipelined: PipelinedPublisher
     private(set) var channels: [any Channel] = []
+
+    /// How sends reach the server: as from many pages at once, or one after another on one connection.
+    enum PublisherModel: String {
+        /// Up to 8 requests in flight, each on a connection of its own (libcurl's pool).
+        case concurrent = "8 concurrent connections"
+        /// Up to 8 requests pipelined on one keep-alive connection.
+        case pipelined = "one pipelined connection, 8 in flight"
+    }
 
     init(peer: Peer, key: String, curl: CurlClient) {
         self.peer = peer
         self.key = key
-        self.publisher = Publisher(curl: curl, inFlightLimit: 32)
+        self.publisher = Publisher(curl: curl, inFlightLimit: 8)
+        self.pipelined = PipelinedPublisher(port: peer.port, depth: 8)
     }
 
     /// Connection `index` belongs to user `index % users + 1` (so the first `users` connections are one tab of
@@ -72,7 +82,9 @@ final class Bench {
 
     /// Publishes `rate` sends a second for `seconds` (to everyone, or to random users among `users`), waits for the
     /// deliveries (at most 5 s more), and measures.
-    func measure(rate: Double, seconds: Double, users: Int?, deliveriesPerSend: Int) async -> Step {
+    func measure(
+        rate: Double, seconds: Double, users: Int?, deliveriesPerSend: Int, model: PublisherModel = .concurrent
+    ) async -> Step {
         await settle()
         recorder.reset()
         let cpuBefore = peer.cpuSeconds
@@ -80,10 +92,15 @@ final class Bench {
         let start = DispatchTime.now().uptimeNanoseconds
         let peer = self.peer
         let key = self.key
-        let (sent, failed) = await publisher.run(rate: rate, seconds: seconds) { _ in
+        let request: @Sendable (Int) -> HTTPClientRequest = { _ in
             let message = #"["b",{"ts":\#(DispatchTime.now().uptimeNanoseconds)}]"#
             return peer.publish(message, user: users.map { Int.random(in: 1...$0) }, key: key)
         }
+        let (sent, failed) =
+            switch model {
+            case .concurrent: await publisher.run(rate: rate, seconds: seconds, request: request)
+            case .pipelined: await pipelined.run(rate: rate, seconds: seconds, request: request)
+            }
         let expected = (sent - failed) * deliveriesPerSend
         let deadline = ContinuousClock.now + .seconds(5)
         while recorder.received < expected && ContinuousClock.now < deadline {
@@ -114,24 +131,28 @@ final class Bench {
         }
     }
 
-    /// Raises the rate by half each step until what is delivered stops rising (two steps without 5% more).
-    func ladder(start: Double, users: Int?, deliveriesPerSend: Int, log: (Step) -> Void) async -> Double {
+    /// Raises the rate by half each step until what is delivered stops rising (two steps without 5% more); the
+    /// step that delivered most.
+    func ladder(
+        start: Double, users: Int?, deliveriesPerSend: Int, model: PublisherModel = .concurrent, log: (Step) -> Void
+    ) async -> Step {
         var rate = start
-        var best = 0.0
+        var best: Step?
         var misses = 0
         while misses < 2 {
-            let step = await measure(rate: rate, seconds: 3, users: users, deliveriesPerSend: deliveriesPerSend)
+            let step = await measure(
+                rate: rate, seconds: 3, users: users, deliveriesPerSend: deliveriesPerSend, model: model)
             log(step)
-            if step.delivered > best * 1.05 {
+            if step.delivered > (best?.delivered ?? 0) * 1.05 {
                 misses = 0
             } else {
                 misses += 1
             }
-            best = max(best, step.delivered)
+            if step.delivered > best?.delivered ?? 0 { best = step }
             if step.p99 > 5000 || step.failed > 0 { break }
             rate *= 1.5
         }
-        return best
+        return best ?? Step(offered: 0, delivered: 0, p50: .nan, p99: .nan, p999: .nan, cpuPerDelivery: .nan, failed: 0)
     }
 
     /// `concurrency` clients each keep one echo in flight for `seconds`.

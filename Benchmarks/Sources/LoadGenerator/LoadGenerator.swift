@@ -9,7 +9,7 @@ import WebSocketsLaunch
 ///
 ///     LoadGenerator run [--peers ws,socketio,nchan,ours,floor] [--subscribers 10000] [--idle 19000] [--users 9500]
 ///                       [--storm 10000] [--sessions 1000] [--echo 100]
-///                       [--idle-only yes] [--broadcast-rates 5.9,10]
+///                       [--idle-only yes] [--broadcast-rates 5.9,10 [--publisher pipelined|concurrent]]
 ///     LoadGenerator serve PORT SITE KEY      (our server with an in-process echo handler; used by run)
 ///     LoadGenerator measure-write-floor CONNECTIONS RATE SECONDS   (the kernel's cost of a bare write per delivery)
 ///
@@ -61,6 +61,8 @@ struct LoadGenerator {
         var idleOnly = false
         /// Broadcasts per second to measure for 10 s each instead of everything else (for profiling a rate).
         var broadcastRates: [Double] = []
+        /// How `--broadcast-rates` publishes.
+        var publisher = Bench.PublisherModel.concurrent
         /// Connections opened, used and closed by the churn scenario (in rounds of 10,000); 0 skips it.
         var churn = 100_000
         /// Only the churn scenario.
@@ -84,6 +86,7 @@ struct LoadGenerator {
                 case "--echo": echo = Int(value) ?? echo
                 case "--idle-only": idleOnly = value == "yes"
                 case "--broadcast-rates": broadcastRates = value.split(separator: ",").compactMap { Double($0) }
+                case "--publisher": publisher = value == "pipelined" ? .pipelined : .concurrent
                 case "--churn": churn = Int(value) ?? churn
                 case "--churn-only": churnOnly = value == "yes"
                 default: break
@@ -253,7 +256,8 @@ struct LoadGenerator {
             await bench.close(after: options.subscribers)
             for rate in options.broadcastRates {
                 let step = await bench.measure(
-                    rate: rate, seconds: 10, users: nil, deliveriesPerSend: options.subscribers)
+                    rate: rate, seconds: 10, users: nil, deliveriesPerSend: options.subscribers,
+                    model: options.publisher)
                 say(
                     String(
                         format: "  %.1f broadcasts/s: %.0f delivered/s, p50/p99/p99.9 %.1f/%.1f/%.1f ms, %.2f µs CPU "
@@ -270,8 +274,8 @@ struct LoadGenerator {
         await bench.close(after: options.subscribers)
 
         say(
-            "Broadcast to \(options.subscribers) (3 s steps): offered sends/s, delivered/s, p50/p99/p99.9 ms, "
-                + "CPU µs and write calls per delivery")
+            "Broadcast to \(options.subscribers) (3 s steps), \(Bench.PublisherModel.concurrent.rawValue): offered "
+                + "sends/s, delivered/s, p50/p99/p99.9 ms, CPU µs and write calls per delivery")
         let log: (Bench.Step) -> Void = { step in
             say(
                 String(
@@ -279,8 +283,15 @@ struct LoadGenerator {
                     step.p50, step.p99, step.p999, step.cpuPerDelivery, step.writesPerDelivery,
                     step.failed > 0 ? " (\(step.failed) failed)" : ""))
         }
-        let best = await bench.ladder(start: 2, users: nil, deliveriesPerSend: options.subscribers, log: log)
+        let peak = await bench.ladder(start: 2, users: nil, deliveriesPerSend: options.subscribers, log: log)
+        let best = peak.delivered
         report.set(kind, "broadcastMax", best)
+        report.set(kind, "broadcastPeak", peak)
+        say("Broadcast to \(options.subscribers), \(Bench.PublisherModel.pipelined.rawValue):")
+        let pipelinedPeak = await bench.ladder(
+            start: 2, users: nil, deliveriesPerSend: options.subscribers, model: .pipelined, log: log)
+        report.set(kind, "broadcastPipelinedMax", pipelinedPeak.delivered)
+        report.set(kind, "broadcastPipelinedPeak", pipelinedPeak)
         for fraction in [0.5, 0.9] {
             let step = await bench.measure(
                 rate: best * fraction / Double(options.subscribers), seconds: 5, users: nil,
@@ -308,7 +319,9 @@ struct LoadGenerator {
         try await bench.connect(upTo: options.idle, users: options.users)
         say("Sends to random single users (\(options.users) users, \(options.idle) tabs):")
         let perSend = options.idle / options.users
-        let targeted = await bench.ladder(start: 500, users: options.users, deliveriesPerSend: perSend, log: log)
+        let targeted = await bench.ladder(
+            start: 500, users: options.users, deliveriesPerSend: perSend, log: log
+        ).delivered
         report.set(kind, "targetedMax", targeted / Double(perSend))
         let half = await bench.measure(
             rate: targeted / Double(perSend) * 0.5, seconds: 5, users: options.users, deliveriesPerSend: perSend)

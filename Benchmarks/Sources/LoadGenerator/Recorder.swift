@@ -33,6 +33,16 @@ final class Recorder: Sendable {
         }
     }
 
+    /// Records the messages of one read, stamped `sent`, under one lock.
+    func record(sent: [UInt64]) {
+        let now = DispatchTime.now().uptimeNanoseconds
+        state.withLockedValue { state in
+            state.received += sent.count
+            state.last = now
+            for stamp in sent { _ = state.histogram.record(now > stamp ? now - stamp : 0) }
+        }
+    }
+
     /// Clears the counts and the histogram (not the ready count).
     func reset() {
         state.withLockedValue { state in

@@ -37,7 +37,20 @@ struct Report {
     func print() {
         let peers = options.peers
         let rows: [Row] = [
-            ("Broadcast to \(options.subscribers): max deliveries/s", true, { numbers["\($0)/broadcastMax"] }),
+            (
+                "Broadcast to \(options.subscribers), one pipelined publisher connection (8 in flight): max deliveries/s",
+                true, { numbers["\($0)/broadcastPipelinedMax"] }
+            ),
+            ("  CPU µs per delivery at that peak", false, { steps["\($0)/broadcastPipelinedPeak"]?.cpuPerDelivery }),
+            (
+                "  write syscalls per delivery at that peak", false,
+                { steps["\($0)/broadcastPipelinedPeak"]?.writesPerDelivery }
+            ),
+            (
+                "Broadcast to \(options.subscribers), 8 concurrent publisher connections: max deliveries/s", true,
+                { numbers["\($0)/broadcastMax"] }
+            ),
+            ("  CPU µs per delivery at that peak", false, { steps["\($0)/broadcastPeak"]?.cpuPerDelivery }),
             ("  CPU µs per delivery at 50% of its peak", false, { steps["\($0)/broadcast50"]?.cpuPerDelivery }),
             (
                 "  write syscalls per delivery at 50% of its peak", false,

@@ -30,6 +30,10 @@ final class PostgresBus: MessageBus, Sendable {
     private let reader = NIOLockedValueBox<BusReader?>(nil)
     /// The task group of the client and the parts.
     private let running = NIOLockedValueBox<Task<Void, Never>?>(nil)
+    /// The parts still running, by name: named in the log when they do not stop in time.
+    private let runningParts = NIOLockedValueBox<Set<String>>([])
+    /// How long the parts have to stop once cancelled.
+    static let stopTimeout = Duration.seconds(10)
 
     var isCluster: Bool { true }
 
@@ -94,14 +98,22 @@ final class PostgresBus: MessageBus, Sendable {
         let (parts, addParts) = AsyncStream.makeStream(of: BusReader.self)
         let client = self.client
         let (pool, publisher, presenceSync) = (self.pool, self.publisher, self.presenceSync)
+        let runningParts = self.runningParts
         let task = Task {
             await withTaskGroup(of: Void.self) { group in
-                group.addTask { await client.run() }
+                func add(_ name: String, _ part: @escaping @Sendable () async -> Void) {
+                    runningParts.withLockedValue { _ = $0.insert(name) }
+                    group.addTask {
+                        await part()
+                        runningParts.withLockedValue { _ = $0.remove(name) }
+                    }
+                }
+                add("client") { await client.run() }
                 for await reader in parts {
-                    group.addTask { await reader.run() }
-                    group.addTask { await publisher.run() }
-                    group.addTask { await pool.run() }
-                    group.addTask { await presenceSync.run() }
+                    add("reader") { await reader.run() }
+                    add("publisher") { await publisher.run() }
+                    add("pool") { await pool.run() }
+                    add("presence") { await presenceSync.run() }
                 }
                 await group.waitForAll()
             }
@@ -133,7 +145,35 @@ final class PostgresBus: MessageBus, Sendable {
         await pool.leave()
         guard let task = running.withLockedValue({ $0 }) else { return }
         task.cancel()
-        await task.value
+        // Bounded: a part that does not stop must not keep the process from ending (a server once stayed up, not
+        // listening, after SIGTERM in the tests). Then the part is named, for the next person to look.
+        let stopped = await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+            // Not a task group: it would wait for its child awaiting the parts anyway.
+            let resumed = NIOLockedValueBox(false)
+            @Sendable func finish(_ stopped: Bool) {
+                let first = resumed.withLockedValue { resumed -> Bool in
+                    defer { resumed = true }
+                    return !resumed
+                }
+                if first { continuation.resume(returning: stopped) }
+            }
+            Task {
+                await task.value
+                finish(true)
+            }
+            Task {
+                try? await Task.sleep(for: Self.stopTimeout)
+                finish(false)
+            }
+        }
+        if !stopped {
+            logger.error(
+                "cluster bus: parts did not stop in time; leaving them",
+                metadata: [
+                    "parts": "\(runningParts.withLockedValue { $0.sorted() })",
+                    "presence": "\(presenceSync.running.withLockedValue { $0.sorted() })",
+                ])
+        }
     }
 
     // MARK: Sends

@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 
 /// Queries of the bus fail after a deadline: postgres-nio waits for a connection as long as it takes, and the bus
 /// must notice an outage quickly instead (the first send after PostgreSQL stopped waited 2 s for this, once).
@@ -21,6 +22,42 @@ enum PostgresDeadline {
                 throw ClusterError(description: "PostgreSQL did not answer within \(limit)")
             }
             return value
+        }
+    }
+
+    /// Runs `operation` with no deadline, but stops waiting for it when the calling task is cancelled (throwing
+    /// `CancellationError`); the operation then finishes, or not, on its own. At shutdown, a presence write inside
+    /// a transaction once never ended (its lease held through postgres-nio's forced shutdown, no lock wait on
+    /// PostgreSQL's side: `lock_timeout` did not fire) and kept the server from stopping.
+    static func untilCancelled<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+        let state = NIOLockedValueBox<CheckedContinuation<T, any Error>?>(nil)
+        let work = NIOLockedValueBox<Task<Void, Never>?>(nil)
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+                state.withLockedValue { $0 = continuation }
+                let task = Task {
+                    let result: Result<T, any Error>
+                    do { result = .success(try await operation()) } catch { result = .failure(error) }
+                    state.withLockedValue { pending in
+                        pending?.resume(with: result)
+                        pending = nil
+                    }
+                }
+                work.withLockedValue { $0 = task }
+                if Task.isCancelled {
+                    state.withLockedValue { pending in
+                        pending?.resume(throwing: CancellationError())
+                        pending = nil
+                    }
+                }
+            }
+        } onCancel: {
+            // The operation is told too, in case it listens.
+            work.withLockedValue { $0?.cancel() }
+            state.withLockedValue { pending in
+                pending?.resume(throwing: CancellationError())
+                pending = nil
+            }
         }
     }
 

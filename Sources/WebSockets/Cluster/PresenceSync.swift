@@ -47,12 +47,21 @@ final class PresenceSync: Sendable {
         (observed, seen) = AsyncStream.makeStream()
     }
 
+    /// The loops still running, by name (for the log of a shutdown that did not end in time).
+    let running = NIOLockedValueBox<Set<String>>([])
+
     /// Writes, sweeps and listens until cancelled.
     func run() async {
         await withTaskGroup(of: Void.self) { group in
-            group.addTask { await self.writeLoop() }
-            group.addTask { await self.sweepLoop() }
-            group.addTask { await self.listenLoop() }
+            for (name, loop) in [
+                ("write", writeLoop), ("sweep", sweepLoop), ("listen", listenLoop),
+            ] as [(String, @Sendable () async -> Void)] {
+                running.withLockedValue { _ = $0.insert(name) }
+                group.addTask {
+                    await loop()
+                    self.running.withLockedValue { _ = $0.remove(name) }
+                }
+            }
             await group.waitForAll()
         }
         changes.finish()
@@ -83,7 +92,9 @@ final class PresenceSync: Sendable {
                 // Not bounded by a deadline: a write that succeeded after one would have its decisions thrown away
                 // (a User/online lost in CI, where the first write after a database restart took over 2 s). While
                 // PostgreSQL is away the write waits for a connection, and this server answers from its ledger.
-                let online = try await write(counts, brief: brief, replacing: everything)
+                let online = try await PostgresDeadline.untilCancelled {
+                    try await self.write(counts, brief: brief, replacing: everything)
+                }
                 writeEverything.withLockedValue { $0 = false }
                 unwrittenArrivals.withLockedValue { unwritten in
                     for arrival in arrivals where unwritten[arrival.key] == arrival { unwritten[arrival.key] = nil }
@@ -119,6 +130,7 @@ final class PresenceSync: Sendable {
         let server = serverID
         let logger = self.logger
         return try await client.withTransaction(logger: logger) { connection in
+            try await Self.limitWaits(connection)
             if replacing {
                 try await connection.query(
                     "DELETE FROM websockets_presence WHERE server = \(server) AND NOT (user_key = ANY(\(keys)::text[]))",
@@ -168,6 +180,16 @@ final class PresenceSync: Sendable {
         }
     }
 
+    /// Bounds the transaction's statements on PostgreSQL's side: a write or a sweep waiting for a lock forever (seen
+    /// in the tests, where a server's write then kept its shutdown from ending) fails and is made again, and being
+    /// PostgreSQL's own abort, nothing of it was committed, so no decision is lost (a deadline on this side could
+    /// throw away the decisions of a statement that succeeded after it).
+    private static func limitWaits(_ connection: PostgresConnection) async throws {
+        try await connection.query(
+            "SELECT set_config('lock_timeout', '5s', true), set_config('statement_timeout', '15s', true)",
+            logger: Logger(label: "websockets.presence"))
+    }
+
     /// Removes this server's rows (on shutdown): its users' tabs are gone from here.
     func leave() async {
         let server = serverID
@@ -191,7 +213,7 @@ final class PresenceSync: Sendable {
             if Task.isCancelled { return }
             do {
                 // Not bounded either: its DELETE's decisions must not be thrown away.
-                let offline = try await sweep()
+                let offline = try await PostgresDeadline.untilCancelled { try await self.sweep() }
                 for change in offline { changes.yield(change) }
             } catch {
                 logger.debug("presence sweep failed", metadata: ["error": "\(String(reflecting: error))"])
@@ -206,26 +228,31 @@ final class PresenceSync: Sendable {
             EXISTS (SELECT 1 FROM websockets_presence p JOIN websockets_pool s ON s.server = p.server
                     WHERE p.user_key = o.user_key AND s.heartbeat > now() - interval '30 seconds')
             """
-        try await client.query(
-            PostgresQuery(
-                unsafeSQL:
-                    "UPDATE websockets_online o SET empty_since = now() WHERE o.empty_since IS NULL AND NOT \(live)"),
-            logger: logger)
-        try await client.query(
-            PostgresQuery(
-                unsafeSQL:
-                    "UPDATE websockets_online o SET empty_since = NULL WHERE o.empty_since IS NOT NULL AND \(live)"),
-            logger: logger)
-        let rows = try await client.query(
-            PostgresQuery(
-                unsafeSQL: """
-                    WITH decided AS (
-                        DELETE FROM websockets_online o
-                        WHERE o.empty_since < now() - make_interval(secs => \(grace)) AND NOT \(live)
-                        RETURNING user_value, groups)
-                    \(Self.announced(online: false))
-                    """), logger: logger)
-        return try await Self.decisions(rows, online: false)
+        let (grace, logger) = (self.grace, self.logger)
+        return try await client.withTransaction(logger: logger) { connection in
+            try await Self.limitWaits(connection)
+            try await connection.query(
+                PostgresQuery(
+                    unsafeSQL:
+                        "UPDATE websockets_online o SET empty_since = now() WHERE o.empty_since IS NULL AND NOT \(live)"
+                ),
+                logger: logger)
+            try await connection.query(
+                PostgresQuery(
+                    unsafeSQL:
+                        "UPDATE websockets_online o SET empty_since = NULL WHERE o.empty_since IS NOT NULL AND \(live)"),
+                logger: logger)
+            let rows = try await connection.query(
+                PostgresQuery(
+                    unsafeSQL: """
+                        WITH decided AS (
+                            DELETE FROM websockets_online o
+                            WHERE o.empty_since < now() - make_interval(secs => \(grace)) AND NOT \(live)
+                            RETURNING user_value, groups)
+                        \(Self.announced(online: false))
+                        """), logger: logger)
+            return try await Self.decisions(rows, online: false)
+        }
     }
 
     // MARK: Reading the other servers

@@ -33,6 +33,15 @@ final class LoopShard: Sendable {
         /// Connections not yet authenticated, with their deadline: only these, not every connection, are looked at
         /// for the authentication timeout; emptied as connections authenticate or close.
         var unauthenticated: [ObjectIdentifier: (handler: WebSocketConnectionHandler, deadline: NIODeadline)] = [:]
+        /// The sends to everyone not yet written to every connection.
+        var log = BroadcastLog()
+        /// The connections the pass under way has yet to visit, from `passIndex` on (empty: no pass).
+        var pass: [WebSocketConnectionHandler] = []
+        var passIndex = 0
+        /// The log's head when the pass began: once it ends, every connection has what came before.
+        var passFrom: UInt64 = 0
+        /// Whether the pass's next part is scheduled.
+        var passScheduled = false
 
         init(buckets: Int) {
             self.buckets = Array(repeating: [:], count: buckets)
@@ -70,64 +79,130 @@ final class LoopShard: Sendable {
     /// loop when `connections` is `nil` (a send to everyone then touches no list of connections, only the loop's
     /// own registry, on the loop).
     func deliver(_ frame: ByteBuffer, to connections: [Connection]?, id: Int64?) {
-        let schedule = queue.withLockedValue { queue -> Bool in
+        let idle = queue.withLockedValue { queue -> Bool in
             queue.deliveries.append(Delivery(frame: frame, connections: connections, id: id))
-            if queue.scheduled { return false }
+            return !queue.scheduled
+        }
+        // While a read's requests are being routed, the writer waits for all of them (see DeliveryCork).
+        if idle && !DeliveryCork.hold(self) { scheduleDrain() }
+    }
+
+    /// Wakes the writer if sends wait and it is not already woken.
+    func scheduleDrain() {
+        let schedule = queue.withLockedValue { queue -> Bool in
+            guard !queue.scheduled, !queue.deliveries.isEmpty else { return false }
             queue.scheduled = true
             return true
         }
-        if schedule {
-            eventLoop.execute { self.drain() }
-        }
+        if schedule { eventLoop.execute { self.drain() } }
     }
 
+    /// How many connections a part of a pass visits before the loop turns (reading requests, pinging) and new
+    /// broadcasts join the pass: about 10 ms of writes at 10 µs per connection.
+    static let passPart = 1024
+
+    /// Takes what was queued: a send to everyone goes into the log, for the pass over the connections; a send to
+    /// some connections is written to them at once, after the broadcasts each has not had yet (so that every
+    /// connection gets the sends in the order they were made).
     private func drain() {
         let deliveries = queue.withLockedValue { queue -> [Delivery] in
             queue.scheduled = false
             defer { queue.deliveries = [] }
             return queue.deliveries
         }
-        var count = 0
+        let local = self.local.value
         let now = Int64(Date().timeIntervalSince1970)
-        if deliveries.count == 1 {
-            // Nothing to batch: write and flush each connection in one pass, so the first recipients get the frame
-            // without waiting for the frame to be queued on all the others.
-            let delivery = deliveries[0]
-            forEachRecipient(of: delivery) { handler in
-                if handler.queue(frame: delivery.frame, id: delivery.id, now: now) != .notWritten {
-                    handler.flushQueued()
-                    count += 1
-                }
+        var count = 0
+        var unflushed: [WebSocketConnectionHandler] = []
+        for delivery in deliveries {
+            guard let connections = delivery.connections else {
+                local.log.append(delivery.frame, id: delivery.id)
+                continue
+            }
+            for connection in connections {
+                let handler = connection.handlerOnLoop()
+                var first = false
+                count += catchUp(handler, local: local, now: now, first: &first)
+                let result = handler.queue(frame: delivery.frame, id: delivery.id, now: now)
+                if result != .notWritten { count += 1 }
+                if first || result == .firstSinceFlush { unflushed.append(handler) }
+            }
+        }
+        var flushes = 0
+        for handler in unflushed where handler.flushQueued() { flushes += 1 }
+        record(frames: count, flushes: flushes)
+        if !local.passScheduled { continuePass(local, now: now) }
+    }
+
+    /// Visits the next part of the pass (beginning one when broadcasts wait), writing and flushing each connection
+    /// its broadcasts; schedules the next part while there is more.
+    private func continuePass(_ local: Local, now: Int64) {
+        if local.passIndex >= local.pass.count {
+            // The pass (if any) is over: every connection has what came before its start.
+            local.log.forget(before: local.passFrom)
+            local.pass = []
+            local.passIndex = 0
+            guard local.log.head > local.log.start else { return }
+            local.passFrom = local.log.head
+            local.pass.reserveCapacity(local.count)
+            for bucket in local.buckets { local.pass.append(contentsOf: bucket.values) }
+        }
+        let end = min(local.pass.count, local.passIndex + Self.passPart)
+        var count = 0
+        var flushes = 0
+        for handler in local.pass[local.passIndex..<end] {
+            var first = false
+            count += catchUp(handler, local: local, now: now, first: &first)
+            if first, handler.flushQueued() { flushes += 1 }
+        }
+        local.passIndex = end
+        record(frames: count, flushes: flushes)
+        if local.passIndex < local.pass.count || local.log.head > local.passFrom {
+            local.passScheduled = true
+            eventLoop.execute {
+                local.passScheduled = false
+                self.continuePass(local, now: Int64(Date().timeIntervalSince1970))
             }
         } else {
-            var written: [WebSocketConnectionHandler] = []
-            for delivery in deliveries {
-                forEachRecipient(of: delivery) { handler in
-                    switch handler.queue(frame: delivery.frame, id: delivery.id, now: now) {
-                    case .firstSinceFlush:
-                        written.append(handler)
-                        count += 1
-                    case .queued:
-                        count += 1
-                    case .notWritten:
-                        break
-                    }
-                }
-            }
-            for handler in written { handler.flushQueued() }
+            local.log.forget(before: local.passFrom)
+            local.pass = []
+            local.passIndex = 0
         }
+    }
+
+    /// Queues for `handler` the broadcasts it has not had (before a frame of its own, or its close, so that the
+    /// browser gets everything in the order it was sent); on the loop, without flushing.
+    func bringUpToDate(_ handler: WebSocketConnectionHandler) {
+        var first = false
+        let count = catchUp(handler, local: local.value, now: Int64(Date().timeIntervalSince1970), first: &first)
         if count > 0 { metrics.messagesOut.increment(by: count) }
     }
 
-    private func forEachRecipient(of delivery: Delivery, _ body: (WebSocketConnectionHandler) -> Void) {
-        if let connections = delivery.connections {
-            for connection in connections { body(connection.handlerOnLoop()) }
-        } else {
-            // A close during the walk unregisters its handler: the walk goes over a copy of the registry.
-            for bucket in local.value.buckets {
-                for handler in bucket.values { body(handler) }
+    /// Queues for `handler` the broadcasts it has not had, as one buffer; how many frames were queued, and in
+    /// `first` whether the connection needs a flush.
+    private func catchUp(_ handler: WebSocketConnectionHandler, local: Local, now: Int64, first: inout Bool) -> Int {
+        let cursor = handler.broadcastCursor
+        guard cursor < local.log.head else { return 0 }
+        handler.broadcastCursor = local.log.head
+        if handler.tracksMessageIDs {
+            // In a cluster, a recovering connection holds or skips frames by id: one by one.
+            var count = 0
+            for entry in local.log.entries(from: cursor) {
+                let result = handler.queue(frame: entry.frame, id: entry.id, now: now)
+                if result != .notWritten { count += 1 }
+                first = first || result == .firstSinceFlush
             }
+            return count
         }
+        guard let (buffer, frames) = local.log.frames(from: cursor) else { return 0 }
+        let result = handler.queue(frame: buffer, id: nil, now: now)
+        first = first || result == .firstSinceFlush
+        return result == .notWritten ? 0 : frames
+    }
+
+    private func record(frames: Int, flushes: Int) {
+        if frames > 0 { metrics.messagesOut.increment(by: frames) }
+        if flushes > 0 { metrics.flushes.increment(by: flushes) }
     }
 
     // MARK: Pings
@@ -135,6 +210,8 @@ final class LoopShard: Sendable {
     /// Starts pinging `handler`'s connection; on the loop.
     func register(_ handler: WebSocketConnectionHandler) {
         let local = self.local.value
+        // Broadcasts sent before the connection opened are not for it.
+        handler.broadcastCursor = local.log.head
         if local.buckets[local.bucket(of: handler)].updateValue(handler, forKey: ObjectIdentifier(handler)) == nil {
             local.count += 1
         }

@@ -43,6 +43,8 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var bodyLimit = 0
     /// A request refused from its head or for its size: the rest of it is not read, the connection closes.
     private var refused = false
+    /// Whether the connection's reads were made larger.
+    private var grownReads = false
 
     init(
         admit: @escaping RequestAdmitter = { _, _ in .accepted(bodyLimit: 4 << 20) },
@@ -56,7 +58,13 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !refused else { return }
-        switch unwrapInboundIn(data) {
+        // The sends of all the requests of this read (pipelined ones are handled as the answer to the one before
+        // is written, within this call) reach the loops' writers together.
+        DeliveryCork.holding(on: context.eventLoop) { read(unwrapInboundIn(data), context: context) }
+    }
+
+    private func read(_ part: HTTPServerRequestPart, context: ChannelHandlerContext) {
+        switch part {
         case .head(let head):
             body = []
             switch admit(head, context.channel.remoteAddress?.ipAddress ?? "") {
@@ -81,6 +89,15 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         case .end:
             guard let head else { return }
             self.head = nil
+            if !grownReads {
+                // Not a WebSocket (an upgrade never gets here): a publisher, most likely, whose pipelined requests
+                // should be read at once rather than 128 bytes at a time (the start a browser's connection gets, to
+                // stay small), so that their sends leave together. Plain HTTP connections are few (capped).
+                grownReads = true
+                try? context.channel.syncOptions?.setOption(
+                    .recvAllocator,
+                    value: AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 16384, maximum: 65536))
+            }
             context.triggerUserOutboundEvent(HTTPConnectionEvent.requestReceived, promise: nil)
             let keepAlive = head.isKeepAlive
             let (path, query) = Self.split(head.uri)

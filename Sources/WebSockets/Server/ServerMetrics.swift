@@ -13,6 +13,9 @@ public final class ServerMetrics: Sendable {
     let authenticatedConnections: CoreMetrics.Gauge
     let messagesIn: Counter
     let messagesOut: Counter
+    /// Flushes of frames to browsers by the loops' writers: `messages_out / flushes` is the frames each write
+    /// carried.
+    let flushes: Counter
     private let sends: [Counter]
     let authOK: Counter
     let authRejected: Counter
@@ -36,6 +39,7 @@ public final class ServerMetrics: Sendable {
         authenticatedConnections = Gauge(label: "websockets_connections_authenticated", factory: factory)
         messagesIn = Counter(label: "websockets_messages_in_total", factory: factory)
         messagesOut = Counter(label: "websockets_messages_out_total", factory: factory)
+        flushes = Counter(label: "websockets_flushes_total", factory: factory)
         sends = SendTo.allCases.map {
             Counter(label: "websockets_sends_total", dimensions: [("send_to", String($0.rawValue))], factory: factory)
         }

@@ -271,11 +271,20 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
 
     /// Writes a text frame carrying `payload`, flushed at once unless `flush` is false (the caller flushes).
     func write(text payload: ByteBuffer, id: Int64?, bypassingHold: Bool, flush: Bool = true) {
+        // The broadcasts sent before this frame go out before it.
+        shard.bringUpToDate(self)
         if queue(frame: ServerFrame.text(payload), id: id, bypassingHold: bypassingHold) != .notWritten {
             server.metrics.messagesOut.increment()
         }
         if flush { flushQueued() }
     }
+
+    /// The number of the next broadcast of the loop's ``BroadcastLog`` this connection has not been given.
+    var broadcastCursor: UInt64 = 0
+
+    /// Whether frames must be queued one by one with their ids: a connection of a cluster that holds live messages
+    /// until its replay, or skips those its replay carried.
+    var tracksMessageIDs: Bool { replay != nil }
 
     /// Queues an encoded frame for the next ``flushQueued()`` unless the connection's outbound buffer is over its
     /// bound: a reader that slow is closed so that the server's memory stays bounded.
@@ -319,15 +328,20 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
         }
     }
 
-    /// Flushes the frames queued since the last flush.
-    func flushQueued() {
-        guard gate.takeFlush() else { return }
+    /// Flushes the frames queued since the last flush; whether there were any.
+    @discardableResult
+    func flushQueued() -> Bool {
+        guard gate.takeFlush() else { return false }
         context?.flush()
+        return true
     }
 
     /// Sends a close frame and closes the connection once it is written.
     func close(code: WebSocketCloseCode, reason: String) {
-        guard let context, gate.beginClose() else { return }
+        guard let context, !gate.closing else { return }
+        // The broadcasts sent before the close reach the browser before it.
+        shard.bringUpToDate(self)
+        guard gate.beginClose() else { return }
         sendCloseFrame(ServerFrame.close(code: code.rawValue, reason: reason), context: context)
     }
 

@@ -69,7 +69,10 @@ final class ServerProcess: @unchecked Sendable {
     /// to its end (a process the command left behind could hold it open forever), and the wait does not hold a
     /// thread: the suite's tasks run on as many threads as there are cores (two here), and two blocking waits
     /// stalled every test for 5 s in CI.
-    func finish() async -> (status: Int32, output: String) {
+    ///
+    /// A process still running after `limit` is killed (SIGKILL, status 9 then): a test must fail, not hang the
+    /// suite (a server that did not end after SIGTERM once kept CI waiting until its 90 minutes were up).
+    func finish(within limit: Duration = .seconds(60)) async -> (status: Int32, output: String) {
         let descriptor = output.fileHandleForReading.fileDescriptor
         _ = fcntl(descriptor, F_SETFL, fcntl(descriptor, F_GETFL) | O_NONBLOCK)
         var data: [UInt8] = []
@@ -81,8 +84,14 @@ final class ServerProcess: @unchecked Sendable {
                 data += buffer[0..<count]
             }
         }
+        let deadline = ContinuousClock.now + limit
         while process.isRunning {
             drain()
+            if ContinuousClock.now > deadline {
+                kill(process.processIdentifier, SIGKILL)
+                process.waitUntilExit()
+                break
+            }
             await pause()
         }
         drain()
@@ -148,9 +157,18 @@ final class ServerProcess: @unchecked Sendable {
 }
 
 extension Process {
-    /// Waits for the end of the process without holding a thread (see ``ServerProcess/finish()``).
-    func exited() async {
-        while isRunning { await pause() }
+    /// Waits for the end of the process without holding a thread, killing it after `limit` (see
+    /// ``ServerProcess/finish(within:)``).
+    func exited(within limit: Duration = .seconds(60)) async {
+        let deadline = ContinuousClock.now + limit
+        while isRunning {
+            if ContinuousClock.now > deadline {
+                kill(processIdentifier, SIGKILL)
+                waitUntilExit()
+                return
+            }
+            await pause()
+        }
     }
 }
 

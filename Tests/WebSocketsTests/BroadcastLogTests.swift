@@ -1,0 +1,54 @@
+import NIOCore
+import Testing
+
+@testable import WebSockets
+
+/// The log of a loop's broadcasts, alone: what a connection gets from its cursor, joined once per range.
+@Suite struct BroadcastLogTests {
+    private func frame(_ text: String) -> ByteBuffer { ByteBuffer(string: text) }
+
+    @Test func aConnectionGetsEverythingFromItsCursorAsOneBuffer() {
+        var log = BroadcastLog()
+        #expect(log.frames(from: 0) == nil)
+        log.append(frame("a"), id: nil)
+        #expect(log.frames(from: 0).map { String(buffer: $0.buffer) } == "a")
+        log.append(frame("b"), id: nil)
+        log.append(frame("c"), id: nil)
+        let all = log.frames(from: 0)
+        #expect(all.map { String(buffer: $0.buffer) } == "abc" && all?.count == 3)
+        #expect(log.frames(from: 2).map { String(buffer: $0.buffer) } == "c")
+        #expect(log.frames(from: 3) == nil)
+        #expect(log.head == 3)
+    }
+
+    @Test func aRangeIsJoinedOnceForEveryConnectionThatNeedsIt() {
+        var log = BroadcastLog()
+        for text in ["a", "b", "c"] { log.append(frame(text), id: nil) }
+        let first = log.frames(from: 1)!.buffer
+        let second = log.frames(from: 1)!.buffer
+        // The same storage: joined once, shared.
+        let same = first.withUnsafeReadableBytes { a in
+            second.withUnsafeReadableBytes { b in a.baseAddress == b.baseAddress }
+        }
+        #expect(same)
+        // A broadcast arriving mid-pass makes a new range for the connections still to visit.
+        log.append(frame("d"), id: nil)
+        #expect(log.frames(from: 1).map { String(buffer: $0.buffer) } == "bcd")
+    }
+
+    @Test func forgottenBroadcastsAreNotGivenAgainAndIdsStayWithTheirFrames() {
+        var log = BroadcastLog()
+        log.append(frame("a"), id: 7)
+        log.append(frame("b"), id: 8)
+        log.forget(before: 1)
+        #expect(log.start == 1 && log.head == 2)
+        // A cursor from before what was forgotten gets only what is left.
+        #expect(log.frames(from: 0).map { String(buffer: $0.buffer) } == "b")
+        #expect(log.entries(from: 0).map(\.id) == [8])
+        log.forget(before: 5)
+        #expect(log.entries.isEmpty && log.start == 2 && log.head == 2)
+        log.append(frame("c"), id: 9)
+        #expect(log.frames(from: 2).map { String(buffer: $0.buffer) } == "c")
+        #expect(log.entries(from: 2).map(\.id) == [9])
+    }
+}

@@ -1,0 +1,61 @@
+import Foundation
+import NIOCore
+import Testing
+
+@testable import WebSockets
+
+/// Sends that arrive one after another on one keep-alive connection (a queue worker, a cron job) are answered on
+/// the event loop as soon as they are routed, so the next ones are read and routed in the same turn, and each
+/// connection gets all of their frames in one write.
+@Suite struct CorkingTests {
+    /// Eight sends pipelined in one segment: seven to everyone and one to bob alone in the middle. Every tab gets
+    /// its frames in the order of the sends, and the writers flush each connection once, plus once more for bob,
+    /// whose own send came between the broadcasts: 4 flushes. Measured without the cork (``DeliveryCork``): 8 to 10,
+    /// the other event loop's writer starting on the first broadcasts while the rest were still being routed; on
+    /// the old main a send to everyone was answered from a task and written in a loop turn of its own.
+    @Test func pipelinedSendsLeaveInOneWritePerConnectionInOrder() async throws {
+        let harness = try await Harness.start()
+        defer { Task { await harness.stop() } }
+        let alice = try await harness.connect("alice")
+        let bob = try await harness.connect("bob")
+        let carol = try await harness.connect("carol")
+        let publisher = try await RawSocket.connect(port: harness.port)
+        defer { Task { await publisher.close() } }
+        // The first time, the connection's first read (128 bytes, as every connection's, to keep browsers' small)
+        // splits the requests over loop turns; after its first request, a plain HTTP connection reads more at once.
+        var flushed = 0
+        for round in 1...2 {
+            let before = try await flushes(harness)
+            var requests = ""
+            for number in 0..<8 {
+                let body = number == 3 ? #"["t3", 3, 3, 2]"# : #"["b\#(number)", \#(number), 1]"#
+                requests +=
+                    "POST /WebSockets/send HTTP/1.1\r\nHost: 127.0.0.1\r\nX-WebSockets-Key: \(harness.key)\r\n"
+                    + "Content-Length: \(body.utf8.count)\r\n\r\n\(body)"
+            }
+            try await publisher.write(Array(requests.utf8))
+            try await eventually("eight answers") {
+                String(decoding: publisher.received, as: UTF8.self).components(separatedBy: "HTTP/1.1 202").count
+                    == 1 + 8 * round
+            }
+            let everyone = [0, 1, 2, 4, 5, 6, 7].map { "b\($0)" }
+            for tab in [alice, carol] {
+                var actions: [String] = []
+                for _ in everyone { actions.append(try await tab.nextMessage().action) }
+                #expect(actions == everyone)
+            }
+            var actions: [String] = []
+            for _ in 0..<8 { actions.append(try await bob.nextMessage().action) }
+            #expect(actions == ["b0", "b1", "b2", "t3", "b4", "b5", "b6", "b7"])
+            flushed = try await flushes(harness) - before
+        }
+        #expect(flushed == 4)
+        for tab in [alice, bob, carol] { try await tab.expectNoMessage() }
+    }
+
+    private func flushes(_ harness: Harness) async throws -> Int {
+        let metrics = try await harness.http("GET", "/metrics").body
+        let line = metrics.split(separator: "\n").first { $0.hasPrefix("websockets_flushes_total ") }
+        return Int(line?.split(separator: " ").last ?? "0") ?? 0
+    }
+}
