@@ -1,5 +1,7 @@
+import Dispatch
 import Foundation
 import NIOCore
+import NIOEmbedded
 import Testing
 
 @testable import WebSockets
@@ -51,6 +53,33 @@ import Testing
         }
         #expect(flushed == 4)
         for tab in [alice, bob, carol] { try await tab.expectNoMessage() }
+    }
+
+    /// A send whose 202 the sender has, still held by the cork of the loop that read it (a busy loop that has not
+    /// reached the task that wakes the writers), is written before a `Server/close_by_user` that another
+    /// connection's request brings to the tab's loop: the close takes the queued sends first. Without that, a CI
+    /// run of the README's PHP site saw bob's close without the news sent just before it. Here the cork is held on
+    /// this thread, its waking task queued on an embedded loop that runs only when told.
+    @Test func aSendStillHeldByACorkIsWrittenBeforeALaterClose() async throws {
+        let harness = try await Harness.start()
+        defer { Task { await harness.stop() } }
+        let bob = try await harness.connect("bob")
+        let hub = harness.server.hub
+        let wakes = EmbeddedEventLoop()
+        DeliveryCork.holding(on: wakes) {
+            hub.deliver(Send(action: "news", details: "before", sendTo: .specificUsers, target: 2))
+            // The close comes from another thread, with no cork of its own, as another request would (not
+            // `sync`, which may run the block on this thread).
+            let done = DispatchSemaphore(value: 0)
+            Thread {
+                hub.deliver(Send(action: "Server/close_by_user", details: 2, sendTo: .all))
+                done.signal()
+            }.start()
+            done.wait()
+        }
+        let close = try await bob.nextClose()
+        #expect(close.before == [Message(action: "news", details: "before"), Message(action: "Server/close")])
+        wakes.run()
     }
 
     private func flushes(_ harness: Harness) async throws -> Int {

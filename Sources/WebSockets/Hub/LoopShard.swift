@@ -42,6 +42,8 @@ final class LoopShard: Sendable {
         var passFrom: UInt64 = 0
         /// Whether the pass's next part is scheduled.
         var passScheduled = false
+        /// Whether the queue is being taken or a pass part walked: a close during either takes nothing.
+        var busy = false
 
         init(buckets: Int) {
             self.buckets = Array(repeating: [:], count: buckets)
@@ -105,18 +107,31 @@ final class LoopShard: Sendable {
     /// some connections is written to them at once, after the broadcasts each has not had yet (so that every
     /// connection gets the sends in the order they were made).
     private func drain() {
+        let local = self.local.value
+        let now = Int64(Date().timeIntervalSince1970)
+        takeQueued(local, now: now)
+        if !local.passScheduled { continuePass(local, now: now) }
+    }
+
+    /// Takes the queued sends (see ``drain()``); whether one of them was a send to everyone. Never nested: a
+    /// connection's close during the walk leaves what arrives meanwhile to the next drain.
+    @discardableResult
+    private func takeQueued(_ local: Local, now: Int64) -> Bool {
+        guard !local.busy else { return false }
+        local.busy = true
+        defer { local.busy = false }
         let deliveries = queue.withLockedValue { queue -> [Delivery] in
             queue.scheduled = false
             defer { queue.deliveries = [] }
             return queue.deliveries
         }
-        let local = self.local.value
-        let now = Int64(Date().timeIntervalSince1970)
+        var broadcast = false
         var count = 0
         var unflushed: [WebSocketConnectionHandler] = []
         for delivery in deliveries {
             guard let connections = delivery.connections else {
                 local.log.append(delivery.frame, id: delivery.id)
+                broadcast = true
                 continue
             }
             for connection in connections {
@@ -131,7 +146,7 @@ final class LoopShard: Sendable {
         var flushes = 0
         for handler in unflushed where handler.flushQueued() { flushes += 1 }
         record(frames: count, flushes: flushes)
-        if !local.passScheduled { continuePass(local, now: now) }
+        return broadcast
     }
 
     /// Visits the next part of the pass (beginning one when broadcasts wait), writing and flushing each connection
@@ -150,6 +165,8 @@ final class LoopShard: Sendable {
         let end = min(local.pass.count, local.passIndex + Self.passPart)
         var count = 0
         var flushes = 0
+        local.busy = true
+        defer { local.busy = false }
         for handler in local.pass[local.passIndex..<end] {
             var first = false
             count += catchUp(handler, local: local, now: now, first: &first)
@@ -173,8 +190,14 @@ final class LoopShard: Sendable {
     /// Queues for `handler` the broadcasts it has not had (before a frame of its own, or its close, so that the
     /// browser gets everything in the order it was sent); on the loop, without flushing.
     func bringUpToDate(_ handler: WebSocketConnectionHandler) {
+        let local = self.local.value
+        let now = Int64(Date().timeIntervalSince1970)
+        // The sends accepted before this frame may still be queued, their writer not woken yet (held by the cork
+        // of another loop's read, whose 202 the sender already has): they are taken first. A send to everyone
+        // among them needs a pass.
+        if takeQueued(local, now: now) { eventLoop.execute { self.drain() } }
         var first = false
-        let count = catchUp(handler, local: local.value, now: Int64(Date().timeIntervalSince1970), first: &first)
+        let count = catchUp(handler, local: local, now: now, first: &first)
         if count > 0 { metrics.messagesOut.increment(by: count) }
     }
 
