@@ -111,7 +111,10 @@ final class PresenceSync: Sendable {
                         metadata: ["error": "\(String(reflecting: error))"])
                 }
                 failures += 1
-                await PostgresDeadline.backOff(failures)
+                // At most 800 ms between tries: once PostgreSQL is back, every server must write what it holds well
+                // within the grace, or another server's sweep may find a user with no tab anywhere (a server that
+                // waited its full 5 s back-off let a user who had moved to it during the outage go offline).
+                await PostgresDeadline.backOff(min(failures, 3))
             }
         }
     }

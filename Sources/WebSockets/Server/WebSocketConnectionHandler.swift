@@ -262,7 +262,12 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
         } else {
             replay = nil
         }
-        for payload in frames { write(text: payload, id: nil, bypassingHold: true) }
+        // Queued directly, not through write(text:), which first gives the connection the loop's broadcasts it has
+        // not had: live messages would then come before the rest of the replay (seen in CI's failover test).
+        for payload in frames where queue(frame: ServerFrame.text(payload), id: nil, bypassingHold: true) != .notWritten
+        {
+            server.metrics.messagesOut.increment()
+        }
         for (frame, id) in waiting {
             if queue(frame: frame, id: id) != .notWritten { server.metrics.messagesOut.increment() }
         }
