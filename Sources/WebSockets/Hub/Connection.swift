@@ -143,8 +143,6 @@ public final class Connection: Sendable {
     /// Writes a text frame carrying `payload`, from any thread; `bypassingHold` for the server's own replies,
     /// which go out even while the connection's live messages are held back for a replay.
     func write(_ payload: ByteBuffer, bypassingHold: Bool = false) {
-        // Sends routed before this write (held by the cork of the read being handled) are handed over first.
-        DeliveryCork.release()
         let handler = self.handler
         if eventLoop.inEventLoop {
             handler.value.write(text: payload, id: nil, bypassingHold: bypassingHold)
@@ -181,7 +179,6 @@ public final class Connection: Sendable {
             state.inbox.removeAll { if case .message = $0 { return true } else { return false } }
             return messages
         }
-        DeliveryCork.release()
         let handler = self.handler
         eventLoop.execute { handler.value.close(code: code, reason: reason) }
         return discarded

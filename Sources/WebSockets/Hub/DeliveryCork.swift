@@ -47,13 +47,6 @@ final class DeliveryCork: @unchecked Sendable {
         return true
     }
 
-    /// Hands the sends held on this thread to their writers now: a write or a close of a connection that follows
-    /// them must not overtake them (a `Server/close_by_user` after a send to the same user).
-    static func release() {
-        guard let cork = perThread.currentValue, !cork.held.isEmpty else { return }
-        cork.open()
-    }
-
     private func open() {
         let shards = held
         held = []

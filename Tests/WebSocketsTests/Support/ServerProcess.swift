@@ -84,16 +84,7 @@ final class ServerProcess: @unchecked Sendable {
                 data += buffer[0..<count]
             }
         }
-        let deadline = ContinuousClock.now + limit
-        while process.isRunning {
-            drain()
-            if ContinuousClock.now > deadline {
-                kill(process.processIdentifier, SIGKILL)
-                process.waitUntilExit()
-                break
-            }
-            await pause()
-        }
+        await process.exited(within: limit, while: drain)
         drain()
         return (process.terminationStatus, String(decoding: data, as: UTF8.self))
     }
@@ -159,9 +150,10 @@ final class ServerProcess: @unchecked Sendable {
 extension Process {
     /// Waits for the end of the process without holding a thread, killing it after `limit` (see
     /// ``ServerProcess/finish(within:)``).
-    func exited(within limit: Duration = .seconds(60)) async {
+    func exited(within limit: Duration = .seconds(60), while waiting: () -> Void = {}) async {
         let deadline = ContinuousClock.now + limit
         while isRunning {
+            waiting()
             if ContinuousClock.now > deadline {
                 kill(processIdentifier, SIGKILL)
                 waitUntilExit()
