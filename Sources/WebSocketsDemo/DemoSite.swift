@@ -144,7 +144,7 @@ public final class DemoSite: Sendable {
     /// The message endpoint: the sends to perform for one event.
     func handle(_ event: JSON) -> [Send] {
         let connection = event["connection"] ?? .null
-        guard let user = event["user"]?.intValue, let connectionID = connection.stringValue else { return [] }
+        guard let user = event["user"]?.intValue, connection.stringValue != nil else { return [] }
         let me =
             state.withLockedValue { state in state.sessions.values.first { $0.id == user } }
             ?? Member(id: user, name: "user \(user)")

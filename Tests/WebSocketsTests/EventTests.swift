@@ -1,4 +1,5 @@
 import NIOConcurrencyHelpers
+import NIOPosix
 import Testing
 
 @testable import WebSockets
@@ -54,6 +55,43 @@ import Testing
                 "Client/disconnection Client/disconnection 2",
             ])
         #expect(harness.site.events.isEmpty)
+    }
+
+    /// In-process handlers run on their connection's event loop (a reply then needs no thread hop), and one that
+    /// awaits does not hold the loop: the other connections' messages are handled meanwhile.
+    @Test func inProcessHandlersRunOnTheLoopAndAwaitWithoutHoldingIt() async throws {
+        let harness = try await Harness.start { $0.messageEndpoint = "none" }
+        defer { Task { await harness.stop() } }
+        let waiting = NIOLockedValueBox<[CheckedContinuation<Void, Never>]>([])
+        let offLoop = NIOLockedValueBox(0)
+        harness.server.on("WebSockets/message") { event in
+            if MultiThreadedEventLoopGroup.currentEventLoop == nil { offLoop.withLockedValue { $0 += 1 } }
+            if event.action == "wait" {
+                await withCheckedContinuation { continuation in waiting.withLockedValue { $0.append(continuation) } }
+                if MultiThreadedEventLoopGroup.currentEventLoop == nil { offLoop.withLockedValue { $0 += 1 } }
+                event.reply("waited")
+            } else {
+                event.reply("echo", event.details)
+            }
+        }
+        // Three waiting tabs: connections are spread over the loops in turn, so every loop has one.
+        var waiters: [TestWebSocket] = []
+        for _ in 0..<3 {
+            let socket = try await harness.connect("alice")
+            try await socket.send("wait", nil)
+            waiters.append(socket)
+        }
+        try await eventually("the three handlers wait") { waiting.withLockedValue { $0.count } == 3 }
+        let other = try await harness.connect("bob")
+        try await other.send("echo", 7)
+        #expect(try await other.nextMessage() == Message(action: "echo", details: 7))
+        for continuation in waiting.withLockedValue({ $0 }) { continuation.resume() }
+        for socket in waiters {
+            #expect(try await socket.nextMessage() == Message(action: "waited"))
+            await socket.close()
+        }
+        await other.close()
+        #expect(offLoop.withLockedValue { $0 } == 0)
     }
 
     @Test func siteFailuresAnswerTheBrowserWithAnError() async throws {

@@ -33,7 +33,7 @@ import Testing
         let harness = try await Harness.start()
         defer { Task { await harness.stop() } }
         final class Watch: @unchecked Sendable {
-            // Written once before the close and read after: no concurrent access.
+            // Written once before the close (the handler on its loop, awaited) and read after: no concurrent access.
             weak var connection: Connection?
             weak var handler: WebSocketConnectionHandler?
         }
@@ -44,7 +44,7 @@ import Testing
             _ = try await socket.nextMessage()
             let connection = try #require(harness.server.hub.allConnections().first)
             watch.connection = connection
-            watch.handler = try await connection.eventLoop.submit { connection.handlerOnLoop() }.get()
+            try await connection.eventLoop.submit { watch.handler = connection.handlerOnLoop() }.get()
             await socket.close()
         }
         try await eventually { harness.server.hub.counts.connections == 0 }

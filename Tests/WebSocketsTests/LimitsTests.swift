@@ -178,7 +178,7 @@ import Testing
             credentials: BrowserCredentials(cookie: "", userAgent: "", acceptLanguage: "", address: "127.0.0.1"),
             shard: shard)
         try channel.pipeline.syncOperations.addHandler(handler)
-        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        try await channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).get()
         #expect(server.hub.counts.connections == 1)
 
         // A ping is answered with a pong carrying its payload.

@@ -9,7 +9,8 @@ import WebSocketsLaunch
 ///
 ///     LoadGenerator run [--peers ws,socketio,nchan,ours,floor] [--subscribers 10000] [--idle 19000] [--users 9500]
 ///                       [--storm 10000] [--sessions 1000] [--echo 100]
-///                       [--idle-only yes] [--broadcast-rates 5.9,10 [--publisher pipelined|concurrent]]
+///                       [--idle-only yes] [--only broadcast,echo,targeted]
+///                       [--broadcast-rates 5.9,10 [--publisher pipelined|concurrent]]
 ///     LoadGenerator serve PORT SITE KEY      (our server with an in-process echo handler; used by run)
 ///     LoadGenerator measure-write-floor CONNECTIONS RATE SECONDS   (the kernel's cost of a bare write per delivery)
 ///
@@ -67,6 +68,11 @@ struct LoadGenerator {
         var churn = 100_000
         /// Only the churn scenario.
         var churnOnly = false
+        /// The scenarios to run after the idle figures (`broadcast`, `echo`, `targeted`); all when empty.
+        var only: Set<String> = []
+
+        /// Whether `scenario` is measured in this run.
+        func runs(_ scenario: String) -> Bool { only.isEmpty || only.contains(scenario) }
 
         init(_ arguments: [String]) {
             var index = 0
@@ -89,6 +95,7 @@ struct LoadGenerator {
                 case "--publisher": publisher = value == "pipelined" ? .pipelined : .concurrent
                 case "--churn": churn = Int(value) ?? churn
                 case "--churn-only": churnOnly = value == "yes"
+                case "--only": only = Set(value.split(separator: ",").map(String.init))
                 default: break
                 }
                 index += 2
@@ -272,17 +279,50 @@ struct LoadGenerator {
             return
         }
         await bench.close(after: options.subscribers)
+        if options.runs("broadcast") {
+            try await measureBroadcast(peer: peer, bench: bench, options: options, report: &report)
+        }
+        if peer.echoes && options.runs("echo") {
+            let step = await bench.echo(concurrency: options.echo, seconds: 5)
+            say("Echo through an in-process handler, \(options.echo) in flight:")
+            log(step)
+            report.set(kind, "echo", step)
+        }
+        guard options.runs("targeted") else { return }
+        try await bench.connect(upTo: options.idle, users: options.users)
+        say("Sends to random single users (\(options.users) users, \(options.idle) tabs):")
+        let perSend = options.idle / options.users
+        let targetedPeak = await bench.ladder(start: 500, users: options.users, deliveriesPerSend: perSend, log: log)
+        let targeted = targetedPeak.delivered
+        report.set(kind, "targetedMax", targeted / Double(perSend))
+        report.set(kind, "targetedPeak", targetedPeak)
+        let half = await bench.measure(
+            rate: targeted / Double(perSend) * 0.5, seconds: 5, users: options.users, deliveriesPerSend: perSend)
+        say("  at 50% of its peak:")
+        log(half)
+        report.set(kind, "targeted50", half)
+        say("Sends to random single users, \(Bench.PublisherModel.pipelined.rawValue):")
+        let pipelined = await bench.ladder(
+            start: 500, users: options.users, deliveriesPerSend: perSend, model: .pipelined, log: log)
+        report.set(kind, "targetedPipelinedMax", pipelined.delivered / Double(perSend))
+        report.set(kind, "targetedPipelinedPeak", pipelined)
+    }
 
+    /// Prints one step of a ladder: offered sends/s, delivered/s, latency, CPU and write calls per delivery.
+    static func log(_ step: Bench.Step) {
+        say(
+            String(
+                format: "  %8.1f  %10.0f  %8.1f %8.1f %8.1f  %6.2f  %5.2f%@", step.offered, step.delivered,
+                step.p50, step.p99, step.p999, step.cpuPerDelivery, step.writesPerDelivery,
+                step.failed > 0 ? " (\(step.failed) failed)" : ""))
+    }
+
+    /// The broadcast ladders with both publisher models, then 50% and 90% of the peak (and of the better peer's).
+    static func measureBroadcast(peer: Peer, bench: Bench, options: Options, report: inout Report) async throws {
+        let kind = peer.kind
         say(
             "Broadcast to \(options.subscribers) (3 s steps), \(Bench.PublisherModel.concurrent.rawValue): offered "
                 + "sends/s, delivered/s, p50/p99/p99.9 ms, CPU µs and write calls per delivery")
-        let log: (Bench.Step) -> Void = { step in
-            say(
-                String(
-                    format: "  %8.1f  %10.0f  %8.1f %8.1f %8.1f  %6.2f  %5.2f%@", step.offered, step.delivered,
-                    step.p50, step.p99, step.p999, step.cpuPerDelivery, step.writesPerDelivery,
-                    step.failed > 0 ? " (\(step.failed) failed)" : ""))
-        }
         let peak = await bench.ladder(start: 2, users: nil, deliveriesPerSend: options.subscribers, log: log)
         let best = peak.delivered
         report.set(kind, "broadcastMax", best)
@@ -308,26 +348,6 @@ struct LoadGenerator {
             log(step)
             report.set(kind, "broadcastPeerHalf", step)
         }
-
-        if peer.echoes {
-            let step = await bench.echo(concurrency: options.echo, seconds: 5)
-            say("Echo through an in-process handler, \(options.echo) in flight:")
-            log(step)
-            report.set(kind, "echo", step)
-        }
-
-        try await bench.connect(upTo: options.idle, users: options.users)
-        say("Sends to random single users (\(options.users) users, \(options.idle) tabs):")
-        let perSend = options.idle / options.users
-        let targeted = await bench.ladder(
-            start: 500, users: options.users, deliveriesPerSend: perSend, log: log
-        ).delivered
-        report.set(kind, "targetedMax", targeted / Double(perSend))
-        let half = await bench.measure(
-            rate: targeted / Double(perSend) * 0.5, seconds: 5, users: options.users, deliveriesPerSend: perSend)
-        say("  at 50% of its peak:")
-        log(half)
-        report.set(kind, "targeted50", half)
     }
 
     static func machineDescription() -> String {

@@ -77,6 +77,22 @@ struct Report {
             ("Targeted sends (\(options.users) users × 2 tabs): max sends/s", true, { numbers["\($0)/targetedMax"] }),
             ("  p50 ms at 50% of its peak", false, { steps["\($0)/targeted50"]?.p50 }),
             ("  p99 ms at 50% of its peak", false, { steps["\($0)/targeted50"]?.p99 }),
+            (
+                "  CPU µs per send at that peak", false,
+                { steps["\($0)/targetedPeak"].map { $0.cpuPerDelivery * Double(options.idle / options.users) } }
+            ),
+            (
+                "Targeted sends, one pipelined publisher connection: max sends/s", true,
+                { numbers["\($0)/targetedPipelinedMax"] }
+            ),
+            (
+                "  CPU µs per send at that peak", false,
+                {
+                    steps["\($0)/targetedPipelinedPeak"].map {
+                        $0.cpuPerDelivery * Double(options.idle / options.users)
+                    }
+                }
+            ),
             ("Idle RSS KiB per connection at \(options.subscribers)", false, { numbers["\($0)/idle10k"] }),
             ("Idle RSS KiB per connection at \(options.idle)", false, { numbers["\($0)/idle19k"] }),
             ("Echo, \(options.echo) in flight: messages/s", true, { steps["\($0)/echo"]?.delivered }),

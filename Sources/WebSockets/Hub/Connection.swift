@@ -71,9 +71,8 @@ public final class Connection: Sendable {
         guard set else { return false }
         // The handler checks the expiry at each delivery, on its loop, without this connection's lock. Queued
         // before the connection is indexed, so it runs before any send that finds the connection.
-        let handler = self.handler
         let expiry = session.expire ?? .max
-        eventLoop.execute { handler.value.authenticated(expiry: expiry) }
+        withHandler { $0.authenticated(expiry: expiry) }
         return true
     }
 
@@ -143,11 +142,19 @@ public final class Connection: Sendable {
     /// Writes a text frame carrying `payload`, from any thread; `bypassingHold` for the server's own replies,
     /// which go out even while the connection's live messages are held back for a replay.
     func write(_ payload: ByteBuffer, bypassingHold: Bool = false) {
+        withHandler { $0.write(text: payload, id: nil, bypassingHold: bypassingHold) }
+    }
+
+    /// Runs `body` with the connection's handler on its loop: at once when called there, else queued. A
+    /// connection's messages are handled on its loop (see ``LoopTaskExecutor``), so what the handling does to the
+    /// connection (a reply, a replay, a snapshot, a close) then happens in the order it was done; queueing only some
+    /// of them wrote a presence snapshot before the replay queued just before it (PresenceClusterTests).
+    private func withHandler(_ body: @escaping @Sendable (WebSocketConnectionHandler) -> Void) {
         let handler = self.handler
         if eventLoop.inEventLoop {
-            handler.value.write(text: payload, id: nil, bypassingHold: bypassingHold)
+            body(handler.value)
         } else {
-            eventLoop.execute { handler.value.write(text: payload, id: nil, bypassingHold: bypassingHold) }
+            eventLoop.execute { body(handler.value) }
         }
     }
 
@@ -159,8 +166,7 @@ public final class Connection: Sendable {
     /// Writes `replay` and then the live messages held since the connection opened (in a cluster), and goes live;
     /// from then on a message whose id is at or below `through` or among `replayed` is not written again.
     func release(replay: [ByteBuffer], through: Int64?, replayed: Set<Int64>) {
-        let handler = self.handler
-        eventLoop.execute { handler.value.release(replay: replay, through: through, replayed: replayed) }
+        withHandler { $0.release(replay: replay, through: through, replayed: replayed) }
     }
 
     /// Sends one of the server's own messages (replies, system actions) to this connection.
@@ -179,8 +185,7 @@ public final class Connection: Sendable {
             state.inbox.removeAll { if case .message = $0 { return true } else { return false } }
             return messages
         }
-        let handler = self.handler
-        eventLoop.execute { handler.value.close(code: code, reason: reason) }
+        withHandler { $0.close(code: code, reason: reason) }
         return discarded
     }
 }

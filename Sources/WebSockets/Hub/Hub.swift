@@ -242,6 +242,19 @@ public final class Hub: Sendable {
         return count
     }
 
+    /// Sends `message` to `connection` alone (an in-process handler's reply): counted and checked as a send to that
+    /// connection, but written at once when called on the connection's loop, where in-process handlers run, rather
+    /// than queued for the loop's writer (a lock, a task and a lookup by id fewer per echo).
+    func reply(_ message: Message, to connection: Connection) {
+        metrics.sends(.connections).increment()
+        let frame = ServerFrame.text(message.encoded())
+        guard connection.eventLoop.inEventLoop else {
+            connection.shard.deliver(frame, to: [connection], id: nil)
+            return
+        }
+        connection.handlerOnLoop().write(frame: frame, now: Int64(Date().timeIntervalSince1970))
+    }
+
     /// Sends `Server/close` to `connections` and closes them: the client must not reconnect.
     private func closeForGood(_ connections: [Connection]) -> Int {
         let frame = ByteBuffer(bytes: Message(action: "Server/close", details: .null).encoded())

@@ -56,6 +56,8 @@ final class LoopShard: Sendable {
     }
 
     let eventLoop: any EventLoop
+    /// Where the handling of this loop's connections' messages runs (see ``LoopTaskExecutor``).
+    let taskExecutor: LoopTaskExecutor
     private let queue = NIOLockedValueBox(Queue())
     private let local: NIOLoopBound<Local>
     private let idleTimeout: TimeAmount
@@ -67,6 +69,7 @@ final class LoopShard: Sendable {
 
     init(eventLoop: any EventLoop, settings: Settings, metrics: ServerMetrics) {
         self.eventLoop = eventLoop
+        self.taskExecutor = LoopTaskExecutor(eventLoop: eventLoop)
         // Settings are checked before the server starts: the interval is at least 50 ms.
         let interval = TimeAmount.milliseconds(max(1, Int64(settings.pingInterval * 1000)))
         self.idleTimeout = .milliseconds(Int64(settings.idleTimeout * 1000))
@@ -177,6 +180,7 @@ final class LoopShard: Sendable {
         if local.passIndex < local.pass.count || local.log.head > local.passFrom {
             local.passScheduled = true
             eventLoop.execute {
+                let local = self.local.value
                 local.passScheduled = false
                 self.continuePass(local, now: Int64(Date().timeIntervalSince1970))
             }

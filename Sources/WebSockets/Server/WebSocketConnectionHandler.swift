@@ -276,9 +276,15 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
 
     /// Writes a text frame carrying `payload`, flushed at once unless `flush` is false (the caller flushes).
     func write(text payload: ByteBuffer, id: Int64?, bypassingHold: Bool, flush: Bool = true) {
-        // The broadcasts sent before this frame go out before it.
+        write(frame: ServerFrame.text(payload), id: id, bypassingHold: bypassingHold, flush: flush)
+    }
+
+    /// Writes an encoded frame after the broadcasts sent before it; `now` (Unix seconds) for a send, which an
+    /// expired session must not receive.
+    func write(frame: ByteBuffer, id: Int64? = nil, bypassingHold: Bool = false, now: Int64 = .min, flush: Bool = true)
+    {
         shard.bringUpToDate(self)
-        if queue(frame: ServerFrame.text(payload), id: id, bypassingHold: bypassingHold) != .notWritten {
+        if queue(frame: frame, id: id, bypassingHold: bypassingHold, now: now) != .notWritten {
             server.metrics.messagesOut.increment()
         }
         if flush { flushQueued() }

@@ -1,3 +1,5 @@
+import Foundation
+
 /// An event for in-process handlers: a browser's message (`WebSockets/message`), or a system event
 /// (`Client/authentication`, `Client/disconnection`).
 public struct WebSocketsEvent: Sendable {
@@ -11,8 +13,16 @@ public struct WebSocketsEvent: Sendable {
     public var details: JSON { message.details }
     /// The browser's message.
     let message: Message
-    /// The connection's language.
-    public let language: String
+    /// The connection's language: the session's, else the first of the browser's `Accept-Language`. Worked out
+    /// when read: most in-process handlers never read it (2.7% of the server's samples in the echo benchmark when
+    /// it was worked out for every message).
+    public var language: String {
+        if let sessionLanguage { return sessionLanguage }
+        let first = acceptLanguage.split(separator: ",").first.map { $0.split(separator: ";")[0] } ?? ""
+        return first.trimmingCharacters(in: .whitespaces)
+    }
+    let sessionLanguage: String?
+    let acceptLanguage: String
     /// The user id.
     public let user: JSON
     /// The session id.
@@ -22,10 +32,16 @@ public struct WebSocketsEvent: Sendable {
     /// The address of the server the connection is on.
     public let server: String
     let owner: WebSocketsServer
+    /// The connection the event is about, on this server (`nil` for presence events).
+    let origin: Connection?
 
     /// Sends `action` with `details` to this event's connection.
     public func reply(_ action: String, _ details: JSON = .null) {
-        owner.sendToClients(action, details, .connections, .string(connection))
+        guard let origin else {
+            owner.sendToClients(action, details, .connections, .string(connection))
+            return
+        }
+        owner.hub.reply(Message(action: action, details: details), to: origin)
     }
 
     /// Sends to any connections of the cluster, as `sendToClients` on the server.

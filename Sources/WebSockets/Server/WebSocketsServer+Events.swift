@@ -44,7 +44,8 @@ extension WebSocketsServer {
 
     private func startDrain(_ connection: Connection) {
         beginDrain()
-        Task {
+        // On the connection's loop: a handler's reply is routed and written there, in the same turn.
+        Task(executorPreference: connection.shard.taskExecutor) {
             while let item = connection.nextInbound() {
                 await self.process(item, for: connection)
             }
@@ -193,8 +194,9 @@ extension WebSocketsServer {
         let isMessage = name == "WebSockets/message"
         let event = WebSocketsEvent(
             name: name, action: isMessage ? message.action : name, message: message,
-            language: session.language ?? Self.firstLanguage(connection.credentials.acceptLanguage),
-            user: session.user, session: session.session, connection: connection.id, server: address, owner: self)
+            sessionLanguage: session.language, acceptLanguage: connection.credentials.acceptLanguage,
+            user: session.user, session: session.session, connection: connection.id, server: address, owner: self,
+            origin: connection)
         let registered = handlers.withLockedValue { $0[name] ?? [] }
         for handler in registered {
             do {
@@ -222,10 +224,5 @@ extension WebSocketsServer {
                 metadata: ["event": "\(name)", "action": "\(event.action)", "error": "\(error)"])
             if isMessage { connection.send(message.errorReply(code: error.code)) }
         }
-    }
-
-    private static func firstLanguage(_ header: String) -> String {
-        let first = header.split(separator: ",").first.map { $0.split(separator: ";")[0] } ?? ""
-        return first.trimmingCharacters(in: .whitespaces)
     }
 }

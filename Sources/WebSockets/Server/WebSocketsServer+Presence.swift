@@ -54,8 +54,8 @@ extension WebSocketsServer {
         let name = change.eventName
         let user = change.user
         let event = WebSocketsEvent(
-            name: name, action: name, message: Message(action: name), language: "", user: user, session: "",
-            connection: "", server: address, owner: self)
+            name: name, action: name, message: Message(action: name), sessionLanguage: "", acceptLanguage: "",
+            user: user, session: "", connection: "", server: address, owner: self, origin: nil)
         var userLogger = logger
         userLogger[metadataKey: "user"] = "\(user.indexKey)"
         for handler in handlers.withLockedValue({ $0[name] ?? [] }) {
