@@ -2,6 +2,7 @@ import Dispatch
 import Foundation
 import NIOCore
 import NIOEmbedded
+import NIOHTTP1
 import Testing
 
 @testable import WebSockets
@@ -80,6 +81,35 @@ import Testing
         let close = try await bob.nextClose()
         #expect(close.before == [Message(action: "news", details: "before"), Message(action: "Server/close")])
         wakes.run()
+    }
+
+    /// The answers to requests pipelined in one read leave in one write: flushed once, when the read ends. Each
+    /// was flushed on its own before (3 flushes here).
+    @Test func answersToPipelinedRequestsAreFlushedOnceARead() throws {
+        final class FlushCounter: ChannelOutboundHandler {
+            typealias OutboundIn = NIOAny
+            var flushes = 0
+            func flush(context: ChannelHandlerContext) {
+                flushes += 1
+                context.flush()
+            }
+        }
+        let counter = FlushCounter()
+        let channel = EmbeddedChannel()
+        defer { _ = try? channel.finish() }
+        try channel.pipeline.syncOperations.addHandlers([
+            counter, ByteToMessageHandler(HTTPRequestDecoder()), HTTPResponseEncoder(), HTTPServerPipelineHandler(),
+            HTTPRequestHandler(immediate: { request in .response(.text(request.path)) }, responder: { _ in .text("") }),
+        ])
+        let requests = (1...3).map { "POST /\($0) HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n" }.joined()
+        try channel.writeInbound(ByteBuffer(string: requests))
+        var written = ""
+        while let part = try channel.readOutbound(as: IOData.self) {
+            if case .byteBuffer(let buffer) = part { written += String(buffer: buffer) }
+        }
+        #expect(written.components(separatedBy: "HTTP/1.1 200 OK").count == 4)
+        #expect(written.hasSuffix("/3"))
+        #expect(counter.flushes == 1)
     }
 
     private func flushes(_ harness: Harness) async throws -> Int {

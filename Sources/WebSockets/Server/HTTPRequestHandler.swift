@@ -45,6 +45,8 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var refused = false
     /// Whether the connection's reads were made larger.
     private var grownReads = false
+    /// Whether answers written during this read wait for its end to be flushed.
+    private var unflushed = false
 
     init(
         admit: @escaping RequestAdmitter = { _, _ in .accepted(bodyLimit: 4 << 20) },
@@ -108,7 +110,10 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
             let work: @Sendable () async -> HTTPServerResponse
             switch immediate?(request) {
             case .response(let response):
-                write(response, version: head.version, keepAlive: keepAlive, context: context)
+                // Flushed when the read ends (channelReadComplete, which NIO's pipelining handler also fires after
+                // the requests it held): the answers to a publisher's pipelined requests leave in one write. Each
+                // answer flushed alone was 20% of the server's samples with 8 targeted sends in flight.
+                write(response, version: head.version, keepAlive: keepAlive, context: context, flush: !keepAlive)
                 return
             case .task(let task):
                 work = task
@@ -137,8 +142,19 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         write(response, version: version, keepAlive: false, context: context)
     }
 
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if unflushed {
+            unflushed = false
+            context.flush()
+        }
+        context.fireChannelReadComplete()
+    }
+
+    /// Writes `response`; flushed at once unless `flush` is false (then at the end of the read). A response that
+    /// closes the connection is always flushed at once: the close waits for it.
     private func write(
-        _ response: HTTPServerResponse, version: HTTPVersion, keepAlive: Bool, context: ChannelHandlerContext
+        _ response: HTTPServerResponse, version: HTTPVersion, keepAlive: Bool, context: ChannelHandlerContext,
+        flush: Bool = true
     ) {
         var headers = response.headers
         headers.replaceOrAdd(name: "Content-Length", value: String(response.body.count))
@@ -150,8 +166,14 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
                 wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: response.body)))),
                 promise: nil)
         }
-        let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
         context.triggerUserOutboundEvent(HTTPConnectionEvent.responseSent, promise: nil)
+        guard flush || !keepAlive else {
+            context.write(wrapOutboundOut(.end(nil)), promise: nil)
+            unflushed = true
+            return
+        }
+        unflushed = false
+        let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
         if !keepAlive {
             let channel = context.channel
             done.whenComplete { _ in channel.close(promise: nil) }
