@@ -7,21 +7,16 @@ enum PostgresDeadline {
     /// How long one query (or one batch of them) may take.
     static let query = Duration.seconds(2)
 
-    /// Runs `operation`, failing after `limit`.
+    /// Runs `operation`, failing after `limit`. The operation is abandoned, not awaited: postgres-nio does not
+    /// stop a query when its task is cancelled, and a task group would wait for it (a query left waiting for good on
+    /// a connection PostgreSQL closed would then hold the caller for good too).
     static func bounded<T: Sendable>(
         _ limit: Duration = query, _ operation: @escaping @Sendable () async throws -> T
     ) async throws -> T {
-        try await withThrowingTaskGroup(of: T?.self) { group in
-            group.addTask { try await operation() }
-            group.addTask {
-                try await Task.sleep(for: limit)
-                return nil
-            }
-            defer { group.cancelAll() }
-            guard let first = try await group.next(), let value = first else {
-                throw ClusterError(description: "PostgreSQL did not answer within \(limit)")
-            }
-            return value
+        let start = ContinuousClock.now
+        return try await abandoning(checkingEvery: limit, operation) {
+            ContinuousClock.now - start >= limit
+                ? ClusterError(description: "PostgreSQL did not answer within \(limit)") : nil
         }
     }
 
@@ -30,34 +25,56 @@ enum PostgresDeadline {
     /// a transaction once never ended (its lease held through postgres-nio's forced shutdown, no lock wait on
     /// PostgreSQL's side: `lock_timeout` did not fire) and kept the server from stopping.
     static func untilCancelled<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+        try await abandoning(checkingEvery: nil, operation) { nil }
+    }
+
+    /// Runs `operation`, and stops waiting for it when the calling task is cancelled (throwing
+    /// `CancellationError`) or when `giveUp`, asked every `interval`, returns an error (thrown). The operation is
+    /// told (cancelled) and then finishes, or not, on its own.
+    static func abandoning<T: Sendable>(
+        checkingEvery interval: Duration?, _ operation: @escaping @Sendable () async throws -> T,
+        giveUp: @escaping @Sendable () -> (any Error)?
+    ) async throws -> T {
         let state = NIOLockedValueBox<CheckedContinuation<T, any Error>?>(nil)
-        let work = NIOLockedValueBox<Task<Void, Never>?>(nil)
+        let tasks = NIOLockedValueBox<[Task<Void, Never>]>([])
+        @Sendable func finish(_ result: Result<T, any Error>) {
+            let resumed = state.withLockedValue { pending -> Bool in
+                guard let continuation = pending else { return false }
+                pending = nil
+                continuation.resume(with: result)
+                return true
+            }
+            if resumed { for task in tasks.withLockedValue({ $0 }) { task.cancel() } }
+        }
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
                 state.withLockedValue { $0 = continuation }
-                let task = Task {
-                    let result: Result<T, any Error>
-                    do { result = .success(try await operation()) } catch { result = .failure(error) }
-                    state.withLockedValue { pending in
-                        pending?.resume(with: result)
-                        pending = nil
+                var started = [
+                    Task {
+                        let result: Result<T, any Error>
+                        do { result = .success(try await operation()) } catch { result = .failure(error) }
+                        finish(result)
                     }
+                ]
+                if let interval {
+                    started.append(
+                        Task {
+                            while !Task.isCancelled {
+                                try? await Task.sleep(for: interval)
+                                if let error = giveUp() {
+                                    finish(.failure(error))
+                                    return
+                                }
+                            }
+                        })
                 }
-                work.withLockedValue { $0 = task }
-                if Task.isCancelled {
-                    state.withLockedValue { pending in
-                        pending?.resume(throwing: CancellationError())
-                        pending = nil
-                    }
-                }
+                tasks.withLockedValue { $0 = started }
+                // Finished before the tasks were recorded: they are told now.
+                if state.withLockedValue({ $0 == nil }) { for task in started { task.cancel() } }
+                if Task.isCancelled { finish(.failure(CancellationError())) }
             }
         } onCancel: {
-            // The operation is told too, in case it listens.
-            work.withLockedValue { $0?.cancel() }
-            state.withLockedValue { pending in
-                pending?.resume(throwing: CancellationError())
-                pending = nil
-            }
+            finish(.failure(CancellationError()))
         }
     }
 

@@ -89,11 +89,12 @@ final class PresenceSync: Sendable {
             let present = Set(counts.filter { $0.tabs > 0 }.map(\.key))
             let brief = arrivals.filter { !present.contains($0.key) }
             do {
-                // Not bounded by a deadline: a write that succeeded after one would have its decisions thrown away
+                // No deadline on the whole: a write that succeeded after one would have its decisions thrown away
                 // (a User/online lost in CI, where the first write after a database restart took over 2 s). While
                 // PostgreSQL is away the write waits for a connection, and this server answers from its ledger.
-                let online = try await PostgresDeadline.untilCancelled {
-                    try await self.write(counts, brief: brief, replacing: everything)
+                // Only statements that stall are given up on, before COMMIT (TransactionWatch).
+                let online = try await watched("write") { watch in
+                    try await self.write(counts, brief: brief, replacing: everything, watch: watch)
                 }
                 writeEverything.withLockedValue { $0 = false }
                 unwrittenArrivals.withLockedValue { unwritten in
@@ -119,10 +120,64 @@ final class PresenceSync: Sendable {
         }
     }
 
+    /// How long a transaction's statements may make no progress before it is given up on (``TransactionWatch``):
+    /// longer than PostgreSQL's own limits on them (``limitWaits(_:)``), so that on a live database those fire first.
+    static let stallLimit = Duration.seconds(5)
+
+    /// Runs `transaction` until cancelled, giving it up (and throwing) once its statements stall for
+    /// ``stallLimit``; nothing it decided is then committed.
+    private func watched<T: Sendable>(
+        _ name: String, _ transaction: @escaping @Sendable (NIOLockedValueBox<TransactionWatch>) async throws -> T
+    ) async throws -> T {
+        let watch = NIOLockedValueBox(TransactionWatch(now: DispatchTime.now().uptimeNanoseconds))
+        let limit = UInt64(Self.stallLimit.components.seconds) * 1_000_000_000
+        return try await PostgresDeadline.abandoning(checkingEvery: .milliseconds(250)) {
+            try await transaction(watch)
+        } giveUp: {
+            let now = DispatchTime.now().uptimeNanoseconds
+            guard watch.withLockedValue({ $0.abandonIfStalled(now: now, limit: limit) }) else { return nil }
+            return ClusterError(description: "presence \(name) stalled for \(Self.stallLimit): given up, not committed")
+        }
+    }
+
+    /// Marks progress of a watched transaction, at each statement; throws when it was given up on, so that it rolls
+    /// back instead of going on (and, at the end of its statements, `finished`, instead of committing).
+    private static func step(_ watch: NIOLockedValueBox<TransactionWatch>, finished: Bool = false) throws {
+        let goesOn = watch.withLockedValue { watch in
+            finished ? watch.finishStatements() : watch.progressed(now: DispatchTime.now().uptimeNanoseconds)
+        }
+        guard goesOn else { throw ClusterError(description: "given up on while stalled: rolled back") }
+    }
+
+    /// Runs `body` in a transaction, with a step of `watch` at each of its own statements (postgres-nio's
+    /// `withTransaction` has none around its `BEGIN`, which once never returned).
+    private func transaction<T: Sendable>(
+        _ watch: NIOLockedValueBox<TransactionWatch>, _ body: (PostgresConnection) async throws -> T
+    ) async throws -> T {
+        let logger = self.logger
+        return try await client.withConnection { connection in
+            try Self.step(watch)
+            try await connection.query("BEGIN", logger: logger)
+            do {
+                try Self.step(watch)
+                try await Self.limitWaits(connection)
+                try Self.step(watch)
+                let value = try await body(connection)
+                try Self.step(watch, finished: true)
+                try await connection.query("COMMIT", logger: logger)
+                return value
+            } catch {
+                _ = try? await connection.query("ROLLBACK", logger: logger)
+                throw error
+            }
+        }
+    }
+
     /// Writes this server's counts (all of them when `replacing`), and the `brief` stays (users who arrived and left
     /// between two writes: online now, empty since now); returns the users this write brought online.
     private func write(
-        _ counts: [PresenceLedger.LocalCount], brief: [PresenceLedger.LocalCount], replacing: Bool
+        _ counts: [PresenceLedger.LocalCount], brief: [PresenceLedger.LocalCount], replacing: Bool,
+        watch: NIOLockedValueBox<TransactionWatch>
     ) async throws -> [PresenceLedger.Change] {
         let present = counts.filter { $0.tabs > 0 }
         let gone = counts.filter { $0.tabs == 0 }.map(\.key)
@@ -132,12 +187,12 @@ final class PresenceSync: Sendable {
         let tabs = present.map { Int64($0.tabs) }
         let server = serverID
         let logger = self.logger
-        return try await client.withTransaction(logger: logger) { connection in
-            try await Self.limitWaits(connection)
+        return try await transaction(watch) { connection in
             if replacing {
                 try await connection.query(
                     "DELETE FROM websockets_presence WHERE server = \(server) AND NOT (user_key = ANY(\(keys)::text[]))",
                     logger: logger)
+                try Self.step(watch)
             }
             var online: [PresenceLedger.Change] = []
             if !present.isEmpty {
@@ -148,6 +203,7 @@ final class PresenceSync: Sendable {
                     ON CONFLICT (server, user_key) DO UPDATE
                     SET user_value = EXCLUDED.user_value, groups = EXCLUDED.groups, tabs = EXCLUDED.tabs
                     """, logger: logger)
+                try Self.step(watch)
                 // The row's creation is the decision; its NOTIFY (sent at commit) tells every server's browsers.
                 let rows = try await connection.query(
                     """
@@ -159,6 +215,7 @@ final class PresenceSync: Sendable {
                     \(unescaped: Self.announced(online: true, filter: "inserted"))
                     """, logger: logger)
                 online += try await Self.decisions(rows, online: true)
+                try Self.step(watch)
             }
             if !brief.isEmpty {
                 let rows = try await connection.query(
@@ -171,25 +228,28 @@ final class PresenceSync: Sendable {
                     \(unescaped: Self.announced(online: true))
                     """, logger: logger)
                 online += try await Self.decisions(rows, online: true)
+                try Self.step(watch)
             }
             if !gone.isEmpty || replacing {
                 try await connection.query(
                     "DELETE FROM websockets_presence WHERE server = \(server) AND user_key = ANY(\(gone)::text[])",
                     logger: logger)
+                try Self.step(watch)
                 try await connection.query(PostgresQuery(unsafeSQL: Self.markEmptied), logger: logger)
+                try Self.step(watch)
             }
             try await connection.query("SELECT pg_notify('websockets_presence', \(server))", logger: logger)
             return online
         }
     }
 
-    /// Bounds the transaction's statements on PostgreSQL's side: a write or a sweep waiting for a lock forever (seen
-    /// in the tests, where a server's write then kept its shutdown from ending) fails and is made again, and being
-    /// PostgreSQL's own abort, nothing of it was committed, so no decision is lost (a deadline on this side could
-    /// throw away the decisions of a statement that succeeded after it).
+    /// Bounds the transaction's statements on PostgreSQL's side (3 s for a lock, 4 s a statement; they touch a few
+    /// rows): a write or a sweep waiting for a lock forever (seen in the tests, where a server's write then kept its
+    /// shutdown from ending) fails and is made again, and being PostgreSQL's own abort, nothing of it was
+    /// committed, so no decision is lost. Under ``stallLimit``, so that on a live database these fire first.
     private static func limitWaits(_ connection: PostgresConnection) async throws {
         try await connection.query(
-            "SELECT set_config('lock_timeout', '5s', true), set_config('statement_timeout', '15s', true)",
+            "SELECT set_config('lock_timeout', '3s', true), set_config('statement_timeout', '4s', true)",
             logger: Logger(label: "websockets.presence"))
     }
 
@@ -215,8 +275,8 @@ final class PresenceSync: Sendable {
             try? await Task.sleep(for: .milliseconds(Int64.random(in: 800...1200)))
             if Task.isCancelled { return }
             do {
-                // Not bounded either: its DELETE's decisions must not be thrown away.
-                let offline = try await PostgresDeadline.untilCancelled { try await self.sweep() }
+                // Watched as the write is: given up on only while it has not committed.
+                let offline = try await watched("sweep") { watch in try await self.sweep(watch: watch) }
                 for change in offline { changes.yield(change) }
             } catch {
                 logger.debug("presence sweep failed", metadata: ["error": "\(String(reflecting: error))"])
@@ -226,25 +286,26 @@ final class PresenceSync: Sendable {
 
     /// Marks users without a tab on a live server, clears the mark of those with one again, and removes those
     /// marked for longer than the grace; the users removed by this server.
-    private func sweep() async throws -> [PresenceLedger.Change] {
+    private func sweep(watch: NIOLockedValueBox<TransactionWatch>) async throws -> [PresenceLedger.Change] {
         let live = """
             EXISTS (SELECT 1 FROM websockets_presence p JOIN websockets_pool s ON s.server = p.server
                     WHERE p.user_key = o.user_key AND s.heartbeat > now() - interval '30 seconds')
             """
         let (grace, logger) = (self.grace, self.logger)
-        return try await client.withTransaction(logger: logger) { connection in
-            try await Self.limitWaits(connection)
+        return try await transaction(watch) { connection in
             try await connection.query(
                 PostgresQuery(
                     unsafeSQL:
                         "UPDATE websockets_online o SET empty_since = now() WHERE o.empty_since IS NULL AND NOT \(live)"
                 ),
                 logger: logger)
+            try Self.step(watch)
             try await connection.query(
                 PostgresQuery(
                     unsafeSQL:
                         "UPDATE websockets_online o SET empty_since = NULL WHERE o.empty_since IS NOT NULL AND \(live)"),
                 logger: logger)
+            try Self.step(watch)
             let rows = try await connection.query(
                 PostgresQuery(
                     unsafeSQL: """
