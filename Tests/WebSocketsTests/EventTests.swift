@@ -94,6 +94,24 @@ import Testing
         #expect(offLoop.withLockedValue { $0 } == 0)
     }
 
+    /// A reply is written on the loop at once, but `Server/close_by_user` as a reply still does what it does in any
+    /// send: it closes the user's tabs (the seed's rule), and is not written as a message.
+    @Test func aClosingActionAsAReplyClosesAsAnySendDoes() async throws {
+        let harness = try await Harness.start { $0.messageEndpoint = "none" }
+        defer { Task { await harness.stop() } }
+        harness.server.on("WebSockets/message") { event in
+            if event.action == "bye" { event.reply("Server/close_by_user", event.user) }
+        }
+        let first = try await harness.connect("alice")
+        let second = try await harness.connect("alice")
+        try await first.send("bye", nil)
+        for socket in [first, second] {
+            let close = try await socket.nextClose()
+            #expect(close.before == [Message(action: "Server/close")])
+            #expect(close.code == 1000)
+        }
+    }
+
     @Test func siteFailuresAnswerTheBrowserWithAnError() async throws {
         // Long enough that a loaded machine still gets the 500 in time; the hanging call runs into it.
         let harness = try await Harness.start { $0.siteTimeout = 2 }

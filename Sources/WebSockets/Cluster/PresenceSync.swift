@@ -106,6 +106,8 @@ final class PresenceSync: Sendable {
             } catch {
                 // What was taken is lost with the failed transaction: the next write says everything again.
                 writeEverything.withLockedValue { $0 = true }
+                // Cancelled: the server is stopping, and `leave()` removes its rows; nothing to warn about.
+                if Task.isCancelled { return }
                 if failures == 0 {
                     logger.warning(
                         "presence could not be written: kept here until PostgreSQL answers",

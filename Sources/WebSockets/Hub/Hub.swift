@@ -207,9 +207,9 @@ public final class Hub: Sendable {
     public func deliver(_ send: Send, id: Int64? = nil) -> Int {
         metrics.sends(send.sendTo).increment()
         switch send.action {
-        case "Server/close_by_session":
+        case Self.closeBySession:
             return closeForGood(recipients(of: SendSelection(.sessions, target: send.details)))
-        case "Server/close_by_user":
+        case Self.closeByUser:
             return closeForGood(recipients(of: SendSelection(.specificUsers, target: send.details)))
         default:
             break
@@ -242,10 +242,23 @@ public final class Hub: Sendable {
         return count
     }
 
+    private static let closeBySession = "Server/close_by_session"
+    private static let closeByUser = "Server/close_by_user"
+    /// The actions that close connections instead of reaching them (the seed's).
+    private static let closingActions: Set = [closeBySession, closeByUser]
+
     /// Sends `message` to `connection` alone (an in-process handler's reply): counted and checked as a send to that
     /// connection, but written at once when called on the connection's loop, where in-process handlers run, rather
     /// than queued for the loop's writer (a lock, a task and a lookup by id fewer per echo).
     func reply(_ message: Message, to connection: Connection) {
+        guard !Self.closingActions.contains(message.action) else {
+            // Not a message: the same close as from any other send.
+            deliver(
+                Send(
+                    action: message.action, rawDetails: message.rawDetails, sendTo: .connections,
+                    target: .string(connection.id)))
+            return
+        }
         metrics.sends(.connections).increment()
         let frame = ServerFrame.text(message.encoded())
         guard connection.eventLoop.inEventLoop else {
