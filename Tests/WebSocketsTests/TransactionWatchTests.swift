@@ -51,6 +51,17 @@ import Testing
         held.withLockedValue { $0?.resume() }
     }
 
+    /// An operation finishing while its caller is cancelled: the continuation was once resumed under the lock the
+    /// cancellation handler takes (under its task's status lock), and the two threads deadlocked (CI, the presence
+    /// listener cancelling its refresher as its read finished).
+    @Test func finishingWhileCancelledDoesNotDeadlock() async {
+        for _ in 0..<20_000 {
+            let caller = Task { try await PostgresDeadline.untilCancelled { 1 } }
+            caller.cancel()
+            _ = try? await caller.value
+        }
+    }
+
     @Test func aWatchedOperationIsGivenUpWhenAskedAndOtherwiseAwaited() async throws {
         let giveUp = NIOLockedValueBox(false)
         let held = NIOLockedValueBox<CheckedContinuation<Void, Never>?>(nil)

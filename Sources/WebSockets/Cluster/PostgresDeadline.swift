@@ -38,13 +38,16 @@ enum PostgresDeadline {
         let state = NIOLockedValueBox<CheckedContinuation<T, any Error>?>(nil)
         let tasks = NIOLockedValueBox<[Task<Void, Never>]>([])
         @Sendable func finish(_ result: Result<T, any Error>) {
-            let resumed = state.withLockedValue { pending -> Bool in
-                guard let continuation = pending else { return false }
-                pending = nil
-                continuation.resume(with: result)
-                return true
+            // Resumed outside the lock: a cancellation handler runs under its task's status lock and takes this
+            // lock, while resuming takes the task's status lock. Resuming under this lock deadlocked the two (CI:
+            // the presence listener cancelling its refresher as its read finished; every test then waited).
+            let taken = state.withLockedValue { pending -> CheckedContinuation<T, any Error>? in
+                defer { pending = nil }
+                return pending
             }
-            if resumed { for task in tasks.withLockedValue({ $0 }) { task.cancel() } }
+            guard let continuation = taken else { return }
+            continuation.resume(with: result)
+            for task in tasks.withLockedValue({ $0 }) { task.cancel() }
         }
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
