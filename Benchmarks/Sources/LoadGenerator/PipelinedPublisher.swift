@@ -66,14 +66,13 @@ struct PipelinedPublisher {
         } catch {
             return (0, Int(rate * seconds))
         }
-        let total = Int(rate * seconds)
-        let start = DispatchTime.now().uptimeNanoseconds
+        // Paced from the connection's start, not from before it.
+        let pacer = SendPacer(rate: rate, seconds: seconds)
         var sent = 0
-        while sent < total, !closed.withLockedValue({ $0 }) {
-            let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-            if elapsed > seconds * 1.5 { break }
+        while sent < pacer.total, !closed.withLockedValue({ $0 }) {
+            guard let due = pacer.due() else { break }
             var wrote = false
-            while sent < min(total, Int(elapsed * rate) + 1), inFlight.withLockedValue({ $0 }) < depth {
+            while sent < due, inFlight.withLockedValue({ $0 }) < depth {
                 inFlight.withLockedValue { $0 += 1 }
                 for part in Self.parts(of: request(sent), port: port) { channel.write(part, promise: nil) }
                 sent += 1

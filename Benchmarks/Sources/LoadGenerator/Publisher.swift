@@ -13,16 +13,14 @@ struct Publisher {
     func run(rate: Double, seconds: Double, request: @escaping @Sendable (Int) -> HTTPClientRequest) async -> (
         sent: Int, failed: Int
     ) {
-        let total = Int(rate * seconds)
+        let pacer = SendPacer(rate: rate, seconds: seconds)
         let inFlight = NIOLockedValueBox(0)
         let failed = NIOLockedValueBox(0)
-        let start = DispatchTime.now().uptimeNanoseconds
         var sent = 0
         await withTaskGroup(of: Void.self) { group in
-            while sent < total {
-                let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-                if elapsed > seconds * 1.5 { break }
-                while sent < min(total, Int(elapsed * rate) + 1), inFlight.withLockedValue({ $0 }) < inFlightLimit {
+            while sent < pacer.total {
+                guard let due = pacer.due() else { break }
+                while sent < due, inFlight.withLockedValue({ $0 }) < inFlightLimit {
                     inFlight.withLockedValue { $0 += 1 }
                     let index = sent
                     group.addTask {

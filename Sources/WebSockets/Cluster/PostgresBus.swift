@@ -31,7 +31,7 @@ final class PostgresBus: MessageBus, Sendable {
     /// The task group of the client and the parts.
     private let running = NIOLockedValueBox<Task<Void, Never>?>(nil)
     /// The parts still running, by name: named in the log when they do not stop in time.
-    private let runningParts = NIOLockedValueBox<Set<String>>([])
+    private let runningParts = RunningParts()
     /// How long the parts have to stop once cancelled.
     static let stopTimeout = Duration.seconds(10)
 
@@ -101,19 +101,12 @@ final class PostgresBus: MessageBus, Sendable {
         let runningParts = self.runningParts
         let task = Task {
             await withTaskGroup(of: Void.self) { group in
-                func add(_ name: String, _ part: @escaping @Sendable () async -> Void) {
-                    runningParts.withLockedValue { _ = $0.insert(name) }
-                    group.addTask {
-                        await part()
-                        runningParts.withLockedValue { _ = $0.remove(name) }
-                    }
-                }
-                add("client") { await client.run() }
+                runningParts.add("client", to: &group) { await client.run() }
                 for await reader in parts {
-                    add("reader") { await reader.run() }
-                    add("publisher") { await publisher.run() }
-                    add("pool") { await pool.run() }
-                    add("presence") { await presenceSync.run() }
+                    runningParts.add("reader", to: &group) { await reader.run() }
+                    runningParts.add("publisher", to: &group) { await publisher.run() }
+                    runningParts.add("pool", to: &group) { await pool.run() }
+                    runningParts.add("presence", to: &group) { await presenceSync.run() }
                 }
                 await group.waitForAll()
             }
@@ -147,31 +140,12 @@ final class PostgresBus: MessageBus, Sendable {
         task.cancel()
         // Bounded: a part that does not stop must not keep the process from ending (a server once stayed up, not
         // listening, after SIGTERM in the tests). Then the part is named, for the next person to look.
-        let stopped = await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
-            // Not a task group: it would wait for its child awaiting the parts anyway.
-            let resumed = NIOLockedValueBox(false)
-            @Sendable func finish(_ stopped: Bool) {
-                let first = resumed.withLockedValue { resumed -> Bool in
-                    defer { resumed = true }
-                    return !resumed
-                }
-                if first { continuation.resume(returning: stopped) }
-            }
-            Task {
-                await task.value
-                finish(true)
-            }
-            Task {
-                try? await Task.sleep(for: Self.stopTimeout)
-                finish(false)
-            }
-        }
+        let stopped = (try? await PostgresDeadline.bounded(Self.stopTimeout) { await task.value }) != nil
         if !stopped {
             logger.error(
                 "cluster bus: parts did not stop in time; leaving them",
                 metadata: [
-                    "parts": "\(runningParts.withLockedValue { $0.sorted() })",
-                    "presence": "\(presenceSync.running.withLockedValue { $0.sorted() })",
+                    "parts": "\(runningParts.sorted)", "presence": "\(presenceSync.running.sorted)",
                 ])
         }
     }

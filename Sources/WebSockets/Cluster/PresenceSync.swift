@@ -48,20 +48,14 @@ final class PresenceSync: Sendable {
     }
 
     /// The loops still running, by name (for the log of a shutdown that did not end in time).
-    let running = NIOLockedValueBox<Set<String>>([])
+    let running = RunningParts()
 
     /// Writes, sweeps and listens until cancelled.
     func run() async {
         await withTaskGroup(of: Void.self) { group in
-            for (name, loop) in [
-                ("write", writeLoop), ("sweep", sweepLoop), ("listen", listenLoop),
-            ] as [(String, @Sendable () async -> Void)] {
-                running.withLockedValue { _ = $0.insert(name) }
-                group.addTask {
-                    await loop()
-                    self.running.withLockedValue { _ = $0.remove(name) }
-                }
-            }
+            running.add("write", to: &group, writeLoop)
+            running.add("sweep", to: &group, sweepLoop)
+            running.add("listen", to: &group, listenLoop)
             await group.waitForAll()
         }
         changes.finish()
