@@ -179,7 +179,9 @@ final class LoopShard: Sendable {
         record(frames: count, flushes: flushes)
         if local.passIndex < local.pass.count || local.log.head > local.passFrom {
             local.passScheduled = true
-            eventLoop.execute {
+            // After the loop's ready I/O: the publisher's next requests are read, answered and join this pass, and
+            // the loop's other connections are served between parts (with `execute` the whole pass ran first).
+            eventLoop.executeAfterPendingIO {
                 let local = self.local.value
                 local.passScheduled = false
                 self.continuePass(local, now: Int64(Date().timeIntervalSince1970))

@@ -1,0 +1,69 @@
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import Testing
+
+@testable import WebSockets
+
+/// A task queued with `executeAfterPendingIO` runs after the loop has read what is ready, where a chain of
+/// `execute`d tasks runs to its end before any read: the parts of a broadcast pass must let the loop read between
+/// them.
+@Suite struct EventLoopAfterIOTests {
+    /// Bytes are written to a socket of the loop, then four parts run, each queueing the next. The read comes right
+    /// after the first part (asserted: before the last, since a thread preempted for longer than the yield between
+    /// queueing a part and the loop's next look at its tasks runs that part without polling). With `execute` for
+    /// the next part, all four parts ran before the read.
+    @Test func aChainOfPartsLetsTheLoopReadBetweenThem() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let log = NIOLockedValueBox<[String]>([])
+        let server = try await ServerBootstrap(group: group)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(ReadRecorder(log: log))
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        let client = try await ClientBootstrap(group: group).connect(to: server.localAddress!).get()
+        let loop = group.next()
+        let parts = 4
+        let done = loop.makePromise(of: Void.self)
+        // Wait until the server side's child is registered and reading, so that the bytes are its next read.
+        try await client.writeAndFlush(ByteBuffer(string: "hello")).get()
+        try await eventually("the first read") { log.withLockedValue { $0 } == ["read"] }
+        log.withLockedValue { $0 = [] }
+
+        @Sendable func part(_ number: Int) {
+            log.withLockedValue { $0.append("part \(number)") }
+            if number + 1 < parts {
+                loop.executeAfterPendingIO { part(number + 1) }
+            } else {
+                done.succeed()
+            }
+        }
+        loop.execute {
+            // Written on the loop: the bytes are in the server socket's buffer before the first part ends.
+            client.writeAndFlush(ByteBuffer(string: "again"), promise: nil)
+            part(0)
+        }
+        try await done.futureResult.get()
+        let events = log.withLockedValue { $0 }
+        #expect(events.filter { $0 != "read" } == ["part 0", "part 1", "part 2", "part 3"])
+        #expect((events.firstIndex(of: "read") ?? .max) < events.firstIndex(of: "part 3") ?? -1)
+        try await client.close()
+        try await server.close()
+        try await group.shutdownGracefully()
+    }
+}
+
+private final class ReadRecorder: ChannelInboundHandler, Sendable {
+    typealias InboundIn = ByteBuffer
+    let log: NIOLockedValueBox<[String]>
+
+    init(log: NIOLockedValueBox<[String]>) {
+        self.log = log
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        log.withLockedValue { $0.append("read") }
+    }
+}
