@@ -29,15 +29,15 @@ final class Bench {
     enum PublisherModel: String {
         /// Up to 8 requests in flight, each on a connection of its own (libcurl's pool).
         case concurrent = "8 concurrent connections"
-        /// Up to 8 requests pipelined on one keep-alive connection.
-        case pipelined = "one pipelined connection, 8 in flight"
+        /// Up to `--pipeline-depth` requests (8 unless told) pipelined on one keep-alive connection.
+        case pipelined = "one pipelined connection"
     }
 
-    init(peer: Peer, key: String, curl: CurlClient) {
+    init(peer: Peer, key: String, curl: CurlClient, pipelineDepth: Int = 8) {
         self.peer = peer
         self.key = key
         self.publisher = Publisher(curl: curl, inFlightLimit: 8)
-        self.pipelined = PipelinedPublisher(port: peer.port, depth: 8)
+        self.pipelined = PipelinedPublisher(port: peer.port, depth: pipelineDepth)
     }
 
     /// Connection `index` belongs to user `index % users + 1` (so the first `users` connections are one tab of

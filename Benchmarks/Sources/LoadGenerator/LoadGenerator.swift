@@ -8,7 +8,7 @@ import WebSocketsLaunch
 /// The benchmarks of issue 5: our server side by side with Node `ws` and Nchan, in one run.
 ///
 ///     LoadGenerator run [--peers ws,socketio,nchan,ours,floor] [--subscribers 10000] [--idle 19000] [--users 9500]
-///                       [--storm 10000] [--sessions 1000] [--echo 100]
+///                       [--storm 10000] [--sessions 1000] [--echo 100] [--pipeline-depth 8]
 ///                       [--idle-only yes] [--only broadcast,echo,targeted]
 ///                       [--broadcast-rates 5.9,10 [--publisher pipelined|concurrent]]
 ///     LoadGenerator serve PORT SITE KEY      (our server with an in-process echo handler; used by run)
@@ -58,6 +58,8 @@ struct LoadGenerator {
         var storm = 10_000
         var sessions = 1_000
         var echo = 100
+        /// How many requests the pipelined publisher keeps in flight.
+        var pipelineDepth = 8
         /// Only connections, idle memory and the storm: no sends.
         var idleOnly = false
         /// Broadcasts per second to measure for 10 s each instead of everything else (for profiling a rate).
@@ -90,6 +92,7 @@ struct LoadGenerator {
                 case "--storm": storm = Int(value) ?? storm
                 case "--sessions": sessions = Int(value) ?? sessions
                 case "--echo": echo = Int(value) ?? echo
+                case "--pipeline-depth": pipelineDepth = max(1, Int(value) ?? pipelineDepth)
                 case "--idle-only": idleOnly = value == "yes"
                 case "--broadcast-rates": broadcastRates = value.split(separator: ",").compactMap { Double($0) }
                 case "--publisher": publisher = value == "pipelined" ? .pipelined : .concurrent
@@ -172,7 +175,7 @@ struct LoadGenerator {
             say("\n## \(kind.rawValue)")
             let peer = try await Peer.start(kind, siteURL: siteURL, key: key, core: "0")
             defer { peer.stop() }
-            let bench = Bench(peer: peer, key: key, curl: curl)
+            let bench = Bench(peer: peer, key: key, curl: curl, pipelineDepth: options.pipelineDepth)
             do {
                 try await measure(peer: peer, bench: bench, options: options, report: &report)
             } catch {
@@ -200,7 +203,7 @@ struct LoadGenerator {
             say("\n## Reconnect storm (ours)")
             let peer = try await Peer.start(.ours, siteURL: siteURL, key: key, core: "0")
             defer { peer.stop() }
-            let bench = Bench(peer: peer, key: key, curl: curl)
+            let bench = Bench(peer: peer, key: key, curl: curl, pipelineDepth: options.pipelineDepth)
             let before = siteRequests.withLockedValue { $0 }
             let started = ContinuousClock.now
             try await bench.connect(upTo: options.storm, users: options.sessions, sharedSessions: true, inFlight: 1000)
@@ -301,7 +304,9 @@ struct LoadGenerator {
         say("  at 50% of its peak:")
         log(half)
         report.set(kind, "targeted50", half)
-        say("Sends to random single users, \(Bench.PublisherModel.pipelined.rawValue):")
+        say(
+            "Sends to random single users, \(Bench.PublisherModel.pipelined.rawValue), \(options.pipelineDepth) in flight:"
+        )
         let pipelined = await bench.ladder(
             start: 500, users: options.users, deliveriesPerSend: perSend, model: .pipelined, log: log)
         report.set(kind, "targetedPipelinedMax", pipelined.delivered / Double(perSend))
@@ -327,7 +332,9 @@ struct LoadGenerator {
         let best = peak.delivered
         report.set(kind, "broadcastMax", best)
         report.set(kind, "broadcastPeak", peak)
-        say("Broadcast to \(options.subscribers), \(Bench.PublisherModel.pipelined.rawValue):")
+        say(
+            "Broadcast to \(options.subscribers), \(Bench.PublisherModel.pipelined.rawValue), \(options.pipelineDepth) "
+                + "in flight:")
         let pipelinedPeak = await bench.ladder(
             start: 2, users: nil, deliveriesPerSend: options.subscribers, model: .pipelined, log: log)
         report.set(kind, "broadcastPipelinedMax", pipelinedPeak.delivered)

@@ -38,7 +38,7 @@ struct Report {
         let peers = options.peers
         let rows: [Row] = [
             (
-                "Broadcast to \(options.subscribers), one pipelined publisher connection (8 in flight): max deliveries/s",
+                "Broadcast to \(options.subscribers), one pipelined publisher connection (\(options.pipelineDepth) in flight): max deliveries/s",
                 true, { numbers["\($0)/broadcastPipelinedMax"] }
             ),
             ("  CPU µs per delivery at that peak", false, { steps["\($0)/broadcastPipelinedPeak"]?.cpuPerDelivery }),
@@ -82,7 +82,8 @@ struct Report {
                 { steps["\($0)/targetedPeak"].map { $0.cpuPerDelivery * Double(options.idle / options.users) } }
             ),
             (
-                "Targeted sends, one pipelined publisher connection: max sends/s", true,
+                "Targeted sends, one pipelined publisher connection (\(options.pipelineDepth) in flight): max sends/s",
+                true,
                 { numbers["\($0)/targetedPipelinedMax"] }
             ),
             (
