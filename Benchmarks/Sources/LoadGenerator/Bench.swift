@@ -33,7 +33,13 @@ final class Bench {
         case pipelined = "one pipelined connection"
     }
 
-    init(peer: Peer, key: String, curl: CurlClient, pipelineDepth: Int = 8) {
+    /// Appended to every broadcast's details (`,"pad":"xxx…"`) to make its frame about `--message-bytes` long.
+    private let padding: String
+
+    init(peer: Peer, key: String, curl: CurlClient, pipelineDepth: Int = 8, messageBytes: Int = 0) {
+        // `["b",{"ts":<16 to 19 digits>}]` is about 28 bytes; `,"pad":""` adds 9, then the padding itself.
+        let pad = messageBytes - 28 - 9
+        self.padding = pad > 0 ? ",\"pad\":\"" + String(repeating: "x", count: pad) + "\"" : ""
         self.peer = peer
         self.key = key
         self.publisher = Publisher(curl: curl, inFlightLimit: 8)
@@ -92,8 +98,9 @@ final class Bench {
         let start = DispatchTime.now().uptimeNanoseconds
         let peer = self.peer
         let key = self.key
+        let padding = self.padding
         let request: @Sendable (Int) -> HTTPClientRequest = { _ in
-            let message = #"["b",{"ts":\#(DispatchTime.now().uptimeNanoseconds)}]"#
+            let message = #"["b",{"ts":\#(DispatchTime.now().uptimeNanoseconds)\#(padding)}]"#
             return peer.publish(message, user: users.map { Int.random(in: 1...$0) }, key: key)
         }
         let (sent, failed) =

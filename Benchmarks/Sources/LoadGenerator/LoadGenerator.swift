@@ -8,7 +8,7 @@ import WebSocketsLaunch
 /// The benchmarks of issue 5: our server side by side with Node `ws` and Nchan, in one run.
 ///
 ///     LoadGenerator run [--peers ws,socketio,nchan,ours,floor] [--subscribers 10000] [--idle 19000] [--users 9500]
-///                       [--storm 10000] [--sessions 1000] [--echo 100] [--pipeline-depth 8]
+///                       [--storm 10000] [--sessions 1000] [--echo 100] [--pipeline-depth 8] [--message-bytes 28]
 ///                       [--idle-only yes] [--only broadcast,echo,targeted]
 ///                       [--broadcast-rates 5.9,10 [--publisher pipelined|concurrent]]
 ///     LoadGenerator serve PORT SITE KEY      (our server with an in-process echo handler; used by run)
@@ -60,6 +60,8 @@ struct LoadGenerator {
         var echo = 100
         /// How many requests the pipelined publisher keeps in flight.
         var pipelineDepth = 8
+        /// The broadcasts' and targeted sends' message length, padded (28, unpadded, unless told).
+        var messageBytes = 0
         /// Only connections, idle memory and the storm: no sends.
         var idleOnly = false
         /// Broadcasts per second to measure for 10 s each instead of everything else (for profiling a rate).
@@ -93,6 +95,7 @@ struct LoadGenerator {
                 case "--sessions": sessions = Int(value) ?? sessions
                 case "--echo": echo = Int(value) ?? echo
                 case "--pipeline-depth": pipelineDepth = max(1, Int(value) ?? pipelineDepth)
+                case "--message-bytes": messageBytes = Int(value) ?? messageBytes
                 case "--idle-only": idleOnly = value == "yes"
                 case "--broadcast-rates": broadcastRates = value.split(separator: ",").compactMap { Double($0) }
                 case "--publisher": publisher = value == "pipelined" ? .pipelined : .concurrent
@@ -175,7 +178,9 @@ struct LoadGenerator {
             say("\n## \(kind.rawValue)")
             let peer = try await Peer.start(kind, siteURL: siteURL, key: key, core: "0")
             defer { peer.stop() }
-            let bench = Bench(peer: peer, key: key, curl: curl, pipelineDepth: options.pipelineDepth)
+            let bench = Bench(
+                peer: peer, key: key, curl: curl, pipelineDepth: options.pipelineDepth,
+                messageBytes: options.messageBytes)
             do {
                 try await measure(peer: peer, bench: bench, options: options, report: &report)
             } catch {
@@ -203,7 +208,9 @@ struct LoadGenerator {
             say("\n## Reconnect storm (ours)")
             let peer = try await Peer.start(.ours, siteURL: siteURL, key: key, core: "0")
             defer { peer.stop() }
-            let bench = Bench(peer: peer, key: key, curl: curl, pipelineDepth: options.pipelineDepth)
+            let bench = Bench(
+                peer: peer, key: key, curl: curl, pipelineDepth: options.pipelineDepth,
+                messageBytes: options.messageBytes)
             let before = siteRequests.withLockedValue { $0 }
             let started = ContinuousClock.now
             try await bench.connect(upTo: options.storm, users: options.sessions, sharedSessions: true, inFlight: 1000)
@@ -272,7 +279,8 @@ struct LoadGenerator {
                     String(
                         format: "  %.1f broadcasts/s: %.0f delivered/s, p50/p99/p99.9 %.1f/%.1f/%.1f ms, %.2f µs CPU "
                             + "and %.2f write calls per delivery", rate, step.delivered, step.p50, step.p99,
-                        step.p999, step.cpuPerDelivery, step.writesPerDelivery))
+                        step.p999, step.cpuPerDelivery, step.writesPerDelivery)
+                        + (step.failed > 0 ? " (\(step.failed) failed)" : ""))
             }
             return
         }
