@@ -48,6 +48,41 @@ import Testing
         }
     }
 
+    /// A presence table locked for longer than the servers' lock timeout (a migration, an administrator's long
+    /// transaction): every write and sweep that waited on it fails after 3 s and is counted, and presence catches up
+    /// once the lock is gone.
+    @Test func aLockedPresenceTableIsCountedAndCaughtUpWith() async throws {
+        let cluster = try await Cluster.start(2) { $0.presenceGrace = 3 }
+        defer { cluster.postgres.shutdown() }
+        defer { Task { await cluster.stopServers() } }
+        let alice = try await cluster.connect("alice", to: 0)
+        try await eventually(timeout: .seconds(5)) { count(cluster.site, "User/online") == 1 }
+        #expect(cluster.servers.map(presenceFailures) == [0, 0])
+
+        async let locked = cluster.postgres.psql(
+            "BEGIN; LOCK TABLE websockets_presence IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(4.5); COMMIT;")
+        try await Task.sleep(for: .milliseconds(300))
+        let bob = try await cluster.connect("bob", to: 1)
+        _ = try await locked
+        // Each server sweeps every second: its first sweep under the lock failed on PostgreSQL's lock timeout.
+        #expect(cluster.servers.allSatisfy { presenceFailures($0) >= 1 })
+
+        // Bob, who came while the table was locked, is announced once it is free; alice stayed throughout.
+        try await eventually(timeout: .seconds(10)) { count(cluster.site, "User/online", user: 2) == 1 }
+        #expect(count(cluster.site, "User/online") == 1)
+        #expect(count(cluster.site, "User/offline") == 0)
+        await alice.close()
+        await bob.close()
+    }
+
+    /// The `websockets_presence_failures_total` of `server`, all labels (each is `database` here).
+    private func presenceFailures(_ server: WebSocketsServer) -> Double {
+        String(decoding: server.metrics.render(), as: UTF8.self).split(separator: "\n")
+            .filter { $0.hasPrefix(#"websockets_presence_failures_total{"#) }
+            .compactMap { $0.split(separator: " ").last.flatMap { Double($0) } }
+            .reduce(0, +)
+    }
+
     @Test func aPostgresRestartMakesNoDuplicateOrMissingEvent() async throws {
         // A grace of 3 s: each server writes again within 800 ms of PostgreSQL's return, then a sweep takes up to
         // 1.2 s; with 1 s, a user who moved servers during the outage could be swept before the write.

@@ -67,7 +67,8 @@ final class PostgresBus: MessageBus, Sendable {
             client: client, logger: logger, serverID: serverID, address: address, retention: retention)
         replay = MessageReplay(client: client, logger: logger)
         presenceSync = PresenceSync(
-            client: client, logger: logger, serverID: serverID, grace: settings.presenceGrace, ledger: presence)
+            client: client, logger: logger, metrics: metrics, serverID: serverID, grace: settings.presenceGrace,
+            ledger: presence)
         let reader = self.reader
         publisher = BusPublisher(
             client: client, hub: hub, metrics: metrics, logger: logger, serverID: serverID,

@@ -18,6 +18,7 @@ import PostgresNIO
 final class PresenceSync: Sendable {
     private let client: PostgresClient
     private let logger: Logger
+    private let metrics: ServerMetrics
     private let serverID: String
     private let grace: Double
     private let ledger: NIOLockedValueBox<PresenceLedger>
@@ -35,11 +36,12 @@ final class PresenceSync: Sendable {
     static let flushInterval = Duration.milliseconds(250)
 
     init(
-        client: PostgresClient, logger: Logger, serverID: String, grace: Double,
+        client: PostgresClient, logger: Logger, metrics: ServerMetrics, serverID: String, grace: Double,
         ledger: NIOLockedValueBox<PresenceLedger>
     ) {
         self.client = client
         self.logger = logger
+        self.metrics = metrics
         self.serverID = serverID
         self.grace = grace
         self.ledger = ledger
@@ -102,6 +104,7 @@ final class PresenceSync: Sendable {
                 writeEverything.withLockedValue { $0 = true }
                 // Cancelled: the server is stopping, and `leave()` removes its rows; nothing to warn about.
                 if Task.isCancelled { return }
+                countFailure(of: "write", error)
                 if failures == 0 {
                     logger.warning(
                         "presence could not be written: kept here until PostgreSQL answers",
@@ -132,8 +135,22 @@ final class PresenceSync: Sendable {
         } giveUp: {
             let now = DispatchTime.now().uptimeNanoseconds
             guard watch.withLockedValue({ $0.abandonIfStalled(now: now, limit: limit) }) else { return nil }
-            return ClusterError(description: "presence \(name) stalled for \(Self.stallLimit): given up, not committed")
+            return Stall(operation: name)
         }
+    }
+
+    /// A presence transaction given up on: its statements made no progress for ``stallLimit``.
+    struct Stall: Error, CustomStringConvertible {
+        /// `write` or `sweep`.
+        let operation: String
+
+        var description: String {
+            "presence \(operation) stalled for \(PresenceSync.stallLimit): given up, not committed"
+        }
+    }
+
+    private func countFailure(of operation: String, _ error: any Error) {
+        metrics.presenceFailure(operation: operation, reason: error is Stall ? "stalled" : "database")
     }
 
     /// Marks progress of a watched transaction, at each statement; throws when it was given up on, so that it rolls
@@ -275,6 +292,8 @@ final class PresenceSync: Sendable {
                 let offline = try await watched("sweep") { watch in try await self.sweep(watch: watch) }
                 for change in offline { changes.yield(change) }
             } catch {
+                if Task.isCancelled { return }
+                countFailure(of: "sweep", error)
                 logger.debug("presence sweep failed", metadata: ["error": "\(String(reflecting: error))"])
             }
         }

@@ -86,6 +86,16 @@ public final class ServerMetrics: Sendable {
         Counter(label: "websockets_closed_total", dimensions: [("reason", reason)], factory: factory).increment()
     }
 
+    /// Counts a presence write or sweep (`operation`) that did not commit: `stalled` when it was given up on after
+    /// making no progress, `database` when PostgreSQL failed it (gone, a lock or statement timeout). Nothing is
+    /// lost (the server writes everything again), but presence events wait until it succeeds.
+    func presenceFailure(operation: String, reason: String) {
+        Counter(
+            label: "websockets_presence_failures_total", dimensions: [("operation", operation), ("reason", reason)],
+            factory: factory
+        ).increment()
+    }
+
     /// Records the time from `start` to now in `timer`.
     func record(_ timer: CoreMetrics.Timer, since start: ContinuousClock.Instant) {
         let elapsed = ContinuousClock.now - start
