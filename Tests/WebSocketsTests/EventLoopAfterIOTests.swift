@@ -23,7 +23,7 @@ import Testing
                 }
             }
             .bind(host: "127.0.0.1", port: 0).get()
-        let client = try await ClientBootstrap(group: group).connect(to: server.localAddress!).get()
+        let client = try await ClientBootstrap(group: group).connect(to: try #require(server.localAddress)).get()
         let loop = group.next()
         let parts = 4
         let done = loop.makePromise(of: Void.self)

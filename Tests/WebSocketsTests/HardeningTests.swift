@@ -230,11 +230,24 @@ import Testing
     @Test func aMessageAfterTheSessionExpiredIsNotDispatched() async throws {
         let harness = try await Harness.start()
         defer { Task { await harness.stop() } }
-        // 4 s ahead (3 to 4 s with whole seconds): the authentication must finish before, under the suite's load.
-        let expire = Int64(Date().timeIntervalSince1970) + 4
-        harness.site.addSession("brief", user: 9, expire: expire)
-        let socket = try await harness.connect("brief")
-        try await eventually(timeout: .seconds(6)) { Int64(Date().timeIntervalSince1970) > expire }
+        // 4 s ahead (3 to 4 s with whole seconds): the authentication must finish before. At the suite's start
+        // (every suite starting PostgreSQL, Chromium, PHP at once) one took over 3 s in CI and was refused as
+        // expired: a session refused once its expiry has passed is tried again with a new one, at most twice.
+        var attempt = 0
+        var expire: Int64
+        var socket: TestWebSocket
+        while true {
+            expire = Int64(Date().timeIntervalSince1970) + 4
+            harness.site.addSession("brief\(attempt)", user: 9, expire: expire)
+            do {
+                socket = try await harness.connect("brief\(attempt)")
+                break
+            } catch  where attempt < 2 && Int64(Date().timeIntervalSince1970) >= expire - 1 {
+                attempt += 1
+            }
+        }
+        let expiry = expire
+        try await eventually(timeout: .seconds(6)) { Int64(Date().timeIntervalSince1970) > expiry }
         try await socket.send("hello", "late")
         let close = try await socket.nextClose()
         #expect(close.code == 1008)
