@@ -16,6 +16,9 @@ final class Bench {
         var failed: Int
         /// The server's write system calls per delivery: below 1 when frames leave in batches.
         var writesPerDelivery: Double = .nan
+
+        /// ` (N failed)` when some sends failed, for the printed lines.
+        var failedNote: String { failed > 0 ? " (\(failed) failed)" : "" }
     }
 
     let peer: Peer

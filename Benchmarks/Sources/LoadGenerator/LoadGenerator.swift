@@ -280,7 +280,7 @@ struct LoadGenerator {
                         format: "  %.1f broadcasts/s: %.0f delivered/s, p50/p99/p99.9 %.1f/%.1f/%.1f ms, %.2f µs CPU "
                             + "and %.2f write calls per delivery", rate, step.delivered, step.p50, step.p99,
                         step.p999, step.cpuPerDelivery, step.writesPerDelivery)
-                        + (step.failed > 0 ? " (\(step.failed) failed)" : ""))
+                        + step.failedNote)
             }
             return
         }
@@ -327,7 +327,7 @@ struct LoadGenerator {
             String(
                 format: "  %8.1f  %10.0f  %8.1f %8.1f %8.1f  %6.2f  %5.2f%@", step.offered, step.delivered,
                 step.p50, step.p99, step.p999, step.cpuPerDelivery, step.writesPerDelivery,
-                step.failed > 0 ? " (\(step.failed) failed)" : ""))
+                step.failedNote))
     }
 
     /// The broadcast ladders with both publisher models, then 50% and 90% of the peak (and of the better peer's).

@@ -25,25 +25,13 @@ struct PipelinedPublisher {
     /// and when the pacing makes a send due. Before, a task looked every 200 µs: with 8 in flight that capped the
     /// publisher near 13,000 sends/s whatever the server could take (8 / ~0.6 ms of sleep on a busy core; both
     /// `ws` and ours stopped there in the targeted row).
-    private final class Sender: Sendable {
+    private struct Sender: Sendable {
         let channel: any Channel
         let counts: NIOLockedValueBox<Counts>
         let pacer: SendPacer
         let depth: Int
         let port: Int
         let request: @Sendable (Int) -> HTTPClientRequest
-
-        init(
-            channel: any Channel, counts: NIOLockedValueBox<Counts>, pacer: SendPacer, depth: Int, port: Int,
-            request: @escaping @Sendable (Int) -> HTTPClientRequest
-        ) {
-            self.channel = channel
-            self.counts = counts
-            self.pacer = pacer
-            self.depth = depth
-            self.port = port
-            self.request = request
-        }
 
         func refill() {
             guard let due = pacer.due() else { return }

@@ -113,7 +113,7 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
                 // Flushed when the read ends (channelReadComplete, which NIO's pipelining handler also fires after
                 // the requests it held): the answers to a publisher's pipelined requests leave in one write. Each
                 // answer flushed alone was 20% of the server's samples with 8 targeted sends in flight.
-                write(response, version: head.version, keepAlive: keepAlive, context: context, flush: !keepAlive)
+                write(response, version: head.version, keepAlive: keepAlive, context: context, flush: false)
                 return
             case .task(let task):
                 work = task
