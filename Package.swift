@@ -29,6 +29,8 @@ let package = Package(
             providers: [.apt(["libcurl4-openssl-dev"])]
         ),
         .systemLibrary(name: "CLaunch"),
+        // epoll and eventfd for the WebSocket connections' own transport (Transport/), Linux only.
+        .systemLibrary(name: "CEpoll"),
         // The wire format (JSON, messages, sends, send_to, sessions, close codes, error replies): no NIO, so that
         // anything speaking the protocol can use it without the server.
         .target(name: "WebSocketsProtocol"),
@@ -37,6 +39,7 @@ let package = Package(
             dependencies: [
                 "WebSocketsProtocol",
                 "CCurl",
+                "CEpoll",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

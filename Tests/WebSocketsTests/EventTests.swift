@@ -64,11 +64,16 @@ import Testing
         defer { Task { await harness.stop() } }
         let waiting = NIOLockedValueBox<[CheckedContinuation<Void, Never>]>([])
         let offLoop = NIOLockedValueBox(0)
+        let hub = harness.server.hub
+        // The connection's own loop (a loop of ours once upgraded, see SocketLoop), not merely some event loop.
+        let onItsLoop = { @Sendable (event: WebSocketsEvent) -> Bool in
+            hub.allConnections().first { $0.id == event.connection }?.eventLoop.inEventLoop ?? false
+        }
         harness.server.on("WebSockets/message") { event in
-            if MultiThreadedEventLoopGroup.currentEventLoop == nil { offLoop.withLockedValue { $0 += 1 } }
+            if !onItsLoop(event) { offLoop.withLockedValue { $0 += 1 } }
             if event.action == "wait" {
                 await withCheckedContinuation { continuation in waiting.withLockedValue { $0.append(continuation) } }
-                if MultiThreadedEventLoopGroup.currentEventLoop == nil { offLoop.withLockedValue { $0 += 1 } }
+                if !onItsLoop(event) { offLoop.withLockedValue { $0 += 1 } }
                 event.reply("waited")
             } else {
                 event.reply("echo", event.details)

@@ -32,7 +32,8 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
     /// handler, so the handler lets go of it once removed, or the two would keep each other alive for good (0.74 KiB
     /// per connection ever opened, measured before this was done).
     private(set) var connection: Connection!
-    private var context: ChannelHandlerContext?
+    /// What the handler writes to, from ``attach(_:)`` until the connection is gone.
+    private var wire: ConnectionWire?
     private var inbound: InboundAssembler
     private var gate = OutboundGate()
     private var rate: MessageRateLimiter
@@ -61,7 +62,12 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
-        self.context = context
+        attach(.channel(context))
+    }
+
+    /// Starts the connection over `wire`: made, counted against its address's cap and registered with its loop.
+    func attach(_ wire: ConnectionWire) {
+        self.wire = wire
         connection = Connection(
             id: server.nextConnectionID(), credentials: credentials!, handler: self, shard: shard,
             logger: server.logger)
@@ -80,21 +86,37 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        self.context = nil
+        wire = nil
         connection = nil
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        gate.writable = context.channel.isWritable
+        writabilityChanged(context.channel.isWritable)
         context.fireChannelWritabilityChanged()
     }
 
+    /// The outbound queue went over its bound (`false`) or back under half of it (`true`).
+    func writabilityChanged(_ writable: Bool) {
+        gate.writable = writable
+    }
+
     func channelInactive(context: ChannelHandlerContext) {
+        closed()
+        context.fireChannelInactive()
+    }
+
+    /// The socket of ours closed: as ``channelInactive(context:)`` and then ``handlerRemoved(context:)``.
+    func transportClosed() {
+        closed()
+        wire = nil
+        connection = nil
+    }
+
+    private func closed() {
         shard.unregister(self)
         if let connection {
             server.connectionClosed(connection)
         }
-        context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -112,7 +134,7 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
     /// Closes the connection when it has been silent longer than `idleTimeout`, else pings it; called by the loop's
     /// sweep once per ping interval.
     func checkLiveness(now: NIODeadline, idleTimeout: TimeAmount) {
-        guard context != nil, !gate.closing else { return }
+        guard wire != nil, !gate.closing else { return }
         if now - lastHeard > idleTimeout {
             connection.logger.debug("closing a silent connection")
             server.metrics.closed(reason: "idle")
@@ -124,16 +146,21 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
 
     /// Closes a connection that has not authenticated in time; called by the loop's sweep.
     func authenticationTimedOut() {
-        guard context != nil, !isAuthenticated, !gate.closing else { return }
+        guard wire != nil, !isAuthenticated, !gate.closing else { return }
         connection.logger.info("closing a connection that did not authenticate in time")
         server.metrics.closed(reason: "authentication_timeout")
         close(code: .policyViolation, reason: "Authentication timeout")
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        received(unwrapInboundIn(data))
+    }
+
+    /// Handles bytes read from the browser.
+    func received(_ bytes: ByteBuffer) {
         guard !gate.closing else { return }
         lastHeard = .now()
-        inbound.append(unwrapInboundIn(data))
+        inbound.append(bytes)
         while !gate.closing, let event = inbound.next() {
             switch event {
             case .message(let buffer):
@@ -146,25 +173,30 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
             case .close(let code):
                 // Answer with the browser's own code (checked valid), then end the connection.
                 guard gate.beginClose() else { return }
-                sendCloseFrame(ServerFrame.close(code: code, reason: ""), context: context)
+                wire?.write(ServerFrame.close(code: code, reason: ""), thenCloseWithin: Self.closeTimeout)
             case .refusal(let code, let reason, let metric):
                 connection.logger.debug("frame refused", metadata: ["reason": "\(reason)"])
                 server.metrics.closed(reason: metric)
                 close(code: code, reason: reason)
             }
         }
+        #if os(Linux)
+            // The bytes are in the loop's shared read buffer: an incomplete frame is copied out, or the connection would
+            // keep that buffer (64 KiB) and the loop allocate another.
+            if case .socket = wire { inbound.detach() }
+        #endif
         flushQueued()
     }
 
     /// Writes a ping or a pong through the gate: control frames count against the outbound buffer like messages.
     private func writeControl(_ frame: ByteBuffer, flush: Bool = true) {
-        guard let context else { return }
+        guard let wire else { return }
         switch gate.admit() {
         case .write:
-            context.write(wrapOutboundOut(frame), promise: nil)
+            wire.write(frame)
             if flush { flushQueued() }
         case .slowReader:
-            closeSlowReader(context)
+            closeSlowReader(wire)
         case .closing:
             break
         }
@@ -237,11 +269,11 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
         close(code: .policyViolation, reason: "Session expired")
     }
 
-    private func closeSlowReader(_ context: ChannelHandlerContext) {
+    private func closeSlowReader(_ wire: ConnectionWire) {
         connection.userLogger.warning("slow reader: outbound buffer full, closing")
         server.metrics.dropped(reason: "slow_reader")
         server.metrics.closed(reason: "slow_reader")
-        context.close(promise: nil)
+        wire.close()
     }
 
     /// Holds live messages back until ``release(replay:through:replayed:)``.
@@ -301,7 +333,7 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
     /// bound: a reader that slow is closed so that the server's memory stays bounded.
     /// `now` (Unix seconds) is given for sends, which an expired session must not receive.
     func queue(frame: ByteBuffer, id: Int64?, bypassingHold: Bool = false, now: Int64 = .min) -> QueueResult {
-        guard let context, !gate.closing else { return .notWritten }
+        guard let wire, !gate.closing else { return .notWritten }
         if isExpired(now: now) {
             closeExpired(dropping: "send")
             return .notWritten
@@ -329,10 +361,10 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
         }
         switch gate.admit() {
         case .write(let first):
-            context.write(wrapOutboundOut(frame), promise: nil)
+            wire.write(frame)
             return first ? .firstSinceFlush : .queued
         case .slowReader:
-            closeSlowReader(context)
+            closeSlowReader(wire)
             return .notWritten
         case .closing:
             return .notWritten
@@ -343,32 +375,22 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
     @discardableResult
     func flushQueued() -> Bool {
         guard gate.takeFlush() else { return false }
-        context?.flush()
+        wire?.flush()
         return true
     }
 
     /// Sends a close frame and closes the connection once it is written.
     func close(code: WebSocketCloseCode, reason: String) {
-        guard let context, !gate.closing else { return }
+        guard let wire, !gate.closing else { return }
         // The broadcasts sent before the close reach the browser before it.
         shard.bringUpToDate(self)
         guard gate.beginClose() else { return }
-        sendCloseFrame(ServerFrame.close(code: code.rawValue, reason: reason), context: context)
+        wire.write(ServerFrame.close(code: code.rawValue, reason: reason), thenCloseWithin: Self.closeTimeout)
     }
 
     /// How long a close frame may wait behind the bytes already queued: a client that does not read would otherwise
     /// keep its connection open for good once closed (found with a ping flood closed for not authenticating).
     private static let closeTimeout = TimeAmount.seconds(2)
-
-    /// Writes `frame` (a close frame) and closes the channel once it is written, or after ``closeTimeout``.
-    private func sendCloseFrame(_ frame: ByteBuffer, context: ChannelHandlerContext) {
-        let channel = context.channel
-        let deadline = channel.eventLoop.scheduleTask(in: Self.closeTimeout) { channel.close(promise: nil) }
-        context.writeAndFlush(wrapOutboundOut(frame)).whenComplete { _ in
-            deadline.cancel()
-            channel.close(promise: nil)
-        }
-    }
 }
 
 /// What a connection of a cluster keeps about its replay: the live messages held until it (`held`, `nil` once

@@ -6,8 +6,9 @@ import NIOWebSocket
 /// connection then gets one handler of ours (``WebSocketConnectionHandler``) instead of NIO's frame decoder and
 /// encoder.
 struct WebSocketUpgrader: HTTPServerProtocolUpgrader {
-    /// Makes the connection's handler from the channel and the upgrade request.
-    typealias MakeHandler = @Sendable (any Channel, HTTPRequestHead) -> WebSocketConnectionHandler
+    /// Makes the connection's handler from the channel and the upgrade request: ours, or a handoff of the socket to
+    /// a loop of ours (``SocketHandoff``).
+    typealias MakeHandler = @Sendable (any Channel, HTTPRequestHead) -> any ChannelHandler
 
     private let handshake: NIOWebSocketServerUpgrader
     private let makeHandler: MakeHandler

@@ -26,7 +26,7 @@ public final class WebSocketsServer: Service, Sendable {
     let bus: any MessageBus
     private let advertisedAddress = NIOLockedValueBox("")
     private let curl: CurlClient
-    private let group: any EventLoopGroup
+    let group: any EventLoopGroup
     let additionalResponder: (@Sendable (HTTPServerRequest) async -> HTTPServerResponse?)?
     private let serverID: String
     let startedAt = ContinuousClock.now
@@ -50,6 +50,11 @@ public final class WebSocketsServer: Service, Sendable {
         var nextConnection: UInt64 = 0
         var drains = 0
         var drainWaiters: [CheckedContinuation<Void, Never>] = []
+        #if os(Linux)
+            /// Where upgraded connections go (``SocketLoop``), the last one given.
+            var socketLoops: [SocketLoop] = []
+            var nextSocketLoop = 0
+        #endif
     }
 
     let runtime = NIOLockedValueBox(Runtime())
@@ -157,12 +162,18 @@ public final class WebSocketsServer: Service, Sendable {
             $0.port = port
         }
         advertisedAddress.withLockedValue { $0 = address }
+        #if os(Linux)
+            startSocketLoops()
+        #endif
         startTrimming(on: channel.eventLoop)
         startPresenceTimer(on: channel.eventLoop)
         do {
             try await bus.start()
         } catch {
             try? await channel.close()
+            #if os(Linux)
+                await stopSocketLoops()
+            #endif
             throw error
         }
         if let decisions = bus.presenceDecisions, let observed = bus.presenceObserved {
@@ -217,6 +228,9 @@ public final class WebSocketsServer: Service, Sendable {
         while hub.counts.connections > 0 && ContinuousClock.now < deadline {
             try? await Task.sleep(for: .milliseconds(10))
         }
+        #if os(Linux)
+            await stopSocketLoops()
+        #endif
         await curl.shutdown()
         logger.info("stopped")
     }
@@ -269,6 +283,9 @@ public final class WebSocketsServer: Service, Sendable {
                     userAgent: head.headers.first(name: "user-agent") ?? "",
                     acceptLanguage: head.headers.first(name: "accept-language") ?? "",
                     address: clientAddress(head.headers, peer: channel.remoteAddress?.ipAddress ?? ""))
+                #if os(Linux)
+                    if let handoff = socketHandoff(for: channel, credentials: credentials) { return handoff }
+                #endif
                 return WebSocketConnectionHandler(
                     server: self, credentials: credentials, shard: hub.shard(for: channel.eventLoop))
             })

@@ -41,6 +41,11 @@ struct ClientFrameReader {
         }
     }
 
+    /// Copies the bytes of an incomplete frame into storage of their own (see ``InboundAssembler/detach()``).
+    mutating func detach() {
+        if let kept = pending { pending = ByteBuffer(bytes: kept.readableBytesView) }
+    }
+
     /// The next complete frame, or `nil` when more bytes are needed.
     mutating func next() throws(ClientFrameError) -> ClientFrame? {
         guard var buffer = pending else { return nil }

@@ -39,6 +39,13 @@ struct InboundAssembler {
         reader.append(bytes)
     }
 
+    /// Gives the bytes kept between reads (an incomplete frame, the fragments of a message) storage of their own:
+    /// what was appended may be a slice of a buffer the caller reuses (``SocketLoop/readBuffer``).
+    mutating func detach() {
+        reader.detach()
+        if let kept = fragments { fragments = ByteBuffer(bytes: kept.readableBytesView) }
+    }
+
     /// The next event, or `nil` when more bytes are needed. After a ``InboundEvent/refusal(code:reason:metric:)``
     /// or a ``InboundEvent/close(code:)`` the connection ends: nothing more is read.
     mutating func next() -> InboundEvent? {

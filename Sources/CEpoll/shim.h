@@ -1,0 +1,11 @@
+#ifndef WEBSOCKETS_CEPOLL_SHIM_H
+#define WEBSOCKETS_CEPOLL_SHIM_H
+/* What the WebSocket transport of our own uses (Linux only): Swift's Glibc module has no epoll or eventfd. */
+#ifdef __linux__
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/uio.h>
+#include <unistd.h>
+#include <errno.h>
+#endif
+#endif
