@@ -406,3 +406,7 @@ final class ReplayState {
         id <= through || replayed.contains(id)
     }
 }
+
+#if os(Linux)
+    extension WebSocketConnectionHandler: SocketConnectionHandler {}
+#endif

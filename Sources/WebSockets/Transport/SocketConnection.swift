@@ -3,6 +3,16 @@
     import Glibc
     import NIOCore
 
+    /// What a ``SocketConnection`` tells of its socket, on its loop (``WebSocketConnectionHandler``; tests record it).
+    protocol SocketConnectionHandler: AnyObject {
+        /// Bytes read: a slice of the loop's shared buffer, valid until the call returns (copy what is kept).
+        func received(_ bytes: ByteBuffer)
+        /// The outbound queue went over its bound (`false`) or back to half of it (`true`).
+        func writabilityChanged(_ writable: Bool)
+        /// The socket closed (by either side); told once, after the call that closed it returned.
+        func transportClosed()
+    }
+
     /// One upgraded WebSocket connection on a ``SocketLoop``: its descriptor, its handler, and the frames the kernel
     /// has not taken yet. Reads go to the loop's shared buffer and straight to the handler; writes are queued and
     /// written with one `writev` per flush; everything happens on the loop.
@@ -14,7 +24,7 @@
         let descriptor: CInt
         let loop: SocketLoop
         /// Until the close has been told to it: the handler holds this connection too, and the close breaks the cycle.
-        private(set) var handler: WebSocketConnectionHandler?
+        private(set) var handler: (any SocketConnectionHandler)?
         private var output: OutputQueue
         /// Whether the loop watches the socket for writability (the kernel refused bytes).
         private var watchingWritable = false
@@ -24,7 +34,7 @@
         private(set) var isOpen = true
 
         /// A connection over `descriptor`, which it now owns (it closes it), for `handler`.
-        init(descriptor: CInt, loop: SocketLoop, handler: WebSocketConnectionHandler) {
+        init(descriptor: CInt, loop: SocketLoop, handler: any SocketConnectionHandler) {
             self.descriptor = descriptor
             self.loop = loop
             self.handler = handler
@@ -62,7 +72,7 @@
 
         // MARK: Writes
 
-        /// Queues `frame` for the next ``flush()``; `false` when the connection is closed or closing.
+        /// Queues `frame` for the next ``flush()``; dropped when the connection is closed or closing.
         func write(_ frame: ByteBuffer) {
             guard isOpen, !closeWhenWritten else { return }
             if output.append(frame) { handler?.writabilityChanged(false) }
@@ -130,12 +140,15 @@
         /// recursion below, so this also bounds the stack).
         private static let framesPerWrite = 64
 
-        /// Writes the front of `frames` with one system call; the bytes written, or minus `errno`.
+        /// Writes the front of `frames` with one system call (`send`, or `sendmsg` gathering several: a `writev`); the
+        /// bytes written, or minus `errno`.
         private static func write(_ frames: [ByteBuffer], to descriptor: CInt) -> Int {
             let count = min(frames.count, framesPerWrite)
             if count == 1 {
                 return frames[0].withUnsafeReadableBytes { bytes in
-                    let result = Glibc.write(descriptor, bytes.baseAddress, bytes.count)
+                    // MSG_NOSIGNAL: a browser gone is an error to handle, not a SIGPIPE (SwiftNIO ignores the signal for
+                    // the whole process, but that is its choice to keep, not ours to rely on).
+                    let result = send(descriptor, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL))
                     return result < 0 ? -Int(errno) : result
                 }
             }
@@ -151,7 +164,10 @@
             descriptor: CInt
         ) -> Int {
             guard index < count else {
-                let result = writev(descriptor, vectors.baseAddress, CInt(count))
+                var message = msghdr()
+                message.msg_iov = vectors.baseAddress
+                message.msg_iovlen = count
+                let result = sendmsg(descriptor, &message, Int32(MSG_NOSIGNAL))
                 return result < 0 ? -Int(errno) : result
             }
             return frames[index].withUnsafeReadableBytes { bytes in

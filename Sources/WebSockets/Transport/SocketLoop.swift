@@ -4,6 +4,7 @@
     import Foundation
     import NIOConcurrencyHelpers
     import NIOCore
+    import NIOPosix
 
     /// An event loop of our own, over epoll, for the WebSocket connections once upgraded: each is a
     /// ``SocketConnection`` in a table indexed by its descriptor instead of a SwiftNIO channel, and all of them read
@@ -42,6 +43,11 @@
         private let epoll: CInt
         private let wake: CInt
         private var thread = pthread_t()
+        /// Runs what is given to the loop once it has stopped, one at a time, as if on the loop: a future bound to it
+        /// still completes its callbacks (awaiting one after the stop would otherwise never return).
+        private let afterlife: DispatchQueue
+        /// The loop whose after-life task runs on this thread, for ``inEventLoop``.
+        private static let afterlifeOf = ThreadSpecificVariable<SocketLoop>()
         private var timers = TimerQueue<Timer>()
         /// The connections, indexed by descriptor (descriptors are small numbers, reused lowest first).
         private var sockets: [SocketConnection?] = []
@@ -61,6 +67,7 @@
         init(name: String, outboundHigh: Int) throws {
             self.name = name
             self.outboundHigh = outboundHigh
+            self.afterlife = DispatchQueue(label: name + "-stopped")
             epoll = epoll_create1(Int32(EPOLL_CLOEXEC))
             guard epoll >= 0 else { throw IOError(errnoCode: errno, reason: "epoll_create1") }
             wake = eventfd(0, Int32(EFD_NONBLOCK) | Int32(EFD_CLOEXEC))
@@ -87,12 +94,18 @@
 
         // MARK: EventLoop
 
-        var inEventLoop: Bool { pthread_equal(pthread_self(), thread) != 0 }
+        var inEventLoop: Bool {
+            pthread_equal(pthread_self(), thread) != 0 || Self.afterlifeOf.currentValue === self
+        }
 
         func execute(_ task: @escaping @Sendable () -> Void) {
             let onLoop = inEventLoop
             let wakeUp = queued.withLockedValue { queued -> Bool in
-                guard !queued.stopped else { return false }
+                guard !queued.stopped else {
+                    // In the lock: after-life tasks keep the order they were given in.
+                    runAfterStop(task)
+                    return false
+                }
                 queued.tasks.append(task)
                 guard !onLoop, !queued.woken else { return false }
                 queued.woken = true
@@ -103,9 +116,14 @@
 
         func scheduleTask<T>(deadline: NIODeadline, _ task: @escaping @Sendable () throws -> T) -> Scheduled<T> {
             let promise = makePromise(of: T.self)
-            let id = queued.withLockedValue { queued -> UInt64 in
+            let id = queued.withLockedValue { queued -> UInt64? in
+                if queued.stopping || queued.stopped { return nil }
                 queued.nextTimer += 1
                 return queued.nextTimer
+            }
+            guard let id else {
+                promise.fail(EventLoopError.shutdown)
+                return Scheduled(promise: promise) {}
             }
             let timer = Timer(
                 run: {
@@ -207,6 +225,14 @@
 
         // MARK: The loop
 
+        private func runAfterStop(_ task: @escaping @Sendable () -> Void) {
+            afterlife.async { [self] in
+                Self.afterlifeOf.currentValue = self
+                task()
+                Self.afterlifeOf.currentValue = nil
+            }
+        }
+
         private func signal() {
             var one: UInt64 = 1
             _ = Glibc.write(wake, &one, 8)
@@ -274,16 +300,16 @@
                 for body in bodies { body() }
             }
             for timer in timers.removeAll() { timer.cancel() }
-            let (tasks, callbacks) = queued.withLockedValue { queued in
+            let callbacks = queued.withLockedValue { queued in
                 queued.stopped = true
+                // Tasks queued before the stop still run, first, then those given after it (see `afterlife`).
+                for task in queued.tasks { runAfterStop(task) }
                 defer {
                     queued.tasks = []
                     queued.onStop = []
                 }
-                return (queued.tasks, queued.onStop)
+                return queued.onStop
             }
-            // Tasks queued before the stop still run (a promise they complete may be awaited); later ones are dropped.
-            for task in tasks { task() }
             Glibc.close(wake)
             Glibc.close(epoll)
             for callback in callbacks { callback() }
