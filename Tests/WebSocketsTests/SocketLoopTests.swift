@@ -60,7 +60,7 @@
             @Sendable func part(_ number: Int) {
                 log.withLockedValue { $0.append("part \(number)") }
                 if number + 1 < parts {
-                    loop.execute { part(number + 1) }
+                    loop.executeAfterPendingIO { part(number + 1) }
                 } else {
                     done.succeed()
                 }

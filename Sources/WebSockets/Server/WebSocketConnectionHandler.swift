@@ -158,6 +158,11 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
 
     /// Handles bytes read from the browser.
     func received(_ bytes: ByteBuffer) {
+        #if os(Linux)
+            // The bytes are in the loop's shared read buffer: an incomplete frame is copied out, or the connection
+            // would keep that buffer (64 KiB) and the loop allocate another.
+            defer { if case .socket = wire { inbound.detach() } }
+        #endif
         guard !gate.closing else { return }
         lastHeard = .now()
         inbound.append(bytes)
@@ -180,11 +185,6 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
                 close(code: code, reason: reason)
             }
         }
-        #if os(Linux)
-            // The bytes are in the loop's shared read buffer: an incomplete frame is copied out, or the connection would
-            // keep that buffer (64 KiB) and the loop allocate another.
-            if case .socket = wire { inbound.detach() }
-        #endif
         flushQueued()
     }
 

@@ -195,7 +195,8 @@ extension WebSocketsServer {
         let event = WebSocketsEvent(
             name: name, action: isMessage ? message.action : name, message: message,
             sessionLanguage: session.language, acceptLanguage: connection.credentials.acceptLanguage,
-            user: session.user, session: session.session, connection: connection.id, server: address, owner: self,
+            user: session.user, session: session.session, connection: connection.id,
+            server: advertisedAddress.withLockedValue { $0 }, owner: self,
             origin: connection)
         let registered = handlers.withLockedValue { $0[name] ?? [] }
         for handler in registered {

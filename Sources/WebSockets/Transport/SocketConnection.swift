@@ -140,15 +140,15 @@
         /// recursion below, so this also bounds the stack).
         private static let framesPerWrite = 64
 
-        /// Writes the front of `frames` with one system call (`send`, or `sendmsg` gathering several: a `writev`); the
-        /// bytes written, or minus `errno`.
+        /// Writes the front of `frames` with one system call (`write`, or `writev` gathering several); the bytes
+        /// written, or minus `errno`.
         private static func write(_ frames: [ByteBuffer], to descriptor: CInt) -> Int {
             let count = min(frames.count, framesPerWrite)
             if count == 1 {
                 return frames[0].withUnsafeReadableBytes { bytes in
-                    // MSG_NOSIGNAL: a browser gone is an error to handle, not a SIGPIPE (SwiftNIO ignores the signal for
-                    // the whole process, but that is its choice to keep, not ours to rely on).
-                    let result = send(descriptor, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL))
+                    // write, not send: the kernel counts write calls (`syscw` in /proc/PID/io), which the benchmarks
+                    // compare with every peer's. A browser gone is EPIPE, not a signal (SocketLoop ignores SIGPIPE).
+                    let result = Glibc.write(descriptor, bytes.baseAddress, bytes.count)
                     return result < 0 ? -Int(errno) : result
                 }
             }
@@ -164,10 +164,7 @@
             descriptor: CInt
         ) -> Int {
             guard index < count else {
-                var message = msghdr()
-                message.msg_iov = vectors.baseAddress
-                message.msg_iovlen = count
-                let result = sendmsg(descriptor, &message, Int32(MSG_NOSIGNAL))
+                let result = writev(descriptor, vectors.baseAddress, CInt(count))
                 return result < 0 ? -Int(errno) : result
             }
             return frames[index].withUnsafeReadableBytes { bytes in

@@ -60,6 +60,10 @@
         let outboundHigh: Int
         let name: String
 
+        /// A write to a socket the browser reset is an error (EPIPE) to close on, not a signal that ends the
+        /// process: ignored for the whole process, once, as SwiftNIO also does for its sockets.
+        private static let ignoringSIGPIPE: Void = { _ = Glibc.signal(SIGPIPE, SIG_IGN) }()
+
         /// How many connections the loop has open.
         private(set) var connectionCount = 0
 
@@ -68,6 +72,7 @@
             self.name = name
             self.outboundHigh = outboundHigh
             self.afterlife = DispatchQueue(label: name + "-stopped")
+            _ = Self.ignoringSIGPIPE
             epoll = epoll_create1(Int32(EPOLL_CLOEXEC))
             guard epoll >= 0 else { throw IOError(errnoCode: errno, reason: "epoll_create1") }
             wake = eventfd(0, Int32(EFD_NONBLOCK) | Int32(EFD_CLOEXEC))
