@@ -19,6 +19,28 @@ import Testing
         return bytes + mask + payload.enumerated().map { $0.element ^ mask[$0.offset % 4] }
     }
 
+    /// The socket transport reads every connection into one buffer, reuses it, and detaches what a connection keeps
+    /// after each read: a fragmented message read one byte at a time, detached after each, arrives whole (the
+    /// fragments are taken out of the assembler while they grow, and a kept frame is copied only while borrowed).
+    @Test func aMessageReadOneByteAtATimeAndDetachedArrivesWhole() throws {
+        let payload = (0..<300).map { UInt8($0 % 251) }
+        let bytes = frame(0x1, Array(payload[..<100]), fin: false) + frame(0x0, Array(payload[100...]))
+        var assembler = InboundAssembler(maximumMessageSize: 100_000)
+        var shared = ByteBuffer()
+        var events: [InboundEvent] = []
+        for byte in bytes {
+            shared.clear()
+            shared.writeInteger(byte)
+            assembler.append(shared)
+            while let event = assembler.next() { events.append(event) }
+            assembler.detach()
+            // The loop's next read overwrites its buffer in place once nothing else holds it.
+            shared.clear()
+            shared.writeInteger(UInt8(0xEE))
+        }
+        #expect(events == [.message(ByteBuffer(bytes: payload))])
+    }
+
     @Test func readsFramesOfEveryLengthFormCutAnywhere() throws {
         for size in [0, 5, 125, 126, 300, 65535, 65536, 70000] {
             let payload = (0..<size).map { UInt8($0 % 251) }

@@ -26,6 +26,8 @@ struct ClientFrameReader {
     let maximumPayload: Int
     /// Bytes of a frame not yet complete; `nil` between frames.
     private var pending: ByteBuffer?
+    /// Whether `pending` is still the caller's buffer (see ``detach()``).
+    private var borrowed = false
 
     init(maximumPayload: Int) {
         self.maximumPayload = maximumPayload
@@ -35,6 +37,7 @@ struct ClientFrameReader {
     mutating func append(_ bytes: ByteBuffer) {
         if pending == nil {
             pending = bytes
+            borrowed = true
         } else {
             var bytes = bytes
             pending!.writeBuffer(&bytes)
@@ -43,7 +46,10 @@ struct ClientFrameReader {
 
     /// Copies the bytes of an incomplete frame into storage of their own (see ``InboundAssembler/detach()``).
     mutating func detach() {
-        if let kept = pending { pending = ByteBuffer(bytes: kept.readableBytesView) }
+        // Only a buffer still borrowed is copied: one that grew is the reader's own already (the caller's copy is
+        // still held, so the append copied it), and copying it at every read made a slow frame quadratic.
+        if borrowed, let kept = pending { pending = ByteBuffer(bytes: kept.readableBytesView) }
+        borrowed = false
     }
 
     /// The next complete frame, or `nil` when more bytes are needed.
@@ -52,6 +58,7 @@ struct ClientFrameReader {
         guard let frame = try Self.parse(&buffer, maximumPayload: maximumPayload) else { return nil }
         // Keep leftovers only: an idle connection then holds no receive buffer of its own.
         pending = buffer.readableBytes > 0 ? buffer : nil
+        if pending == nil { borrowed = false }
         return frame
     }
 

@@ -39,11 +39,11 @@ struct InboundAssembler {
         reader.append(bytes)
     }
 
-    /// Gives the bytes kept between reads (an incomplete frame, the fragments of a message) storage of their own:
+    /// Gives the bytes kept between reads (an incomplete frame) storage of their own:
     /// what was appended may be a slice of a buffer the caller reuses (``SocketLoop/readBuffer``).
     mutating func detach() {
+        // Fragments are unmasked copies already (``ClientFrameReader`` unmasks each payload into storage of its own).
         reader.detach()
-        if let kept = fragments { fragments = ByteBuffer(bytes: kept.readableBytesView) }
     }
 
     /// The next event, or `nil` when more bytes are needed. After a ``InboundEvent/refusal(code:reason:metric:)``
@@ -82,6 +82,9 @@ struct InboundAssembler {
             guard var buffer = fragments else {
                 return .refusal(code: .protocolError, reason: "Continuation without a message", metric: "protocol")
             }
+            // Taken out while it grows: with `fragments` still holding it, every append copied the whole message
+            // so far (a message of 1-byte fragments: 64 KiB copied 65,536 times).
+            fragments = nil
             var data = frame.payload
             guard buffer.readableBytes + data.readableBytes <= maximumMessageSize else {
                 fragments = nil
