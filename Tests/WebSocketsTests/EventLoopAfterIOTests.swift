@@ -25,27 +25,12 @@ import Testing
             .bind(host: "127.0.0.1", port: 0).get()
         let client = try await ClientBootstrap(group: group).connect(to: try #require(server.localAddress)).get()
         let loop = group.next()
-        let parts = 4
-        let done = loop.makePromise(of: Void.self)
         // Wait until the server side's child is registered and reading, so that the bytes are its next read.
         try await client.writeAndFlush(ByteBuffer(string: "hello")).get()
         try await eventually("the first read") { log.withLockedValue { $0 } == ["read"] }
         log.withLockedValue { $0 = [] }
-
-        @Sendable func part(_ number: Int) {
-            log.withLockedValue { $0.append("part \(number)") }
-            if number + 1 < parts {
-                loop.executeAfterPendingIO { part(number + 1) }
-            } else {
-                done.succeed()
-            }
-        }
-        loop.execute {
-            // Written on the loop: the bytes are in the server socket's buffer before the first part ends.
-            client.writeAndFlush(ByteBuffer(string: "again"), promise: nil)
-            part(0)
-        }
-        try await done.futureResult.get()
+        // Written on the loop: the bytes are in the server socket's buffer before the first part ends.
+        try await runParts(4, on: loop, log: log) { client.writeAndFlush(ByteBuffer(string: "again"), promise: nil) }
         let events = log.withLockedValue { $0 }
         #expect(events.filter { $0 != "read" } == ["part 0", "part 1", "part 2", "part 3"])
         #expect((events.firstIndex(of: "read") ?? .max) < events.firstIndex(of: "part 3") ?? -1)
@@ -66,4 +51,25 @@ private final class ReadRecorder: ChannelInboundHandler, Sendable {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         log.withLockedValue { $0.append("read") }
     }
+}
+
+/// Runs `count` parts on `loop`, each queueing the next with `executeAfterPendingIO` and logging "part N" to `log`;
+/// `first` runs on the loop just before the first part (it makes bytes ready to read).
+func runParts(
+    _ count: Int, on loop: any EventLoop, log: NIOLockedValueBox<[String]>, first: @escaping @Sendable () -> Void
+) async throws {
+    let done = loop.makePromise(of: Void.self)
+    @Sendable func part(_ number: Int) {
+        log.withLockedValue { $0.append("part \(number)") }
+        if number + 1 < count {
+            loop.executeAfterPendingIO { part(number + 1) }
+        } else {
+            done.succeed()
+        }
+    }
+    loop.execute {
+        first()
+        part(0)
+    }
+    try await done.futureResult.get()
 }

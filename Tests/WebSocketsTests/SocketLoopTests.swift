@@ -46,30 +46,9 @@
         /// A task queued by a task runs after the loop has polled its sockets again, so a chain of parts (a broadcast
         /// pass) lets the loop read between them.
         @Test func aTaskQueuedByATaskRunsAfterTheSocketsArePolled() async throws {
-            let loop = try SocketLoop(name: "test", outboundHigh: 1024)
-            let (ours, theirs) = try Self.socketPair()
-            let recorder = Recorder()
-            try await loop.submit {
-                let connection = SocketConnection(descriptor: ours, loop: loop, handler: recorder)
-                recorder.connection = connection
-                try loop.register(connection)
-            }.get()
+            let (loop, theirs, recorder) = try await Self.connected(outboundHigh: 1024)
             let log = recorder.log
-            let parts = 4
-            let done = loop.makePromise(of: Void.self)
-            @Sendable func part(_ number: Int) {
-                log.withLockedValue { $0.append("part \(number)") }
-                if number + 1 < parts {
-                    loop.executeAfterPendingIO { part(number + 1) }
-                } else {
-                    done.succeed()
-                }
-            }
-            loop.execute {
-                _ = "ping".withCString { send(theirs, $0, 4, 0) }
-                part(0)
-            }
-            try await done.futureResult.get()
+            try await runParts(4, on: loop, log: log) { _ = "ping".withCString { send(theirs, $0, 4, 0) } }
             #expect(log.withLockedValue { $0 } == ["part 0", "read ping", "part 1", "part 2", "part 3"])
             close(theirs)
             await loop.shutdown()
@@ -78,15 +57,11 @@
         /// Bytes a peer does not read stay queued; past the bound the socket is unwritable, and once the peer reads,
         /// the rest is written and it is writable again. A frame written with a close goes out before the close.
         @Test func aPeerThatDoesNotReadHoldsTheQueueUntilItReads() async throws {
-            let loop = try SocketLoop(name: "test", outboundHigh: 64 * 1024)
-            let (ours, theirs) = try Self.socketPair()
-            let recorder = Recorder()
+            let (loop, theirs, recorder) = try await Self.connected(outboundHigh: 64 * 1024)
             let frame = ByteBuffer(repeating: 7, count: 16 * 1024)
             let total = 64
             try await loop.submit {
-                let connection = SocketConnection(descriptor: ours, loop: loop, handler: recorder)
-                recorder.connection = connection
-                try loop.register(connection)
+                let connection = recorder.connection!
                 for _ in 0..<total {
                     connection.write(frame)
                     connection.flush()
@@ -116,14 +91,7 @@
         }
 
         @Test func aPeerThatClosesIsToldOnceAndItsDescriptorClosed() async throws {
-            let loop = try SocketLoop(name: "test", outboundHigh: 1024)
-            let (ours, theirs) = try Self.socketPair()
-            let recorder = Recorder()
-            try await loop.submit {
-                let connection = SocketConnection(descriptor: ours, loop: loop, handler: recorder)
-                recorder.connection = connection
-                try loop.register(connection)
-            }.get()
+            let (loop, theirs, recorder) = try await Self.connected(outboundHigh: 1024)
             close(theirs)
             try await eventually("the close is told") { recorder.log.withLockedValue { $0 } == ["closed"] }
             try await loop.submit { #expect(loop.connectionCount == 0) }.get()
@@ -131,14 +99,7 @@
         }
 
         @Test func shutdownClosesTheSocketsAndCancelsTheTimers() async throws {
-            let loop = try SocketLoop(name: "test", outboundHigh: 1024)
-            let (ours, theirs) = try Self.socketPair()
-            let recorder = Recorder()
-            try await loop.submit {
-                let connection = SocketConnection(descriptor: ours, loop: loop, handler: recorder)
-                recorder.connection = connection
-                try loop.register(connection)
-            }.get()
+            let (loop, theirs, recorder) = try await Self.connected(outboundHigh: 1024)
             let timer = loop.scheduleTask(in: .seconds(60)) { () }
             await loop.shutdown()
             await #expect(throws: EventLoopError.cancelled) { try await timer.futureResult.get() }
@@ -162,6 +123,20 @@
             }
         }
 
+        /// A loop with one connection over a socket pair: the loop, the peer's end (blocking) and what the
+        /// connection tells.
+        static func connected(outboundHigh: Int) async throws -> (SocketLoop, CInt, SocketRecorder) {
+            let loop = try SocketLoop(name: "test", outboundHigh: outboundHigh)
+            let (ours, theirs) = try socketPair()
+            let recorder = SocketRecorder()
+            try await loop.submit {
+                let connection = SocketConnection(descriptor: ours, loop: loop, handler: recorder)
+                recorder.connection = connection
+                try loop.register(connection)
+            }.get()
+            return (loop, theirs, recorder)
+        }
+
         static func socketPair() throws -> (CInt, CInt) {
             var descriptors: [CInt] = [0, 0]
             guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &descriptors) == 0 else {
@@ -173,7 +148,7 @@
     }
 
     /// Records what a socket tells, on its loop; read by the test through the lock.
-    private final class Recorder: SocketConnectionHandler, @unchecked Sendable {
+    final class SocketRecorder: SocketConnectionHandler, @unchecked Sendable {
         // @unchecked: `connection` is set and used on the loop only; the log is locked.
         let log = NIOLockedValueBox<[String]>([])
         var connection: SocketConnection?
