@@ -53,7 +53,8 @@
         private func readable() {
             var failure: CInt = 0
             loop.readBuffer.clear()
-            let count = loop.readBuffer.writeWithUnsafeMutableBytes(minimumWritableBytes: 1) { buffer -> Int in
+            let count = loop.readBuffer.writeWithUnsafeMutableBytes(minimumWritableBytes: SocketLoop.readSize) {
+                buffer -> Int in
                 let result = read(descriptor, buffer.baseAddress, buffer.count)
                 if result < 0 {
                     failure = errno

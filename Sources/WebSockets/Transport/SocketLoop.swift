@@ -56,6 +56,9 @@
         /// What every connection of the loop reads into: a connection keeps none of its own between reads (its
         /// handler copies out an incomplete frame, see ``InboundAssembler/detach()``).
         var readBuffer: ByteBuffer
+        /// How much one read takes: SwiftNIO's largest receive buffer here (`recvAllocator` maximum). Asked for at
+        /// every read, so that a buffer replaced by a copy (someone kept a slice of it) is as large again.
+        static let readSize = 65536
         /// The bound of each connection's outbound queue (`max_outbound_buffer`), as SwiftNIO's write-buffer water marks.
         let outboundHigh: Int
         let name: String
@@ -81,7 +84,7 @@
                 Glibc.close(epoll)
                 throw IOError(errnoCode: code, reason: "eventfd")
             }
-            readBuffer = ByteBufferAllocator().buffer(capacity: 65536)
+            readBuffer = ByteBufferAllocator().buffer(capacity: Self.readSize)
             var event = epoll_event()
             event.events = EPOLLIN.rawValue
             event.data.fd = wake
