@@ -30,6 +30,32 @@
             await second.close()
         }
 
+        /// Where the socket cannot be taken over, the connection stays a SwiftNIO channel and the same handler
+        /// serves it: messages, replies, a close by the server and one by the browser.
+        @Test func withoutLoopsOfOursAConnectionStaysASwiftNIOChannel() async throws {
+            let site = try await TestSite.start()
+            var settings = Settings(site: site.url, securityKey: site.key)
+            settings.listenPort = 0
+            settings.messageEndpoint = "none"
+            let server = WebSocketsServer(settings: settings)
+            server.runtime.withLockedValue { $0.socketLoopsWanted = false }
+            try await server.start()
+            let harness = Harness(site: site, server: server)
+            defer { Task { await harness.stop() } }
+            harness.server.on("WebSockets/message") { event in event.reply("echo", event.details) }
+            #expect(harness.server.runtime.withLockedValue { $0.socketLoops }.isEmpty)
+            let socket = try await harness.connect("alice")
+            let malformed = try await harness.connect("bob")
+            #expect(harness.server.hub.allConnections().allSatisfy { !($0.eventLoop is SocketLoop) })
+            #expect(harness.server.httpConnectionCount == 0)
+            try await socket.send("echo", [1, 2])
+            #expect(try await socket.nextMessage() == Message(action: "echo", details: [1, 2]))
+            try await malformed.send(text: "not json")
+            #expect(try await malformed.nextClose().code == 1007)
+            await socket.close()
+            try await eventually("both gone") { harness.server.hub.counts.connections == 0 }
+        }
+
         /// A client may send frames in the same packet as its upgrade request: SwiftNIO has read them by the time the
         /// socket moves, and they are handed over with it.
         @Test func framesSentWithTheUpgradeRequestAreRead() async throws {

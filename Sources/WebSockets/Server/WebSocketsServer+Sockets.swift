@@ -5,8 +5,10 @@
     /// The WebSocket connections' own transport (``SocketLoop``): started with the server, one loop per SwiftNIO loop,
     /// and each upgraded connection handed to the next.
     extension WebSocketsServer {
-        /// Starts the socket loops; on failure the connections stay SwiftNIO channels (logged).
+        /// Starts the socket loops unless they are not wanted (tests of SwiftNIO's path); on failure the connections
+        /// stay SwiftNIO channels (logged).
         func startSocketLoops() {
+            guard runtime.withLockedValue({ $0.socketLoopsWanted }) else { return }
             var count = 0
             for _ in group.makeIterator() { count += 1 }
             var loops: [SocketLoop] = []

@@ -55,6 +55,8 @@ public final class WebSocketsServer: Service, Sendable {
             /// Where upgraded connections go (``SocketLoop``), the last one given.
             var socketLoops: [SocketLoop] = []
             var nextSocketLoop = 0
+            /// Whether upgraded connections move to loops of ours; tests turn it off to run SwiftNIO's path.
+            var socketLoopsWanted = true
         #endif
     }
 
