@@ -11,7 +11,7 @@
     /// closes and shutdown.
     @Suite struct SocketLoopTests {
         @Test func tasksFromAnyThreadRunOnTheLoopInOrder() async throws {
-            let loop = try SocketLoop(name: "test", outboundHigh: 1024)
+            let loop = try SocketLoop(name: "test", outbound: .init(low: 512, high: 1024))
             let seen = NIOLockedValueBox<[Int]>([])
             let offLoop = NIOLockedValueBox(0)
             #expect(!loop.inEventLoop)
@@ -28,7 +28,7 @@
         }
 
         @Test func timersFireInOrderAndACancelledOneFailsAsCancelled() async throws {
-            let loop = try SocketLoop(name: "test", outboundHigh: 1024)
+            let loop = try SocketLoop(name: "test", outbound: .init(low: 512, high: 1024))
             let fired = NIOLockedValueBox<[String]>([])
             let late = loop.scheduleTask(in: .milliseconds(60)) { fired.withLockedValue { $0.append("60") } }
             let early = loop.scheduleTask(in: .milliseconds(20)) { fired.withLockedValue { $0.append("20") } }
@@ -46,7 +46,7 @@
         /// A task queued by a task runs after the loop has polled its sockets again, so a chain of parts (a broadcast
         /// pass) lets the loop read between them.
         @Test func aTaskQueuedByATaskRunsAfterTheSocketsArePolled() async throws {
-            let (loop, theirs, recorder) = try await Self.connected(outboundHigh: 1024)
+            let (loop, theirs, recorder) = try await Self.connected(outbound: .init(low: 512, high: 1024))
             let log = recorder.log
             try await runParts(4, on: loop, log: log) { _ = "ping".withCString { send(theirs, $0, 4, 0) } }
             #expect(log.withLockedValue { $0 } == ["part 0", "read ping", "part 1", "part 2", "part 3"])
@@ -57,7 +57,7 @@
         /// Bytes a peer does not read stay queued; past the bound the socket is unwritable, and once the peer reads,
         /// the rest is written and it is writable again. A frame written with a close goes out before the close.
         @Test func aPeerThatDoesNotReadHoldsTheQueueUntilItReads() async throws {
-            let (loop, theirs, recorder) = try await Self.connected(outboundHigh: 64 * 1024)
+            let (loop, theirs, recorder) = try await Self.connected(outbound: .init(low: 32 * 1024, high: 64 * 1024))
             let frame = ByteBuffer(repeating: 7, count: 16 * 1024)
             let total = 64
             try await loop.submit {
@@ -91,7 +91,7 @@
         }
 
         @Test func aPeerThatClosesIsToldOnceAndItsDescriptorClosed() async throws {
-            let (loop, theirs, recorder) = try await Self.connected(outboundHigh: 1024)
+            let (loop, theirs, recorder) = try await Self.connected(outbound: .init(low: 512, high: 1024))
             close(theirs)
             try await eventually("the close is told") { recorder.log.withLockedValue { $0 } == ["closed"] }
             try await loop.submit { #expect(loop.connectionCount == 0) }.get()
@@ -99,7 +99,7 @@
         }
 
         @Test func shutdownClosesTheSocketsAndCancelsTheTimers() async throws {
-            let (loop, theirs, recorder) = try await Self.connected(outboundHigh: 1024)
+            let (loop, theirs, recorder) = try await Self.connected(outbound: .init(low: 512, high: 1024))
             let timer = loop.scheduleTask(in: .seconds(60)) { () }
             await loop.shutdown()
             await #expect(throws: EventLoopError.cancelled) { try await timer.futureResult.get() }
@@ -125,8 +125,10 @@
 
         /// A loop with one connection over a socket pair: the loop, the peer's end (blocking) and what the
         /// connection tells.
-        static func connected(outboundHigh: Int) async throws -> (SocketLoop, CInt, SocketRecorder) {
-            let loop = try SocketLoop(name: "test", outboundHigh: outboundHigh)
+        static func connected(outbound: ChannelOptions.Types.WriteBufferWaterMark) async throws -> (
+            SocketLoop, CInt, SocketRecorder
+        ) {
+            let loop = try SocketLoop(name: "test", outbound: outbound)
             let (ours, theirs) = try socketPair()
             let recorder = SocketRecorder()
             try await loop.submit {

@@ -158,11 +158,9 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
 
     /// Handles bytes read from the browser.
     func received(_ bytes: ByteBuffer) {
-        #if os(Linux)
-            // The bytes are in the loop's shared read buffer: an incomplete frame is copied out, or the connection
-            // would keep that buffer (64 KiB) and the loop allocate another.
-            defer { if case .socket = wire { inbound.detach() } }
-        #endif
+        // The bytes may be a loop's shared read buffer (``SocketLoop``), or SwiftNIO's receive buffer: an incomplete
+        // frame is copied out, or the connection would keep that buffer (up to 64 KiB) and the loop allocate another.
+        defer { inbound.detach() }
         guard !gate.closing else { return }
         lastHeard = .now()
         inbound.append(bytes)

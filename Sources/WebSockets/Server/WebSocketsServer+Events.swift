@@ -196,7 +196,7 @@ extension WebSocketsServer {
             name: name, action: isMessage ? message.action : name, message: message,
             sessionLanguage: session.language, acceptLanguage: connection.credentials.acceptLanguage,
             user: session.user, session: session.session, connection: connection.id,
-            server: advertisedAddress.withLockedValue { $0 }, owner: self,
+            server: address, owner: self,
             origin: connection)
         let registered = handlers.withLockedValue { $0[name] ?? [] }
         for handler in registered {

@@ -16,7 +16,7 @@
                 for index in 0..<max(1, count) {
                     loops.append(
                         try SocketLoop(
-                            name: "websockets-socket-\(index)", outboundHigh: max(settings.maxOutboundBuffer, 1024)))
+                            name: "websockets-socket-\(index)", outbound: outboundWaterMark))
                 }
             } catch {
                 logger.warning(
@@ -51,9 +51,15 @@
                     loop.execute { self.adopt(descriptor, on: loop, credentials: credentials, received: received) }
                 },
                 failed: { [self] code in
-                    logger.warning("upgraded connection not moved: out of descriptors", metadata: ["errno": "\(code)"])
-                    metrics.closed(reason: "descriptors")
+                    notMoved("its descriptor could not be duplicated", error: IOError(errnoCode: code, reason: "fcntl"))
                 })
+        }
+
+        /// An upgraded connection closed because its socket could not be moved to a loop of ours (the process is out
+        /// of descriptors): logged and counted, in one place for both steps that can fail.
+        private func notMoved(_ why: String, error: any Error) {
+            logger.warning("upgraded connection closed: \(why)", metadata: ["error": "\(error)"])
+            metrics.closed(reason: "descriptors")
         }
 
         /// Starts the connection of socket `descriptor` on `loop`; on the loop.
@@ -66,8 +72,7 @@
             do {
                 try loop.register(connection)
             } catch {
-                logger.warning("upgraded connection not registered", metadata: ["error": "\(error)"])
-                metrics.closed(reason: "descriptors")
+                notMoved("its socket could not be registered", error: error)
                 _ = Glibc.close(descriptor)
                 return
             }

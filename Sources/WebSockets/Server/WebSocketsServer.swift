@@ -24,7 +24,8 @@ public final class WebSocketsServer: Service, Sendable {
     let logger: Logger
     let site: SiteClient
     let bus: any MessageBus
-    /// ``address`` once started (given to every event: formatting it per message was 1.4% of an echo's profile).
+    /// ``address``, kept when the server starts (every event carries it: formatting it per message was 1.4% of an
+    /// echo's profile).
     let advertisedAddress = NIOLockedValueBox("")
     private let curl: CurlClient
     let group: any EventLoopGroup
@@ -102,7 +103,19 @@ public final class WebSocketsServer: Service, Sendable {
 
     /// How other servers and senders reach this one.
     public var address: String {
+        let kept = advertisedAddress.withLockedValue { $0 }
+        return kept.isEmpty ? formattedAddress : kept
+    }
+
+    private var formattedAddress: String {
         settings.serverAddress ?? "ws://127.0.0.1:\(port)/WebSockets"
+    }
+
+    /// The bound of a connection's outbound queue (`max_outbound_buffer`, at least 1 KiB) and, at half of it, where
+    /// it is writable again: for SwiftNIO's channels and for our sockets (``SocketLoop``) alike.
+    var outboundWaterMark: ChannelOptions.Types.WriteBufferWaterMark {
+        let high = max(settings.maxOutboundBuffer, 1024)
+        return .init(low: high / 2, high: high)
     }
 
     /// Registers an in-process handler for `event`: `WebSockets/message`, `Client/authentication` or
@@ -136,13 +149,12 @@ public final class WebSocketsServer: Service, Sendable {
     public func start() async throws {
         try settings.validate()
         let host = settings.listenLocally ? "127.0.0.1" : "0.0.0.0"
-        let high = max(settings.maxOutboundBuffer, 1024)
         let channel = try await PortSetting.binding("listen_port", port: settings.listenPort, host: host) {
             try await ServerBootstrap(group: group)
                 .serverChannelOption(.backlog, value: 4096)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-                .childChannelOption(.writeBufferWaterMark, value: .init(low: high / 2, high: high))
+                .childChannelOption(.writeBufferWaterMark, value: outboundWaterMark)
                 // Each connection keeps its receive buffer between reads: start it small (browsers' messages are small)
                 // and let it grow for a connection that reads more.
                 .childChannelOption(
@@ -164,7 +176,8 @@ public final class WebSocketsServer: Service, Sendable {
             $0.channel = channel
             $0.port = port
         }
-        advertisedAddress.withLockedValue { $0 = address }
+        let formatted = formattedAddress
+        advertisedAddress.withLockedValue { $0 = formatted }
         #if os(Linux)
             startSocketLoops()
         #endif

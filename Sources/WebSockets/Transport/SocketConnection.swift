@@ -38,7 +38,7 @@
             self.descriptor = descriptor
             self.loop = loop
             self.handler = handler
-            self.output = OutputQueue(high: loop.outboundHigh, low: loop.outboundHigh / 2)
+            self.output = OutputQueue(high: loop.outbound.high, low: loop.outbound.low)
         }
 
         // MARK: Events

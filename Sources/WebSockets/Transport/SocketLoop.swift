@@ -60,7 +60,7 @@
         /// every read, so that a buffer replaced by a copy (someone kept a slice of it) is as large again.
         static let readSize = 65536
         /// The bound of each connection's outbound queue (`max_outbound_buffer`), as SwiftNIO's write-buffer water marks.
-        let outboundHigh: Int
+        let outbound: ChannelOptions.Types.WriteBufferWaterMark
         let name: String
 
         /// A write to a socket the browser reset is an error (EPIPE) to close on, not a signal that ends the
@@ -70,10 +70,10 @@
         /// How many connections the loop has open.
         private(set) var connectionCount = 0
 
-        /// Starts the loop's thread; `outboundHigh` bounds what one connection may have queued.
-        init(name: String, outboundHigh: Int) throws {
+        /// Starts the loop's thread; `outbound` bounds what one connection may have queued (see ``OutputQueue``).
+        init(name: String, outbound: ChannelOptions.Types.WriteBufferWaterMark) throws {
             self.name = name
-            self.outboundHigh = outboundHigh
+            self.outbound = outbound
             self.afterlife = DispatchQueue(label: name + "-stopped")
             _ = Self.ignoringSIGPIPE
             epoll = epoll_create1(Int32(EPOLL_CLOEXEC))
