@@ -28,9 +28,6 @@ public struct Send: Sendable, Equatable {
         self.target = target
     }
 
-    /// The actions the server performs itself rather than deliver.
-    package static let systemActions: Set<String> = ["Server/close_by_session", "Server/close_by_user"]
-
     /// Decodes `[action, details, send_to, target]` (details and target may be left off).
     public init(json: JSON) throws(WireError) {
         guard case .array(let elements) = json, elements.count >= 3 else {
@@ -46,7 +43,7 @@ public struct Send: Sendable, Equatable {
         guard case .string(let action) = action else {
             throw WireError(description: "the action of a send is not a string")
         }
-        if Self.systemActions.contains(action) {
+        if ServerCommand(rawValue: action) != nil {
             // They close by the session or user their details name and ignore send_to and target: code written for
             // the seed may pass any send_to, 0 included.
             self.init(action: action, rawDetails: rawDetails, sendTo: .all)

@@ -6,12 +6,16 @@ import PostgresNIO
 /// The writing side of the PostgreSQL bus: sends are written in batches, in order, as rows of
 /// `websockets_messages`, each batch announced by one `NOTIFY websockets, '<max id>'`. While PostgreSQL is away
 /// (a failed insert, or the LISTEN connection down), sends are delivered to this server's connections at once and
-/// kept, marked with this server's id, to be written when the database is back (the mark keeps this server from
-/// applying them twice), oldest first.
+/// kept, to be written when the database is back, oldest first.
+///
+/// Each send gets its key (``SendKey``: this server's id and a number) before its first try, and a row's key is
+/// unique: a write abandoned here that PostgreSQL still commits (the client gave up, the server did not) and its
+/// retry make one row, not two. The keys of sends delivered here during an outage are remembered until their rows
+/// are read back, so that this server does not apply them twice (``wasDeliveredHere(_:)``).
 final class BusPublisher: Sendable {
     private struct Pending {
         var send: Send
-        var origin: String?
+        var key: UInt64
     }
 
     private struct Entry {
@@ -26,6 +30,16 @@ final class BusPublisher: Sendable {
         var databaseUp = true
         /// Shutdown waits for the queue to empty: resumed when it does.
         var drained: [CheckedContinuation<Void, Never>] = []
+        /// The number of the next send's key.
+        var nextKey: UInt64 = 1
+        /// The keys of sends delivered here during an outage whose rows have not been read back yet.
+        var deliveredHere: Set<UInt64> = []
+
+        /// `sends` with their keys, numbered from here on.
+        mutating func keyed(_ sends: [Send]) -> [Pending] {
+            defer { nextKey += UInt64(sends.count) }
+            return sends.enumerated().map { Pending(send: $1, key: nextKey + UInt64($0)) }
+        }
     }
 
     private let client: PostgresClient
@@ -59,14 +73,14 @@ final class BusPublisher: Sendable {
 
     /// Queues sends in order without waiting.
     func enqueue(_ sends: [Send]) {
-        state.withLockedValue { $0.queue.append(Entry(sends: sends.map { Pending(send: $0) }, done: nil)) }
+        state.withLockedValue { $0.queue.append(Entry(sends: $0.keyed(sends), done: nil)) }
         publisherWake.yield()
     }
 
     /// Queues sends in order and returns once they are written (or delivered here during an outage).
     func publish(_ sends: [Send]) async {
         await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
-            state.withLockedValue { $0.queue.append(Entry(sends: sends.map { Pending(send: $0) }, done: done)) }
+            state.withLockedValue { $0.queue.append(Entry(sends: $0.keyed(sends), done: done)) }
             publisherWake.yield()
         }
     }
@@ -187,7 +201,9 @@ final class BusPublisher: Sendable {
             state.databaseUp = false
             // Beyond the cap the newest are not kept (the oldest may be under way to the database).
             let room = max(0, Self.maximumUnpublished - state.unpublished.count)
-            state.unpublished.append(contentsOf: pending.prefix(room).map { Pending(send: $0.send, origin: serverID) })
+            let kept = pending.prefix(room)
+            state.unpublished.append(contentsOf: kept)
+            state.deliveredHere.formUnion(kept.map(\.key))
             return (wasUp, pending.count - min(room, pending.count))
         }
         if wasUp {
@@ -205,17 +221,27 @@ final class BusPublisher: Sendable {
         }
     }
 
+    /// Whether the row keyed `key`, just read, holds a send this server delivered here during an outage; it is
+    /// then forgotten (a row is read once).
+    func wasDeliveredHere(_ key: SendKey?) -> Bool {
+        guard let key, key.server == serverID else { return false }
+        return state.withLockedValue { $0.deliveredHere.remove(key.number) != nil }
+    }
+
     private func insert(_ pending: [Pending]) async throws {
-        let payloads = pending.map { entry -> String in
-            String(decoding: entry.send.encoded(extra: entry.origin.map { [.string($0)] } ?? []), as: UTF8.self)
-        }
+        let payloads = pending.map { String(decoding: $0.send.encoded(), as: UTF8.self) }
+        let keys = pending.map { SendKey(server: serverID, number: $0.key).description }
+        // ON CONFLICT: a second write of the same sends (a retry after an abandoned write that committed after all)
+        // adds nothing. An insert waits for an uncommitted one of the same key and then does nothing.
         try await client.query(
             """
             WITH rows AS (
-                INSERT INTO websockets_messages (payload)
-                SELECT payload FROM unnest(\(payloads)::text[]) WITH ORDINALITY AS t(payload, n) ORDER BY n
+                INSERT INTO websockets_messages (send_key, payload)
+                SELECT send_key, payload FROM unnest(\(keys)::text[], \(payloads)::text[])
+                    WITH ORDINALITY AS t(send_key, payload, n) ORDER BY n
+                ON CONFLICT (send_key) DO NOTHING
                 RETURNING id)
-            SELECT pg_notify('websockets', max(id)::text) FROM rows
+            SELECT pg_notify('websockets', max(id)::text) FROM rows HAVING count(*) > 0
             """, logger: logger)
         let recovered = state.withLockedValue { state -> Bool in
             defer { state.databaseUp = true }

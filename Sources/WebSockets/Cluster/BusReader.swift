@@ -14,7 +14,7 @@ final class BusReader: Sendable {
     private let client: PostgresClient
     private let logger: Logger
     private let state: NIOLockedValueBox<State>
-    private let apply: @Sendable (_ id: Int64, _ payload: String) -> Void
+    private let apply: @Sendable (_ id: Int64, _ key: SendKey?, _ payload: String) -> Void
     private let wake: AsyncStream<Void>.Continuation
     private let wakes: AsyncStream<Void>
     private static let batchSize = 500
@@ -22,7 +22,7 @@ final class BusReader: Sendable {
     /// A reader from `lastApplied` on; `apply` is called for each new row, in id order (gap fillers when they come).
     init(
         client: PostgresClient, logger: Logger, lastApplied: Int64,
-        apply: @escaping @Sendable (_ id: Int64, _ payload: String) -> Void
+        apply: @escaping @Sendable (_ id: Int64, _ key: SendKey?, _ payload: String) -> Void
     ) {
         self.client = client
         self.logger = logger
@@ -94,13 +94,15 @@ final class BusReader: Sendable {
         let (after, gaps) = state.withLockedValue { $0.tracker.wanted(now: .now) }
         let rows = try await client.query(
             """
-            SELECT id, payload FROM websockets_messages WHERE id > \(after) OR id = ANY(\(gaps)::bigint[])
+            SELECT id, send_key, payload FROM websockets_messages WHERE id > \(after) OR id = ANY(\(gaps)::bigint[])
             ORDER BY id LIMIT \(Self.batchSize)
             """, logger: logger)
         var count = 0
-        for try await (id, payload) in rows.decode((Int64, String).self) {
+        for try await (id, key, payload) in rows.decode((Int64, String?, String).self) {
             count += 1
-            if state.withLockedValue({ $0.tracker.accept(id, now: .now) }) { apply(id, payload) }
+            if state.withLockedValue({ $0.tracker.accept(id, now: .now) }) {
+                apply(id, key.flatMap(SendKey.init), payload)
+            }
         }
         return count == Self.batchSize
     }

@@ -21,7 +21,7 @@ struct MessageReplay: Sendable {
             SELECT id, payload FROM websockets_messages WHERE id > \(after) AND id <= \(through) ORDER BY id LIMIT \(Self.maximumRows)
             """, logger: logger)
         for try await (id, payload) in rows.decode((Int64, String).self) {
-            if let (send, _) = PostgresSchema.decode(payload) { result.append((id, send)) }
+            if let send = PostgresSchema.decode(payload) { result.append((id, send)) }
         }
         var oldest: Int64 = 0
         for try await (id) in try await client.query(

@@ -117,8 +117,8 @@ final class PostgresBus: MessageBus, Sendable {
             try await PostgresSchema.create(on: client, logger: logger)
             let last = try await PostgresSchema.lastMessageID(on: client, logger: logger)
             try await pool.heartbeat()
-            let reader = BusReader(client: client, logger: logger, lastApplied: last) { [self] id, payload in
-                apply(id: id, payload: payload)
+            let reader = BusReader(client: client, logger: logger, lastApplied: last) { [self] id, key, payload in
+                apply(id: id, key: key, payload: payload)
             }
             self.reader.withLockedValue { $0 = reader }
             addParts.yield(reader)
@@ -165,14 +165,14 @@ final class PostgresBus: MessageBus, Sendable {
         try await replay.messages(after: after, through: through)
     }
 
-    private func apply(id: Int64, payload: String) {
-        guard let (send, origin) = PostgresSchema.decode(payload) else {
+    private func apply(id: Int64, key: SendKey?, payload: String) {
+        // Delivered here already, while the database was away.
+        if publisher.wasDeliveredHere(key) { return }
+        guard let send = PostgresSchema.decode(payload) else {
             logger.warning("unreadable message row skipped", metadata: ["id": "\(id)"])
             metrics.dropped(reason: "unreadable_row")
             return
         }
-        // Delivered here already, while the database was away.
-        if origin == serverID { return }
         hub.deliver(send, id: id)
     }
 }

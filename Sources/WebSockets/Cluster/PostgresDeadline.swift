@@ -7,6 +7,13 @@ enum PostgresDeadline {
     /// How long one query (or one batch of them) may take.
     static let query = Duration.seconds(2)
 
+    /// PostgreSQL's own `statement_timeout` for the bus's connections, a little under ``query``: a statement the
+    /// client gives up on is also cancelled on PostgreSQL's side, instead of committing when a lock goes (an insert
+    /// abandoned behind `LOCK TABLE` once committed 30 s later, beside its retry) or reading on for nobody. The
+    /// client then mostly hears PostgreSQL's error before its own deadline. Transactions that need longer (the
+    /// schema, presence) set their own with `set_config(..., true)`.
+    static let statement = Duration.milliseconds(1900)
+
     /// Runs `operation`, failing after `limit`. The operation is abandoned, not awaited: postgres-nio does not
     /// stop a query when its task is cancelled, and a task group would wait for it (a query left waiting for good on
     /// a connection PostgreSQL closed would then hold the caller for good too).

@@ -5,6 +5,8 @@ import PostgresNIO
 enum PostgresSchema {
     static func create(on client: PostgresClient, logger: Logger) async throws {
         try await client.withTransaction(logger: logger) { connection in
+            // An index built on a table that already holds rows may take longer than the bus's statements may.
+            try await connection.query("SELECT set_config('statement_timeout', '0', true)", logger: logger)
             // Servers starting together must not race on CREATE.
             try await connection.query("SELECT pg_advisory_xact_lock(7272001)", logger: logger)
             try await connection.query(
@@ -19,6 +21,12 @@ enum PostgresSchema {
                 """, logger: logger)
             try await connection.query(
                 "CREATE INDEX IF NOT EXISTS websockets_messages_created_at ON websockets_messages (created_at)",
+                logger: logger)
+            // A server's send is written with its key (see SendKey): a second write of it adds nothing.
+            try await connection.query(
+                "ALTER TABLE websockets_messages ADD COLUMN IF NOT EXISTS send_key text", logger: logger)
+            try await connection.query(
+                "CREATE UNIQUE INDEX IF NOT EXISTS websockets_messages_send_key ON websockets_messages (send_key)",
                 logger: logger)
             // Presence: each server's tabs per user, and the users online cluster-wide (see PresenceSync).
             try await connection.query(
@@ -69,14 +77,11 @@ enum PostgresSchema {
         return last
     }
 
-    /// A row's text, `[action, details, send_to, target, origin?]` with the details as their sender wrote them, as
-    /// a send and the server that already delivered it (during an outage), if any.
-    static func decode(_ payload: String) -> (Send, String?)? {
-        Array(payload.utf8).withUnsafeBufferPointer { bytes -> (Send, String?)? in
-            guard let elements = try? JSONParser.elements(of: bytes),
-                let send = try? Send(elements: elements, in: bytes)
-            else { return nil }
-            return (send, elements.count > 4 ? elements[4].value.stringValue : nil)
+    /// A row's text, `[action, details, send_to, target]` with the details as their sender wrote them, as a send.
+    static func decode(_ payload: String) -> Send? {
+        Array(payload.utf8).withUnsafeBufferPointer { bytes -> Send? in
+            guard let elements = try? JSONParser.elements(of: bytes) else { return nil }
+            return try? Send(elements: elements, in: bytes)
         }
     }
 }

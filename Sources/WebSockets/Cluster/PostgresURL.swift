@@ -149,6 +149,10 @@ struct PostgresURL: Equatable, Sendable {
         configuration.options.minimumConnections = 1
         configuration.options.maximumConnections = 8
         configuration.options.connectTimeout = .seconds(2)
+        let statement = PostgresDeadline.statement.components
+        configuration.options.additionalStartupParameters = [
+            ("statement_timeout", "\(statement.seconds * 1000 + statement.attoseconds / 1_000_000_000_000_000)ms")
+        ]
         return configuration
     }
 

@@ -187,10 +187,10 @@ public final class Hub: Sendable {
             userAgent: connection.credentials.userAgent)
     }
 
-    /// Whether `send` selects `connection`: the same rule as routing, for one connection (a replay after a
-    /// reconnection).
+    /// Whether `send` reaches `connection` as a frame: the same rule as routing, for one connection (a replay after
+    /// a reconnection). A command never does: it was performed when it was sent, and its details are not data.
     func selects(_ send: Send, _ connection: Connection) -> Bool {
-        Self.selection(SendSelection(send), selects: connection)
+        send.command == nil && Self.selection(SendSelection(send), selects: connection)
     }
 
     /// Whether every connection a `send_to 7` names is on this server (then the send needs no cluster bus).
@@ -206,13 +206,8 @@ public final class Hub: Sendable {
     @discardableResult
     public func deliver(_ send: Send, id: Int64? = nil) -> Int {
         metrics.sends(send.sendTo).increment()
-        switch send.action {
-        case Self.closeBySession:
-            return closeForGood(recipients(of: SendSelection(.sessions, target: send.details)))
-        case Self.closeByUser:
-            return closeForGood(recipients(of: SendSelection(.specificUsers, target: send.details)))
-        default:
-            break
+        if let command = send.command {
+            return closeForGood(recipients(of: SendSelection(command.closes, target: send.details)))
         }
         // A send to everyone: each loop writes to its own connections from its registry, no list of them is made.
         let targets = send.sendTo == .all ? nil : recipients(of: SendSelection(send))
@@ -242,16 +237,11 @@ public final class Hub: Sendable {
         return count
     }
 
-    private static let closeBySession = "Server/close_by_session"
-    private static let closeByUser = "Server/close_by_user"
-    /// The actions that close connections instead of reaching them (the seed's).
-    private static let closingActions: Set = [closeBySession, closeByUser]
-
     /// Sends `message` to `connection` alone (an in-process handler's reply): counted and checked as a send to that
     /// connection, but written at once when called on the connection's loop, where in-process handlers run, rather
     /// than queued for the loop's writer (a lock, a task and a lookup by id fewer per echo).
     func reply(_ message: Message, to connection: Connection) {
-        guard !Self.closingActions.contains(message.action) else {
+        guard ServerCommand(rawValue: message.action) == nil else {
             // Not a message: the same close as from any other send.
             deliver(
                 Send(
