@@ -96,4 +96,43 @@ import Testing
             #"SELECT count(*) FROM websockets_messages WHERE payload LIKE '["n",%'"#)
         #expect(rows == "5", "each send is one row")
     }
+
+    /// Issue 22, row 4: a 200 MB row written by hand, for a user who does not exist, is skipped unread on every
+    /// server (a warning and `websockets_dropped_total{reason="oversized_row"}`), and a send after it reaches the
+    /// tabs within a second; `websockets_send` refuses a send over `max_send_size` with an error that names it. On
+    /// 226b087 the reader gave up on the batch after 2 s and read it again, forever.
+    @Test func noRowStopsTheBus() async throws {
+        let cluster = try await Cluster.start(2)
+        defer { cluster.postgres.shutdown() }
+        defer { Task { await cluster.stopServers() } }
+        let alice = try await cluster.connect("alice", to: 0)
+        let bob = try await cluster.connect("bob", to: 1)
+        try await cluster.postgres.psql(
+            #"INSERT INTO websockets_messages (payload) SELECT '["huge","' || repeat('x', 200000000) || '",3,424242]'"#)
+        let start = ContinuousClock.now
+        #expect(try await cluster.post(#"["after", 1, 1]"#, to: 0) == 202)
+        for tab in [alice, bob] {
+            #expect(try await tab.nextMessage(timeout: .seconds(5)) == Message(action: "after", details: 1))
+        }
+        let elapsed = ContinuousClock.now - start
+        #expect(elapsed < .seconds(1), "the send after the row took \(elapsed)")
+        for server in cluster.servers {
+            let metrics = String(decoding: server.metrics.render(), as: UTF8.self)
+            #expect(metrics.contains(#"websockets_dropped_total{reason="oversized_row"} 1"#))
+        }
+        await #expect(throws: (any Error).self) {
+            try await cluster.postgres.psql("SELECT websockets_send('big', to_json(repeat('x', 5000000)), 1)")
+        }
+        do {
+            try await cluster.postgres.psql("SELECT websockets_send('big', to_json(repeat('x', 5000000)), 1)")
+        } catch {
+            #expect("\(error)".contains("max_send_size"), "\(error)")
+        }
+        // A send over the limit from a server is not carried, and counted.
+        cluster.servers[0].sendToClients("big", .string(String(repeating: "y", count: 5 << 20)), .all)
+        cluster.servers[0].sendToClients("small", nil, .all)
+        for tab in [alice, bob] { #expect(try await tab.nextMessage().action == "small") }
+        let metrics = String(decoding: cluster.servers[0].metrics.render(), as: UTF8.self)
+        #expect(metrics.contains(#"websockets_dropped_total{reason="oversized"} 1"#))
+    }
 }

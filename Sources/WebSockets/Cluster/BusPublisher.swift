@@ -47,6 +47,7 @@ final class BusPublisher: Sendable {
     private let metrics: ServerMetrics
     private let logger: Logger
     private let serverID: String
+    private let maxSendSize: Int
     private let isListening: @Sendable () -> Bool
     private let state = NIOLockedValueBox(State())
     private let publisherWake: AsyncStream<Void>.Continuation
@@ -58,9 +59,10 @@ final class BusPublisher: Sendable {
 
     /// A publisher for this server (`serverID`); `isListening` tells whether the LISTEN connection is up.
     init(
-        client: PostgresClient, hub: Hub, metrics: ServerMetrics, logger: Logger, serverID: String,
+        client: PostgresClient, hub: Hub, metrics: ServerMetrics, logger: Logger, serverID: String, maxSendSize: Int,
         isListening: @escaping @Sendable () -> Bool
     ) {
+        self.maxSendSize = maxSendSize
         self.client = client
         self.hub = hub
         self.metrics = metrics
@@ -73,16 +75,33 @@ final class BusPublisher: Sendable {
 
     /// Queues sends in order without waiting.
     func enqueue(_ sends: [Send]) {
+        let sends = carried(sends)
         state.withLockedValue { $0.queue.append(Entry(sends: $0.keyed(sends), done: nil)) }
         publisherWake.yield()
     }
 
     /// Queues sends in order and returns once they are written (or delivered here during an outage).
     func publish(_ sends: [Send]) async {
+        let sends = carried(sends)
         await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
             state.withLockedValue { $0.queue.append(Entry(sends: $0.keyed(sends), done: done)) }
             publisherWake.yield()
         }
+    }
+
+    /// `sends` without those over `max_send_size`, which the cluster does not carry (counted and logged): every
+    /// server would skip their rows unread.
+    private func carried(_ sends: [Send]) -> [Send] {
+        // Encoded to be measured: a copy, next to the round trip to PostgreSQL that the same bytes make.
+        let carried = sends.filter { $0.encoded().count <= maxSendSize }
+        if carried.count < sends.count {
+            let refused = sends.count - carried.count
+            logger.warning(
+                "send over max_send_size not carried by the cluster",
+                metadata: ["count": "\(refused)", "max_send_size": "\(maxSendSize)"])
+            metrics.dropped(reason: "oversized", count: refused)
+        }
+        return carried
     }
 
     /// Returns once every send queued so far has been written (or delivered here), or after `limit`.

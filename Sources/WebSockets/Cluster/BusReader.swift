@@ -13,19 +13,27 @@ final class BusReader: Sendable {
 
     private let client: PostgresClient
     private let logger: Logger
+    private let metrics: ServerMetrics
+    /// The largest row applied (`max_send_size`); larger ones are skipped unread.
+    private let maxRowSize: Int
     private let state: NIOLockedValueBox<State>
     private let apply: @Sendable (_ id: Int64, _ key: SendKey?, _ payload: String) -> Void
     private let wake: AsyncStream<Void>.Continuation
     private let wakes: AsyncStream<Void>
     private static let batchSize = 500
+    /// The bytes of payload one batch reads, beyond its first row: what a reader holds at once (500 rows of up to
+    /// 4 MiB each would be 2 GiB).
+    private static let byteBudget = 8 << 20
 
     /// A reader from `lastApplied` on; `apply` is called for each new row, in id order (gap fillers when they come).
     init(
-        client: PostgresClient, logger: Logger, lastApplied: Int64,
+        client: PostgresClient, logger: Logger, metrics: ServerMetrics, lastApplied: Int64, maxRowSize: Int,
         apply: @escaping @Sendable (_ id: Int64, _ key: SendKey?, _ payload: String) -> Void
     ) {
         self.client = client
         self.logger = logger
+        self.metrics = metrics
+        self.maxRowSize = maxRowSize
         self.apply = apply
         state = NIOLockedValueBox(State(tracker: GapTracker(lastApplied: lastApplied)))
         (wakes, wake) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
@@ -79,31 +87,96 @@ final class BusReader: Sendable {
     }
 
     private func read() async {
+        var batch = ReadBatch(maximum: Self.batchSize)
+        var failures = 0
         for await _ in wakes {
             if Task.isCancelled { break }
             do {
-                while try await PostgresDeadline.bounded(PostgresDeadline.query, { try await self.catchUp() }) {}
+                while try await PostgresDeadline.bounded(
+                    PostgresDeadline.query, { [rows = batch.rows] in try await self.catchUp(rows: rows) })
+                {
+                    batch.succeeded()
+                }
+                batch.succeeded()
+                failures = 0
+            } catch  where PostgresFailure.isStatementTimeout(error) {
+                failures += 1
+                if failures == 1 {
+                    logger.warning(
+                        "a batch of the bus could not be read in time: splitting it",
+                        metadata: ["rows": "\(batch.rows)", "error": "\(String(reflecting: error))"])
+                }
+                if batch.failed() == .skipRow, await skipFirstRow() {
+                    batch.skipped()
+                    failures = 0
+                }
+                // Again soon, smaller, rather than at the next second's wake.
+                await PostgresDeadline.backOff(failures)
+                wake.yield()
             } catch {
+                // PostgreSQL is away: the LISTEN connection's loss says so, and the next wake tries again.
                 logger.debug("catching up failed", metadata: ["error": "\(String(reflecting: error))"])
             }
         }
     }
 
-    /// Applies rows after the last applied id, and rows that fill a gap; returns whether more may wait.
-    private func catchUp() async throws -> Bool {
+    /// Skips the first row wanted, which could not be read even alone, if PostgreSQL still answers (a database
+    /// that is away is waited for, not skipped through); returns whether one was skipped.
+    private func skipFirstRow() async -> Bool {
         let (after, gaps) = state.withLockedValue { $0.tracker.wanted(now: .now) }
-        let rows = try await client.query(
+        let first = try? await PostgresDeadline.bounded {
+            var first: Int64?
+            for try await id in try await self.client.query(
+                """
+                SELECT id FROM websockets_messages WHERE id > \(after) OR id = ANY(\(gaps)::bigint[]) ORDER BY id LIMIT 1
+                """, logger: self.logger
+            ).decode(Int64.self) {
+                first = id
+            }
+            return first
+        }
+        guard let id = first else { return false }
+        _ = state.withLockedValue { $0.tracker.accept(id, now: .now) }
+        logger.warning("message row skipped: it could not be read in time, even alone", metadata: ["id": "\(id)"])
+        metrics.dropped(reason: "unreadable_row")
+        return true
+    }
+
+    /// Applies up to `rows` rows after the last applied id, and rows that fill a gap, in id order; returns whether
+    /// more may wait. A batch stops once the rows before it hold `byteBudget` bytes (one row always comes); a row
+    /// over `maxRowSize` is skipped without its payload ever being read, with a warning and a metric.
+    private func catchUp(rows: Int) async throws -> Bool {
+        let (after, gaps) = state.withLockedValue { $0.tracker.wanted(now: .now) }
+        // octet_length of a stored text is read from its header: a large row is not fetched to be measured.
+        let result = try await client.query(
             """
-            SELECT id, send_key, payload FROM websockets_messages WHERE id > \(after) OR id = ANY(\(gaps)::bigint[])
-            ORDER BY id LIMIT \(Self.batchSize)
+            WITH batch AS (
+                SELECT id, octet_length(payload) AS size FROM websockets_messages
+                WHERE id > \(after) OR id = ANY(\(gaps)::bigint[]) ORDER BY id LIMIT \(rows)),
+            counted AS (
+                SELECT id, size, count(*) OVER () AS batched,
+                    sum(CASE WHEN size <= \(maxRowSize) THEN size ELSE 0 END) OVER (ORDER BY id) AS through
+                FROM batch)
+            SELECT c.id, c.batched, c.size, m.send_key, CASE WHEN c.size <= \(maxRowSize) THEN m.payload END
+            FROM counted c JOIN websockets_messages m ON m.id = c.id
+            WHERE c.through - CASE WHEN c.size <= \(maxRowSize) THEN c.size ELSE 0 END < \(Self.byteBudget)
+            ORDER BY c.id
             """, logger: logger)
         var count = 0
-        for try await (id, key, payload) in rows.decode((Int64, String?, String).self) {
+        var batched = 0
+        for try await (id, inBatch, size, key, payload) in result.decode((Int64, Int64, Int64, String?, String?).self) {
             count += 1
-            if state.withLockedValue({ $0.tracker.accept(id, now: .now) }) {
-                apply(id, key.flatMap(SendKey.init), payload)
+            batched = Int(inBatch)
+            guard state.withLockedValue({ $0.tracker.accept(id, now: .now) }) else { continue }
+            guard let payload else {
+                logger.warning(
+                    "message row over max_send_size skipped unread",
+                    metadata: ["id": "\(id)", "bytes": "\(size)", "max_send_size": "\(maxRowSize)"])
+                metrics.dropped(reason: "oversized_row")
+                continue
             }
+            apply(id, key.flatMap(SendKey.init), payload)
         }
-        return count == Self.batchSize
+        return batched == rows || count < batched
     }
 }

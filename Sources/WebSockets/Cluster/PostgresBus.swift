@@ -19,6 +19,8 @@ final class PostgresBus: MessageBus, Sendable {
     private let metrics: ServerMetrics
     private let logger: Logger
     private let serverID: String
+    /// The largest row the bus writes or reads (`max_send_size`).
+    private let maxSendSize: Int
     private let configurationError: (any Error)?
     /// What the URL names, for messages.
     private let target: PostgresURL?
@@ -63,6 +65,7 @@ final class PostgresBus: MessageBus, Sendable {
         self.metrics = metrics
         self.logger = logger
         self.serverID = serverID
+        maxSendSize = settings.maxSendSize
         pool = PoolMembership(
             client: client, logger: logger, serverID: serverID, address: address, retention: retention)
         replay = MessageReplay(client: client, logger: logger)
@@ -72,7 +75,7 @@ final class PostgresBus: MessageBus, Sendable {
         let reader = self.reader
         publisher = BusPublisher(
             client: client, hub: hub, metrics: metrics, logger: logger, serverID: serverID,
-            isListening: { reader.withLockedValue { $0?.isListening ?? false } })
+            maxSendSize: settings.maxSendSize, isListening: { reader.withLockedValue { $0?.isListening ?? false } })
     }
 
     var presenceDecisions: AsyncStream<PresenceLedger.Change>? { presenceSync.decisions }
@@ -114,10 +117,12 @@ final class PostgresBus: MessageBus, Sendable {
         }
         running.withLockedValue { $0 = task }
         do {
-            try await PostgresSchema.create(on: client, logger: logger)
+            try await PostgresSchema.create(on: client, maxSendSize: maxSendSize, logger: logger)
             let last = try await PostgresSchema.lastMessageID(on: client, logger: logger)
             try await pool.heartbeat()
-            let reader = BusReader(client: client, logger: logger, lastApplied: last) { [self] id, key, payload in
+            let reader = BusReader(
+                client: client, logger: logger, metrics: metrics, lastApplied: last, maxRowSize: maxSendSize
+            ) { [self] id, key, payload in
                 apply(id: id, key: key, payload: payload)
             }
             self.reader.withLockedValue { $0 = reader }

@@ -14,6 +14,17 @@ enum PostgresDeadline {
     /// schema, presence) set their own with `set_config(..., true)`.
     static let statement = Duration.milliseconds(1900)
 
+    /// PostgreSQL's `lock_timeout` for the bus's connections, under ``statement``: a statement that waits for a lock
+    /// someone else holds fails with its own error (55P03), which tells a locked table (waited for) from a statement
+    /// that runs too long (split, then skipped: ``ReadBatch``).
+    static let lockWait = Duration.milliseconds(1000)
+
+    /// `duration` as PostgreSQL reads a time setting.
+    static func setting(_ duration: Duration) -> String {
+        let (seconds, attoseconds) = duration.components
+        return "\(seconds * 1000 + attoseconds / 1_000_000_000_000_000)ms"
+    }
+
     /// Runs `operation`, failing after `limit`. The operation is abandoned, not awaited: postgres-nio does not
     /// stop a query when its task is cancelled, and a task group would wait for it (a query left waiting for good on
     /// a connection PostgreSQL closed would then hold the caller for good too).

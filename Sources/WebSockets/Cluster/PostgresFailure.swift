@@ -31,4 +31,12 @@ enum PostgresFailure {
         }
         return "\(place): \(String(describing: underlying))"
     }
+
+    /// Whether `error` is PostgreSQL's `statement_timeout` (57014): the statement ran too long, rather than waited
+    /// for a lock (`lock_timeout`, 55P03, comes first), for a connection (the bus's own deadline) or found PostgreSQL
+    /// away. Only such a read is split, and a row skipped: a table locked by someone else must be waited for, never
+    /// skipped through.
+    static func isStatementTimeout(_ error: any Error) -> Bool {
+        (error as? PSQLError)?.serverInfo?[.sqlState] == "57014"
+    }
 }

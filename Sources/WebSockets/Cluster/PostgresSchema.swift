@@ -3,10 +3,14 @@ import PostgresNIO
 
 /// The cluster's tables and the SQL function, created idempotently by every server at start.
 enum PostgresSchema {
-    static func create(on client: PostgresClient, logger: Logger) async throws {
+    /// Creates what is missing; `websockets_send` refuses a send over `maxSendSize` bytes (the last server to
+    /// start sets the limit it checks).
+    static func create(on client: PostgresClient, maxSendSize: Int, logger: Logger) async throws {
         try await client.withTransaction(logger: logger) { connection in
             // An index built on a table that already holds rows may take longer than the bus's statements may.
-            try await connection.query("SELECT set_config('statement_timeout', '0', true)", logger: logger)
+            try await connection.query(
+                "SELECT set_config('statement_timeout', '0', true), set_config('lock_timeout', '0', true)",
+                logger: logger)
             // Servers starting together must not race on CREATE.
             try await connection.query("SELECT pg_advisory_xact_lock(7272001)", logger: logger)
             try await connection.query(
@@ -55,12 +59,16 @@ enum PostgresSchema {
                 """
                 CREATE OR REPLACE FUNCTION websockets_send(action text, details json, send_to integer, target json DEFAULT NULL)
                 RETURNS bigint LANGUAGE plpgsql AS $$
-                DECLARE new_id bigint;
+                DECLARE new_id bigint; row_text text;
                 BEGIN
-                    INSERT INTO websockets_messages (payload)
-                    VALUES ('[' || to_json(action)::text || ',' || coalesce(details::text, 'null') || ',' ||
-                            coalesce(send_to::text, 'null') || ',' || coalesce(target::text, 'null') || ']')
-                    RETURNING id INTO new_id;
+                    row_text := '[' || to_json(action)::text || ',' || coalesce(details::text, 'null') || ',' ||
+                        coalesce(send_to::text, 'null') || ',' || coalesce(target::text, 'null') || ']';
+                    IF octet_length(row_text) > \(unescaped: String(maxSendSize)) THEN
+                        RAISE EXCEPTION 'websockets_send: the send is % bytes, over the cluster''s max_send_size of %',
+                            octet_length(row_text), \(unescaped: String(maxSendSize))
+                            USING ERRCODE = 'program_limit_exceeded';
+                    END IF;
+                    INSERT INTO websockets_messages (payload) VALUES (row_text) RETURNING id INTO new_id;
                     PERFORM pg_notify('websockets', new_id::text);
                     RETURN new_id;
                 END $$

@@ -149,9 +149,9 @@ struct PostgresURL: Equatable, Sendable {
         configuration.options.minimumConnections = 1
         configuration.options.maximumConnections = 8
         configuration.options.connectTimeout = .seconds(2)
-        let statement = PostgresDeadline.statement.components
         configuration.options.additionalStartupParameters = [
-            ("statement_timeout", "\(statement.seconds * 1000 + statement.attoseconds / 1_000_000_000_000_000)ms")
+            ("statement_timeout", PostgresDeadline.setting(PostgresDeadline.statement)),
+            ("lock_timeout", PostgresDeadline.setting(PostgresDeadline.lockWait)),
         ]
         return configuration
     }

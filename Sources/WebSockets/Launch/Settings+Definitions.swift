@@ -42,6 +42,10 @@ extension Settings {
         .integer(
             "retention", \.retention, 1...2_592_000,
             "seconds cluster messages are kept: the window in which reconnecting tabs recover what they missed"),
+        .integer(
+            "max_send_size", \.maxSendSize, 1024...(512 << 20),
+            "largest send a cluster carries, in bytes of its row; a larger one is not written (`websockets_send` refuses it with an error) and a larger row is skipped unread"
+        ),
         .integer("web_port", \.webPort, 0...65535, "the web-start service's port"),
         .number(
             "web_start_timeout", \.webStartTimeout, 1...600,

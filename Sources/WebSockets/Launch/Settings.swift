@@ -32,6 +32,9 @@ public struct Settings: Sendable {
     /// Seconds sends are kept in the cluster's messages table: the window in which a reconnecting browser
     /// recovers what it missed.
     public var retention: Int = 300
+    /// The largest send a cluster carries, in bytes of its row: a larger one is not written (and `websockets_send`
+    /// refuses it), a larger row written by hand is skipped unread.
+    public var maxSendSize: Int = 4 << 20
     /// The port of the web-start service.
     public var webPort: Int = 8081
     /// Seconds a server started by web start has to answer its health check before it is stopped and reported.
