@@ -14,7 +14,9 @@ import Testing
         var head: Int64 { 0 }
         func enqueue(_ sends: [Send]) { sent.withLockedValue { $0 += sends } }
         func publish(_ sends: [Send]) async { enqueue(sends) }
-        func messages(after: Int64, through: Int64) async throws -> (rows: [(id: Int64, send: Send)], complete: Bool) {
+        func messages(
+            after: Int64, through: Int64, for recipient: ReplayRecipient, budget: Int
+        ) async throws -> (rows: [(id: Int64, send: Send)], complete: Bool) {
             ([], true)
         }
         func start() async throws {}

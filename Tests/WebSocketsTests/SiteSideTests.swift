@@ -176,8 +176,14 @@ import Testing
         for (sendTo, target) in sends {
             let send = Send(action: "x", sendTo: sendTo, target: target)
             let routed = Set(hub.recipients(of: SendSelection(send)).map(\.id))
-            let replayed = Set(hub.allConnections().filter { hub.selects(send, $0) }.map(\.id))
+            let replayed = Set(hub.allConnections().filter { hub.replayRecipient($0).selects(send) }.map(\.id))
             #expect(routed == replayed, "send_to \(sendTo) \(target)")
+            // A replay's selection in SQL, by routing keys, where they decide.
+            if let keys = SendSelection(send).routingKeys {
+                let byKeys = Set(
+                    hub.allConnections().filter { !Set(keys).isDisjoint(with: hub.replayRecipient($0).keys) }.map(\.id))
+                #expect(routed == byKeys, "send_to \(sendTo) \(target), by routing keys")
+            }
         }
         for socket in sockets { await socket.close() }
     }

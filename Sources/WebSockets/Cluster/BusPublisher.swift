@@ -250,14 +250,26 @@ final class BusPublisher: Sendable {
     private func insert(_ pending: [Pending]) async throws {
         let payloads = pending.map { String(decoding: $0.send.encoded(), as: UTF8.self) }
         let keys = pending.map { SendKey(server: serverID, number: $0.key).description }
+        // The routing columns (see PostgresSchema): keys as a JSON array where they decide, else the target.
+        let sendTo = pending.map { PostgresSchema.sendToColumn(of: $0.send) }
+        let selections = pending.map { SendSelection($0.send) }
+        // An empty text stands for NULL (binds of arrays do not carry NULLs).
+        let routing = selections.map { selection in
+            selection.routingKeys.map { JSON.array($0.map(JSON.string)).serialized() } ?? ""
+        }
+        let targets = pending.map { $0.send.sendTo == .filter ? $0.send.target.serialized() : "" }
         // ON CONFLICT: a second write of the same sends (a retry after an abandoned write that committed after all)
         // adds nothing. An insert waits for an uncommitted one of the same key and then does nothing.
         try await client.query(
             """
             WITH rows AS (
-                INSERT INTO websockets_messages (send_key, payload)
-                SELECT send_key, payload FROM unnest(\(keys)::text[], \(payloads)::text[])
-                    WITH ORDINALITY AS t(send_key, payload, n) ORDER BY n
+                INSERT INTO websockets_messages (send_key, payload, send_to, routing, target)
+                SELECT send_key, payload, send_to,
+                    CASE WHEN routing <> '' THEN ARRAY(SELECT json_array_elements_text(routing::json)) END,
+                    NULLIF(target, '')
+                FROM unnest(\(keys)::text[], \(payloads)::text[], \(sendTo)::int[], \(routing)::text[],
+                    \(targets)::text[])
+                    WITH ORDINALITY AS t(send_key, payload, send_to, routing, target, n) ORDER BY n
                 ON CONFLICT (send_key) DO NOTHING
                 RETURNING id)
             SELECT pg_notify('websockets', max(id)::text) FROM rows HAVING count(*) > 0

@@ -9,8 +9,11 @@ protocol MessageBus: Sendable {
     func publish(_ sends: [Send]) async
     /// The id of the last message this server applied (0 on a single server).
     var head: Int64 { get }
-    /// Messages after `after` up to `through`, in order, and whether the window still holds all of them.
-    func messages(after: Int64, through: Int64) async throws -> (rows: [(id: Int64, send: Send)], complete: Bool)
+    /// Messages after `after` up to `through` that select `recipient`, in order, holding at most `budget` bytes of
+    /// details, and whether they are all of them (the window still holds them all, no bound left any out).
+    func messages(
+        after: Int64, through: Int64, for recipient: ReplayRecipient, budget: Int
+    ) async throws -> (rows: [(id: Int64, send: Send)], complete: Bool)
     /// The presence decisions this server is to announce, in a cluster (PostgreSQL decides who is online);
     /// `nil` on a single server, whose own ledger decides.
     var presenceDecisions: AsyncStream<PresenceLedger.Change>? { get }
@@ -42,7 +45,9 @@ struct LocalBus: MessageBus {
 
     var head: Int64 { 0 }
 
-    func messages(after: Int64, through: Int64) async throws -> (rows: [(id: Int64, send: Send)], complete: Bool) {
+    func messages(
+        after: Int64, through: Int64, for recipient: ReplayRecipient, budget: Int
+    ) async throws -> (rows: [(id: Int64, send: Send)], complete: Bool) {
         ([], true)
     }
 

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOCore
 import NIOConcurrencyHelpers
 import PostgresNIO
 
@@ -68,7 +69,11 @@ final class PostgresBus: MessageBus, Sendable {
         maxSendSize = settings.maxSendSize
         pool = PoolMembership(
             client: client, logger: logger, serverID: serverID, address: address, retention: retention)
-        replay = MessageReplay(client: client, logger: logger)
+        // Two replays at once per core: a storm waits its turn (at most 1,024 waiting) instead of reading the table
+        // 40 times at once.
+        replay = MessageReplay(
+            client: client, logger: logger, metrics: metrics,
+            gate: ReplayGate(slots: 2 * System.coreCount, maximumWaiting: 1024), maxRowSize: settings.maxSendSize)
         presenceSync = PresenceSync(
             client: client, logger: logger, metrics: metrics, serverID: serverID, grace: settings.presenceGrace,
             ledger: presence)
@@ -166,8 +171,10 @@ final class PostgresBus: MessageBus, Sendable {
         await publisher.publish(sends)
     }
 
-    func messages(after: Int64, through: Int64) async throws -> (rows: [(id: Int64, send: Send)], complete: Bool) {
-        try await replay.messages(after: after, through: through)
+    func messages(
+        after: Int64, through: Int64, for recipient: ReplayRecipient, budget: Int
+    ) async throws -> (rows: [(id: Int64, send: Send)], complete: Bool) {
+        try await replay.messages(after: after, through: through, for: recipient, budget: budget)
     }
 
     private func apply(id: Int64, key: SendKey?, payload: String) {

@@ -6,6 +6,8 @@ enum PostgresSchema {
     /// Creates what is missing; `websockets_send` refuses a send over `maxSendSize` bytes (the last server to
     /// start sets the limit it checks).
     static func create(on client: PostgresClient, maxSendSize: Int, logger: Logger) async throws {
+        // The commands, as SQL literals: a send of one is stored with send_to 0, which no replay selects.
+        let commands = ServerCommand.allCases.map { "'\($0.rawValue)'" }.joined(separator: ", ")
         try await client.withTransaction(logger: logger) { connection in
             // An index built on a table that already holds rows may take longer than the bus's statements may.
             try await connection.query(
@@ -32,6 +34,13 @@ enum PostgresSchema {
             try await connection.query(
                 "CREATE UNIQUE INDEX IF NOT EXISTS websockets_messages_send_key ON websockets_messages (send_key)",
                 logger: logger)
+            // What a replay selects on before it reads a payload (see MessageReplay): send_to (0: a command, never
+            // replayed), the routing keys where they decide (SendSelection.routingKeys), else the target's text.
+            try await connection.query(
+                """
+                ALTER TABLE websockets_messages ADD COLUMN IF NOT EXISTS send_to smallint,
+                    ADD COLUMN IF NOT EXISTS routing text[], ADD COLUMN IF NOT EXISTS target text
+                """, logger: logger)
             // Presence: each server's tabs per user, and the users online cluster-wide (see PresenceSync).
             try await connection.query(
                 """
@@ -55,6 +64,37 @@ enum PostgresSchema {
             // version of earlier releases is dropped, since both would make a call with a literal ambiguous.
             try await connection.query(
                 "DROP FUNCTION IF EXISTS websockets_send(text, jsonb, integer, jsonb)", logger: logger)
+            // SendSelection.routingKeys in SQL, for websockets_send: an id's key is the string itself or a whole
+            // number's digits (42, 42.0 and "42" are one key, as JSON.indexKey has it). Any other id (a fraction,
+            // a number beyond 2^53, an array) gives NULL, and the row is then decided on its target in Swift:
+            // exact either way. ClusterGuaranteeTests.websocketsSendRoutesAsTheServersDo checks both agree.
+            try await connection.query(
+                """
+                CREATE OR REPLACE FUNCTION websockets_routing_key(value json) RETURNS text
+                LANGUAGE sql IMMUTABLE AS $$
+                    SELECT CASE json_typeof(value)
+                        WHEN 'string' THEN value #>> '{}'
+                        WHEN 'number' THEN CASE
+                            WHEN (value::text)::numeric = trunc((value::text)::numeric)
+                                 AND abs((value::text)::numeric) < 9007199254740992
+                            THEN trunc((value::text)::numeric)::text END
+                    END
+                $$
+                """, logger: logger)
+            try await connection.query(
+                """
+                CREATE OR REPLACE FUNCTION websockets_routing(send_to integer, target json) RETURNS text[]
+                LANGUAGE sql IMMUTABLE AS $$
+                    SELECT CASE WHEN bool_and(key IS NOT NULL) THEN array_agg(prefix || key ORDER BY n) END
+                    FROM (SELECT CASE send_to WHEN 3 THEN 'u:' WHEN 4 THEN 'g:' WHEN 6 THEN 's:' WHEN 7 THEN 'c:' END
+                                     AS prefix,
+                                 websockets_routing_key(element) AS key, n
+                          FROM json_array_elements(
+                              CASE WHEN json_typeof(target) = 'array' THEN target ELSE json_build_array(target) END)
+                              WITH ORDINALITY AS t(element, n)) keys
+                    WHERE send_to IN (3, 4, 6, 7)
+                $$
+                """, logger: logger)
             try await connection.query(
                 """
                 CREATE OR REPLACE FUNCTION websockets_send(action text, details json, send_to integer, target json DEFAULT NULL)
@@ -68,7 +108,10 @@ enum PostgresSchema {
                             octet_length(row_text), \(unescaped: String(maxSendSize))
                             USING ERRCODE = 'program_limit_exceeded';
                     END IF;
-                    INSERT INTO websockets_messages (payload) VALUES (row_text) RETURNING id INTO new_id;
+                    INSERT INTO websockets_messages (payload, send_to, routing, target)
+                    VALUES (row_text, CASE WHEN action IN (\(unescaped: commands)) THEN 0 ELSE send_to END,
+                            websockets_routing(send_to, target), target::text)
+                    RETURNING id INTO new_id;
                     PERFORM pg_notify('websockets', new_id::text);
                     RETURN new_id;
                 END $$
@@ -83,6 +126,11 @@ enum PostgresSchema {
         var last: Int64 = 0
         for try await (id) in rows.decode(Int64.self) { last = id }
         return last
+    }
+
+    /// The `send_to` column of a send: 0 for a command, which no replay selects.
+    static func sendToColumn(of send: Send) -> Int {
+        send.command == nil ? send.sendTo.rawValue : 0
     }
 
     /// A row's text, `[action, details, send_to, target]` with the details as their sender wrote them, as a send.

@@ -187,10 +187,11 @@ public final class Hub: Sendable {
             userAgent: connection.credentials.userAgent)
     }
 
-    /// Whether `send` reaches `connection` as a frame: the same rule as routing, for one connection (a replay after
-    /// a reconnection). A command never does: it was performed when it was sent, and its details are not data.
-    func selects(_ send: Send, _ connection: Connection) -> Bool {
-        send.command == nil && Self.selection(SendSelection(send), selects: connection)
+    /// `connection` as a replay selects for it: the same rule as routing (``SendSelection``), for one connection.
+    func replayRecipient(_ connection: Connection) -> ReplayRecipient {
+        ReplayRecipient(
+            id: connection.id, session: connection.session, address: connection.address,
+            userAgent: connection.credentials.userAgent)
     }
 
     /// Whether every connection a `send_to 7` names is on this server (then the send needs no cluster bus).

@@ -96,6 +96,12 @@ public final class ServerMetrics: Sendable {
         ).increment()
     }
 
+    /// Counts a cluster replay by how it ended: `complete`, `incomplete` (a bound or the retention window left some
+    /// out), `busy` (no turn within its wait) or `failed` (PostgreSQL did not answer).
+    func replays(result: String) {
+        Counter(label: "websockets_replays_total", dimensions: [("result", result)], factory: factory).increment()
+    }
+
     /// Records the time from `start` to now in `timer`.
     func record(_ timer: CoreMetrics.Timer, since start: ContinuousClock.Instant) {
         let elapsed = ContinuousClock.now - start

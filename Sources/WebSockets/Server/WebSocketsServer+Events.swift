@@ -174,9 +174,11 @@ extension WebSocketsServer {
         var replayed = Set<Int64>()
         var complete = false
         do {
-            let (rows, retained) = try await bus.messages(after: lastID, through: head)
+            // At most what the connection may have waiting: a replay larger than that would close it as slow.
+            let (rows, retained) = try await bus.messages(
+                after: lastID, through: head, for: hub.replayRecipient(connection), budget: settings.maxOutboundBuffer)
             complete = retained
-            for (id, send) in rows where hub.selects(send, connection) {
+            for (id, send) in rows {
                 replayed.insert(id)
                 frames.append(
                     ByteBuffer(bytes: Message(action: send.action, rawDetails: send.rawDetails).encoded(id: id)))
