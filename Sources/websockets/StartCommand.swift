@@ -23,9 +23,13 @@ struct StartCommand: AsyncParsableCommand {
         let settings = try options.serverSettings(site: site, serverAddress: serverAddress, command: "start")
         raiseOpenFileLimit(logger: logger)
         let server = WebSocketsServer(settings: settings, logger: logger)
-        let group = ServiceGroup(
-            configuration: .init(services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        try await group.run()
+        var configuration = ServiceGroupConfiguration(
+            services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        // A last resort: the stop ends within its bound by itself (tested); past it and 3 s more, the process is
+        // ended rather than left half-stopped with its port closed.
+        configuration.maximumGracefulShutdownDuration = WebSocketsServer.stopBound(siteTimeout: settings.siteTimeout)
+        configuration.maximumCancellationDuration = .seconds(3)
+        try await ServiceGroup(configuration: configuration).run()
     }
 }
 

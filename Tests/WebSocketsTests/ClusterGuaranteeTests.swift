@@ -242,4 +242,60 @@ import Testing
         #expect(
             try await cluster.postgres.psql("SELECT send_to FROM websockets_messages WHERE id = \(command)") == "0")
     }
+
+    /// Issue 22, row 5: a server (`websockets start`) with 300 tabs, each its own user, whose site goes quiet (every
+    /// call lasts its whole `site_timeout`); the tabs leave, and at the same moment it gets SIGTERM, the other server
+    /// stops and PostgreSQL stops. Three times: the process ends by itself (status 0) within its bound
+    /// (`site_timeout` + 17 s), and the events the site could not take are logged once, with their count. On 226b087 it waited
+    /// for every disconnection and presence event in turn, each for the whole timeout.
+    @Test func aStopAlwaysEnds() async throws {
+        let postgres = try await PostgresServer.start()
+        defer { postgres.shutdown() }
+        let site = try await TestSite.start()
+        defer { Task { await site.shutdown() } }
+        let quiet = try HangingListener()
+        defer { quiet.close() }
+        let tabs = 300
+        for user in 0..<tabs { site.addSession("user-\(user)", user: Int64(1000 + user)) }
+        for round in 1...3 {
+            let other = try await Cluster.server(site: site, postgres: postgres) { $0.siteTimeout = 1 }
+            let port = try ServerProcess.freePort()
+            let process = try ServerProcess(
+                [
+                    "start", site.url, "--listen-port", "\(port)", "--postgres", postgres.url, "--security-key",
+                    site.key, "--message-endpoint", quiet.url + "/message", "--site-timeout", "1",
+                ], directory: try ServerProcess.temporaryDirectory(), captureErrors: true)
+            defer { process.stop() }
+            let ended = Task { await process.finish(within: .seconds(90)) }
+            try await eventually(timeout: .seconds(20), "the server process joins the pool") {
+                (try? await postgres.psql("SELECT count(*) FROM websockets_pool")) == "2"
+            }
+            var sockets: [TestWebSocket] = []
+            for user in 0..<tabs {
+                sockets.append(try await TestWebSocket.authenticated(port: port, sid: "user-\(user)"))
+            }
+            for number in 0..<20 { other.sendToClients("n", .int(Int64(number)), .all) }
+            for socket in sockets { await socket.close() }
+            // Everything goes at once.
+            let start = ContinuousClock.now
+            kill(process.process.processIdentifier, SIGTERM)
+            async let otherStopped: Void = other.shutdown()
+            async let databaseStopped: Void? = try? postgres.stop()
+            let (status, output) = await ended.value
+            let elapsed = ContinuousClock.now - start
+            _ = await (otherStopped, databaseStopped)
+            #expect(status == 0, "round \(round): exit status \(status) after \(elapsed)")
+            #expect(
+                elapsed < WebSocketsServer.stopBound(siteTimeout: 1), "round \(round): the stop took \(elapsed)")
+            // While it runs, each event the site fails to take is a warning; from the stop on, one line counts them.
+            let stopping = output.split(separator: "\n").drop { !$0.contains("shutting down") }
+            print("round \(round): stopped in \(elapsed), status \(status)")
+            if elapsed > .seconds(10) { print(stopping.joined(separator: "\n")) }
+            let failures = stopping.filter { $0.contains("message endpoint failed") }
+            #expect(failures.count <= 1, "round \(round): \(failures.count) lines for the site's failures")
+            #expect(output.contains("events the site did not take"), "round \(round)")
+            try await postgres.start()
+            try await postgres.psql("DELETE FROM websockets_pool")
+        }
+    }
 }

@@ -104,26 +104,23 @@ final class BusPublisher: Sendable {
         return carried
     }
 
-    /// Returns once every send queued so far has been written (or delivered here), or after `limit`.
+    /// Returns once every send queued so far has been written (or delivered here), or after `limit`. The wait is
+    /// abandoned at the limit, not awaited (a task group would wait for its waiting child), and its waiter resumed.
     func drain(within limit: Duration) async {
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask {
-                await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                    let now = self.state.withLockedValue { state -> Bool in
-                        if state.queue.isEmpty { return true }
-                        state.drained.append(continuation)
-                        return false
-                    }
-                    if now { continuation.resume() }
+        _ = try? await PostgresDeadline.bounded(limit) {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let now = self.state.withLockedValue { state -> Bool in
+                    if state.queue.isEmpty { return true }
+                    state.drained.append(continuation)
+                    return false
                 }
+                if now { continuation.resume() }
             }
-            group.addTask { try? await Task.sleep(for: limit) }
-            await group.next()
-            group.cancelAll()
         }
         // A waiter left behind by the time limit is resumed, never leaked.
         for waiter in state.withLockedValue({ state in
-            defer { state.drained = [] }; return state.drained
+            defer { state.drained = [] }
+            return state.drained
         }) {
             waiter.resume()
         }

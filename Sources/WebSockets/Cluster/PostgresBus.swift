@@ -35,8 +35,9 @@ final class PostgresBus: MessageBus, Sendable {
     private let running = NIOLockedValueBox<Task<Void, Never>?>(nil)
     /// The parts still running, by name: named in the log when they do not stop in time.
     private let runningParts = RunningParts()
-    /// How long the parts have to stop once cancelled.
-    static let stopTimeout = Duration.seconds(10)
+    /// How long the parts have to stop once cancelled: with the drain (2 s) and the two leaves (2 s each), the bus
+    /// stops within 10 s, part of the server's stop bound (``WebSocketsServer/stopBound(siteTimeout:)``).
+    static let stopTimeout = Duration.seconds(4)
 
     var isCluster: Bool { true }
 
@@ -143,8 +144,8 @@ final class PostgresBus: MessageBus, Sendable {
     }
 
     func shutdown() async {
-        // Sends accepted before the shutdown still go out (for up to 3 s), then the server leaves the pool.
-        await publisher.drain(within: .seconds(3))
+        // Sends accepted before the shutdown still go out (for up to 2 s), then the server leaves the pool.
+        await publisher.drain(within: .seconds(2))
         await presenceSync.leave()
         await pool.leave()
         guard let task = running.withLockedValue({ $0 }) else { return }

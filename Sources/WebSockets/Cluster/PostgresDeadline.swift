@@ -99,6 +99,18 @@ enum PostgresDeadline {
         }
     }
 
+    /// Waits for `task` to end, at most `limit`; past it, calls `late` and stops waiting (the task is cancelled and
+    /// ends, or not, on its own).
+    static func waited(
+        for task: Task<Void, Never>, within limit: Duration, late: @Sendable () -> Void
+    ) async {
+        let ended = (try? await bounded(limit) { await task.value }) != nil
+        if !ended {
+            task.cancel()
+            late()
+        }
+    }
+
     /// A jittered pause after `failures` failures in a row (100 ms doubling, at most 5 s), so that servers do not
     /// all return to a restarted database at the same moment.
     static func backOff(_ failures: Int) async {

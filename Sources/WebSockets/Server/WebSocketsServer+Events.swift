@@ -222,10 +222,22 @@ extension WebSocketsServer {
             metrics.dropped(reason: "closed")
             connection.userLogger.debug("connection closed before its message's turn: not posted")
         case .failure(let error):
-            connection.userLogger.warning(
-                "message endpoint failed",
-                metadata: ["event": "\(name)", "action": "\(event.action)", "error": "\(error)"])
+            siteEventFailed(name, error: error, logger: connection.userLogger, action: event.action)
             if isMessage { connection.send(message.errorReply(code: error.code)) }
         }
+    }
+
+    /// An event the site did not take: a warning each while the server runs; while it stops (its tabs all close at
+    /// once, and the site may be going away too: 8,439 warnings for 10,000 tabs once) only counted, and told once
+    /// with the count at the end of the stop.
+    func siteEventFailed(_ name: String, error: SiteCallError, logger: Logger, action: String? = nil) {
+        if isStopping {
+            eventsLostAtStop.withLockedValue { $0 += 1 }
+            metrics.dropped(reason: "shutdown")
+            return
+        }
+        logger.warning(
+            "message endpoint failed",
+            metadata: ["event": "\(name)", "action": "\(action ?? name)", "error": "\(error)"])
     }
 }

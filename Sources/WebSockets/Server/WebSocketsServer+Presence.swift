@@ -70,7 +70,7 @@ extension WebSocketsServer {
         case .success(let sends):
             await perform(sends)
         case .failure(let error):
-            userLogger.warning("message endpoint failed", metadata: ["event": "\(name)", "error": "\(error)"])
+            siteEventFailed(name, error: error, logger: userLogger)
         }
     }
 

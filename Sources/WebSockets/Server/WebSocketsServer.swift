@@ -62,6 +62,8 @@ public final class WebSocketsServer: Service, Sendable {
     }
 
     let runtime = NIOLockedValueBox(Runtime())
+    /// Events the site did not take while the server stopped: logged once, with their count, at the end of the stop.
+    let eventsLostAtStop = NIOLockedValueBox(0)
     let handlers = NIOLockedValueBox<[String: [WebSocketsEventHandler]]>([:])
     /// Who is online (``PresenceLedger``).
     let presence: NIOLockedValueBox<PresenceLedger>
@@ -213,7 +215,15 @@ public final class WebSocketsServer: Service, Sendable {
         await shutdown()
     }
 
-    /// Stops accepting, closes every connection with 1001 "going away", lets in-flight site calls finish.
+    /// The longest a stop takes, whatever the site, PostgreSQL and the other servers do meanwhile: `site_timeout`
+    /// + 2 s for the site to take the last events, 1 s more for the handlers, 10 s for the cluster's bus, 1 s for
+    /// presence announcements, 1 s for the close frames, and 2 s to spare for the loops and threads to end.
+    public static func stopBound(siteTimeout: Double) -> Duration {
+        .seconds(siteTimeout + 17)
+    }
+
+    /// Stops accepting, closes every connection with 1001 "going away", lets in-flight site calls finish for up to
+    /// `site_timeout` + 2 s, then fails the rest; ends within ``stopBound(siteTimeout:)``.
     public func shutdown() async {
         let (first, channel) = runtime.withLockedValue { runtime -> (Bool, (any Channel)?) in
             if runtime.stopping { return (false, nil) }
@@ -235,12 +245,21 @@ public final class WebSocketsServer: Service, Sendable {
         for connection in hub.allConnections() {
             connection.close(code: .goingAway, reason: "Server shutting down")
         }
+        // The stop's bound (README, "Stopping"): site_timeout + 2 s for the site to take the last events, then at
+        // most 10 s for the rest, whatever the site, PostgreSQL and the other servers do meanwhile.
         await waitForDrains(limit: .seconds(settings.siteTimeout + 2))
+        // What the site has not taken by now fails at once (counted below), so that nothing after waits for it.
+        curl.abandon()
+        await waitForDrains(limit: .seconds(1))
         await bus.shutdown()
         // The decisions made before the bus stopped are told; its stream has ended.
-        await runtime.withLockedValue { $0.presenceAnnouncer }?.value
+        if let announcer = runtime.withLockedValue({ $0.presenceAnnouncer }) {
+            await PostgresDeadline.waited(for: announcer, within: .seconds(1)) {
+                logger.warning("shutdown: presence announcements still under way after the limit")
+            }
+        }
         // Give the close frames a moment to reach the clients before the process may exit.
-        let deadline = ContinuousClock.now + .seconds(2)
+        let deadline = ContinuousClock.now + .seconds(1)
         while hub.counts.connections > 0 && ContinuousClock.now < deadline {
             try? await Task.sleep(for: .milliseconds(10))
         }
@@ -248,13 +267,22 @@ public final class WebSocketsServer: Service, Sendable {
             await stopSocketLoops()
         #endif
         await curl.shutdown()
+        releaseDrainWaiters()
+        let lost = eventsLostAtStop.withLockedValue { $0 }
+        if lost > 0 {
+            logger.warning(
+                "shutdown: events the site did not take (Client/disconnection, User/offline...)",
+                metadata: ["count": "\(lost)"])
+        }
         logger.info("stopped")
     }
 
+    /// Waits until no connection's messages are being handled, at most `limit`. The wait is abandoned, not awaited,
+    /// at the limit: a task group would wait for its waiting child (a stop once waited here for every event the
+    /// site took its whole timeout over). A waiter left behind is resumed at the end of the stop.
     private func waitForDrains(limit: Duration) async {
-        let done = NIOLockedValueBox(false)
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask { [self] in
+        let done =
+            (try? await PostgresDeadline.bounded(limit) { [self] in
                 await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                     let now = runtime.withLockedValue { runtime -> Bool in
                         if runtime.drains == 0 { return true }
@@ -263,17 +291,19 @@ public final class WebSocketsServer: Service, Sendable {
                     }
                     if now { continuation.resume() }
                 }
-                done.withLockedValue { $0 = true }
-            }
-            group.addTask {
-                try? await Task.sleep(for: limit)
-            }
-            await group.next()
-            group.cancelAll()
-        }
-        if !done.withLockedValue({ $0 }) {
+            }) != nil
+        if !done {
             logger.warning("shutdown: site calls still under way after the limit")
         }
+    }
+
+    /// Resumes the waiters that drains did not end in time.
+    private func releaseDrainWaiters() {
+        let waiters = runtime.withLockedValue { runtime in
+            defer { runtime.drainWaiters = [] }
+            return runtime.drainWaiters
+        }
+        for waiter in waiters { waiter.resume() }
     }
 
     // MARK: Channels

@@ -13,6 +13,8 @@ public final class CurlClient: Sendable {
     private struct State {
         var lanes: SiteLanes<CurlTransfer>
         var stopping = false
+        /// Requests waiting or under way fail at once (``abandon()``).
+        var abandoning = false
     }
 
     private let multi: CurlMultiHandle
@@ -61,6 +63,16 @@ public final class CurlClient: Sendable {
         }
     }
 
+    /// Stops taking requests, and fails those waiting or under way at once with ``HTTPClientError/shutDown``: a
+    /// stop must end whatever the site does (a site that had gone quiet held a stop for 300 events × its timeout).
+    public func abandon() {
+        state.withLockedValue {
+            $0.stopping = true
+            $0.abandoning = true
+        }
+        _ = curl_multi_wakeup(multi.pointer)
+    }
+
     /// Stops taking requests, lets those under way finish, and waits for the curl thread to end.
     public func shutdown() async {
         state.withLockedValue { $0.stopping = true }
@@ -78,10 +90,20 @@ public final class CurlClient: Sendable {
     private func runLoop() {
         var active: [UnsafeMutableRawPointer: CurlTransfer] = [:]
         while true {
-            let (starting, stopping) = state.withLockedValue { state -> ([CurlTransfer], Bool) in
+            let (starting, stopping, abandoning) = state.withLockedValue { state -> ([CurlTransfer], Bool, Bool) in
+                if state.abandoning { return (state.lanes.removeAll(), true, true) }
                 var taken: [CurlTransfer] = []
                 while let (transfer, _) = state.lanes.next() { taken.append(transfer) }
-                return (taken, state.stopping)
+                return (taken, state.stopping, false)
+            }
+            if abandoning {
+                for transfer in starting { transfer.complete(.failure(.shutDown)) }
+                for (easy, transfer) in active {
+                    _ = curl_multi_remove_handle(multi.pointer, easy)
+                    curl_easy_cleanup(easy)
+                    transfer.complete(.failure(.shutDown))
+                }
+                break
             }
             for transfer in starting {
                 guard transfer.isWanted() else {
