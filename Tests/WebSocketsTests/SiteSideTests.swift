@@ -56,6 +56,45 @@ import Testing
         #expect(harness.site.state.withLockedValue { $0.guestsStarted } == 2)
     }
 
+    /// Issue 23: two browsers without a session cookie but with the same unrelated cookie (`lang=en`), browser and
+    /// address. The site opens a guest session per visitor: each gets its own, and a send to A's session reaches A
+    /// alone. On 226b087 the cache gave B A's guest session.
+    @Test func anUnrelatedCookieSharesNoGuest() async throws {
+        let harness = try await Harness.start()
+        defer { Task { await harness.stop() } }
+        harness.site.state.withLockedValue { $0.guestsWithoutCookie = true }
+        var guests: [TestWebSocket] = []
+        for _ in 0..<2 {
+            let guest = try await TestWebSocket.connect(
+                port: harness.port, headers: [("Cookie", "lang=en"), ("User-Agent", "same")])
+            try await guest.send("Client/authentication", nil)
+            #expect(try await guest.nextMessage() == Message(action: "Client/authentication", details: "ok"))
+            guests.append(guest)
+        }
+        #expect(harness.site.state.withLockedValue { $0.guestsStarted } == 2)
+        let key = [("X-WebSockets-Key", harness.key)]
+        let sent = try await harness.http(
+            "POST", "/WebSockets/send", headers: key, body: #"["private", 1, 6, "guest-1"]"#)
+        #expect(try JSON(parsing: sent.body) == ["accepted": 1, "delivered": 1])
+        #expect(try await guests[0].nextMessage() == Message(action: "private", details: 1))
+        try await guests[1].expectNoMessage()
+    }
+
+    @Test func aGuestAnswerIsSharedOnlyWithBrowsersThatHoldItsSession() {
+        func credentials(_ cookie: String) -> BrowserCredentials {
+            BrowserCredentials(cookie: cookie, userAgent: "", acceptLanguage: "", address: "")
+        }
+        let guest = SessionValidation.valid(SessionInfo(user: 0, session: "g1", guest: true))
+        let user = SessionValidation.valid(SessionInfo(user: 1, session: "s1"))
+        #expect(!credentials("lang=en").mayShare(guest))
+        #expect(credentials("lang=en; PHPSESSID=g1").mayShare(guest))
+        #expect(credentials(#"PHPSESSID="g1""#).mayShare(guest))
+        #expect(credentials(" PHPSESSID = g1 ").mayShare(guest))
+        #expect(!credentials("PHPSESSID=g10").mayShare(guest))
+        #expect(credentials("sid=alice").mayShare(user))
+        #expect(credentials("lang=en").mayShare(.rejected(status: 403)))
+    }
+
     @Test func theCacheKeysOnWhatTheSiteSees() async throws {
         let harness = try await Harness.start()
         defer { Task { await harness.stop() } }

@@ -43,10 +43,12 @@ final class SessionCache<Key: Hashable & Sendable>: Sendable {
 
     /// The cached answer for `key`, or the answer of `fetch`, which runs once for all concurrent callers; with no
     /// key, `fetch` runs and nothing is kept. Site failures are handed to the callers that waited for them but not
-    /// kept.
-    func value(for key: Key?, fetch: @Sendable () async -> SessionValidation) async -> (
-        SessionValidation, fromCache: Bool
-    ) {
+    /// kept. An answer that is not `shareable` (a guest session the browser does not hold) is neither kept nor
+    /// handed to the callers that waited: each of them asks the site itself.
+    func value(
+        for key: Key?, shareable: @Sendable (SessionValidation) -> Bool = { _ in true },
+        fetch: @Sendable () async -> SessionValidation
+    ) async -> (SessionValidation, fromCache: Bool) {
         guard let key else { return (await fetch(), false) }
         let now = ContinuousClock.now
         pruneIfDue(now: now)
@@ -70,9 +72,10 @@ final class SessionCache<Key: Hashable & Sendable>: Sendable {
         }
         if let shared { return (shared, true) }
         let value = await fetch()
+        let mayShare = shareable(value)
         let kept: Duration?
         switch value {
-        case .valid: kept = lifetime
+        case .valid: kept = mayShare ? lifetime : nil
         case .rejected: kept = rejectionLifetime
         case .failed: kept = nil
         }
@@ -81,7 +84,8 @@ final class SessionCache<Key: Hashable & Sendable>: Sendable {
             entries[key] = kept.map { .done(Answer(value, expires: .now + $0)) }
             return waiters
         }
-        for waiter in waiters { waiter.resume(returning: value) }
+        // A waiter resumed with nil fetches for itself.
+        for waiter in waiters { waiter.resume(returning: mayShare ? value : nil) }
         return (value, false)
     }
 

@@ -40,6 +40,27 @@ public struct BrowserCredentials: Sendable {
         hasher.combine(address)
         return SessionCacheKey(cookie: cookie, browser: hasher.finalize())
     }
+
+    /// Whether the site's answer for these credentials may be given to another browser that presents the same
+    /// ones: yes, unless it is a guest session that none of the browser's cookies carries. A site that opens a guest
+    /// session per visitor answered for this browser alone, whatever other cookies (`lang=en`) it shares with
+    /// others: two such browsers once shared one guest, and a send to one's session reached both. A registered
+    /// user's answer is the site's word on the cookie itself, and is shared.
+    func mayShare(_ validation: SessionValidation) -> Bool {
+        guard case .valid(let session) = validation, session.guest else { return true }
+        return cookieValues.contains { $0 == session.session }
+    }
+
+    /// The values of the `Cookie` header's cookies, quotes removed.
+    var cookieValues: [Substring] {
+        cookie.split(separator: ";").compactMap { pair in
+            guard let equals = pair.firstIndex(of: "=") else { return nil }
+            var value = pair[pair.index(after: equals)...].trimmingPrefix(while: \.isWhitespace)
+            while value.last?.isWhitespace == true { value = value.dropLast() }
+            if value.count >= 2, value.first == "\"", value.last == "\"" { value = value.dropFirst().dropLast() }
+            return Substring(value)
+        }
+    }
 }
 
 /// A session cache key: the cookie, and the rest of what the site saw as a hash. The hash keeps the key small (a
@@ -87,7 +108,9 @@ final class SiteClient: Sendable {
 
     /// Checks a session with the site, or reuses the answer given moments ago for the same credentials.
     func validate(_ credentials: BrowserCredentials) async -> SessionValidation {
-        let (result, fromCache) = await cache.value(for: credentials.cacheKey) { [self] in
+        let (result, fromCache) = await cache.value(
+            for: credentials.cacheKey, shareable: { credentials.mayShare($0) }
+        ) { [self] in
             await self.requestSession(credentials)
         }
         if fromCache { metrics.sessionCacheHits.increment() }
