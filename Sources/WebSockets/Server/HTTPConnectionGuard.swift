@@ -14,8 +14,8 @@ enum HTTPConnectionEvent {
 /// Open HTTP (non-WebSocket) connections of one server, against `max_http_connections`.
 final class HTTPConnectionCount: Sendable {
     private let count = Atomic<Int>(0)
-    /// Refusals not yet logged, and when the last log line was written (monotonic nanoseconds).
-    private let unlogged = NIOLockedValueBox((refusals: 0, loggedAt: UInt64(0)))
+    /// When a refusal is logged: the rule every refusal of the server follows.
+    private let throttle = NIOLockedValueBox(LogThrottle())
 
     /// Counts a new connection; `false` (and not counted) when `limit` are already open.
     func admit(limit: Int) -> Bool {
@@ -35,13 +35,8 @@ final class HTTPConnectionCount: Sendable {
 
     /// Counts a refusal; returns how many to report when a log line is due (the first, then at most one every
     /// 10 s): a flood over the cap must not become a flood of log lines.
-    func noteRefusal(now: UInt64 = NIODeadline.now().uptimeNanoseconds) -> Int? {
-        unlogged.withLockedValue { state in
-            state.refusals += 1
-            guard state.loggedAt == 0 || now - state.loggedAt >= 10_000_000_000 else { return nil }
-            defer { state = (0, now) }
-            return state.refusals
-        }
+    func noteRefusal(now: ContinuousClock.Instant = .now) -> Int? {
+        throttle.withLockedValue { $0.admit("http_cap", now: now) }
     }
 }
 

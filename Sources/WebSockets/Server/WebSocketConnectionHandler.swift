@@ -43,8 +43,6 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
     /// browser, closes the connection.
     private(set) var expiry = Int64.max
     private var lastHeard = NIODeadline.now()
-    /// The refusals (rate, waiting limit) already logged for this connection: each is logged once.
-    private var loggedRefusals: UInt8 = 0
     /// In a cluster, the live messages held until the replay, then the ids the browser already has; `nil` on a
     /// single server and for a connection that recovered nothing (one reference for both, to keep idle
     /// connections small).
@@ -74,7 +72,9 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
         credentials = nil
         guard server.hub.add(connection, limit: server.settings.maxConnectionsPerIP) else {
             // The cap was checked before the upgrade; another connection from the address won the race.
-            connection.logger.info("too many connections from one address", metadata: ["ip": "\(connection.address)"])
+            server.refusals.refused(
+                "per_ip_cap", "too many connections from one address", logger: connection.logger,
+                metadata: ["ip": "\(connection.address)"])
             server.metrics.closed(reason: "per_ip_cap")
             close(code: .policyViolation, reason: "Too many connections")
             return
@@ -147,7 +147,9 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
     /// Closes a connection that has not authenticated in time; called by the loop's sweep.
     func authenticationTimedOut() {
         guard wire != nil, !isAuthenticated, !gate.closing else { return }
-        connection.logger.info("closing a connection that did not authenticate in time")
+        server.refusals.refused(
+            "authentication_timeout", "closing a connection that did not authenticate in time",
+            logger: connection.logger)
         server.metrics.closed(reason: "authentication_timeout")
         close(code: .policyViolation, reason: "Authentication timeout")
     }
@@ -240,16 +242,12 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
     /// logged once per connection and reason.
     private func refuse(_ message: Message, reason: String, _ text: String) {
         server.metrics.refused(reason: reason)
-        let bit: UInt8 = reason == "rate" ? 1 : 2
-        if loggedRefusals & bit == 0 {
-            loggedRefusals |= bit
-            connection.userLogger.warning(
-                "\(text)",
-                metadata: [
-                    "rate": "\(server.settings.messageRate)", "burst": "\(server.settings.messageBurst)",
-                    "pending": "\(server.settings.maxPendingMessages)",
-                ])
-        }
+        server.refusals.refused(
+            reason, "\(text)", level: .warning, logger: connection.userLogger,
+            metadata: [
+                "rate": "\(server.settings.messageRate)", "burst": "\(server.settings.messageBurst)",
+                "pending": "\(server.settings.maxPendingMessages)",
+            ])
         // Flushed once after the read, as pongs are: a flood of refused messages costs one write call per read.
         let reply = message.errorReply(code: 429)
         write(text: ByteBuffer(bytes: reply.encoded()), id: nil, bypassingHold: true, flush: false)

@@ -82,7 +82,9 @@ extension WebSocketsServer {
         let key = message.action.dropFirst("Application/Internal:".count)
         guard SecurityKey.matches(key, settings.securityKey) else {
             // The action carries a key: it is never echoed or logged.
-            connection.logger.warning("internal message with a wrong key")
+            metrics.refused(reason: "internal_key")
+            refusals.refused(
+                "internal_key", "internal message with a wrong key", level: .warning, logger: connection.logger)
             connection.send(Message(action: "Application/Internal:error", details: composeError(403)))
             connection.close(code: .policyViolation, reason: "Forbidden")
             return

@@ -141,7 +141,9 @@ extension WebSocketsServer {
     /// The answer to a send whose key is wrong or missing, or `nil` when the key is right.
     func sendKeyRefusal(_ headers: HTTPHeaders, address: String) -> HTTPServerResponse? {
         guard let key = headers.first(name: "x-websockets-key"), SecurityKey.matches(key, settings.securityKey) else {
-            logger.info("send refused: wrong or missing key", metadata: ["ip": "\(address)"])
+            metrics.refused(reason: "send_key")
+            refusals.refused(
+                "send_key", "send refused: wrong or missing key", logger: logger, metadata: ["ip": "\(address)"])
             return .error(.forbidden, "Wrong or missing X-WebSockets-Key")
         }
         return nil

@@ -19,6 +19,8 @@ public final class WebSocketsServer: Service, Sendable {
     let proxies: TrustedProxies
     /// Its metrics, rendered at `/metrics`.
     public let metrics: ServerMetrics
+    /// Refusals in the log: each reason at most once every 10 s, with its count.
+    let refusals = RefusalLog()
     /// Its connections.
     public let hub: Hub
     let logger: Logger
@@ -316,7 +318,9 @@ public final class WebSocketsServer: Service, Sendable {
                     path: HTTPRequestHandler.split(head.uri).0, headers: head.headers, address: address)
                 if let refusal, refusal.0 != .notFound {
                     // Logged and counted here, once; the HTTP handler answers with the same refusal.
-                    logger.info("upgrade refused", metadata: ["reason": "\(refusal.1)", "ip": "\(address)"])
+                    refusals.refused(
+                        "upgrade \(refusal.0.code)", "upgrade refused", logger: logger,
+                        metadata: ["reason": "\(refusal.1)", "ip": "\(address)"])
                     metrics.closed(
                         reason: refusal.0 == .forbidden
                             ? "origin" : refusal.0 == .tooManyRequests ? "per_ip_cap" : "refused")

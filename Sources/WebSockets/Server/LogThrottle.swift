@@ -1,0 +1,34 @@
+/// When a refusal is written to the log: the first of a reason at once, then at most one line per reason every
+/// ``interval``, carrying how many came since the line before. Refusals are counted always, by their metric; a flood
+/// of them (3,000 wrong keys in 2.4 s were 3,000 lines) becomes a few lines. A value type: ``RefusalLog`` wires it
+/// to a logger.
+struct LogThrottle: Sendable {
+    private struct Reason {
+        var loggedAt: ContinuousClock.Instant
+        var since = 0
+    }
+
+    /// The shortest time between two lines of one reason.
+    let interval: Duration
+    /// The reasons are the server's own few words, never a client's: the table stays small.
+    private var reasons: [String: Reason] = [:]
+
+    init(interval: Duration = .seconds(10)) {
+        self.interval = interval
+    }
+
+    /// Counts a refusal of `reason`; returns how many to report when a line is due (1 for the first), else `nil`.
+    mutating func admit(_ reason: String, now: ContinuousClock.Instant) -> Int? {
+        guard var entry = reasons[reason] else {
+            reasons[reason] = Reason(loggedAt: now)
+            return 1
+        }
+        entry.since += 1
+        guard now - entry.loggedAt >= interval else {
+            reasons[reason] = entry
+            return nil
+        }
+        reasons[reason] = Reason(loggedAt: now)
+        return entry.since
+    }
+}
