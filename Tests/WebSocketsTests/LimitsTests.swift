@@ -184,6 +184,13 @@ import Testing
         // A ping is answered with a pong carrying its payload.
         try channel.writeInbound(ByteBuffer(bytes: HardeningTests.frame(0x9, [7, 8])))
         #expect(try channel.readOutbound(as: ByteBuffer.self) == ServerFrame.final(.pong, ByteBuffer(bytes: [7, 8])))
+        // Issue 23: of the pings one read carries, the latest alone is answered (RFC 6455 5.5.3): 10,000 pings cost
+        // one pong, not 10,000 buffers of about 130 bytes each (10,000 pongs on 226b087).
+        let pings = (0..<10_000).flatMap { HardeningTests.frame(0x9, [UInt8($0 % 256), UInt8($0 / 256)]) }
+        try channel.writeInbound(ByteBuffer(bytes: pings))
+        var pongs: [ByteBuffer] = []
+        while let pong = try channel.readOutbound(as: ByteBuffer.self) { pongs.append(pong) }
+        #expect(pongs == [ServerFrame.final(.pong, ByteBuffer(bytes: [UInt8(9_999 % 256), UInt8(9_999 / 256)]))])
 
         // A close frame with a 1-byte payload is answered 1002, and the channel is closed.
         try channel.writeInbound(ByteBuffer(bytes: HardeningTests.frame(0x8, [1])))
