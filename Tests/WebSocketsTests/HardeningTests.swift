@@ -117,6 +117,76 @@ import Testing
         for tab in tabs { await tab.close() }
     }
 
+    /// A loopback socket to `port`, non-blocking once connected.
+    static func rawSocket(to port: Int) throws -> Int32 {
+        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        guard descriptor >= 0, connected == 0 else { throw TestWebSocket.Failure(description: "connect failed") }
+        _ = fcntl(descriptor, F_SETFL, fcntl(descriptor, F_GETFL) | O_NONBLOCK)
+        return descriptor
+    }
+
+    // Issue 23: 3 HTTP connections send 40,000 pipelined requests for the client script each (5.6 MB in all) and
+    // never read. An answer the connection cannot take is held until it can, and the next request is not read
+    // meanwhile: the server's peak memory grows by under 64 MiB. On 226b087: +1,468 MiB.
+    @Test func pipelinedRequestsThatAreNeverReadHoldOneAnswer() async throws {
+        let site = try await TestSite.start()
+        defer { Task { await site.shutdown() } }
+        let port = try ServerProcess.freePort()
+        let process = try ServerProcess(
+            ["start", site.url, "--listen-port", "\(port)", "--security-key", site.key],
+            directory: try ServerProcess.temporaryDirectory())
+        defer { process.stop() }
+        let client = CurlClient(maximumConcurrency: 1)
+        defer { Task { await client.shutdown() } }
+        try await eventually(timeout: .seconds(20), "the server answers") {
+            (try? await client.perform(HTTPClientRequest(url: "http://127.0.0.1:\(port)/WebSockets/health")).get())?
+                .status == 200
+        }
+        let pid = process.process.processIdentifier
+        let before = try ClusterGuaranteeTests.memory(of: pid)
+        let request = Array("GET /WebSockets/client.js HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".utf8)
+        let requests = [UInt8]((0..<40_000).flatMap { _ in request })
+        let sockets = try (0..<3).map { _ in try Self.rawSocket(to: port) }
+        defer { for socket in sockets { _ = Glibc.close(socket) } }
+        var sent = [Int](repeating: 0, count: 3)
+        // Written as the server takes them; done when all are sent, or when none was taken for 2 s (the server
+        // stopped reading: what it holds then is all it will hold).
+        var lastProgress = ContinuousClock.now
+        while sent.contains(where: { $0 < requests.count }), ContinuousClock.now - lastProgress < .seconds(2) {
+            for (index, socket) in sockets.enumerated() where sent[index] < requests.count {
+                let written = requests.withUnsafeBytes {
+                    write(socket, $0.baseAddress! + sent[index], requests.count - sent[index])
+                }
+                if written > 0 {
+                    sent[index] += written
+                    lastProgress = .now
+                }
+            }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        // The last requests taken are answered, or held, within moments.
+        try await Task.sleep(for: .seconds(1))
+        let after = try ClusterGuaranteeTests.memory(of: pid)
+        let grown = (after.peak - before.peak) / 1024
+        print(
+            "pipelined requests: \(sent.reduce(0, +)) bytes taken; peak RSS \(before.peak / 1024) -> \(after.peak / 1024) MiB (+\(grown))"
+        )
+        #expect(grown < 64, "peak RSS grew by \(grown) MiB")
+        // The server still serves others.
+        #expect(
+            (try? await client.perform(HTTPClientRequest(url: "http://127.0.0.1:\(port)/WebSockets/health")).get())?
+                .status == 200)
+    }
+
     // 2. Messages per second, with a burst, per connection (the refill is tested on the limiter alone, in
     // LimitsTests, where time is given).
     @Test func messagesBeyondTheRateGetA429AndAreNotDispatched() async throws {
