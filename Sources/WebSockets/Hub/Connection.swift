@@ -13,9 +13,21 @@ public final class Connection: Sendable {
         case disconnected
     }
 
+    /// What a waiting message holds, as counted against the limits: its bytes (the action and details as written,
+    /// and what a message costs beside them), and whether they were taken from the server's budget for connections
+    /// not authenticated yet.
+    struct Held: Sendable {
+        var bytes: Int
+        var budgeted: Bool
+    }
+
     private struct State {
         var session: SessionInfo?
         var inbox: [Inbound] = []
+        /// What each waiting message holds, in the inbox's order (a disconnection holds nothing).
+        var held: [Held] = []
+        /// The bytes the waiting messages hold.
+        var pendingBytes = 0
         var draining = false
         /// Set when the channel closed: nothing is queued after that.
         var closed = false
@@ -27,6 +39,8 @@ public final class Connection: Sendable {
     public let id: String
     /// What the browser presented at the upgrade.
     let credentials: BrowserCredentials
+    /// The server's budget for the waiting messages of connections not authenticated yet.
+    private let budget: PendingBudget
     /// The address as given in `X-Forwarded-For` by a trusted proxy, or the peer's.
     public var address: String { credentials.address }
     /// The writer and pinger of the connection's event loop.
@@ -38,8 +52,9 @@ public final class Connection: Sendable {
 
     init(
         id: String, credentials: BrowserCredentials, handler: WebSocketConnectionHandler, shard: LoopShard,
-        logger: Logger
+        logger: Logger, budget: PendingBudget
     ) {
+        self.budget = budget
         self.id = id
         self.credentials = credentials
         self.shard = shard
@@ -83,26 +98,62 @@ public final class Connection: Sendable {
         return logger
     }
 
-    /// What became of a message given to ``enqueue(_:limit:)``.
-    enum Admission {
+    /// What became of a message given to ``enqueue(_:limits:)``.
+    enum Admission: Equatable {
         /// Queued; `startDrain`: the caller must start draining (no drain is under way).
         case queued(startDrain: Bool)
-        /// Not queued: `limit` messages are already waiting.
+        /// Not queued: `max_pending_messages` messages already wait.
         case full
+        /// Not queued: the waiting messages would hold more than `max_pending_bytes`.
+        case fullBytes
+        /// Not queued: the server's budget for connections not authenticated yet is spent.
+        case budgetSpent
         /// Not queued: the connection is closing.
         case closing
     }
 
-    /// Queues a message unless `limit` messages already wait (the one being handled is not counted).
-    func enqueue(_ message: Message, limit: Int) -> Admission {
-        state.withLockedValue { state in
+    /// The limits on one connection's waiting messages.
+    struct Limits: Sendable {
+        /// `max_pending_messages`.
+        var messages: Int
+        /// `max_pending_bytes`: one message of any allowed size is always taken when none waits.
+        var bytes: Int
+    }
+
+    /// What `message` holds while it waits: its text, and about 64 bytes of the message and the array slot beside
+    /// it. A message waits without its parsed details beyond 64 bytes of them (a 65 KB tree of nested arrays held
+    /// several times its text): they are parsed again if an in-process handler asks.
+    static func held(by message: Message) -> Int {
+        message.action.utf8.count + message.rawDetails.bytes.count + 64
+    }
+
+    /// Queues a message unless `limits` forbid it (the one being handled is not counted), or, for a connection not
+    /// authenticated yet, the server's budget is spent.
+    func enqueue(_ message: Message, limits: Limits) -> Admission {
+        let bytes = Self.held(by: message)
+        let kept =
+            message.rawDetails.bytes.count > 64
+            ? Message(action: message.action, rawDetails: message.rawDetails) : message
+        return state.withLockedValue { state in
             if state.closed || state.closing { return .closing }
-            guard state.inbox.count < limit else { return .full }
-            state.inbox.append(.message(message))
+            guard state.inbox.count < limits.messages else { return .full }
+            guard state.inbox.isEmpty || state.pendingBytes + bytes <= limits.bytes else { return .fullBytes }
+            let budgeted = state.session == nil
+            if budgeted, !budget.take(bytes) { return .budgetSpent }
+            state.inbox.append(.message(kept))
+            state.held.append(Held(bytes: bytes, budgeted: budgeted))
+            state.pendingBytes += bytes
             if state.draining { return .queued(startDrain: false) }
             state.draining = true
             return .queued(startDrain: true)
         }
+    }
+
+    /// Forgets what the waiting messages hold (they were discarded); the server's budget gets its part back.
+    private func discardHeld(_ state: inout State) {
+        budget.release(state.held.reduce(0) { $0 + ($1.budgeted ? $1.bytes : 0) })
+        state.held = []
+        state.pendingBytes = 0
     }
 
     /// The channel closed: discards the messages still waiting (the site must not get a message of a connection
@@ -112,6 +163,7 @@ public final class Connection: Sendable {
         state.withLockedValue { state in
             let discarded = state.inbox.count
             state.closed = true
+            discardHeld(&state)
             guard state.session != nil else {
                 state.inbox = []
                 return (discarded, false)
@@ -131,7 +183,16 @@ public final class Connection: Sendable {
     /// The next queued item, or `nil` (and draining stops) when there is none.
     func nextInbound() -> Inbound? {
         state.withLockedValue { state in
-            if !state.inbox.isEmpty { return state.inbox.removeFirst() }
+            if !state.inbox.isEmpty {
+                let item = state.inbox.removeFirst()
+                if case .message = item, !state.held.isEmpty {
+                    let held = state.held.removeFirst()
+                    state.pendingBytes -= held.bytes
+                    if held.budgeted { budget.release(held.bytes) }
+                    if state.held.isEmpty { state.held = [] }
+                }
+                return item
+            }
             state.draining = false
             // An emptied array keeps its storage: let it go, an idle connection holds no inbox.
             state.inbox = []
@@ -183,6 +244,7 @@ public final class Connection: Sendable {
             state.closing = true
             let messages = state.inbox.count { if case .message = $0 { return true } else { return false } }
             state.inbox.removeAll { if case .message = $0 { return true } else { return false } }
+            discardHeld(&state)
             return messages
         }
         withHandler { $0.close(code: code, reason: reason) }

@@ -82,6 +82,14 @@ extension Settings {
         .integer(
             "max_pending_messages", \.maxPendingMessages, 1...100_000,
             "messages of one connection waiting for the site; beyond it new ones get `<action>:error [429, ...]`"),
+        .integer(
+            "max_pending_bytes", \.maxPendingBytes, 1024...(1 << 30),
+            "bytes one connection's waiting messages may hold (their text, and 64 bytes each); beyond it new ones get `<action>:error [429, ...]`; one message always fits"
+        ),
+        .integer(
+            "max_unauthenticated_bytes", \.maxUnauthenticatedBytes, 1024...(1 << 40),
+            "bytes the waiting messages of connections not authenticated yet may hold, server-wide; beyond it their new messages get `<action>:error [429, ...]`"
+        ),
         .number(
             "authentication_timeout", \.authenticationTimeout, 0.05...3600,
             "seconds a new connection has to authenticate; then it is closed (1008 \"Authentication timeout\")"),

@@ -49,6 +49,12 @@ public struct Settings: Sendable {
     public var siteConcurrency: Int = 32
     /// The largest message a browser may send, in bytes; a larger one closes the connection with 1009.
     public var maxMessageSize: Int = 64 * 1024
+    /// The bytes one connection's waiting messages may hold (their text and about 64 bytes each); beyond it new
+    /// ones are refused with 429. One message of any allowed size is always taken when none waits.
+    public var maxPendingBytes: Int = 256 << 10
+    /// The bytes the waiting messages of connections not authenticated yet may hold, server-wide; beyond it their
+    /// new messages are refused with 429.
+    public var maxUnauthenticatedBytes: Int = 64 << 20
     /// Seconds between pings to each connection.
     public var pingInterval: Double = 25
     /// Seconds of silence (no frame, no pong) after which a connection is closed.

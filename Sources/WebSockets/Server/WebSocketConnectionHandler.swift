@@ -68,7 +68,7 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
         self.wire = wire
         connection = Connection(
             id: server.nextConnectionID(), credentials: credentials!, handler: self, shard: shard,
-            logger: server.logger)
+            logger: server.logger, budget: server.pendingBudget)
         credentials = nil
         guard server.hub.add(connection, limit: server.settings.maxConnectionsPerIP) else {
             // The cap was checked before the upgrade; another connection from the address won the race.
@@ -236,8 +236,8 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
         switch server.received(message, from: connection) {
         case .accepted:
             break
-        case .full:
-            refuse(message, reason: "pending", "messages over the waiting limit refused")
+        case .full(let reason):
+            refuse(message, reason: reason, "messages over the waiting limit refused")
         case .closing:
             break
         }
@@ -252,6 +252,7 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
             metadata: [
                 "rate": "\(server.settings.messageRate)", "burst": "\(server.settings.messageBurst)",
                 "pending": "\(server.settings.maxPendingMessages)",
+                "pending_bytes": "\(server.settings.maxPendingBytes)",
             ])
         // Flushed once after the read, as pongs are: a flood of refused messages costs one write call per read.
         let reply = message.errorReply(code: 429)

@@ -7,18 +7,26 @@ extension WebSocketsServer {
     enum Reception {
         /// Queued for the connection's drain.
         case accepted
-        /// Refused: `max_pending_messages` already wait.
-        case full
+        /// Refused (429), for `reason`: `pending` (`max_pending_messages` already wait), `pending_bytes` (they would
+        /// hold more than `max_pending_bytes`), `unauthenticated_budget` (the server holds
+        /// `max_unauthenticated_bytes` for connections not authenticated yet).
+        case full(reason: String)
         /// Not handled: the connection is closing (counted as dropped).
         case closing
     }
 
     /// A decoded message from a connection's event loop: queued in order, handled by the connection's drain, unless
-    /// too many of the connection's messages already wait.
+    /// the connection's waiting messages are at their limits, or the server's budget for connections not
+    /// authenticated yet is spent.
     func received(_ message: Message, from connection: Connection) -> Reception {
-        switch connection.enqueue(message, limit: settings.maxPendingMessages) {
+        let limits = Connection.Limits(messages: settings.maxPendingMessages, bytes: settings.maxPendingBytes)
+        switch connection.enqueue(message, limits: limits) {
         case .full:
-            return .full
+            return .full(reason: "pending")
+        case .fullBytes:
+            return .full(reason: "pending_bytes")
+        case .budgetSpent:
+            return .full(reason: "unauthenticated_budget")
         case .closing:
             metrics.dropped(reason: "closed")
             return .closing

@@ -21,6 +21,8 @@ public final class WebSocketsServer: Service, Sendable {
     public let metrics: ServerMetrics
     /// Refusals in the log: each reason at most once every 10 s, with its count.
     let refusals = RefusalLog()
+    /// The bytes of waiting messages held for connections not authenticated yet (`max_unauthenticated_bytes`).
+    let pendingBudget: PendingBudget
     /// Its connections.
     public let hub: Hub
     let logger: Logger
@@ -86,6 +88,7 @@ public final class WebSocketsServer: Service, Sendable {
         self.additionalResponder = additionalRoutes
         let metrics = ServerMetrics()
         self.metrics = metrics
+        pendingBudget = PendingBudget(limit: settings.maxUnauthenticatedBytes)
         self.hub = Hub(metrics: metrics, logger: logger, settings: settings)
         self.curl = CurlClient(maximumConcurrency: settings.siteConcurrency)
         self.site = SiteClient(curl: curl, settings: settings, metrics: metrics, logger: logger)

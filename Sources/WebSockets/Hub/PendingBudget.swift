@@ -1,0 +1,31 @@
+import Synchronization
+
+/// The bytes of browsers' messages waiting to be handled, server-wide, for connections that have not authenticated
+/// yet: they are anyone's, and a site that answers session checks slowly let 50 such tabs make the server hold
+/// 445 MiB. Past ``limit`` their new messages are refused (429), counted.
+final class PendingBudget: Sendable {
+    /// The most bytes held at once.
+    let limit: Int
+    private let held = Atomic<Int>(0)
+
+    init(limit: Int) {
+        self.limit = limit
+    }
+
+    /// Takes `bytes` from the budget; `false` (nothing taken) when that would pass the limit.
+    func take(_ bytes: Int) -> Bool {
+        let after = held.wrappingAdd(bytes, ordering: .relaxed).newValue
+        if after <= limit { return true }
+        held.wrappingSubtract(bytes, ordering: .relaxed)
+        return false
+    }
+
+    /// Gives `bytes` back.
+    func release(_ bytes: Int) {
+        guard bytes > 0 else { return }
+        held.wrappingSubtract(bytes, ordering: .relaxed)
+    }
+
+    /// The bytes held now.
+    var bytes: Int { held.load(ordering: .relaxed) }
+}
