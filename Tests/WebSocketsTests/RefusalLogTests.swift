@@ -9,22 +9,16 @@ import Testing
     @Test func aFloodOfWrongKeysIsCountedAndLoggedOnce() async throws {
         let site = try await TestSite.start()
         defer { Task { await site.shutdown() } }
-        let port = try ServerProcess.freePort()
-        let process = try ServerProcess(
-            ["start", site.url, "--listen-port", "\(port)", "--security-key", site.key],
-            directory: try ServerProcess.temporaryDirectory(), captureErrors: true)
-        defer { process.stop() }
-        let ended = Task { await process.finish(within: .seconds(60)) }
+        let server = try await StartedServer.start(site: site)
+        defer { server.kill() }
+        let port = server.port
         let client = CurlClient(maximumConcurrency: 32)
         @Sendable func request(_ method: String, _ path: String, key: String) async -> HTTPClientResponse? {
             try? await client.perform(
                 HTTPClientRequest(
                     method: method, url: "http://127.0.0.1:\(port)\(path)", headers: [("X-WebSockets-Key", key)],
-                    body: method == "POST" ? Array(#"["x", 1, 1]"#.utf8) : nil, timeout: .seconds(10))
+                    body: Array(#"["x", 1, 1]"#.utf8), timeout: .seconds(10))
             ).get()
-        }
-        try await eventually(timeout: .seconds(20), "the server answers") {
-            await request("GET", "/WebSockets/health", key: "").map { $0.status == 200 } ?? false
         }
         let statuses = await withTaskGroup(of: Int.self) { group in
             for _ in 0..<3000 {
@@ -35,11 +29,9 @@ import Testing
             return statuses
         }
         #expect(statuses == [403: 3000])
-        let metrics = await request("GET", "/metrics", key: "").map { String(decoding: $0.body, as: UTF8.self) } ?? ""
-        #expect(metrics.contains(#"websockets_refused_total{reason="send_key"} 3000"#))
+        #expect(await server.metric(#"websockets_refused_total{reason="send_key"}"#) == 3000)
         await client.shutdown()
-        kill(process.process.processIdentifier, SIGTERM)
-        let (_, output) = await ended.value
+        let (_, output) = await server.stop()
         let lines = output.split(separator: "\n").filter { $0.contains("send refused: wrong or missing key") }
         // The first at once; one more per 10 s at most.
         #expect((1...3).contains(lines.count), "\(lines.count) lines")
