@@ -198,6 +198,41 @@ import Testing
         #expect(text.contains(#"websockets_refused_total{reason="pending_bytes"}"#))
     }
 
+    // Issue 23: 4 tabs without a cookie (each a guest of its own) send 64 messages of 65 KB of nested arrays each;
+    // the site takes 10 s over the first, so the rest wait. What waits is their text, up to `max_pending_bytes` per
+    // tab, not their parsed trees: the server's peak memory grows by under 64 MiB. On 226b087 all 64 waited with
+    // their trees (+355 MiB in the issue).
+    @Test func messagesWaitingForASlowSiteHoldTheirTextOnly() async throws {
+        let site = try await TestSite.start()
+        defer { Task { await site.shutdown() } }
+        site.state.withLockedValue { $0.guestsWithoutCookie = true }
+        let server = try await StartedServer.start(site: site, ["--site-timeout", "30"])
+        defer { server.kill() }
+        let before = try server.memory()
+        let big = Self.frame(
+            0x1, Array((#"["slow",["# + Array(repeating: "[[0]]", count: 10_800).joined(separator: ",") + "]]").utf8))
+        var tabs: [TestWebSocket] = []
+        for _ in 0..<4 {
+            let tab = try await TestWebSocket.connect(port: server.port)
+            try await tab.send("Client/authentication", nil)
+            #expect(try await tab.nextMessage() == Message(action: "Client/authentication", details: "ok"))
+            tabs.append(tab)
+        }
+        for tab in tabs {
+            for _ in 0..<64 { try await tab.sendRaw(big) }
+        }
+        try await eventually(timeout: .seconds(60), "every message is read") {
+            await server.metric("websockets_messages_in_total") >= 4 * 65
+        }
+        let after = try server.memory()
+        let grown = (after.peak - before.peak) / 1024
+        print(
+            "messages waiting for a slow site: peak RSS \(before.peak / 1024) -> \(after.peak / 1024) MiB (+\(grown))")
+        #expect(grown < 64, "peak RSS grew by \(grown) MiB")
+        #expect(await server.metric(#"websockets_refused_total{reason="pending_bytes"}"#) > 0)
+        for tab in tabs { await tab.close() }
+    }
+
     // 2. Messages per second, with a burst, per connection (the refill is tested on the limiter alone, in
     // LimitsTests, where time is given).
     @Test func messagesBeyondTheRateGetA429AndAreNotDispatched() async throws {
