@@ -36,5 +36,10 @@ import Testing
         // The first at once; one more per 10 s at most.
         #expect((1...3).contains(lines.count), "\(lines.count) lines")
         #expect(lines.first?.contains("count=1") == true)
+        // The rest are told at the latest when the server stops: 3,000 in all.
+        let counts = lines.compactMap { line in
+            line.split(separator: " ").first { $0.hasPrefix("count=") }.flatMap { Int($0.dropFirst(6)) }
+        }
+        #expect(counts.reduce(0, +) == 3000, "\(counts)")
     }
 }

@@ -31,4 +31,15 @@ struct LogThrottle: Sendable {
         reasons[reason] = Reason(loggedAt: now)
         return entry.since
     }
+
+    /// The reasons with refusals not yet told whose line is due (all of them when `all`, at a stop), with their
+    /// counts; they count as told now. So that the end of a flood is told too, not only its start.
+    mutating func overdue(now: ContinuousClock.Instant, all: Bool = false) -> [(reason: String, count: Int)] {
+        var due: [(reason: String, count: Int)] = []
+        for (reason, entry) in reasons where entry.since > 0 && (all || now - entry.loggedAt >= interval) {
+            due.append((reason, entry.since))
+            reasons[reason] = Reason(loggedAt: now)
+        }
+        return due.sorted { $0.reason < $1.reason }
+    }
 }

@@ -5,10 +5,35 @@ import NIOConcurrencyHelpers
 /// once every 10 s, with the count since its last line (``LogThrottle``). Whoever refuses counts the refusal in its
 /// metric as well; this only keeps the log readable under a flood.
 final class RefusalLog: Sendable {
-    private let throttle: NIOLockedValueBox<LogThrottle>
+    /// How a reason's line reads: its message, level and logger, as last given.
+    private struct Line {
+        var message: Logger.Message
+        var level: Logger.Level
+        var logger: Logger
+    }
+
+    private struct State {
+        var throttle: LogThrottle
+        var lines: [String: Line] = [:]
+    }
+
+    private let state: NIOLockedValueBox<State>
 
     init(interval: Duration = .seconds(10)) {
-        throttle = NIOLockedValueBox(LogThrottle(interval: interval))
+        state = NIOLockedValueBox(State(throttle: LogThrottle(interval: interval)))
+    }
+
+    /// Tells the refusals not yet told whose line is due (every one of them when `all`, at a stop), each reason in
+    /// one line with its count; called every second, so that a flood's end is told within its interval.
+    func flush(all: Bool = false) {
+        let due = state.withLockedValue { state in
+            state.throttle.overdue(now: .now, all: all).compactMap { due in
+                state.lines[due.reason].map { (line: $0, count: due.count) }
+            }
+        }
+        for (line, count) in due {
+            line.logger.log(level: line.level, line.message, metadata: ["count": "\(count)"])
+        }
     }
 
     /// Logs `message` at `level` for `reason` when a line is due, with `count`: the refusals of that reason since the
@@ -17,7 +42,12 @@ final class RefusalLog: Sendable {
         _ reason: String, _ message: @autoclosure () -> Logger.Message, level: Logger.Level = .info,
         logger: Logger, metadata: @autoclosure () -> Logger.Metadata = [:]
     ) {
-        guard let count = throttle.withLockedValue({ $0.admit(reason, now: .now) }) else { return }
+        let count = state.withLockedValue { state -> Int? in
+            let count = state.throttle.admit(reason, now: .now)
+            if count != nil { state.lines[reason] = Line(message: message(), level: level, logger: logger) }
+            return count
+        }
+        guard let count else { return }
         var metadata = metadata()
         metadata["count"] = "\(count)"
         logger.log(level: level, message(), metadata: metadata)

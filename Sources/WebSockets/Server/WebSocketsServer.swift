@@ -273,6 +273,7 @@ public final class WebSocketsServer: Service, Sendable {
         #endif
         await curl.shutdown()
         releaseDrainWaiters()
+        refusals.flush(all: true)
         let lost = eventsLostAtStop.withLockedValue { $0 }
         if lost > 0 {
             logger.warning(
@@ -384,6 +385,7 @@ public final class WebSocketsServer: Service, Sendable {
     private func startTrimming(on eventLoop: any EventLoop) {
         let timer = eventLoop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { [weak self] _ in
             guard let self else { return }
+            refusals.flush()
             let (connections, peak) = hub.takePeak()
             let trim = runtime.withLockedValue {
                 $0.trimPolicy.shouldTrim(connections: connections, recentPeak: peak, busy: $0.drains > 0)
