@@ -134,6 +134,16 @@ public struct Send: Sendable, Equatable {
         .array([.string(action), details, .int(Int64(sendTo.rawValue)), target])
     }
 
+    /// The length of ``encoded(extra:)`` with no extra elements, without copying the details: what a limit on a
+    /// send's size measures (the cluster's `max_send_size`, on every published send).
+    public var encodedCount: Int {
+        var parts: [UInt8] = []
+        JSON.writeString(action, into: &parts)
+        target.write(into: &parts)
+        // `[` action `,` details `,` send_to `,` target `]`
+        return parts.count + rawDetails.bytes.count + String(sendTo.rawValue).utf8.count + 5
+    }
+
     /// The text `[action, details, send_to, target]` with the details as written, and `extra` elements after them.
     public func encoded(extra: [JSON] = []) -> [UInt8] {
         var bytes: [UInt8] = [UInt8(ascii: "[")]

@@ -136,16 +136,6 @@ import Testing
         #expect(metrics.contains(#"websockets_dropped_total{reason="oversized"} 1"#))
     }
 
-    /// The memory a process holds now and at most so far, in KiB (`VmRSS`, `VmHWM`).
-    static func memory(of pid: Int32) throws -> (now: Int, peak: Int) {
-        let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
-        func field(_ name: String) -> Int {
-            let line = status.split(separator: "\n").first { $0.hasPrefix(name + ":") } ?? ""
-            return Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0
-        }
-        return (field("VmRSS"), field("VmHWM"))
-    }
-
     /// Issue 22, row 3: 40 tabs of one user reconnect with `last_id: 0`, 10 rounds, while the table holds 10,000
     /// rows of 4 KB for a user who does not exist, against `websockets start` (a process of its own). Each replay
     /// selects on the rows' routing columns before reading any payload, and only a few run at once: the server's
@@ -169,7 +159,7 @@ import Testing
         _ = try await Self.frames(of: bob, until: "Client/recovery")
         cluster.servers[0].sendToClients("settled", nil, .specificUsers, 2)
         _ = try await Self.frames(of: bob, until: "settled")
-        let before = try Self.memory(of: pid)
+        let before = try ServerProcess.memory(of: pid)
         // Live sends to bob through the other server, every 20 ms, timed on arrival.
         let latencies = NIOLockedValueBox<[Duration]>([])
         let live = Task {
@@ -199,7 +189,7 @@ import Testing
         }
         live.cancel()
         await live.value
-        let after = try Self.memory(of: pid)
+        let after = try ServerProcess.memory(of: pid)
         let grown = (after.peak - before.peak) / 1024
         let sorted = latencies.withLockedValue { $0 }.sorted()
         let p99 = sorted.isEmpty ? .zero : sorted[min(sorted.count - 1, sorted.count * 99 / 100)]

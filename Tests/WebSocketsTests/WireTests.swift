@@ -79,4 +79,19 @@ import Testing
         #expect(JSON.int(1).loosely(equals: "1"))
         #expect(!JSON.int(1).loosely(equals: "2"))
     }
+
+    /// The size a limit measures is the size of the text written.
+    @Test func aSendsEncodedCountIsTheLengthOfItsText() {
+        let sends = [
+            Send(action: "a", sendTo: .all),
+            Send(
+                action: "é \"quoted\"\n", rawDetails: RawJSON(unchecked: Array(#"{"x": [1, 2]}"#.utf8)),
+                sendTo: .filter, target: ["user", 1]),
+            Send(
+                action: "big", details: .string(String(repeating: "z", count: 5000)), sendTo: .specificUsers,
+                target: [1, "2", 3.5]),
+            Send(action: "Server/close_by_user", details: 7, sendTo: .connections, target: "c-1"),
+        ]
+        for send in sends { #expect(send.encodedCount == send.encoded().count, "\(send.action)") }
+    }
 }

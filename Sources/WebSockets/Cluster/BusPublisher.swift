@@ -92,8 +92,7 @@ final class BusPublisher: Sendable {
     /// `sends` without those over `max_send_size`, which the cluster does not carry (counted and logged): every
     /// server would skip their rows unread.
     private func carried(_ sends: [Send]) -> [Send] {
-        // Encoded to be measured: a copy, next to the round trip to PostgreSQL that the same bytes make.
-        let carried = sends.filter { $0.encoded().count <= maxSendSize }
+        let carried = sends.filter { $0.encodedCount <= maxSendSize }
         if carried.count < sends.count {
             let refused = sends.count - carried.count
             logger.warning(

@@ -42,14 +42,15 @@ final class RefusalLog: Sendable {
         _ reason: String, _ message: @autoclosure () -> Logger.Message, level: Logger.Level = .info,
         logger: Logger, metadata: @autoclosure () -> Logger.Metadata = [:]
     ) {
-        let count = state.withLockedValue { state -> Int? in
-            let count = state.throttle.admit(reason, now: .now)
-            if count != nil { state.lines[reason] = Line(message: message(), level: level, logger: logger) }
-            return count
+        let due = state.withLockedValue { state -> (line: Line, count: Int)? in
+            guard let count = state.throttle.admit(reason, now: .now) else { return nil }
+            let line = Line(message: message(), level: level, logger: logger)
+            state.lines[reason] = line
+            return (line, count)
         }
-        guard let count else { return }
+        guard let due else { return }
         var metadata = metadata()
-        metadata["count"] = "\(count)"
-        logger.log(level: level, message(), metadata: metadata)
+        metadata["count"] = "\(due.count)"
+        logger.log(level: level, due.line.message, metadata: metadata)
     }
 }

@@ -140,6 +140,16 @@ final class ServerProcess: @unchecked Sendable {
         }
     }
 
+    /// The memory a process holds now and at most so far, in KiB (`VmRSS`, `VmHWM`).
+    static func memory(of pid: Int32) throws -> (now: Int, peak: Int) {
+        let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
+        func field(_ name: String) -> Int {
+            let line = status.split(separator: "\n").first { $0.hasPrefix(name + ":") } ?? ""
+            return Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0
+        }
+        return (field("VmRSS"), field("VmHWM"))
+    }
+
     static func temporaryDirectory() throws -> String {
         let path = NSTemporaryDirectory() + "websockets-test-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)

@@ -52,7 +52,7 @@ final class StartedServer: Sendable {
 
     /// The memory the process holds now and at most so far, in KiB.
     func memory() throws -> (now: Int, peak: Int) {
-        try ClusterGuaranteeTests.memory(of: process.process.processIdentifier)
+        try ServerProcess.memory(of: process.process.processIdentifier)
     }
 
     /// Sends SIGTERM and waits for the end; the exit status and everything the server wrote.
