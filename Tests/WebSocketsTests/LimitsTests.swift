@@ -111,29 +111,30 @@ import Testing
         #expect(reports == [1, nil, nil, 3, nil, 2])
     }
 
-    @Test func memoryIsTrimmedAfterABigDropOnceTheWorkIsDone() {
-        var policy = MemoryTrimPolicy(minimumDrop: 1000, patience: 2)
-        // 999 fewer is not worth it; 2,000 fewer than the peak but more than half open neither.
-        let small = [
-            policy.shouldTrim(connections: 5000, recentPeak: 5000, busy: false),
-            policy.shouldTrim(connections: 4001, recentPeak: 5000, busy: false),
-            policy.shouldTrim(connections: 3000, recentPeak: 4001, busy: false),
-        ]
+    @Test func memoryIsTrimmedOnceTheAllocatorKeepsMuchFreeAndTheWorkIsDone() {
+        let mib = 1 << 20
+        var policy = MemoryTrimPolicy(minimumGain: 8 * mib, patience: 2)
+        func check(_ resident: Int, _ heap: Int, busy: Bool = false) -> Bool {
+            policy.shouldTrim(resident: resident * mib, heapInUse: heap * mib, busy: busy)
+        }
+        // The first check sets the floor: 40 MiB resident besides the heap. 7 MiB more kept free is not worth a
+        // trim; neither is 10 MiB beside a 100 MiB heap (an eighth of it is 12.5).
+        let small = [check(60, 20), check(67, 20), check(150, 100)]
         #expect(small == [false, false, false])
-        // Half the peak gone: trim once the disconnections are handled, or after two checks of waiting.
-        let checks = [
-            policy.shouldTrim(connections: 100, recentPeak: 3000, busy: true),
-            policy.shouldTrim(connections: 100, recentPeak: 100, busy: true),
-            policy.shouldTrim(connections: 100, recentPeak: 100, busy: true),
-            policy.shouldTrim(connections: 100, recentPeak: 100, busy: false),
-        ]
-        #expect(checks == [false, false, true, false])
-        // A peak between two checks counts.
-        let between = [
-            policy.shouldTrim(connections: 0, recentPeak: 10_000, busy: false),
-            policy.shouldTrim(connections: 0, recentPeak: 0, busy: false),
-        ]
-        #expect(between == [true, false])
+        // A burst's memory freed while its work goes on: trimmed once it ends, or after two checks of waiting.
+        let burst = [check(200, 20, busy: true), check(200, 20, busy: true), check(200, 20, busy: true)]
+        #expect(burst == [false, false, true])
+        let ended = [check(200, 20, busy: true), check(200, 20)]
+        // No second trim while one is under way.
+        #expect(ended == [false, false])
+        // What a trim could not give back is the new floor.
+        policy.trimmed(resident: 70 * mib, heapInUse: 20 * mib)
+        let after = [check(70, 20), check(77, 20), check(79, 20)]
+        #expect(after == [false, false, true])
+        policy.trimmed(resident: 60 * mib, heapInUse: 20 * mib)
+        // Memory the allocator gave back on its own lowers the floor.
+        let lowered = [check(45, 20), check(54, 20)]
+        #expect(lowered == [false, true])
     }
 
     @Test func settingsAreDeclaredOnceAndChecked() throws {

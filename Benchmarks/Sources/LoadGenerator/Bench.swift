@@ -25,6 +25,7 @@ final class Bench {
     let key: String
     let recorder = Recorder()
     let publisher: Publisher
+    private let curl: CurlClient
     let pipelined: PipelinedPublisher
     private(set) var channels: [any Channel] = []
 
@@ -46,7 +47,13 @@ final class Bench {
         self.peer = peer
         self.key = key
         self.publisher = Publisher(curl: curl, inFlightLimit: 8)
+        self.curl = curl
         self.pipelined = PipelinedPublisher(port: peer.port, depth: pipelineDepth)
+    }
+
+    /// The server's heap in use (its `websockets_heap_in_use_bytes` metric) in KiB, or -1 where it has none.
+    func heapInUseKiB() async -> Int {
+        await peer.metric("websockets_heap_in_use_bytes", curl: curl).map { Int($0 / 1024) } ?? -1
     }
 
     /// Connection `index` belongs to user `index % users + 1` (so the first `users` connections are one tab of

@@ -52,7 +52,7 @@ enum Churn {
     static func run(
         total: Int, perRound: Int, siteURL: String, key: String, curl: CurlClient, events: @escaping () -> Int
     ) async throws -> Result {
-        let peer = try await Peer.start(.ours, siteURL: siteURL, key: key, core: "0", siteEvents: true)
+        let peer = try await Peer.start(.ours, siteURL: siteURL, key: key, core: "0")
         defer { peer.stop() }
         var rounds: [Int] = []
         var heap: [Int] = []
@@ -77,21 +77,11 @@ enum Churn {
             // The server checks every second whether to return freed memory to the system.
             try await Task.sleep(for: .seconds(3))
             rounds.append(peer.rssKiB)
-            kill(peer.pid, SIGUSR1)
-            try await Task.sleep(for: .milliseconds(500))
-            heap.append(heapInUse(log: peer.directory + "/server.log"))
+            heap.append(await bench.heapInUseKiB())
             say(
                 "  round \(round + 1): \(perRound) connections opened, used and closed; server RSS \(rounds.last!) KiB, "
                     + "heap in use \(heap.last!) KiB")
         }
         return Result(rounds: rounds, heap: heap, perRound: perRound)
-    }
-
-    /// The last "in use bytes" of a "Total" section that `malloc_stats` wrote to the server's log, in KiB.
-    static func heapInUse(log path: String) -> Int {
-        let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
-        guard let total = text.range(of: "Total (incl. mmap):", options: .backwards) else { return 0 }
-        let line = text[total.upperBound...].split(separator: "\n").first { $0.contains("in use bytes") } ?? ""
-        return (Int(line.split(separator: " ").last ?? "") ?? 0) / 1024
     }
 }

@@ -7,11 +7,12 @@ import WebSocketsLaunch
 
 /// The benchmarks of issue 5: our server side by side with Node `ws` and Nchan, in one run.
 ///
-///     LoadGenerator run [--peers ws,socketio,nchan,ours,floor] [--subscribers 10000] [--idle 19000] [--users 9500]
+///     LoadGenerator run [--peers ws,socketio,nchan,ours,ours-none,floor] [--subscribers 10000] [--idle 19000]
+///                       [--users 19000]
 ///                       [--storm 10000] [--sessions 1000] [--echo 100] [--pipeline-depth 8] [--message-bytes 28]
 ///                       [--idle-only yes] [--only broadcast,echo,targeted]
 ///                       [--broadcast-rates 5.9,10 [--publisher pipelined|concurrent]]
-///     LoadGenerator serve PORT SITE KEY      (our server with an in-process echo handler; used by run)
+///     LoadGenerator soak [--minutes 30] [--population 5000] [--churn 50]   (issue 23's soak: see Soak)
 ///     LoadGenerator measure-write-floor CONNECTIONS RATE SECONDS   (the kernel's cost of a bare write per delivery)
 ///
 /// Run it pinned to core 1 (`taskset -c 1`); it pins every server to core 0.
@@ -26,11 +27,6 @@ struct LoadGenerator {
     static func main() async throws {
         let arguments = Array(CommandLine.arguments.dropFirst())
         switch arguments.first {
-        case "serve":
-            EventLoopSizing.sizeSharedGroup()
-            try await serve(
-                port: Int(arguments[1]) ?? 0, site: arguments[2], key: arguments[3],
-                siteEvents: arguments.count > 4 && arguments[4] == "site-events")
         case "serve-nio-floor":
             EventLoopSizing.sizeSharedGroup()
             try await NIOFloor.serve(port: Int(arguments[1]) ?? 0)
@@ -44,8 +40,10 @@ struct LoadGenerator {
             say(WriteFloor.describe(result, count: Int(arguments[1]) ?? 10_000, rate: Double(arguments[2]) ?? 5))
         case "run":
             try await run(Options(Array(arguments.dropFirst())))
+        case "soak":
+            try await soak(Array(arguments.dropFirst()))
         default:
-            say("usage: LoadGenerator run [options] | serve PORT SITE KEY")
+            say("usage: LoadGenerator run [options] | measure-write-floor CONNECTIONS RATE SECONDS")
             exit(2)
         }
     }
@@ -54,7 +52,8 @@ struct LoadGenerator {
         var peers: [Peer.Kind] = [.ws, .socketIO, .nchan, .ours]
         var subscribers = 10_000
         var idle = 19_000
-        var users = 9_500
+        /// Distinct users the clients belong to: one connection each unless told.
+        var users = 19_000
         var storm = 10_000
         var sessions = 1_000
         var echo = 100
@@ -85,7 +84,8 @@ struct LoadGenerator {
                 switch arguments[index] {
                 case "--peers":
                     let names: [String: Peer.Kind] = [
-                        "ours": .ours, "ws": .ws, "nchan": .nchan, "floor": .nioFloor, "socketio": .socketIO,
+                        "ours": .ours, "ours-none": .oursWithoutEvents, "ws": .ws, "nchan": .nchan, "floor": .nioFloor,
+                        "socketio": .socketIO,
                     ]
                     peers = value.split(separator: ",").compactMap { names[String($0)] }
                 case "--subscribers": subscribers = Int(value) ?? subscribers
@@ -109,60 +109,58 @@ struct LoadGenerator {
         }
     }
 
-    /// Our server, embedded as a Swift application would embed it, with an in-process handler echoing `echo`.
-    static func serve(port: Int, site: String, key: String, siteEvents: Bool) async throws {
-        var settings = Settings(site: site, securityKey: key)
-        settings.listenPort = port
-        if !siteEvents { settings.messageEndpoint = "none" }
-        // The echo scenario measures how many messages the server can handle, 100 connections each keeping one in
-        // flight (about 500 a second each): far over the default per-connection rate (100/s, burst 200), which
-        // would answer most of them 429 and measure the limit instead (5,198 echoes/s in the first run with it).
-        settings.messageRate = 1_000_000
-        settings.messageBurst = 1_000_000
-        var logger = Logger(label: "websockets")
-        logger.logLevel = .warning
-        let server = WebSocketsServer(settings: settings, logger: logger)
-        server.on("WebSockets/message") { event in
-            if event.action == "echo" { event.reply("echo", event.details) }
+    static func soak(_ arguments: [String]) async throws {
+        var options = Soak.Options()
+        for index in stride(from: 0, to: arguments.count - 1, by: 2) {
+            let value = Int(arguments[index + 1]) ?? 0
+            switch arguments[index] {
+            case "--minutes": options.minutes = value
+            case "--population": options.population = value
+            case "--churn": options.churnPerSecond = value
+            case "--broadcasts": options.broadcastsPerSecond = value
+            case "--targeted": options.targetedPerSecond = value
+            default: break
+            }
         }
-        try await server.start()
-        let report = DispatchSource.makeSignalSource(signal: SIGUSR1)
-        signal(SIGUSR1, SIG_IGN)
-        report.setEventHandler {
-            // malloc_stats prints each arena's size and bytes in use: live heap versus RSS, for the idle figures.
-            let function = unsafeBitCast(dlsym(nil, "malloc_stats"), to: (@convention(c) () -> Void).self)
-            say("connections: \(server.hub.counts)")
-            fflush(nil)
-            function()
-            fflush(nil)
+        let key = SecurityKey.generate()
+        let siteEvents = NIOLockedValueBox(0)
+        let site = try await testSite(requests: NIOLockedValueBox(0), events: siteEvents)
+        let curl = CurlClient(maximumConcurrency: 32)
+        say(machineDescription())
+        let samples = try await Soak.run(
+            options, siteURL: "http://127.0.0.1:\(site.port)", key: key, curl: curl,
+            events: { siteEvents.withLockedValue { $0 } })
+        say(Soak.describe(samples))
+        await curl.shutdown()
+        await site.shutdown()
+        exit(0)
+    }
+
+    /// The site: a session endpoint answering for `sid=<user>-<tab>` cookies, and a message endpoint that counts the
+    /// events posted to it and answers an `echo` with the same details to the sending connection.
+    static func testSite(requests: NIOLockedValueBox<Int>, events: NIOLockedValueBox<Int>) async throws -> HTTPServer {
+        try await HTTPServer(port: 0) { request in
+            if request.path == "/api/WebSockets/message" {
+                events.withLockedValue { $0 += 1 }
+                guard let event = try? JSON(parsing: request.body), event["action"]?.stringValue == "echo",
+                    let connection = event["connection"]
+                else { return HTTPServerResponse() }
+                let reply: JSON = [.array([.string("echo"), event["details"] ?? .null, .int(7), connection])]
+                return .json(reply)
+            }
+            guard request.path == "/api/WebSockets/session", let sid = request.cookie("sid"),
+                let user = Int64(sid.split(separator: "-").first ?? "")
+            else { return HTTPServerResponse(status: .forbidden) }
+            requests.withLockedValue { $0 += 1 }
+            return .json(["user": .int(user), "session": .string(sid)])
         }
-        report.resume()
-        let stop = DispatchSource.makeSignalSource(signal: SIGTERM)
-        signal(SIGTERM, SIG_IGN)
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            stop.setEventHandler { continuation.resume() }
-            stop.resume()
-        }
-        await server.shutdown()
     }
 
     static func run(_ options: Options) async throws {
         let key = SecurityKey.generate()
         let siteRequests = NIOLockedValueBox(0)
         let siteEvents = NIOLockedValueBox(0)
-        // The site: a session endpoint answering for `sid=<user>-<tab>` cookies, and a message endpoint that
-        // counts the events posted to it.
-        let site = try await HTTPServer(port: 0) { request in
-            if request.path == "/api/WebSockets/message" {
-                siteEvents.withLockedValue { $0 += 1 }
-                return HTTPServerResponse()
-            }
-            guard request.path == "/api/WebSockets/session", let sid = request.cookie("sid"),
-                let user = Int64(sid.split(separator: "-").first ?? "")
-            else { return HTTPServerResponse(status: .forbidden) }
-            siteRequests.withLockedValue { $0 += 1 }
-            return .json(["user": .int(user), "session": .string(sid)])
-        }
+        let site = try await testSite(requests: siteRequests, events: siteEvents)
         let siteURL = "http://127.0.0.1:\(site.port)"
         let curl = CurlClient(maximumConcurrency: 32)
         var report = Report(options: options)
@@ -263,9 +261,13 @@ struct LoadGenerator {
         try await Task.sleep(for: .seconds(2))
         report.set(kind, "idle10k", Double(peer.rssKiB - rssBase) / Double(options.subscribers))
         try await bench.connect(upTo: options.idle, users: options.users)
-        try await Task.sleep(for: .seconds(2))
+        // 20 s after the last authentication (issue 23): what the server keeps once the burst's work is done, not
+        // what it holds while the site still receives the events.
+        try await Task.sleep(for: .seconds(20))
         report.set(kind, "idle19k", Double(peer.rssKiB - rssBase) / Double(options.idle))
-        if kind == .ours { kill(peer.pid, SIGUSR1) }
+        if kind == .ours || kind == .oursWithoutEvents {
+            say("Heap in use: \(await bench.heapInUseKiB()) KiB")
+        }
         say(
             "Idle RSS per connection: \(report.value(kind, "idle10k")) KiB at \(options.subscribers), "
                 + "\(report.value(kind, "idle19k")) KiB at \(options.idle) (RSS \(rssBase) KiB before)")

@@ -5,7 +5,10 @@ import WebSocketsLaunch
 /// A server under test: how to start it (pinned to core 0), where its clients connect, and how to publish to it.
 struct Peer {
     enum Kind: String, CaseIterable {
+        /// `websockets start` against the generator's site, which receives every event: the mode users run.
         case ours = "WebSockets (ours)"
+        /// `websockets start` with `message_endpoint none`: the site gets no events (the figure earlier tables gave).
+        case oursWithoutEvents = "WebSockets (ours, message_endpoint none)"
         case ws = "Node ws"
         case socketIO = "Socket.IO"
         case nchan = "Nchan"
@@ -21,18 +24,16 @@ struct Peer {
 
     var dialect: Subscriber.Dialect {
         switch kind {
-        case .ours, .ws, .nioFloor: return .webSockets
+        case .ours, .oursWithoutEvents, .ws, .nioFloor: return .webSockets
         case .socketIO: return .socketIO
         case .nchan: return .plain
         }
     }
-    /// Whether it has an in-process echo handler.
+    /// Whether it answers `echo` messages (ours through the site, whose answer carries the reply).
     var echoes: Bool { kind == .ours || kind == .ws || kind == .socketIO }
 
-    /// Starts a peer; `siteEvents`: ours posts its events to the site's message endpoint (else in-process only).
-    static func start(
-        _ kind: Kind, siteURL: String, key: String, core: String, siteEvents: Bool = false
-    ) async throws -> Peer {
+    /// Starts a peer.
+    static func start(_ kind: Kind, siteURL: String, key: String, core: String) async throws -> Peer {
         // Below the ephemeral range (32768 and up): a port that a closed client left in TIME_WAIT cannot be listened on.
         let port = Int.random(in: 10000...19000)
         let directory = NSTemporaryDirectory() + "websockets-bench-\(UUID().uuidString)"
@@ -40,9 +41,18 @@ struct Peer {
         var environment = ProcessInfo.processInfo.environment
         var command: [String]
         switch kind {
-        case .ours:
-            let me = ChildProcess.currentExecutable() ?? CommandLine.arguments[0]
-            command = [me, "serve", "\(port)", siteURL, key] + (siteEvents ? ["site-events"] : [])
+        case .ours, .oursWithoutEvents:
+            // The release build of the root package's command (`Benchmarks/run.sh` builds it), as users run it.
+            command = [websocketsExecutable, "start", siteURL, "--settings", directory + "/websockets.json"]
+            environment["WEBSOCKETS_SECURITY_KEY"] = key
+            environment["WEBSOCKETS_LISTEN_PORT"] = "\(port)"
+            environment["WEBSOCKETS_LOG_LEVEL"] = "warning"
+            // The echo scenario keeps 100 connections with one message in flight each (about 500 a second each): far
+            // over the default per-connection rate (100/s, burst 200), which would answer most of them 429 and
+            // measure the limit instead (5,198 echoes/s in the first run with it).
+            environment["WEBSOCKETS_MESSAGE_RATE"] = "1000000"
+            environment["WEBSOCKETS_MESSAGE_BURST"] = "1000000"
+            if kind == .oursWithoutEvents { environment["WEBSOCKETS_MESSAGE_ENDPOINT"] = "none" }
             // For profiling: BENCH_PROFILER="valgrind --tool=massif" runs our server under it.
             if let profiler = environment["BENCH_PROFILER"] {
                 command = profiler.split(separator: " ").map(String.init) + command
@@ -101,7 +111,7 @@ struct Peer {
             return HTTPClientRequest(
                 method: "POST", url: "http://127.0.0.1:\(port)/pub/\(user.map { "u\($0)" } ?? "all")",
                 body: Array(message.utf8), timeout: publishTimeout)
-        case .ours, .ws, .nioFloor, .socketIO:
+        case .ours, .oursWithoutEvents, .ws, .nioFloor, .socketIO:
             let send = "[" + message.dropFirst().dropLast() + (user.map { ",3,\($0)]" } ?? ",1]")
             return HTTPClientRequest(
                 method: "POST", url: "http://127.0.0.1:\(port)/WebSockets/send",
@@ -112,6 +122,15 @@ struct Peer {
     /// Long enough for a slow peer's broadcast to 10,000 (Socket.IO's Python server takes seconds), so that it is
     /// measured slow rather than failed.
     private var publishTimeout: Duration { .seconds(30) }
+
+    /// The value of `name` in the server's `/metrics` (ours), the first sample of that name.
+    func metric(_ name: String, curl: CurlClient) async -> Double? {
+        let request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/metrics")
+        guard let response = try? await curl.perform(request).get(), response.status == 200 else { return nil }
+        let text = String(decoding: response.body, as: UTF8.self)
+        let line = text.split(separator: "\n").first { $0.hasPrefix(name + " ") || $0.hasPrefix(name + "{") }
+        return line.flatMap { $0.split(separator: " ").last }.flatMap { Double($0) }
+    }
 
     var rssKiB: Int {
         let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
@@ -143,6 +162,13 @@ struct Peer {
             let fields = stat[stat.index(end, offsetBy: 2)...].split(separator: " ")
             return fields.count > 1 && Int32(fields[1]) == parent
         }
+    }
+
+    /// The `websockets` command under test: `BENCH_WEBSOCKETS`, or the root package's release build.
+    static var websocketsExecutable: String {
+        if let path = ProcessInfo.processInfo.environment["BENCH_WEBSOCKETS"] { return path }
+        let peers = URL(fileURLWithPath: peersDirectory)
+        return peers.deletingLastPathComponent().deletingLastPathComponent().path + "/.build/release/websockets"
     }
 
     /// `Benchmarks/peers`, found from the working directory (the run script starts the generator in Benchmarks).

@@ -21,8 +21,6 @@ public final class Hub: Sendable {
         var byWatchedUser: [String: [Connection]] = [:]
         var byWatchedGroup: [String: [Connection]] = [:]
         var authenticated = 0
-        /// The most connections open at once since ``Hub/takePeak()``.
-        var peak = 0
     }
 
     private let indexes = NIOLockedValueBox(Indexes())
@@ -52,14 +50,6 @@ public final class Hub: Sendable {
         indexes.withLockedValue { ($0.all.count, $0.authenticated) }
     }
 
-    /// The connections open now, and the most open at once since the last call (which restarts it from now).
-    func takePeak() -> (connections: Int, peak: Int) {
-        indexes.withLockedValue { indexes in
-            defer { indexes.peak = indexes.all.count }
-            return (indexes.all.count, max(indexes.peak, indexes.all.count))
-        }
-    }
-
     /// How many connections `address` holds.
     func connectionCount(address: String) -> Int {
         indexes.withLockedValue { $0.byAddress[address] ?? 0 }
@@ -72,7 +62,6 @@ public final class Hub: Sendable {
             if limit > 0 && held >= limit { return false }
             indexes.byAddress[connection.address] = held + 1
             indexes.all[connection.id] = connection
-            indexes.peak = max(indexes.peak, indexes.all.count)
             return true
         }
     }

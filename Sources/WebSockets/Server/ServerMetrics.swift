@@ -21,7 +21,12 @@ public final class ServerMetrics: Sendable {
     let authRejected: Counter
     let authFailed: Counter
     let sessionCacheHits: Counter
+    /// Times freed memory was given back to the system (``MemoryTrimPolicy``).
+    let memoryTrims: Counter
     let sessionRequestLatency: CoreMetrics.Timer
+    private let residentMemory: CoreMetrics.Gauge
+    private let heapInUse: CoreMetrics.Gauge
+    private let openDescriptors: CoreMetrics.Gauge
     let messageRequestLatency: CoreMetrics.Timer
 
     /// Metrics in a new registry.
@@ -36,6 +41,9 @@ public final class ServerMetrics: Sendable {
         self.registry = registry
         self.factory = factory
         connections = Gauge(label: "websockets_connections", factory: factory)
+        residentMemory = Gauge(label: "process_resident_memory_bytes", factory: factory)
+        heapInUse = Gauge(label: "websockets_heap_in_use_bytes", factory: factory)
+        openDescriptors = Gauge(label: "process_open_fds", factory: factory)
         authenticatedConnections = Gauge(label: "websockets_connections_authenticated", factory: factory)
         messagesIn = Counter(label: "websockets_messages_in_total", factory: factory)
         messagesOut = Counter(label: "websockets_messages_out_total", factory: factory)
@@ -48,6 +56,7 @@ public final class ServerMetrics: Sendable {
         authFailed = Counter(
             label: "websockets_auth_total", dimensions: [("outcome", "site_failure")], factory: factory)
         sessionCacheHits = Counter(label: "websockets_session_cache_hits_total", factory: factory)
+        memoryTrims = Counter(label: "websockets_memory_trims_total", factory: factory)
         sessionRequestLatency = Timer(
             label: "websockets_site_request_duration_seconds", dimensions: [("endpoint", "session")],
             factory: factory)
@@ -107,6 +116,14 @@ public final class ServerMetrics: Sendable {
         let elapsed = ContinuousClock.now - start
         timer.recordNanoseconds(
             elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
+    }
+
+    /// Records what the process holds now (`process_resident_memory_bytes`, `websockets_heap_in_use_bytes`,
+    /// `process_open_fds`).
+    func recordProcess(_ figures: ProcessFigures = .current()) {
+        residentMemory.record(figures.resident)
+        if let heap = figures.heapInUse { heapInUse.record(heap) }
+        openDescriptors.record(figures.openDescriptors)
     }
 
     /// The Prometheus text exposition of every metric.

@@ -49,6 +49,7 @@ extension WebSocketsServer {
             let counts = hub.counts
             metrics.connections.record(counts.connections)
             metrics.authenticatedConnections.record(counts.authenticated)
+            metrics.recordProcess()
             return HTTPServerResponse(
                 headers: ["Content-Type": "text/plain; version=0.0.4; charset=utf-8"], body: metrics.render())
         case (.GET, "/WebSockets/client.js"), (.GET, "/WebSockets/WebSockets.js"):

@@ -381,18 +381,29 @@ public final class WebSocketsServer: Service, Sendable {
         return nil
     }
 
-    /// Every second, returns freed memory to the system once many connections have closed (``MemoryTrimPolicy``).
+    /// Every second, returns freed memory to the system once the allocator keeps much of it (``MemoryTrimPolicy``).
     private func startTrimming(on eventLoop: any EventLoop) {
         let timer = eventLoop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { [weak self] _ in
             guard let self else { return }
             refusals.flush()
-            let (connections, peak) = hub.takePeak()
+            let figures = ProcessFigures.current(countingDescriptors: false)
+            guard let heap = figures.heapInUse else { return }
             let trim = runtime.withLockedValue {
-                $0.trimPolicy.shouldTrim(connections: connections, recentPeak: peak, busy: $0.drains > 0)
+                $0.trimPolicy.shouldTrim(resident: figures.resident, heapInUse: heap, busy: $0.drains > 0)
             }
             guard trim else { return }
             // Off the event loop: a trim walks every arena (milliseconds with a large heap).
-            Task.detached(priority: .background) { MemoryTrimPolicy.trim() }
+            Task.detached(priority: .background) { [weak self] in
+                MemoryTrimPolicy.trim()
+                let after = ProcessFigures.current(countingDescriptors: false)
+                self?.metrics.memoryTrims.increment()
+                self?.runtime.withLockedValue {
+                    $0.trimPolicy.trimmed(resident: after.resident, heapInUse: after.heapInUse ?? 0)
+                }
+                self?.logger.debug(
+                    "memory given back",
+                    metadata: ["resident_before": "\(figures.resident)", "resident": "\(after.resident)"])
+            }
         }
         runtime.withLockedValue { $0.trimTimer = timer }
     }
