@@ -13,6 +13,12 @@ final class HostileClient: Sendable {
         case nester = "nested arrays before authentication"
         /// `POST /WebSockets/send` with a wrong key, 20 a second.
         case wrongKey = "sends with a wrong key"
+
+        /// The kind named `name` on the command line: `pinger`, `pipeliner`, `nester`, `wrongKey`.
+        init?(name: String) {
+            guard let kind = Self.allCases.first(where: { "\($0)" == name }) else { return nil }
+            self = kind
+        }
     }
 
     let kind: Kind
@@ -59,7 +65,7 @@ final class HostileClient: Sendable {
         case .nester:
             guard write(socket, Self.upgrade(cookie: nil)) else { return }
             // `["big",[[[0]],[[0]],...]]`, about 64 KiB: a parsed tree many times its text.
-            let body = "[\"big\",[" + Array(repeating: "[[0]]", count: 12_000).joined(separator: ",") + "]]"
+            let body = "[\"big\",[" + Array(repeating: "[[0]]", count: 10_800).joined(separator: ",") + "]]"
             let frame = Array(Subscriber.maskedFrame(opcode: 0x1, Array(body.utf8)).readableBytesView)
             while !stopped, write(socket, frame) {}
         case .wrongKey:

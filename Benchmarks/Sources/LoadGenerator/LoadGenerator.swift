@@ -119,6 +119,11 @@ struct LoadGenerator {
             case "--churn": options.churnPerSecond = value
             case "--broadcasts": options.broadcastsPerSecond = value
             case "--targeted": options.targetedPerSecond = value
+            case "--sample-seconds": options.sampleSeconds = max(1, value)
+            case "--hostile":
+                options.hostile = arguments[index + 1].split(separator: ",").compactMap {
+                    HostileClient.Kind(name: String($0))
+                }
             default: break
             }
         }

@@ -28,6 +28,10 @@ enum Soak {
         var churnPerSecond = 50
         var broadcastsPerSecond = 2
         var targetedPerSecond = 20
+        /// Seconds between samples (a minute unless told, for short trials).
+        var sampleSeconds = 60
+        /// The hostile clients that run (all unless told).
+        var hostile = HostileClient.Kind.allCases
     }
 
     static func run(
@@ -61,20 +65,20 @@ enum Soak {
         say(
             "Soak: \(options.population) tabs, \(options.churnPerSecond) closed and opened a second, "
                 + "\(options.broadcastsPerSecond) broadcasts and \(options.targetedPerSecond) targeted sends a second, "
-                + "hostile: \(HostileClient.Kind.allCases.map(\.rawValue).joined(separator: ", "))")
+                + "hostile: \(options.hostile.map(\.rawValue).joined(separator: ", "))")
         for start in stride(from: 0, to: options.population, by: 500) {
             await connect(min(500, options.population - start))
         }
-        let hostile = HostileClient.Kind.allCases.map { HostileClient(kind: $0, port: peer.port) }
+        let hostile = options.hostile.map { HostileClient(kind: $0, port: peer.port) }
         for client in hostile { client.start() }
         defer { for client in hostile { client.stop() } }
 
         let publisher = Publisher(curl: curl, inFlightLimit: 8)
         let began = ContinuousClock.now
         var samples: [Sample] = []
-        var nextSample = began + .seconds(60)
-        let end = began + .seconds(60 * options.minutes)
-        while ContinuousClock.now < end {
+        let interval = Duration.seconds(options.sampleSeconds)
+        var nextSample = began + interval
+        while samples.count < options.minutes * 60 / options.sampleSeconds {
             let second = ContinuousClock.now
             for _ in 0..<min(options.churnPerSecond, open.count) { open.removeFirst().channel.close(promise: nil) }
             await connect(options.churnPerSecond)
@@ -91,7 +95,7 @@ enum Soak {
                     headers: [("X-WebSockets-Key", key)], body: Array(send.utf8))
             }
             if ContinuousClock.now >= nextSample {
-                nextSample += .seconds(60)
+                nextSample += interval
                 let sample = Sample(
                     minute: samples.count + 1, rss: peer.rssKiB,
                     heap: Int((await peer.metric("websockets_heap_in_use_bytes", curl: curl) ?? -1024) / 1024),
@@ -100,7 +104,7 @@ enum Soak {
                     events: events())
                 samples.append(sample)
                 say(
-                    "  minute \(sample.minute): RSS \(sample.rss) KiB, heap in use \(sample.heap) KiB, "
+                    "  sample \(sample.minute): RSS \(sample.rss) KiB, heap in use \(sample.heap) KiB, "
                         + "\(sample.descriptors) descriptors, \(sample.connections) connections, \(sample.events) "
                         + "events at the site; hostile rounds: "
                         + hostile.map { "\($0.rounds)" }.joined(separator: "/"))
