@@ -26,6 +26,22 @@ import Testing
         #expect(lanes.removeAll().count == 23)
     }
 
+    /// Issue 23: a connection's events no longer wait in its drain but in the lanes, so the lanes keep their order:
+    /// a post with a key starts only once no earlier post of that key is under way.
+    @Test func aConnectionsPostsStartOneAfterTheOther() {
+        var lanes = SiteLanes<String>(capacity: 8)
+        lanes.add("authentication", lane: .message(owner: "u"), key: "c1")
+        lanes.add("online", lane: .message(owner: "u"), key: "c1")
+        lanes.add("other tab", lane: .message(owner: "u"), key: "c2")
+        #expect(lanes.next()?.item == "authentication")
+        // c1's next waits for its first, and the owner's other posts wait behind it (the owner's order is kept).
+        #expect(lanes.next() == nil)
+        lanes.finished(.message(owner: "u"), key: "c1")
+        #expect(lanes.next()?.item == "online")
+        #expect(lanes.next()?.item == "other tab")
+        #expect(lanes.waiting == 0)
+    }
+
     @Test func aSmallClientUsesEverySlot() {
         var lanes = SiteLanes<Int>(capacity: 1)
         lanes.add(1, lane: .message(owner: "x"))

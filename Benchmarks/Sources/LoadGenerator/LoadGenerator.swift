@@ -71,6 +71,8 @@ struct LoadGenerator {
         var churn = 100_000
         /// Only the churn scenario.
         var churnOnly = false
+        /// Milliseconds the site's message endpoint takes to answer (a slow site: events wait at the server).
+        var siteDelay = 0
         /// The scenarios to run after the idle figures (`broadcast`, `echo`, `targeted`); all when empty.
         var only: Set<String> = []
 
@@ -101,6 +103,7 @@ struct LoadGenerator {
                 case "--publisher": publisher = value == "pipelined" ? .pipelined : .concurrent
                 case "--churn": churn = Int(value) ?? churn
                 case "--churn-only": churnOnly = value == "yes"
+                case "--site-delay-ms": siteDelay = Int(value) ?? 0
                 case "--only": only = Set(value.split(separator: ",").map(String.init))
                 default: break
                 }
@@ -129,7 +132,7 @@ struct LoadGenerator {
         }
         let key = SecurityKey.generate()
         let siteEvents = NIOLockedValueBox(0)
-        let site = try await testSite(requests: NIOLockedValueBox(0), events: siteEvents)
+        let site = try await testSite(requests: NIOLockedValueBox(0), events: siteEvents, delay: 0)
         let curl = CurlClient(maximumConcurrency: 32)
         say(machineDescription())
         let samples = try await Soak.run(
@@ -142,10 +145,14 @@ struct LoadGenerator {
     }
 
     /// The site: a session endpoint answering for `sid=<user>-<tab>` cookies, and a message endpoint that counts the
-    /// events posted to it and answers an `echo` with the same details to the sending connection.
-    static func testSite(requests: NIOLockedValueBox<Int>, events: NIOLockedValueBox<Int>) async throws -> HTTPServer {
+    /// events posted to it and answers an `echo` with the same details to the sending connection, after `delay`
+    /// milliseconds.
+    static func testSite(
+        requests: NIOLockedValueBox<Int>, events: NIOLockedValueBox<Int>, delay: Int
+    ) async throws -> HTTPServer {
         try await HTTPServer(port: 0) { request in
             if request.path == "/api/WebSockets/message" {
+                if delay > 0 { try? await Task.sleep(for: .milliseconds(delay)) }
                 events.withLockedValue { $0 += 1 }
                 guard let event = try? JSON(parsing: request.body), event["action"]?.stringValue == "echo",
                     let connection = event["connection"]
@@ -165,7 +172,7 @@ struct LoadGenerator {
         let key = SecurityKey.generate()
         let siteRequests = NIOLockedValueBox(0)
         let siteEvents = NIOLockedValueBox(0)
-        let site = try await testSite(requests: siteRequests, events: siteEvents)
+        let site = try await testSite(requests: siteRequests, events: siteEvents, delay: options.siteDelay)
         let siteURL = "http://127.0.0.1:\(site.port)"
         let curl = CurlClient(maximumConcurrency: 32)
         var report = Report(options: options)

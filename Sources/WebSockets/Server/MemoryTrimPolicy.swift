@@ -1,3 +1,5 @@
+import NIOConcurrencyHelpers
+
 #if canImport(Glibc)
     import Glibc
 #endif
@@ -19,20 +21,70 @@ struct MemoryTrimPolicy {
     /// A trim was decided and its figures are not back yet.
     private(set) var trimming = false
     private var waited = 0
+    /// Checks left before another trim may be decided.
+    private var resting = 0
     /// The least growth, in bytes, worth a trim.
     let minimumGain: Int
     /// Checks a due trim waits for `busy` to end.
     let patience: Int
+    /// Checks after a trim before the next: a trim walks every arena with its lock held, and a process whose heap
+    /// churns (the test suite, forty servers in one process) would otherwise trim every few seconds.
+    let rest: Int
 
-    init(minimumGain: Int = 8 << 20, patience: Int = 5) {
+    init(minimumGain: Int = 8 << 20, patience: Int = 5, rest: Int = 5) {
         self.minimumGain = minimumGain
         self.patience = patience
+        self.rest = rest
+    }
+
+    /// The process's policy: the allocator is the process's, so the servers of one process (an application with
+    /// two, the test suite with dozens) read its figures and trim once a second between them, not once each.
+    static let process = NIOLockedValueBox(ProcessState())
+
+    /// The process's policy and when it last looked.
+    struct ProcessState: Sendable {
+        var policy = MemoryTrimPolicy()
+        var lastCheck: ContinuousClock.Instant?
+    }
+
+    /// Whether to trim now, for a server whose timer fired at `now` with `busy` work: reads the process's figures
+    /// at most once a second whichever server asks.
+    static func checkProcess(busy: Bool, now: ContinuousClock.Instant = .now) -> Bool {
+        let due = process.withLockedValue { state -> Bool in
+            if let last = state.lastCheck, now - last < .milliseconds(900) { return false }
+            state.lastCheck = now
+            return true
+        }
+        guard due else { return false }
+        let figures = ProcessFigures.current(countingDescriptors: false)
+        guard let heap = figures.heapInUse else { return false }
+        return process.withLockedValue {
+            $0.policy.shouldTrim(resident: figures.resident, heapInUse: heap, busy: busy)
+        }
+    }
+
+    /// Trims (off the caller's thread: it walks every arena, milliseconds with a large heap) and records the
+    /// figures after it as the process's new floor; `done` gets the resident bytes before and after.
+    static func trimProcess(_ done: @escaping @Sendable (_ before: Int, _ after: Int) -> Void) {
+        Task.detached(priority: .background) {
+            let before = ProcessFigures.current(countingDescriptors: false)
+            trim()
+            let after = ProcessFigures.current(countingDescriptors: false)
+            process.withLockedValue {
+                $0.policy.trimmed(resident: after.resident, heapInUse: after.heapInUse ?? 0)
+            }
+            done(before.resident, after.resident)
+        }
     }
 
     /// Whether to trim now, with `resident` bytes in memory of which `heapInUse` are the allocator's in use, and
     /// `busy` while events of connections are still being handled.
     mutating func shouldTrim(resident: Int, heapInUse: Int, busy: Bool) -> Bool {
         guard !trimming else { return false }
+        if resting > 0 {
+            resting -= 1
+            return false
+        }
         let kept = resident - heapInUse
         guard let baseline, kept > baseline else {
             // The first check, or the allocator gave memory back on its own: the new floor.
@@ -57,6 +109,7 @@ struct MemoryTrimPolicy {
     /// (what it could not give back is not asked for again).
     mutating func trimmed(resident: Int, heapInUse: Int) {
         trimming = false
+        resting = rest
         baseline = resident - heapInUse
     }
 

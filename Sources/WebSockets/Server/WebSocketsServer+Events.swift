@@ -142,7 +142,7 @@ extension WebSocketsServer {
             let change = presenceOpened(session)
             sendPresenceSnapshot(to: connection, session: session)
             await dispatch(name: "Client/authentication", message: message, connection: connection, session: session)
-            if let change { await dispatchPresence(change) }
+            if let change { await dispatchPresence(change, after: connection.id) }
         case .valid, .rejected:
             metrics.authRejected.increment()
             connection.logger.info("authentication rejected by the site")
@@ -221,11 +221,17 @@ extension WebSocketsServer {
             }
         }
         guard settings.resolvedMessageEndpoint != nil else { return }
-        // A browser's message is not posted once its connection has closed (its turn may come long after); the
-        // system events are, since every authentication the site saw must be followed by a disconnection.
-        let isWanted: @Sendable () -> Bool
-        if isMessage { isWanted = { !connection.isClosed } } else { isWanted = { true } }
-        switch await site.post(event: event.siteBody, owner: session.user.indexKey, isWanted: isWanted) {
+        let owner = session.user.indexKey
+        guard isMessage else {
+            // Client/authentication and Client/disconnection wait for the site as data, not as this drain: every
+            // authentication the site saw is followed by its disconnection, whatever the site's pace.
+            postEvent(name, owner: owner, after: connection.id, logger: { connection.userLogger }) { event.siteBody }
+            return
+        }
+        // A browser's message is not posted once its connection has closed (its turn may come long after).
+        switch await site.post(
+            event: event.siteBody, owner: owner, after: connection.id, isWanted: { !connection.isClosed })
+        {
         case .success(let sends):
             await perform(sends)
         case .failure(.cancelled):
@@ -233,7 +239,34 @@ extension WebSocketsServer {
             connection.userLogger.debug("connection closed before its message's turn: not posted")
         case .failure(let error):
             siteEventFailed(name, error: error, logger: connection.userLogger, action: event.action)
-            if isMessage { connection.send(message.errorReply(code: error.code)) }
+            connection.send(message.errorReply(code: error.code))
+        }
+    }
+
+    /// Queues a system event (`Client/authentication`, `Client/disconnection`, `User/online`, `User/offline`) for
+    /// the site in `owner`'s turn, after the earlier events of `key` (its connection), and returns at once. What
+    /// waits is what `body` captures (the event's fields, shared with its connection), not a suspended task: with
+    /// a site slower than a login storm, each connection's drain held one (measured in Benchmarks/RESULTS.md).
+    /// The sends of the site's answer are performed when it comes; a stop waits for the event like for a drain.
+    func postEvent(
+        _ name: String, owner: String, after key: String?, logger: @escaping @Sendable () -> Logger,
+        body: @escaping @Sendable () -> [UInt8]
+    ) {
+        beginDrain()
+        site.enqueue(owner: owner, after: key, event: body) { [self] result in
+            switch result {
+            case .success(let sends) where !sends.isEmpty:
+                Task {
+                    await self.perform(sends)
+                    self.endDrain()
+                }
+                return
+            case .success:
+                break
+            case .failure(let error):
+                siteEventFailed(name, error: error, logger: logger())
+            }
+            endDrain()
         }
     }
 

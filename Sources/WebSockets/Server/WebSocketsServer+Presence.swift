@@ -1,3 +1,4 @@
+import Logging
 import Foundation
 import NIOCore
 
@@ -46,32 +47,31 @@ extension WebSocketsServer {
     }
 
     /// Posts `User/online` or `User/offline` to the in-process handlers and the site, in the user's turn of the
-    /// message lane (so a user's events reach the site in order), and performs the sends in the site's answer. On
-    /// a single server it also tells the browsers watching; in a cluster every server does that on its own
-    /// (``tellWatchers(_:)``), told by PostgreSQL.
-    func dispatchPresence(_ change: PresenceLedger.Change) async {
+    /// message lane (so a user's events reach the site in order; after the events of the connection `key` that
+    /// brought the user online), and performs the sends in the site's answer. On a single server it also tells the
+    /// browsers watching; in a cluster every server does that on its own (``tellWatchers(_:)``), told by PostgreSQL.
+    func dispatchPresence(_ change: PresenceLedger.Change, after key: String? = nil) async {
         if !router.isCluster { tellWatchers(change) }
         let name = change.eventName
         let user = change.user
         let event = WebSocketsEvent(
             name: name, action: name, message: Message(action: name), sessionLanguage: "", acceptLanguage: "",
             user: user, session: "", connection: "", server: address, owner: self, origin: nil)
-        var userLogger = logger
-        userLogger[metadataKey: "user"] = "\(user.indexKey)"
+        let logger = self.logger
+        let userLogger: @Sendable () -> Logger = {
+            var userLogger = logger
+            userLogger[metadataKey: "user"] = "\(user.indexKey)"
+            return userLogger
+        }
         for handler in handlers.withLockedValue({ $0[name] ?? [] }) {
             do {
                 try await handler(event)
             } catch {
-                userLogger.warning("event handler failed", metadata: ["event": "\(name)", "error": "\(error)"])
+                userLogger().warning("event handler failed", metadata: ["event": "\(name)", "error": "\(error)"])
             }
         }
         guard settings.resolvedMessageEndpoint != nil else { return }
-        switch await site.post(event: event.siteBody, owner: user.indexKey) {
-        case .success(let sends):
-            await perform(sends)
-        case .failure(let error):
-            siteEventFailed(name, error: error, logger: userLogger)
-        }
+        postEvent(name, owner: user.indexKey, after: key, logger: userLogger) { event.siteBody }
     }
 
     /// Tells this server's browsers that may see `change.user` (by id or by one of its groups):

@@ -47,7 +47,6 @@ public final class WebSocketsServer: Service, Sendable {
         var presenceTimer: RepeatedTask?
         /// Announces the cluster's presence decisions this server made.
         var presenceAnnouncer: Task<Void, Never>?
-        var trimPolicy = MemoryTrimPolicy()
         var port = 0
         var stopping = false
         /// Set once the bus is up: until then health answers 503 "starting" and upgrades are refused, so that
@@ -386,23 +385,11 @@ public final class WebSocketsServer: Service, Sendable {
         let timer = eventLoop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { [weak self] _ in
             guard let self else { return }
             refusals.flush()
-            let figures = ProcessFigures.current(countingDescriptors: false)
-            guard let heap = figures.heapInUse else { return }
-            let trim = runtime.withLockedValue {
-                $0.trimPolicy.shouldTrim(resident: figures.resident, heapInUse: heap, busy: $0.drains > 0)
-            }
-            guard trim else { return }
-            // Off the event loop: a trim walks every arena (milliseconds with a large heap).
-            Task.detached(priority: .background) { [weak self] in
-                MemoryTrimPolicy.trim()
-                let after = ProcessFigures.current(countingDescriptors: false)
+            guard MemoryTrimPolicy.checkProcess(busy: runtime.withLockedValue { $0.drains > 0 }) else { return }
+            MemoryTrimPolicy.trimProcess { [weak self] before, after in
                 self?.metrics.memoryTrims.increment()
-                self?.runtime.withLockedValue {
-                    $0.trimPolicy.trimmed(resident: after.resident, heapInUse: after.heapInUse ?? 0)
-                }
                 self?.logger.debug(
-                    "memory given back",
-                    metadata: ["resident_before": "\(figures.resident)", "resident": "\(after.resident)"])
+                    "memory given back", metadata: ["resident_before": "\(before)", "resident": "\(after)"])
             }
         }
         runtime.withLockedValue { $0.trimTimer = timer }

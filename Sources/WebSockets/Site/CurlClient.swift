@@ -46,20 +46,42 @@ public final class CurlClient: Sendable {
     public func perform(
         _ request: HTTPClientRequest, lane: SiteLane, isWanted: @escaping @Sendable () -> Bool = { true }
     ) async -> Result<HTTPClientResponse, HTTPClientError> {
+        await perform(request, lane: lane, after: nil, isWanted: isWanted)
+    }
+
+    /// Performs one request in `lane`, started only once no earlier request of `key` is under way (a connection's
+    /// calls reach the site in order).
+    func perform(
+        _ request: HTTPClientRequest, lane: SiteLane, after key: String?,
+        isWanted: @escaping @Sendable () -> Bool = { true }
+    ) async -> Result<HTTPClientResponse, HTTPClientError> {
         await withCheckedContinuation { continuation in
-            let transfer = CurlTransfer(
-                request: request, lane: lane, isWanted: isWanted, limit: maximumResponseBytes,
-                continuation: continuation)
-            let accepted = state.withLockedValue { state -> Bool in
-                if state.stopping { return false }
-                state.lanes.add(transfer, lane: lane)
-                return true
+            submit(lane: lane, after: key, isWanted: isWanted, request: { request }) {
+                continuation.resume(returning: $0)
             }
-            if accepted {
-                _ = curl_multi_wakeup(multi.pointer)
-            } else {
-                continuation.resume(returning: .failure(.shutDown))
-            }
+        }
+    }
+
+    /// Queues a request and returns at once; `request` makes it when its turn comes (what waits is only what it
+    /// captures), `completion` gets the outcome on the curl thread. Started in `lane` once no earlier request of
+    /// `key` is under way.
+    func submit(
+        lane: SiteLane, after key: String?, isWanted: @escaping @Sendable () -> Bool = { true },
+        request: @escaping @Sendable () -> HTTPClientRequest,
+        completion: @escaping @Sendable (Result<HTTPClientResponse, HTTPClientError>) -> Void
+    ) {
+        let transfer = CurlTransfer(
+            makeRequest: request, lane: lane, key: key, isWanted: isWanted, limit: maximumResponseBytes,
+            completion: completion)
+        let accepted = state.withLockedValue { state -> Bool in
+            if state.stopping { return false }
+            state.lanes.add(transfer, lane: lane, key: key)
+            return true
+        }
+        if accepted {
+            _ = curl_multi_wakeup(multi.pointer)
+        } else {
+            completion(.failure(.shutDown))
         }
     }
 
@@ -107,12 +129,12 @@ public final class CurlClient: Sendable {
             }
             for transfer in starting {
                 guard transfer.isWanted() else {
-                    state.withLockedValue { $0.lanes.finished(transfer.lane) }
+                    state.withLockedValue { $0.lanes.finished(transfer.lane, key: transfer.key) }
                     transfer.complete(.failure(.cancelled))
                     continue
                 }
                 guard let easy = transfer.makeEasyHandle() else {
-                    state.withLockedValue { $0.lanes.finished(transfer.lane) }
+                    state.withLockedValue { $0.lanes.finished(transfer.lane, key: transfer.key) }
                     transfer.complete(.failure(.transport("curl_easy_init failed")))
                     continue
                 }
@@ -122,17 +144,22 @@ public final class CurlClient: Sendable {
             var running: Int32 = 0
             _ = curl_multi_perform(multi.pointer, &running)
             var left: Int32 = 0
+            var completed = false
             while let message = curl_multi_info_read(multi.pointer, &left) {
                 guard message.pointee.msg == CURLMSG_DONE, let easy = message.pointee.easy_handle else { continue }
                 let code = message.pointee.data.result
                 _ = curl_multi_remove_handle(multi.pointer, easy)
                 if let transfer = active.removeValue(forKey: easy) {
-                    state.withLockedValue { $0.lanes.finished(transfer.lane) }
+                    state.withLockedValue { $0.lanes.finished(transfer.lane, key: transfer.key) }
                     transfer.finish(code: code, easy: easy)
+                    completed = true
                 }
                 curl_easy_cleanup(easy)
             }
             if stopping && active.isEmpty && state.withLockedValue({ $0.lanes.waiting == 0 }) { break }
+            // A call that ended may let a waiting one start (its slot, or its connection's next event): at once,
+            // not after the poll's second.
+            if completed { continue }
             _ = curl_multi_poll(multi.pointer, nil, 0, 1000, nil)
         }
         curl_multi_cleanup(multi.pointer)
@@ -151,31 +178,38 @@ private struct CurlMultiHandle: @unchecked Sendable {
     init(_ pointer: UnsafeMutableRawPointer?) { self.pointer = pointer }
 }
 
-/// One request under way. Created by the caller, handed over through the client's locked queue, and from then on
-/// touched only by the curl thread, so its mutable state needs no lock of its own.
+/// One request waiting or under way. Created by the caller, handed over through the client's locked queue, and from
+/// then on touched only by the curl thread, so its mutable state needs no lock of its own. While it waits it holds
+/// only what `makeRequest` captures: the request is made when its turn comes.
 private final class CurlTransfer: @unchecked Sendable {
-    let request: HTTPClientRequest
+    private let makeRequest: @Sendable () -> HTTPClientRequest
     let lane: SiteLane
+    let key: String?
     let isWanted: @Sendable () -> Bool
     let limit: Int
     var body: [UInt8] = []
     var overflowed = false
     private var headers: UnsafeMutablePointer<curl_slist>?
-    private let continuation: CheckedContinuation<Result<HTTPClientResponse, HTTPClientError>, Never>
+    private let completion: @Sendable (Result<HTTPClientResponse, HTTPClientError>) -> Void
 
     init(
-        request: HTTPClientRequest, lane: SiteLane, isWanted: @escaping @Sendable () -> Bool, limit: Int,
-        continuation: CheckedContinuation<Result<HTTPClientResponse, HTTPClientError>, Never>
+        makeRequest: @escaping @Sendable () -> HTTPClientRequest, lane: SiteLane, key: String?,
+        isWanted: @escaping @Sendable () -> Bool, limit: Int,
+        completion: @escaping @Sendable (Result<HTTPClientResponse, HTTPClientError>) -> Void
     ) {
-        self.request = request
+        self.makeRequest = makeRequest
         self.lane = lane
+        self.key = key
         self.isWanted = isWanted
         self.limit = limit
-        self.continuation = continuation
+        self.completion = completion
     }
 
     func makeEasyHandle() -> UnsafeMutableRawPointer? {
         guard let easy = curl_easy_init() else { return nil }
+        // libcurl copies the URL, the headers (into the list below) and the body (COPYPOSTFIELDS): the request is
+        // not kept past this call.
+        let request = makeRequest()
         _ = ws_curl_setopt_string(easy, CURLOPT_URL, request.url)
         _ = ws_curl_setopt_long(easy, CURLOPT_NOSIGNAL, 1)
         let timeoutMilliseconds = max(
@@ -239,6 +273,6 @@ private final class CurlTransfer: @unchecked Sendable {
     func complete(_ result: Result<HTTPClientResponse, HTTPClientError>) {
         if let headers { curl_slist_free_all(headers) }
         headers = nil
-        continuation.resume(returning: result)
+        completion(result)
     }
 }

@@ -155,21 +155,49 @@ final class SiteClient: Sendable {
         }
     }
 
-    /// Posts an event to the message endpoint in `owner`'s turn of the message lane; returns the sends the site's
-    /// answer carries. When the turn comes and `isWanted` says no, nothing is posted: ``SiteCallError/cancelled``.
+    /// Posts an event to the message endpoint in `owner`'s turn of the message lane, after the earlier events of
+    /// `key` (its connection); returns the sends the site's answer carries. When the turn comes and `isWanted` says
+    /// no, nothing is posted: ``SiteCallError/cancelled``.
     func post(
-        event: [UInt8], owner: String, isWanted: @escaping @Sendable () -> Bool = { true }
+        event: [UInt8], owner: String, after key: String? = nil, isWanted: @escaping @Sendable () -> Bool = { true }
     ) async -> Result<[Send], SiteCallError> {
         guard let endpoint = settings.resolvedMessageEndpoint else { return .success([]) }
-        let request = HTTPClientRequest(
+        let start = ContinuousClock.now
+        let result = await curl.perform(
+            messageRequest(endpoint, body: event), lane: .message(owner: owner), after: key, isWanted: isWanted)
+        return sends(from: result, endpoint: endpoint, since: start)
+    }
+
+    /// Queues an event for the message endpoint like ``post(event:owner:after:isWanted:)`` and returns at once:
+    /// what waits is what `event` captures (its body is made when the turn comes), and `completion` gets the
+    /// outcome, on the site client's thread.
+    func enqueue(
+        owner: String, after key: String?, event: @escaping @Sendable () -> [UInt8],
+        completion: @escaping @Sendable (Result<[Send], SiteCallError>) -> Void
+    ) {
+        guard let endpoint = settings.resolvedMessageEndpoint else { return completion(.success([])) }
+        let start = ContinuousClock.now
+        curl.submit(
+            lane: .message(owner: owner), after: key, request: { [self] in messageRequest(endpoint, body: event()) }
+        ) { [self] result in
+            completion(sends(from: result, endpoint: endpoint, since: start))
+        }
+    }
+
+    private func messageRequest(_ endpoint: String, body: [UInt8]) -> HTTPClientRequest {
+        HTTPClientRequest(
             method: "POST", url: endpoint,
             headers: [
                 ("Content-Type", "application/json"), ("X-WebSockets-Key", settings.securityKey),
                 ("Accept", "application/json"),
             ],
-            body: event, timeout: timeout)
-        let start = ContinuousClock.now
-        let result = await curl.perform(request, lane: .message(owner: owner), isWanted: isWanted)
+            body: body, timeout: timeout)
+    }
+
+    /// The sends of the message endpoint's answer, or why there are none.
+    private func sends(
+        from result: Result<HTTPClientResponse, HTTPClientError>, endpoint: String, since start: ContinuousClock.Instant
+    ) -> Result<[Send], SiteCallError> {
         metrics.record(metrics.messageRequestLatency, since: start)
         switch result {
         case .failure(.cancelled):
