@@ -325,6 +325,47 @@ import Testing
         for tab in tabs { await tab.close() }
     }
 
+    // Issue 23: the events waiting for the site are bounded in bytes. With room for about 100 (each counts 1,100
+    // bytes) and a site that never answers, new tabs are refused authentication (503, closed 1013) once the events
+    // fill it, counted; the disconnections of the tabs let in still wait their turn, past the limit, since every
+    // authentication the site saw must be followed by its disconnection.
+    @Test func eventsWaitingForTheSiteAreBoundedAndPairsKept() async throws {
+        let site = try await TestSite.start()
+        defer { Task { await site.shutdown() } }
+        site.state.withLockedValue { $0.guestsWithoutCookie = true }
+        let quiet = try HangingListener()
+        defer { quiet.close() }
+        let server = try await StartedServer.start(
+            site: site,
+            [
+                "--message-endpoint", quiet.url + "/api/WebSockets/message", "--site-timeout", "120",
+                "--max-site-backlog-bytes", "110000",
+            ])
+        defer { server.kill() }
+        var admitted: [TestWebSocket] = []
+        var refused = 0
+        for _ in 0..<130 {
+            let tab = try await TestWebSocket.connect(port: server.port)
+            try await tab.send("Client/authentication", nil)
+            let answer = try await tab.nextMessage()
+            if answer == Message(action: "Client/authentication", details: "ok") {
+                admitted.append(tab)
+            } else {
+                #expect(
+                    answer == Message(action: "Client/authentication:error", details: [503, "Service Unavailable"]))
+                refused += 1
+                await tab.close()
+            }
+        }
+        #expect(admitted.count == 100 && refused == 30, "\(admitted.count) admitted, \(refused) refused")
+        #expect(await server.metric(#"websockets_refused_total{reason="site_backlog"}"#) == 30)
+        for tab in admitted { await tab.close() }
+        // 200 events of 1,100 bytes and their details (`null`, 4 bytes each).
+        try await eventually(timeout: .seconds(10), "every disconnection waits") {
+            await server.metric("websockets_site_backlog_bytes") == 200 * 1_104
+        }
+    }
+
     // 2. Messages per second, with a burst, per connection (the refill is tested on the limiter alone, in
     // LimitsTests, where time is given).
     @Test func messagesBeyondTheRateGetA429AndAreNotDispatched() async throws {

@@ -1,8 +1,9 @@
 import Synchronization
 
-/// The bytes of browsers' messages waiting to be handled, server-wide, for connections that have not authenticated
-/// yet: they are anyone's, and a site that answers session checks slowly let 50 such tabs make the server hold
-/// 445 MiB. Past ``limit`` their new messages are refused (429), counted.
+/// Bytes held server-wide for one purpose, against a limit: the messages waiting for connections that have not
+/// authenticated yet (they are anyone's, and a site that answers session checks slowly let 50 such tabs make the
+/// server hold 445 MiB; past the limit their new messages are refused, 429), and the events waiting for the site
+/// (past the limit new tabs are refused authentication, 503).
 final class PendingBudget: Sendable {
     /// The most bytes held at once.
     let limit: Int
@@ -19,6 +20,14 @@ final class PendingBudget: Sendable {
         held.wrappingSubtract(bytes, ordering: .relaxed)
         return false
     }
+
+    /// Takes `bytes` whatever the limit: for what must not be refused (a disconnection after its authentication).
+    func hold(_ bytes: Int) {
+        held.wrappingAdd(bytes, ordering: .relaxed)
+    }
+
+    /// Whether the limit is reached.
+    var isSpent: Bool { bytes >= limit }
 
     /// Gives `bytes` back.
     func release(_ bytes: Int) {

@@ -90,6 +90,10 @@ extension Settings {
             "max_unauthenticated_bytes", \.maxUnauthenticatedBytes, 1024...(1 << 40),
             "bytes the waiting messages of connections not authenticated yet may hold, server-wide; beyond it their new messages get `<action>:error [429, ...]`"
         ),
+        .integer(
+            "max_site_backlog_bytes", \.maxSiteBacklogBytes, 1024...(1 << 40),
+            "bytes the events waiting for the site may hold, server-wide (about 1 KiB each); beyond it new tabs get `Client/authentication:error [503, ...]` and are closed (1013) until the site catches up; disconnections and presence events always wait their turn"
+        ),
         .number(
             "authentication_timeout", \.authenticationTimeout, 0.05...3600,
             "seconds a new connection has to authenticate; then it is closed (1008 \"Authentication timeout\")"),

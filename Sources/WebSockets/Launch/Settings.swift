@@ -55,6 +55,10 @@ public struct Settings: Sendable {
     /// The bytes the waiting messages of connections not authenticated yet may hold, server-wide; beyond it their
     /// new messages are refused with 429.
     public var maxUnauthenticatedBytes: Int = 64 << 20
+    /// The bytes the events waiting for the site may hold, server-wide (about 1 KiB each); beyond it new tabs are
+    /// refused authentication with 503 until the site catches up. Disconnections and presence events always wait
+    /// their turn.
+    public var maxSiteBacklogBytes: Int = 64 << 20
     /// Seconds between pings to each connection.
     public var pingInterval: Double = 25
     /// Seconds of silence (no frame, no pong) after which a connection is closed.

@@ -11,6 +11,8 @@ public final class ServerMetrics: Sendable {
 
     let connections: CoreMetrics.Gauge
     let authenticatedConnections: CoreMetrics.Gauge
+    /// Bytes held by the events waiting for the site (`max_site_backlog_bytes`).
+    let siteBacklog: CoreMetrics.Gauge
     let messagesIn: Counter
     let messagesOut: Counter
     /// Flushes of frames to browsers by the loops' writers: `messages_out / flushes` is the frames each write
@@ -45,6 +47,7 @@ public final class ServerMetrics: Sendable {
         heapInUse = Gauge(label: "websockets_heap_in_use_bytes", factory: factory)
         openDescriptors = Gauge(label: "process_open_fds", factory: factory)
         authenticatedConnections = Gauge(label: "websockets_connections_authenticated", factory: factory)
+        siteBacklog = Gauge(label: "websockets_site_backlog_bytes", factory: factory)
         messagesIn = Counter(label: "websockets_messages_in_total", factory: factory)
         messagesOut = Counter(label: "websockets_messages_out_total", factory: factory)
         flushes = Counter(label: "websockets_flushes_total", factory: factory)

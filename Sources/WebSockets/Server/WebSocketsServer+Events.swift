@@ -122,6 +122,17 @@ extension WebSocketsServer {
             connection.send(Message(action: "Client/authentication", details: "ok"))
             return
         }
+        if siteBacklog.isSpent && settings.resolvedMessageEndpoint != nil {
+            // The site is slower than the events: a new tab would add two more (its authentication, and the
+            // disconnection that must follow it). It retries with its backoff; the tabs already in keep everything.
+            metrics.refused(reason: "site_backlog")
+            refusals.refused(
+                "site_backlog", "authentication refused: the events waiting for the site hold max_site_backlog_bytes",
+                level: .warning, logger: connection.logger)
+            connection.send(Message(action: "Client/authentication:error", details: composeError(503)))
+            discardOnClose(connection, code: .tryAgainLater, reason: "Service Unavailable")
+            return
+        }
         let result = await site.validate(connection.credentials)
         guard !connection.isClosed else {
             // Closed while the site answered: no Client/authentication event, since no disconnection would follow.
@@ -225,7 +236,10 @@ extension WebSocketsServer {
         guard isMessage else {
             // Client/authentication and Client/disconnection wait for the site as data, not as this drain: every
             // authentication the site saw is followed by its disconnection, whatever the site's pace.
-            postEvent(name, owner: owner, after: connection.id, logger: { connection.userLogger }) { event.siteBody }
+            postEvent(
+                name, owner: owner, after: connection.id, bytes: message.rawDetails.bytes.count,
+                logger: { connection.userLogger }
+            ) { event.siteBody }
             return
         }
         // A browser's message is not posted once its connection has closed (its turn may come long after).
@@ -248,12 +262,17 @@ extension WebSocketsServer {
     /// waits is what `body` captures (the event's fields, shared with its connection), not a suspended task: with
     /// a site slower than a login storm, each connection's drain held one (measured in Benchmarks/RESULTS.md).
     /// The sends of the site's answer are performed when it comes; a stop waits for the event like for a drain.
+    /// It counts against `max_site_backlog_bytes` with `bytes` of details and ``waitingEventCost`` until the site
+    /// has answered, and is never refused: past the limit, new tabs are (``authenticate(_:connection:)``).
     func postEvent(
-        _ name: String, owner: String, after key: String?, logger: @escaping @Sendable () -> Logger,
+        _ name: String, owner: String, after key: String?, bytes: Int = 0, logger: @escaping @Sendable () -> Logger,
         body: @escaping @Sendable () -> [UInt8]
     ) {
         beginDrain()
+        let held = Self.waitingEventCost + bytes
+        siteBacklog.hold(held)
         site.enqueue(owner: owner, after: key, event: body) { [self] result in
+            siteBacklog.release(held)
             switch result {
             case .success(let sends) where !sends.isEmpty:
                 Task {
@@ -269,6 +288,10 @@ extension WebSocketsServer {
             endDrain()
         }
     }
+
+    /// What an event waiting for the site holds besides its details, in bytes: measured 1.07 KiB (19,000 tabs, two
+    /// events each waiting: 40 MiB of heap above the same tabs idle; Benchmarks/RESULTS.md).
+    static let waitingEventCost = 1_100
 
     /// An event the site did not take: a warning each while the server runs; while it stops (its tabs all close at
     /// once, and the site may be going away too: 8,439 warnings for 10,000 tabs once) only counted, and told once

@@ -50,6 +50,7 @@ extension WebSocketsServer {
             metrics.connections.record(counts.connections)
             metrics.authenticatedConnections.record(counts.authenticated)
             metrics.recordProcess()
+            metrics.siteBacklog.record(siteBacklog.bytes)
             return HTTPServerResponse(
                 headers: ["Content-Type": "text/plain; version=0.0.4; charset=utf-8"], body: metrics.render())
         case (.GET, "/WebSockets/client.js"), (.GET, "/WebSockets/WebSockets.js"):

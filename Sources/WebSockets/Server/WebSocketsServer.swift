@@ -23,6 +23,8 @@ public final class WebSocketsServer: Service, Sendable {
     let refusals = RefusalLog()
     /// The bytes of waiting messages held for connections not authenticated yet (`max_unauthenticated_bytes`).
     let pendingBudget: PendingBudget
+    /// The bytes held by events waiting for the site (`max_site_backlog_bytes`).
+    let siteBacklog: PendingBudget
     /// Its connections.
     public let hub: Hub
     let logger: Logger
@@ -88,6 +90,7 @@ public final class WebSocketsServer: Service, Sendable {
         let metrics = ServerMetrics()
         self.metrics = metrics
         pendingBudget = PendingBudget(limit: settings.maxUnauthenticatedBytes)
+        siteBacklog = PendingBudget(limit: settings.maxSiteBacklogBytes)
         self.hub = Hub(metrics: metrics, logger: logger, settings: settings)
         self.curl = CurlClient(maximumConcurrency: settings.siteConcurrency)
         self.site = SiteClient(curl: curl, settings: settings, metrics: metrics, logger: logger)
