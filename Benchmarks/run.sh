@@ -12,6 +12,7 @@ $sudo apt-get update -qq
 $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
     libcurl4-openssl-dev pkg-config util-linux nodejs node-ws nginx libnginx-mod-nchan python3-socketio \
     python3-aiohttp >/dev/null
+(cd .. && swift build -c release --product websockets)
 swift build -c release --product LoadGenerator
 # 19,000 connections on each side need the open-file limit raised to the hard limit (20,000 on the reference machine).
 ulimit -n "$(ulimit -Hn)"

@@ -118,6 +118,43 @@ import Testing
         await tab.close()
     }
 
+    /// Guests of a site whose message endpoint never answers, and `websockets start` against it (with `extra`
+    /// arguments): every event the server posts waits.
+    struct QuietSite {
+        let site: TestSite
+        let listener: HangingListener
+        let server: StartedServer
+
+        static func start(_ extra: [String] = []) async throws -> QuietSite {
+            let site = try await TestSite.start()
+            site.state.withLockedValue { $0.guestsWithoutCookie = true }
+            let listener = try HangingListener()
+            do {
+                let server = try await StartedServer.start(
+                    site: site,
+                    ["--message-endpoint", listener.url + "/api/WebSockets/message", "--site-timeout", "120"] + extra)
+                return QuietSite(site: site, listener: listener, server: server)
+            } catch {
+                listener.close()
+                await site.shutdown()
+                throw error
+            }
+        }
+
+        func tearDown() {
+            server.kill()
+            listener.close()
+            Task { await site.shutdown() }
+        }
+
+        /// A new guest tab that asked to authenticate, and the server's answer.
+        func guest() async throws -> (TestWebSocket, Message) {
+            let tab = try await TestWebSocket.connect(port: server.port)
+            try await tab.send("Client/authentication", nil)
+            return (tab, try await tab.nextMessage())
+        }
+    }
+
     /// A loopback socket to `port`, non-blocking once connected.
     static func rawSocket(to port: Int) throws -> Int32 {
         let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -303,20 +340,14 @@ import Testing
     // grows by under 6 KiB per tab, the tab itself included; each waiting event held its connection's suspended
     // drain before (release build, 19,000 tabs, a site taking 2 s an event: 17.07 KiB per tab before, 3.82 after).
     @Test func eventsWaitingForASlowSiteHoldLittle() async throws {
-        let site = try await TestSite.start()
-        defer { Task { await site.shutdown() } }
-        site.state.withLockedValue { $0.guestsWithoutCookie = true }
-        let quiet = try HangingListener()
-        defer { quiet.close() }
-        let server = try await StartedServer.start(
-            site: site, ["--message-endpoint", quiet.url + "/api/WebSockets/message", "--site-timeout", "120"])
-        defer { server.kill() }
+        let quiet = try await QuietSite.start()
+        defer { quiet.tearDown() }
+        let server = quiet.server
         let before = await server.metric("websockets_heap_in_use_bytes")
         var tabs: [TestWebSocket] = []
         for _ in 0..<1_000 {
-            let tab = try await TestWebSocket.connect(port: server.port)
-            try await tab.send("Client/authentication", nil)
-            #expect(try await tab.nextMessage() == Message(action: "Client/authentication", details: "ok"))
+            let (tab, answer) = try await quiet.guest()
+            #expect(answer == Message(action: "Client/authentication", details: "ok"))
             tabs.append(tab)
         }
         let perTab = Double(await server.metric("websockets_heap_in_use_bytes") - before) / 1_000 / 1_024
@@ -330,24 +361,13 @@ import Testing
     // fill it, counted; the disconnections of the tabs let in still wait their turn, past the limit, since every
     // authentication the site saw must be followed by its disconnection.
     @Test func eventsWaitingForTheSiteAreBoundedAndPairsKept() async throws {
-        let site = try await TestSite.start()
-        defer { Task { await site.shutdown() } }
-        site.state.withLockedValue { $0.guestsWithoutCookie = true }
-        let quiet = try HangingListener()
-        defer { quiet.close() }
-        let server = try await StartedServer.start(
-            site: site,
-            [
-                "--message-endpoint", quiet.url + "/api/WebSockets/message", "--site-timeout", "120",
-                "--max-site-backlog-bytes", "110000",
-            ])
-        defer { server.kill() }
+        let quiet = try await QuietSite.start(["--max-site-backlog-bytes", "110000"])
+        defer { quiet.tearDown() }
+        let server = quiet.server
         var admitted: [TestWebSocket] = []
         var refused = 0
         for _ in 0..<130 {
-            let tab = try await TestWebSocket.connect(port: server.port)
-            try await tab.send("Client/authentication", nil)
-            let answer = try await tab.nextMessage()
+            let (tab, answer) = try await quiet.guest()
             if answer == Message(action: "Client/authentication", details: "ok") {
                 admitted.append(tab)
             } else {

@@ -123,18 +123,21 @@ enum Soak {
         return Double(last - first) / Double(first) * 100
     }
 
-    /// The summary lines: growth over the last 20 minutes (or all after the fifth when shorter).
+    /// The summary lines: growth over the last 20 samples (or all after the fifth when fewer), as last minus first
+    /// and as the least-squares trend over those samples (one sample's step up or down, as glibc's arenas make,
+    /// does not decide the trend), in percent of the first.
     static func describe(_ samples: [Sample]) -> String {
         let start = max(6, samples.count - 19)
         func line(_ name: String, _ values: [Int]) -> String {
-            let tail = values.dropFirst(start - 1)
+            let tail = Array(values.dropFirst(start - 1))
+            let trend = Churn.Result.slope(tail.map(Double.init)) * Double(max(0, tail.count - 1))
             return String(
-                format: "  %@: minute %d %d, last %d, min %d, max %d after minute 5: %+.2f%%", name, start,
-                values.dropFirst(start - 1).first ?? -1, values.last ?? -1, tail.min() ?? -1, tail.max() ?? -1,
-                growth(values, from: start))
+                format: "  %@: sample %d %d, last %d, min %d, max %d: %+.2f%% last minus first, %+.2f%% trend", name,
+                start, tail.first ?? -1, tail.last ?? -1, tail.min() ?? -1, tail.max() ?? -1,
+                growth(values, from: start), trend / Double(max(1, tail.first ?? 1)) * 100)
         }
         return [
-            "Growth from minute \(start) to minute \(samples.count):",
+            "Growth from sample \(start) to sample \(samples.count):",
             line("RSS KiB", samples.map(\.rss)), line("heap in use KiB", samples.map(\.heap)),
             line("descriptors", samples.map(\.descriptors)),
         ].joined(separator: "\n")
