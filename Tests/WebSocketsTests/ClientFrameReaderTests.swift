@@ -65,6 +65,19 @@ import Testing
         #expect(largest <= 4 * 1_024, "the reader kept \(largest) bytes")
     }
 
+    /// Issue 23: a pong is queued only while nothing waits for the kernel; otherwise the latest ping is kept, and
+    /// answered once the bytes move.
+    @Test func onlyTheLatestPingIsAnsweredAndNoneBehindWaitingBytes() {
+        var pings = PingAnswer()
+        #expect(pings.received(ByteBuffer(string: "a"), backlogged: false) == ByteBuffer(string: "a"))
+        #expect(pings.due(backlogged: false) == nil)
+        #expect(pings.received(ByteBuffer(string: "b"), backlogged: true) == nil)
+        #expect(pings.received(ByteBuffer(string: "c"), backlogged: true) == nil)
+        #expect(pings.due(backlogged: true) == nil)
+        #expect(pings.due(backlogged: false) == ByteBuffer(string: "c"))
+        #expect(pings.due(backlogged: false) == nil)
+    }
+
     @Test func readsFramesOfEveryLengthFormCutAnywhere() throws {
         for size in [0, 5, 125, 126, 300, 65535, 65536, 70000] {
             let payload = (0..<size).map { UInt8($0 % 251) }

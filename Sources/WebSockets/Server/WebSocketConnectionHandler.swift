@@ -48,6 +48,8 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
     /// connections small).
     private var replay: ReplayState?
 
+    /// The browser's pings still to answer.
+    private var pings = PingAnswer()
     /// A ping frame: the same bytes for every connection and every sweep.
     private static let ping = ServerFrame.final(.ping, ByteBuffer())
 
@@ -141,6 +143,9 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
             close(code: .goingAway, reason: "Idle timeout")
             return
         }
+        if let wire, let payload = pings.due(backlogged: wire.isBacklogged) {
+            writeControl(ServerFrame.final(.pong, payload), flush: false)
+        }
         writeControl(Self.ping)
     }
 
@@ -166,9 +171,9 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
         guard !gate.closing else { return }
         lastHeard = .now()
         inbound.append(bytes)
-        // The latest ping of this read, answered once after it (RFC 6455 5.5.3 allows answering only the most
-        // recent): a client that pings without reading costs one pong per read, not one per ping (each pong its own
-        // buffer of about 130 bytes: 4 such tabs with 2,000,000 pings each grew the server by 261 MiB).
+        // The latest ping of this read, answered once after it unless bytes wait for the kernel (``PingAnswer``):
+        // each pong is its own buffer of about 130 bytes, and 4 tabs that pinged 2,000,000 times each without reading
+        // grew the server by 261 MiB when every ping got one.
         var ping: ByteBuffer?
         while !gate.closing, let event = inbound.next() {
             switch event {
@@ -189,7 +194,9 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
             }
         }
         // Flushed once after the read with the rest.
-        if let ping { writeControl(ServerFrame.final(.pong, ping), flush: false) }
+        if let ping, let wire, let payload = pings.received(ping, backlogged: wire.isBacklogged) {
+            writeControl(ServerFrame.final(.pong, payload), flush: false)
+        }
         flushQueued()
     }
 

@@ -18,6 +18,16 @@ enum ConnectionWire {
         }
     }
 
+    /// Whether bytes wait because the kernel would not take them (a client that does not read).
+    var isBacklogged: Bool {
+        switch self {
+        case .channel(let context): return !context.channel.isWritable
+        #if os(Linux)
+            case .socket(let socket): return socket.isBacklogged
+        #endif
+        }
+    }
+
     /// Writes what was queued.
     func flush() {
         switch self {

@@ -73,6 +73,9 @@
 
         // MARK: Writes
 
+        /// Whether bytes wait for the socket to become writable (the kernel refused them).
+        var isBacklogged: Bool { watchingWritable }
+
         /// Queues `frame` for the next ``flush()``; dropped when the connection is closed or closing.
         func write(_ frame: ByteBuffer) {
             guard isOpen, !closeWhenWritten else { return }
