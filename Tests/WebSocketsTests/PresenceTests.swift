@@ -34,8 +34,21 @@ import Testing
         #expect(ledger.members(ofGroup: "9") == [PresenceStatus(user: "2", online: true, tabs: 1)])
     }
 
+    /// Issue 23, found by the soak: on a single server the ledger kept every user who ever came in the changes and
+    /// arrivals it keeps for a cluster, which no one took. 1,000 users come and go: nothing is left.
+    @Test func aSingleServersLedgerKeepsNothingOfUsersWhoLeft() {
+        var ledger = PresenceLedger(grace: .zero)
+        let start = ContinuousClock.now
+        for user in 0..<1_000 {
+            _ = ledger.opened(user: .int(Int64(user)), groups: [7])
+            ledger.closed(user: .int(Int64(user)), now: start)
+        }
+        #expect(ledger.expire(now: start).count == 1_000)
+        #expect(ledger.entries.isEmpty && ledger.changed.isEmpty && ledger.arrivals.isEmpty)
+    }
+
     @Test func theLedgerAddsTheOtherServersTabs() {
-        var ledger = PresenceLedger(grace: .seconds(10))
+        var ledger = PresenceLedger(grace: .seconds(10), sharesCounts: true)
         _ = ledger.opened(user: 1, groups: [7])
         ledger.replaceRemote(
             server: "b",

@@ -83,7 +83,9 @@ public final class WebSocketsServer: Service, Sendable {
         self.settings = settings
         self.proxies = TrustedProxies(settings: settings)
         self.presence = NIOLockedValueBox(
-            PresenceLedger(grace: .milliseconds(Int64(settings.presenceGrace * 1000))))
+            PresenceLedger(
+                grace: .milliseconds(Int64(settings.presenceGrace * 1000)),
+                sharesCounts: !(settings.postgres ?? "").isEmpty))
         self.logger = logger
         self.group = group
         self.additionalResponder = additionalRoutes
