@@ -214,6 +214,38 @@ import Testing
         #expect(await server.get("/WebSockets/health")?.status == 200)
     }
 
+    // Issue 23: an answer held for a client that pipelines requests and never reads waits `http_idle_timeout` to be
+    // read; then the connection is closed and counted. It was held for good (the soak's pipelining attacker kept
+    // its one connection for 30 minutes).
+    @Test func anAnswerNeverReadIsGivenUpAfterTheIdleTimeout() async throws {
+        let site = try await TestSite.start()
+        defer { Task { await site.shutdown() } }
+        let server = try await StartedServer.start(site: site, ["--http-idle-timeout", "1"])
+        defer { server.kill() }
+        let socket = try Self.rawSocket(to: server.port)
+        defer { _ = Glibc.close(socket) }
+        let request = Array("GET /WebSockets/client.js HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".utf8)
+        let requests = [UInt8]((0..<2_000).flatMap { _ in request })
+        var sent = 0
+        var closed = false
+        let deadline = ContinuousClock.now + .seconds(15)
+        while !closed, ContinuousClock.now < deadline {
+            let written = requests.withUnsafeBytes {
+                send(
+                    socket, $0.baseAddress! + sent % requests.count, requests.count - sent % requests.count,
+                    Int32(MSG_NOSIGNAL))
+            }
+            if written > 0 {
+                sent += written
+            } else if written < 0, errno != EAGAIN, errno != EWOULDBLOCK {
+                closed = true
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(closed, "the connection is still open after 15 s; \(sent) bytes sent")
+        #expect(await server.metric(#"websockets_closed_total{reason="http_timeout"}"#) >= 1)
+    }
+
     // Issue 23: 50 tabs whose session check the site answers only after 10 s each send 64 messages of 60 KB of
     // nested arrays meanwhile. What waits is bounded in bytes per connection (`max_pending_bytes`, its text) and
     // server-wide for connections not authenticated yet (`max_unauthenticated_bytes`); the rest is refused (429) and

@@ -9,6 +9,8 @@ enum HTTPConnectionEvent {
     case requestReceived
     /// Its answer has been written.
     case responseSent
+    /// Its answer waits for the client to read the ones before.
+    case answerWaiting
 }
 
 /// Open HTTP (non-WebSocket) connections of one server, against `max_http_connections`.
@@ -107,6 +109,7 @@ final class HTTPConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
         switch event {
         case .requestReceived: apply(clock.requestReceived(), context: context)
         case .responseSent: apply(clock.responseSent(), context: context)
+        case .answerWaiting: apply(clock.answerWaiting(), context: context)
         }
         promise?.succeed()
     }
@@ -154,7 +157,7 @@ final class HTTPConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func timedOut(in phase: HTTPRequestClock.Phase, context: ChannelHandlerContext) {
         logger.debug(
-            "HTTP connection closed: \(phase == .idle ? "idle" : "request too slow")",
+            "HTTP connection closed: \(phase == .idle ? "idle" : phase == .unread ? "answers unread" : "request too slow")",
             metadata: ["ip": "\(context.channel.remoteAddress?.ipAddress ?? "")"])
         metrics.closed(reason: "http_timeout")
         context.close(promise: nil)

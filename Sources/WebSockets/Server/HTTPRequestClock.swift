@@ -3,7 +3,8 @@ import NIOCore
 /// The time limits of an HTTP (non-WebSocket) connection, with no channel: between requests it may stay idle for
 /// `idleTimeout`; from a request's first byte, its head and body must arrive within `requestTimeout` (a client
 /// that sends a header byte a second is closed); while the server answers, no limit applies (site calls have their
-/// own).
+/// own); an answer that waits for the client to read the ones before may wait `idleTimeout` (a client that
+/// pipelined requests and never read held its connection, and the answer, for good).
 struct HTTPRequestClock {
     /// Where the connection is.
     enum Phase: Equatable {
@@ -13,6 +14,8 @@ struct HTTPRequestClock {
         case receiving
         /// The request is complete and its answer not yet written.
         case responding
+        /// The answer waits for the client to read the answers before it.
+        case unread
     }
 
     /// What to do with the connection's timer.
@@ -46,6 +49,12 @@ struct HTTPRequestClock {
     mutating func requestReceived() -> Timer {
         phase = .responding
         return .disarm
+    }
+
+    /// The answer waits for the client to read: it has `idleTimeout` to.
+    mutating func answerWaiting() -> Timer {
+        phase = .unread
+        return .arm(idleTimeout)
     }
 
     /// The answer is written: the connection waits for its next request.

@@ -172,6 +172,7 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         // A closing answer goes out anyway: nothing is read after it.
         guard context.channel.isWritable || !keepAlive else {
             parked = (response, version, keepAlive)
+            context.triggerUserOutboundEvent(HTTPConnectionEvent.answerWaiting, promise: nil)
             if unflushed {
                 // What the read wrote so far may be what the browser waits for to read again.
                 unflushed = false
