@@ -166,6 +166,12 @@
                 if headerSeen {
                     while texts.count < count, buffer.count >= 2, buffer.count >= 2 + Int(buffer[1] & 0x7F) {
                         let length = Int(buffer[1] & 0x7F)
+                        // A ping of the loop's sweep may come first when the connection registered just before it
+                        // (seen once under the suite's load): control frames are skipped.
+                        if buffer[0] == 0x89 || buffer[0] == 0x8A {
+                            buffer.removeFirst(2 + length)
+                            continue
+                        }
                         #expect(buffer[0] == 0x81 && length < 126)
                         texts.append(String(decoding: buffer[2..<(2 + length)], as: UTF8.self))
                         buffer.removeFirst(2 + length)
