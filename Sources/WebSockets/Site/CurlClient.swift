@@ -46,17 +46,8 @@ public final class CurlClient: Sendable {
     public func perform(
         _ request: HTTPClientRequest, lane: SiteLane, isWanted: @escaping @Sendable () -> Bool = { true }
     ) async -> Result<HTTPClientResponse, HTTPClientError> {
-        await perform(request, lane: lane, after: nil, isWanted: isWanted)
-    }
-
-    /// Performs one request in `lane`, started only once no earlier request of `key` is under way (a connection's
-    /// calls reach the site in order).
-    func perform(
-        _ request: HTTPClientRequest, lane: SiteLane, after key: String?,
-        isWanted: @escaping @Sendable () -> Bool = { true }
-    ) async -> Result<HTTPClientResponse, HTTPClientError> {
         await withCheckedContinuation { continuation in
-            submit(lane: lane, after: key, isWanted: isWanted, request: { request }) {
+            submit(lane: lane, after: nil, isWanted: isWanted, request: { request }) {
                 continuation.resume(returning: $0)
             }
         }

@@ -161,24 +161,26 @@ final class SiteClient: Sendable {
     func post(
         event: [UInt8], owner: String, after key: String? = nil, isWanted: @escaping @Sendable () -> Bool = { true }
     ) async -> Result<[Send], SiteCallError> {
-        guard let endpoint = settings.resolvedMessageEndpoint else { return .success([]) }
-        let start = ContinuousClock.now
-        let result = await curl.perform(
-            messageRequest(endpoint, body: event), lane: .message(owner: owner), after: key, isWanted: isWanted)
-        return sends(from: result, endpoint: endpoint, since: start)
+        await withCheckedContinuation { continuation in
+            enqueue(owner: owner, after: key, isWanted: isWanted, event: { event }) {
+                continuation.resume(returning: $0)
+            }
+        }
     }
 
     /// Queues an event for the message endpoint like ``post(event:owner:after:isWanted:)`` and returns at once:
     /// what waits is what `event` captures (its body is made when the turn comes), and `completion` gets the
     /// outcome, on the site client's thread.
     func enqueue(
-        owner: String, after key: String?, event: @escaping @Sendable () -> [UInt8],
+        owner: String, after key: String?, isWanted: @escaping @Sendable () -> Bool = { true },
+        event: @escaping @Sendable () -> [UInt8],
         completion: @escaping @Sendable (Result<[Send], SiteCallError>) -> Void
     ) {
         guard let endpoint = settings.resolvedMessageEndpoint else { return completion(.success([])) }
         let start = ContinuousClock.now
         curl.submit(
-            lane: .message(owner: owner), after: key, request: { [self] in messageRequest(endpoint, body: event()) }
+            lane: .message(owner: owner), after: key, isWanted: isWanted,
+            request: { [self] in messageRequest(endpoint, body: event()) }
         ) { [self] result in
             completion(sends(from: result, endpoint: endpoint, since: start))
         }
