@@ -79,19 +79,6 @@ import Testing
         #expect((0..<4).map { _ in limiter.admit(now: now, rate: 2, burst: 3) } == [true, true, true, false])
     }
 
-    @Test func theOutboundGateClosesASlowReaderOnce() {
-        var gate = OutboundGate()
-        let writes = [gate.admit(), gate.admit()]
-        #expect(writes == [.write(firstSinceFlush: true), .write(firstSinceFlush: false)])
-        let flushes = [gate.takeFlush(), gate.takeFlush()]
-        #expect(flushes == [true, false])
-        gate.writable = false
-        let full = [gate.admit(), gate.admit()]
-        #expect(full == [.slowReader, .closing])
-        let again = gate.beginClose()
-        #expect(!again)
-    }
-
     @Test func theHTTPClockTimesIdleAndSlowRequests() {
         var clock = HTTPRequestClock(idleTimeout: .seconds(15), requestTimeout: .seconds(10))
         let timers = [
@@ -169,42 +156,5 @@ import Testing
         #expect(throws: SettingsError.self) { try bad.validate() }
         // The README's table is the one the definitions make.
         #expect(Settings.markdownTable.contains("| `message_rate` | `100` |"))
-    }
-
-    @Test func theHandlerInAnEmbeddedChannel() async throws {
-        var settings = Settings(site: "", securityKey: "k")
-        settings.messageEndpoint = "none"
-        let server = WebSocketsServer(settings: settings)
-        let channel = EmbeddedChannel()
-        let shard = server.hub.shard(for: channel.eventLoop)
-        let handler = WebSocketConnectionHandler(
-            server: server,
-            credentials: BrowserCredentials(cookie: "", userAgent: "", acceptLanguage: "", address: "127.0.0.1"),
-            shard: shard)
-        try channel.pipeline.syncOperations.addHandler(handler)
-        try await channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).get()
-        #expect(server.hub.counts.connections == 1)
-
-        // A ping is answered with a pong carrying its payload.
-        try channel.writeInbound(ByteBuffer(bytes: HardeningTests.frame(0x9, [7, 8])))
-        #expect(try channel.readOutbound(as: ByteBuffer.self) == ServerFrame.final(.pong, ByteBuffer(bytes: [7, 8])))
-        // Issue 23: of the pings one read carries, the latest alone is answered (RFC 6455 5.5.3): 10,000 pings cost
-        // one pong, not 10,000 buffers of about 130 bytes each (10,000 pongs on 226b087).
-        let pings = (0..<10_000).flatMap { HardeningTests.frame(0x9, [UInt8($0 % 256), UInt8($0 / 256)]) }
-        try channel.writeInbound(ByteBuffer(bytes: pings))
-        var pongs: [ByteBuffer] = []
-        while let pong = try channel.readOutbound(as: ByteBuffer.self) { pongs.append(pong) }
-        #expect(pongs == [ServerFrame.final(.pong, ByteBuffer(bytes: [UInt8(9_999 % 256), UInt8(9_999 / 256)]))])
-
-        // A close frame with a 1-byte payload is answered 1002, and the channel is closed.
-        try channel.writeInbound(ByteBuffer(bytes: HardeningTests.frame(0x8, [1])))
-        var close = try #require(try channel.readOutbound(as: ByteBuffer.self))
-        #expect(close.readInteger(as: UInt8.self) == 0x88)
-        close.moveReaderIndex(forwardBy: 1)
-        #expect(close.readInteger(as: UInt16.self) == 1002)
-        #expect(!channel.isActive)
-        #expect(server.hub.counts.connections == 0)
-        _ = try? channel.finish()
-        await server.shutdown()
     }
 }

@@ -49,17 +49,22 @@ public final class Connection: Sendable {
     private let handler: NIOLoopBound<WebSocketConnectionHandler>
     private let state = NIOLockedValueBox(State())
     private let baseLogger: Logger
+    /// Where its messages, its opening and its close go.
+    private let events: any ConnectionEvents
 
+    /// The connection of `handler` (which it becomes the delegate of), on `shard`'s loop.
     init(
         id: String, credentials: BrowserCredentials, handler: WebSocketConnectionHandler, shard: LoopShard,
-        logger: Logger, budget: PendingBudget
+        logger: Logger, budget: PendingBudget, events: any ConnectionEvents
     ) {
+        self.events = events
         self.budget = budget
         self.id = id
         self.credentials = credentials
         self.shard = shard
         self.handler = NIOLoopBound(handler, eventLoop: shard.eventLoop)
         self.baseLogger = logger
+        handler.delegate = self
     }
 
     /// A logger that names the connection; made when needed, so that an idle connection keeps no metadata of its own.
@@ -87,7 +92,11 @@ public final class Connection: Sendable {
         // The handler checks the expiry at each delivery, on its loop, without this connection's lock. Queued
         // before the connection is indexed, so it runs before any send that finds the connection.
         let expiry = session.expire ?? .max
-        withHandler { $0.authenticated(expiry: expiry) }
+        let shard = self.shard
+        withHandler { handler in
+            handler.authenticated(expiry: expiry)
+            shard.authenticated(handler)
+        }
         return true
     }
 
@@ -203,7 +212,7 @@ public final class Connection: Sendable {
     /// Writes a text frame carrying `payload`, from any thread; `bypassingHold` for the server's own replies,
     /// which go out even while the connection's live messages are held back for a replay.
     func write(_ payload: ByteBuffer, bypassingHold: Bool = false) {
-        withHandler { $0.write(text: payload, id: nil, bypassingHold: bypassingHold) }
+        withHandler { $0.write(frame: ServerFrame.text(payload), bypassingHold: bypassingHold) }
     }
 
     /// Runs `body` with the connection's handler on its loop: at once when called there, else queued. A
@@ -249,5 +258,26 @@ public final class Connection: Sendable {
         }
         withHandler { $0.close(code: code, reason: reason) }
         return discarded
+    }
+}
+
+extension Connection: ConnectionDelegate {
+    func connectionOpened(_ handler: WebSocketConnectionHandler) -> Bool {
+        guard events.connectionOpened(self) else { return false }
+        shard.register(handler)
+        return true
+    }
+
+    func connectionReceived(_ message: Message) -> MessageReception {
+        events.received(message, from: self)
+    }
+
+    func connectionClosed(_ handler: WebSocketConnectionHandler) {
+        shard.unregister(handler)
+        events.connectionClosed(self)
+    }
+
+    func catchUp(_ handler: WebSocketConnectionHandler) {
+        shard.bringUpToDate(handler)
     }
 }

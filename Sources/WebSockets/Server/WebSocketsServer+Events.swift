@@ -2,31 +2,31 @@ import Foundation
 import Logging
 import NIOCore
 
-extension WebSocketsServer {
-    /// What became of a browser's message.
-    enum Reception {
-        /// Queued for the connection's drain.
-        case accepted
-        /// Refused (429), for `reason`: `pending` (`max_pending_messages` already wait), `pending_bytes` (they would
-        /// hold more than `max_pending_bytes`), `unauthenticated_budget` (the server holds
-        /// `max_unauthenticated_bytes` for connections not authenticated yet).
-        case full(reason: String)
-        /// Not handled: the connection is closing (counted as dropped).
-        case closing
+extension WebSocketsServer: ConnectionEvents {
+    /// A connection opened: indexed, unless its address is over `max_connections_per_ip` (checked before the
+    /// upgrade; another connection from the address won the race).
+    func connectionOpened(_ connection: Connection) -> Bool {
+        guard hub.add(connection, limit: settings.maxConnectionsPerIP) else {
+            refusals.refused(
+                "per_ip_cap", "too many connections from one address", logger: connection.logger,
+                metadata: ["ip": "\(connection.address)"])
+            return false
+        }
+        return true
     }
 
     /// A decoded message from a connection's event loop: queued in order, handled by the connection's drain, unless
     /// the connection's waiting messages are at their limits, or the server's budget for connections not
     /// authenticated yet is spent.
-    func received(_ message: Message, from connection: Connection) -> Reception {
+    func received(_ message: Message, from connection: Connection) -> MessageReception {
         let limits = Connection.Limits(messages: settings.maxPendingMessages, bytes: settings.maxPendingBytes)
         switch connection.enqueue(message, limits: limits) {
         case .full:
-            return .full(reason: "pending")
+            return .refused(reason: "pending")
         case .fullBytes:
-            return .full(reason: "pending_bytes")
+            return .refused(reason: "pending_bytes")
         case .budgetSpent:
-            return .full(reason: "unauthenticated_budget")
+            return .refused(reason: "unauthenticated_budget")
         case .closing:
             metrics.dropped(reason: "closed")
             return .closing

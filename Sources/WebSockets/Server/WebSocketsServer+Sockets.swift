@@ -66,8 +66,7 @@
         private func adopt(
             _ descriptor: CInt, on loop: SocketLoop, credentials: BrowserCredentials, received: ByteBuffer?
         ) {
-            let handler = WebSocketConnectionHandler(
-                server: self, credentials: credentials, shard: hub.shard(for: loop))
+            let handler = makeConnectionHandler(credentials: credentials, shard: hub.shard(for: loop))
             let connection = SocketConnection(descriptor: descriptor, loop: loop, handler: handler)
             do {
                 try loop.register(connection)

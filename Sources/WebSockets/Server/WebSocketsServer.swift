@@ -72,6 +72,8 @@ public final class WebSocketsServer: Service, Sendable {
     let handlers = NIOLockedValueBox<[String: [WebSocketsEventHandler]]>([:])
     /// Who is online (``PresenceLedger``).
     let presence: NIOLockedValueBox<PresenceLedger>
+    /// What every connection's handler shares: limits, metrics, refusals.
+    let connectionEnvironment: ConnectionEnvironment
 
     /// A server for `settings`; `additionalRoutes` answers HTTP requests the server has no route for (a site
     /// served from the same port, as the demo does), returning `nil` to fall through to 404.
@@ -107,6 +109,8 @@ public final class WebSocketsServer: Service, Sendable {
         } else {
             bus = LocalBus(hub: hub)
         }
+        connectionEnvironment = ConnectionEnvironment(
+            settings: settings, holdsForReplay: bus.isCluster, metrics: metrics, refusals: refusals)
     }
 
     /// The port it listens on, once started.
@@ -344,8 +348,7 @@ public final class WebSocketsServer: Service, Sendable {
                 #if os(Linux)
                     if let handoff = socketHandoff(for: channel, credentials: credentials) { return handoff }
                 #endif
-                return WebSocketConnectionHandler(
-                    server: self, credentials: credentials, shard: hub.shard(for: channel.eventLoop))
+                return makeConnectionHandler(credentials: credentials, shard: hub.shard(for: channel.eventLoop))
             })
         let httpHandler = HTTPRequestHandler(
             admit: { [self] head, address in admit(head, address: address) },
@@ -416,6 +419,16 @@ public final class WebSocketsServer: Service, Sendable {
             return runtime.drainWaiters
         }
         for waiter in waiters { waiter.resume() }
+    }
+
+    /// A handler for a new connection of the browser that presented `credentials`, with its ``Connection`` (its
+    /// delegate, which tells this server of it).
+    func makeConnectionHandler(credentials: BrowserCredentials, shard: LoopShard) -> WebSocketConnectionHandler {
+        let handler = WebSocketConnectionHandler(environment: connectionEnvironment)
+        _ = Connection(
+            id: nextConnectionID(), credentials: credentials, handler: handler, shard: shard, logger: logger,
+            budget: pendingBudget, events: self)
+        return handler
     }
 
     func nextConnectionID() -> String {

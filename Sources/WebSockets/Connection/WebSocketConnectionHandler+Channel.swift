@@ -1,0 +1,33 @@
+import NIOCore
+
+/// The handler as a SwiftNIO channel handler, for a connection whose socket stays SwiftNIO's (where it cannot move
+/// to a ``SocketLoop``): each channel event maps to the call a socket of ours makes.
+extension WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    func handlerAdded(context: ChannelHandlerContext) { attach(.channel(context)) }
+
+    func handlerRemoved(context: ChannelHandlerContext) { release() }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) { received(unwrapInboundIn(data)) }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        writabilityChanged(context.channel.isWritable)
+        context.fireChannelWritabilityChanged()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        closed()
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        delegate?.logger.debug("connection error", metadata: ["error": "\(error)"])
+        context.close(promise: nil)
+    }
+}
+
+#if os(Linux)
+    extension WebSocketConnectionHandler: SocketConnectionHandler {}
+#endif
