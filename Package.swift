@@ -29,17 +29,100 @@ let package = Package(
             providers: [.apt(["libcurl4-openssl-dev"])]
         ),
         .systemLibrary(name: "CLaunch"),
-        // epoll and eventfd for the WebSocket connections' own transport (Transport/), Linux only.
+        // epoll and eventfd for the WebSocket connections' own transport (Transport/), Linux only; mallinfo2.
         .systemLibrary(name: "CEpoll"),
         // The wire format (JSON, messages, sends, send_to, sessions, close codes, error replies): no NIO, so that
         // anything speaking the protocol can use it without the server.
         .target(name: "WebSocketsProtocol"),
+        // The targets below depend one way, down this list, so that a back-edge does not compile (ARCHITECTURE.md):
+        // core ← connection ← hub ← site, cluster ← the server.
+        // Settings and their table, metrics, refusals in the log, memory figures, TrustedProxies, PostgresURL: what
+        // every other target reads, deciding nothing about connections.
+        .target(
+            name: "WebSocketsCore",
+            dependencies: [
+                "WebSocketsProtocol",
+                "CEpoll",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                // TLS to PostgreSQL (postgres-nio takes swift-nio-ssl's configuration).
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ]
+        ),
+        // One WebSocket connection: its transport (our epoll loops, Linux only), frames in and out, the
+        // ConnectionStateMachine and its handler, which talks outward only through ConnectionDelegate.
+        .target(
+            name: "WebSocketsConnection",
+            dependencies: [
+                "WebSocketsCore",
+                "WebSocketsProtocol",
+                "CEpoll",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // The connections of a server: their registry and indexes, whom a send selects, each loop's writer and
+        // pinger, presence's ledger.
+        .target(
+            name: "WebSocketsHub",
+            dependencies: [
+                "WebSocketsConnection",
+                "WebSocketsCore",
+                "WebSocketsProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Every call to the site: libcurl's multi handle on its own thread, per-connection lanes, the session cache.
+        .target(
+            name: "WebSocketsSite",
+            dependencies: [
+                "WebSocketsCore",
+                "WebSocketsProtocol",
+                "CCurl",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // The mode, chosen once: one server alone, or a cluster over PostgreSQL (router, recovery, replay hold,
+        // presence).
+        .target(
+            name: "WebSocketsCluster",
+            dependencies: [
+                "WebSocketsHub",
+                "WebSocketsConnection",
+                "WebSocketsCore",
+                "WebSocketsProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ]
+        ),
+        // The server: assembly and lifecycle, HTTP, the events; the public face (WebSocketsServer, Settings, events).
         .target(
             name: "WebSockets",
             dependencies: [
+                "WebSocketsCluster",
+                "WebSocketsSite",
+                "WebSocketsHub",
+                "WebSocketsConnection",
+                "WebSocketsCore",
                 "WebSocketsProtocol",
-                "CCurl",
-                "CEpoll",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -50,7 +133,6 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
-                // TLS to PostgreSQL (postgres-nio takes swift-nio-ssl's configuration).
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]
         ),
@@ -60,6 +142,8 @@ let package = Package(
             name: "WebSocketsLaunch",
             dependencies: [
                 "WebSockets",
+                // Web start asks the site through the same libcurl client as the server.
+                "WebSocketsSite",
                 "CLaunch",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -82,6 +166,9 @@ let package = Package(
             name: "websockets",
             dependencies: [
                 "WebSockets",
+                // `websockets send` inserts into the cluster's table or posts through libcurl.
+                "WebSocketsCluster",
+                "WebSocketsSite",
                 "WebSocketsLaunch",
                 "WebSocketsDemo",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -93,6 +180,11 @@ let package = Package(
             name: "WebSocketsTests",
             dependencies: [
                 "WebSockets",
+                "WebSocketsCore",
+                "WebSocketsConnection",
+                "WebSocketsHub",
+                "WebSocketsSite",
+                "WebSocketsCluster",
                 "WebSocketsProtocol",
                 "WebSocketsLaunch",
                 "WebSocketsDemo",

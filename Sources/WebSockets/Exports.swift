@@ -1,3 +1,6 @@
-// The wire types live in their own module (no NIO); `import WebSockets` keeps bringing them, as it did before they
-// moved, so that code embedding the server needs one import. `@_exported` is the only way to re-export a module.
+// `import WebSockets` brings everything code embedding the server names: the wire types (no NIO), the settings and
+// metrics (core), the hub's connections. They live in targets of their own (ARCHITECTURE.md); `@_exported` is the
+// only way to re-export a module.
+@_exported import WebSocketsCore
+@_exported import WebSocketsHub
 @_exported import WebSocketsProtocol

@@ -1,3 +1,4 @@
+import WebSocketsSite
 import WebSockets
 import Foundation
 import Logging

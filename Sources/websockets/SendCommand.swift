@@ -1,3 +1,5 @@
+import WebSocketsCluster
+import WebSocketsSite
 import ArgumentParser
 import Foundation
 import WebSockets

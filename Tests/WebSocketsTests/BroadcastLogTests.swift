@@ -2,6 +2,11 @@ import NIOCore
 import Testing
 
 @testable import WebSockets
+@testable import WebSocketsCluster
+@testable import WebSocketsConnection
+@testable import WebSocketsCore
+@testable import WebSocketsHub
+@testable import WebSocketsSite
 
 /// The log of a loop's broadcasts, alone: what a connection gets from its cursor, joined once per range.
 @Suite struct BroadcastLogTests {

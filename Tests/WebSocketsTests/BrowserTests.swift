@@ -3,6 +3,11 @@ import Testing
 import WebSocketsDemo
 
 @testable import WebSockets
+@testable import WebSocketsCluster
+@testable import WebSocketsConnection
+@testable import WebSocketsCore
+@testable import WebSocketsHub
+@testable import WebSocketsSite
 
 /// `public/WebSockets.js` in a real browser engine (headless Chromium), against a real server and site.
 @Suite(.serialized) struct BrowserTests {

@@ -3,6 +3,11 @@ import NIOWebSocket
 import Testing
 
 @testable import WebSockets
+@testable import WebSocketsCluster
+@testable import WebSocketsConnection
+@testable import WebSocketsCore
+@testable import WebSocketsHub
+@testable import WebSocketsSite
 
 @Suite struct ClientFrameReaderTests {
     /// A browser's frame: masked, with the 7-, 16- or 64-bit length form its size needs.

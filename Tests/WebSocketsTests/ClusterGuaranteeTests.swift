@@ -3,6 +3,11 @@ import NIOConcurrencyHelpers
 import Testing
 
 @testable import WebSockets
+@testable import WebSocketsCluster
+@testable import WebSocketsConnection
+@testable import WebSocketsCore
+@testable import WebSocketsHub
+@testable import WebSocketsSite
 
 /// Issue 22: the cluster's promises on bad days, each on a real PostgreSQL: no command delivered as data, once
 /// even when PostgreSQL is slow, no row that stops the bus.

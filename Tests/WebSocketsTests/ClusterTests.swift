@@ -3,6 +3,11 @@ import NIOConcurrencyHelpers
 import Testing
 
 @testable import WebSockets
+@testable import WebSocketsCluster
+@testable import WebSocketsConnection
+@testable import WebSocketsCore
+@testable import WebSocketsHub
+@testable import WebSocketsSite
 
 /// Several servers on one real PostgreSQL.
 @Suite(.serialized) struct ClusterTests {

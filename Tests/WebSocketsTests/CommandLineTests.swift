@@ -2,6 +2,11 @@ import Foundation
 import Testing
 
 @testable import WebSockets
+@testable import WebSocketsCluster
+@testable import WebSocketsConnection
+@testable import WebSocketsCore
+@testable import WebSocketsHub
+@testable import WebSocketsSite
 
 /// A newcomer's mistakes on the command line, against the real binary: each gets one clear line naming the setting
 /// or argument and what is allowed, exit status 2, nothing written and nothing listening.

@@ -3,6 +3,11 @@ import NIOWebSocket
 import Testing
 
 @testable import WebSockets
+@testable import WebSocketsCluster
+@testable import WebSocketsConnection
+@testable import WebSocketsCore
+@testable import WebSocketsHub
+@testable import WebSocketsSite
 
 /// Every transition of ``ConnectionStateMachine``, on values: awaiting authentication (with the replay hold) →
 /// live (with the hold, then the skipping of what the replay carried) → closing → closed, and what each call

@@ -6,6 +6,11 @@ import NIOHTTP1
 import Testing
 
 @testable import WebSockets
+@testable import WebSocketsCluster
+@testable import WebSocketsConnection
+@testable import WebSocketsCore
+@testable import WebSocketsHub
+@testable import WebSocketsSite
 
 /// Sends that arrive one after another on one keep-alive connection (a queue worker, a cron job) are answered on
 /// the event loop as soon as they are routed, so the next ones are read and routed in the same turn, and each

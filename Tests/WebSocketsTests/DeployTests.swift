@@ -2,6 +2,11 @@ import Foundation
 import Testing
 
 @testable import WebSockets
+@testable import WebSocketsCluster
+@testable import WebSocketsConnection
+@testable import WebSocketsCore
+@testable import WebSocketsHub
+@testable import WebSocketsSite
 
 /// The files in deploy/, as shipped: Debian's nginx checks the site file (`nginx -t`) and proxies a real WebSocket
 /// through it, over TLS, to a server; what the file keeps from the public stays private.

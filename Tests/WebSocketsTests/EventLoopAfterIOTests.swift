@@ -4,6 +4,11 @@ import NIOPosix
 import Testing
 
 @testable import WebSockets
+@testable import WebSocketsCluster
+@testable import WebSocketsConnection
+@testable import WebSocketsCore
+@testable import WebSocketsHub
+@testable import WebSocketsSite
 
 /// A task queued with `executeAfterPendingIO` runs after the loop has read what is ready, where a chain of
 /// `execute`d tasks runs to its end before any read: the parts of a broadcast pass must let the loop read between

@@ -3,6 +3,11 @@ import NIOPosix
 import Testing
 
 @testable import WebSockets
+@testable import WebSocketsCluster
+@testable import WebSocketsConnection
+@testable import WebSocketsCore
+@testable import WebSocketsHub
+@testable import WebSocketsSite
 
 @Suite struct EventTests {
     @Test func eventsReachTheSiteAndItsSendsArePerformed() async throws {

@@ -1,6 +1,11 @@
 import Testing
 
 @testable import WebSockets
+@testable import WebSocketsCluster
+@testable import WebSocketsConnection
+@testable import WebSocketsCore
+@testable import WebSocketsHub
+@testable import WebSocketsSite
 
 /// The reader's bookkeeping of applied rows, on inputs: rows that commit out of id order are applied once each.
 @Suite struct GapTrackerTests {

@@ -6,6 +6,11 @@ import NIOPosix
 import Testing
 
 @testable import WebSockets
+@testable import WebSocketsCluster
+@testable import WebSocketsConnection
+@testable import WebSocketsCore
+@testable import WebSocketsHub
+@testable import WebSocketsSite
 @testable import WebSocketsLaunch
 
 /// Issue 11: every resource a hostile or unlucky client can touch is bounded, and nothing leaks. One test per

@@ -4,6 +4,11 @@ import NIOWebSocket
 import Testing
 
 @testable import WebSockets
+@testable import WebSocketsCluster
+@testable import WebSocketsConnection
+@testable import WebSocketsCore
+@testable import WebSocketsHub
+@testable import WebSocketsSite
 
 /// The decisions of issue 11 on their inputs alone, and the connection handler in an `EmbeddedChannel`, as
 /// swift-nio tests its own handlers.

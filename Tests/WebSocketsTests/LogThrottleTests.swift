@@ -1,6 +1,11 @@
 import Testing
 
 @testable import WebSockets
+@testable import WebSocketsCluster
+@testable import WebSocketsConnection
+@testable import WebSocketsCore
+@testable import WebSocketsHub
+@testable import WebSocketsSite
 
 /// Refusals are logged once per reason per interval, with the count since the line before.
 struct LogThrottleTests {

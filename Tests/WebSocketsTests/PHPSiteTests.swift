@@ -2,6 +2,11 @@ import Foundation
 import Testing
 
 @testable import WebSockets
+@testable import WebSocketsCluster
+@testable import WebSocketsConnection
+@testable import WebSocketsCore
+@testable import WebSocketsHub
+@testable import WebSocketsSite
 
 /// The README's PHP site, as written: its files are taken from README.md (each block that starts with
 /// `<?php // <path>`), served by PHP's built-in server (Debian's php-cli and php-curl), in front of the real

@@ -1,6 +1,11 @@
 import Testing
 
 @testable import WebSockets
+@testable import WebSocketsCluster
+@testable import WebSocketsConnection
+@testable import WebSocketsCore
+@testable import WebSocketsHub
+@testable import WebSocketsSite
 
 /// The server-wide budget for the waiting messages of connections not authenticated yet.
 struct PendingBudgetTests {

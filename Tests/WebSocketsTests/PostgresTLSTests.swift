@@ -2,6 +2,11 @@ import Foundation
 import Testing
 
 @testable import WebSockets
+@testable import WebSocketsCluster
+@testable import WebSocketsConnection
+@testable import WebSocketsCore
+@testable import WebSocketsHub
+@testable import WebSocketsSite
 
 /// TLS to PostgreSQL as libpq users expect it, against a real PostgreSQL with `ssl = on` and certificates made by
 /// the test, with the real `websockets` binary.

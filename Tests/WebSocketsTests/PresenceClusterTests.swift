@@ -2,6 +2,11 @@ import Foundation
 import Testing
 
 @testable import WebSockets
+@testable import WebSocketsCluster
+@testable import WebSocketsConnection
+@testable import WebSocketsCore
+@testable import WebSocketsHub
+@testable import WebSocketsSite
 
 /// Presence across servers on a real PostgreSQL: one `User/online` and one `User/offline` per stay, cluster-wide,
 /// whichever servers the tabs are on, through a reconnect elsewhere, a killed server and a database restart.

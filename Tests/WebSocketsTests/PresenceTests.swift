@@ -3,6 +3,11 @@ import NIOConcurrencyHelpers
 import Testing
 
 @testable import WebSockets
+@testable import WebSocketsCluster
+@testable import WebSocketsConnection
+@testable import WebSocketsCore
+@testable import WebSocketsHub
+@testable import WebSocketsSite
 
 /// Presence: who is online, with calm `User/online` and `User/offline` events.
 @Suite struct PresenceTests {

@@ -2,6 +2,11 @@ import NIOCore
 import Testing
 
 @testable import WebSockets
+@testable import WebSocketsCluster
+@testable import WebSocketsConnection
+@testable import WebSocketsCore
+@testable import WebSocketsHub
+@testable import WebSocketsSite
 
 @Suite struct ProtectionTests {
     @Test func originIsCheckedAtTheUpgrade() async throws {

@@ -2,6 +2,11 @@ import Foundation
 import Testing
 
 @testable import WebSockets
+@testable import WebSocketsCluster
+@testable import WebSocketsConnection
+@testable import WebSocketsCore
+@testable import WebSocketsHub
+@testable import WebSocketsSite
 
 /// Issue 23: refusals can't flood the log. 3,000 sends with a wrong key to `websockets start`: each is counted, and
 /// the log has one line for them with its count (at most one per 10 s). On 226b087: 3,000 lines.

@@ -2,6 +2,11 @@ import Foundation
 import Testing
 
 @testable import WebSockets
+@testable import WebSocketsCluster
+@testable import WebSocketsConnection
+@testable import WebSocketsCore
+@testable import WebSocketsHub
+@testable import WebSocketsSite
 
 @Suite struct RoutingTests {
     /// alice (user 1) in two tabs, bob (2), carol (3), a guest, and one connection that never authenticated.

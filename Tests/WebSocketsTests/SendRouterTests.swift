@@ -3,6 +3,11 @@ import NIOConcurrencyHelpers
 import Testing
 
 @testable import WebSockets
+@testable import WebSocketsCluster
+@testable import WebSocketsConnection
+@testable import WebSocketsCore
+@testable import WebSocketsHub
+@testable import WebSocketsSite
 
 /// The router's decision, on inputs: a bus that records what reaches it stands for the cluster.
 @Suite struct SendRouterTests {

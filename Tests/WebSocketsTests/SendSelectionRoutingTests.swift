@@ -1,6 +1,11 @@
 import Testing
 
 @testable import WebSockets
+@testable import WebSocketsCluster
+@testable import WebSocketsConnection
+@testable import WebSocketsCore
+@testable import WebSocketsHub
+@testable import WebSocketsSite
 
 /// A replay selects stored sends in SQL by routing keys: the keys must select exactly the connections that the
 /// selection itself selects, for every send_to they decide.

@@ -1,6 +1,11 @@
 import Testing
 
 @testable import WebSockets
+@testable import WebSocketsCluster
+@testable import WebSocketsConnection
+@testable import WebSocketsCore
+@testable import WebSocketsHub
+@testable import WebSocketsSite
 
 /// The decisions of issue 12, on inputs: lanes to the site, the session cache, the session set after a close.
 @Suite struct SiteLanesTests {

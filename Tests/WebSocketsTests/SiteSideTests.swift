@@ -3,6 +3,11 @@ import NIOCore
 import Testing
 
 @testable import WebSockets
+@testable import WebSocketsCluster
+@testable import WebSocketsConnection
+@testable import WebSocketsCore
+@testable import WebSocketsHub
+@testable import WebSocketsSite
 
 /// Issue 12: the site's side under load and races.
 @Suite struct SiteSideTests {

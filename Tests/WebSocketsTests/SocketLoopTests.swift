@@ -5,6 +5,11 @@
     import Testing
 
     @testable import WebSockets
+    @testable import WebSocketsCluster
+    @testable import WebSocketsConnection
+    @testable import WebSocketsCore
+    @testable import WebSocketsHub
+    @testable import WebSocketsSite
 
     /// The loop of our own that upgraded connections live on (``SocketLoop``) and one socket on it
     /// (``SocketConnection``), over a socket pair: tasks, timers, reads, writes held back by a peer that does not read,

@@ -5,6 +5,11 @@
     import WebSocketsProtocol
 
     @testable import WebSockets
+    @testable import WebSocketsCluster
+    @testable import WebSocketsConnection
+    @testable import WebSocketsCore
+    @testable import WebSocketsHub
+    @testable import WebSocketsSite
 
     /// Upgraded connections leave SwiftNIO for loops of ours (``SocketLoop``): they are served there, keep the bytes a
     /// browser sent with its upgrade request, and leave nothing behind when they close or the server stops.

@@ -2,6 +2,11 @@ import NIOConcurrencyHelpers
 import Testing
 
 @testable import WebSockets
+@testable import WebSocketsCluster
+@testable import WebSocketsConnection
+@testable import WebSocketsCore
+@testable import WebSocketsHub
+@testable import WebSocketsSite
 
 /// A transaction whose statements stall (postgres-nio left one waiting for good on a connection PostgreSQL closed)
 /// is given up on only before COMMIT, and the caller stops waiting for it.

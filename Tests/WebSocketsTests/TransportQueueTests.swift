@@ -2,6 +2,11 @@ import NIOCore
 import Testing
 
 @testable import WebSockets
+@testable import WebSocketsCluster
+@testable import WebSocketsConnection
+@testable import WebSocketsCore
+@testable import WebSocketsHub
+@testable import WebSocketsSite
 
 /// The decisions of the socket transport, on values alone: which timer is due (``TimerQueue``) and what a socket's
 /// outbound queue holds and whether it is writable (``OutputQueue``).

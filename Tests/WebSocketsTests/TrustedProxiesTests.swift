@@ -3,6 +3,11 @@ import Logging
 import Testing
 
 @testable import WebSockets
+@testable import WebSocketsCluster
+@testable import WebSocketsConnection
+@testable import WebSocketsCore
+@testable import WebSocketsHub
+@testable import WebSocketsSite
 @testable import WebSocketsLaunch
 
 /// `trusted_proxies`: whose `X-Forwarded-For` is believed, read right to left as nginx's realip module does.

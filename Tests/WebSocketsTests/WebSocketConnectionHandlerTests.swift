@@ -5,6 +5,11 @@ import NIOWebSocket
 import Testing
 
 @testable import WebSockets
+@testable import WebSocketsCluster
+@testable import WebSocketsConnection
+@testable import WebSocketsCore
+@testable import WebSocketsHub
+@testable import WebSocketsSite
 
 /// The connection's handler in an `EmbeddedChannel`, with a delegate that records what it is told: no server, no
 /// socket. What the handler decides itself (pongs, refusals, closes) is read back from the channel.

@@ -2,6 +2,11 @@ import Foundation
 import Testing
 
 @testable import WebSockets
+@testable import WebSocketsCluster
+@testable import WebSocketsConnection
+@testable import WebSocketsCore
+@testable import WebSocketsHub
+@testable import WebSocketsSite
 
 @Suite struct WireTests {
     @Test func parsesAndPrintsJSON() throws {

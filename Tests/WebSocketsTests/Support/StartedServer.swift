@@ -1,5 +1,6 @@
 import Foundation
 import WebSockets
+import WebSocketsSite
 
 /// `websockets start` as users run it, against `site`, on a free port, once it answers: its metrics, its memory,
 /// and its stop. What it writes is read as it comes (a pipe left unread would stop a server that logs a lot).

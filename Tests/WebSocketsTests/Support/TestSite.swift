@@ -2,6 +2,7 @@ import Foundation
 import NIOConcurrencyHelpers
 import NIOHTTP1
 import WebSockets
+import WebSocketsSite
 
 /// A real site on loopback implementing the contract's session and message endpoints.
 ///

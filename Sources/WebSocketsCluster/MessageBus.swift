@@ -1,0 +1,64 @@
+import WebSocketsHub
+import WebSocketsConnection
+import WebSocketsCore
+import WebSocketsProtocol
+/// Where sends that may concern other servers go: straight to this server's connections (one server), or through
+/// PostgreSQL to every server's (a cluster).
+package protocol MessageBus: Sendable {
+    /// Whether sends cross servers (and frames carry ids for recovery).
+    var isCluster: Bool { get }
+    /// Queues sends in order without waiting.
+    func enqueue(_ sends: [Send])
+    /// Queues sends in order and returns once they are accepted (written to the database, or delivered here).
+    func publish(_ sends: [Send]) async
+    /// The id of the last message this server applied (0 on a single server).
+    var head: Int64 { get }
+    /// Messages after `after` up to `through` that select `recipient`, in order, holding at most `budget` bytes of
+    /// details, and whether they are all of them (the window still holds them all, no bound left any out).
+    func messages(
+        after: Int64, through: Int64, for recipient: ReplayRecipient, budget: Int
+    ) async throws -> (rows: [(id: Int64, send: Send)], complete: Bool)
+    /// The presence decisions this server is to announce, in a cluster (PostgreSQL decides who is online);
+    /// `nil` on a single server, whose own ledger decides.
+    var presenceDecisions: AsyncStream<PresenceLedger.Change>? { get }
+    /// Every presence decision of the cluster, for this server's watching browsers; `nil` on a single server.
+    var presenceObserved: AsyncStream<PresenceLedger.Change>? { get }
+    func start() async throws
+    func shutdown() async
+}
+
+extension MessageBus {
+    /// None: the server's own ledger decides.
+    package var presenceDecisions: AsyncStream<PresenceLedger.Change>? { nil }
+    /// None: the server tells its browsers as it decides.
+    package var presenceObserved: AsyncStream<PresenceLedger.Change>? { nil }
+}
+
+/// The bus of a single server: a send is delivered to this server's connections at once.
+package struct LocalBus: MessageBus {
+    package let hub: Hub
+    package var isCluster: Bool { false }
+
+    package init(hub: Hub) {
+        self.hub = hub
+    }
+
+    package func enqueue(_ sends: [Send]) {
+        for send in sends { hub.deliver(send) }
+    }
+
+    package func publish(_ sends: [Send]) async {
+        enqueue(sends)
+    }
+
+    package var head: Int64 { 0 }
+
+    package func messages(
+        after: Int64, through: Int64, for recipient: ReplayRecipient, budget: Int
+    ) async throws -> (rows: [(id: Int64, send: Send)], complete: Bool) {
+        ([], true)
+    }
+
+    package func start() async throws {}
+    package func shutdown() async {}
+}

@@ -1,0 +1,54 @@
+import WebSocketsHub
+import WebSocketsConnection
+import WebSocketsCore
+import WebSocketsProtocol
+/// Where a send goes: the one place that decides between this server's connections and the cluster's bus, and so
+/// the one place that knows whether there is a cluster at all.
+package struct SendRouter: Sendable {
+    package let hub: Hub
+    package let bus: any MessageBus
+
+    package init(hub: Hub, bus: any MessageBus) {
+        self.hub = hub
+        self.bus = bus
+    }
+
+    /// Whether sends cross servers: frames then carry ids, and a new connection holds its live messages until its
+    /// replay.
+    package var isCluster: Bool { bus.isCluster }
+
+    /// Whether `send` is delivered here at once: on a single server always, in a cluster when every connection it
+    /// names (send_to 7) is on this server.
+    package func staysHere(_ send: Send) -> Bool {
+        !bus.isCluster || hub.holdsAllConnections(of: send)
+    }
+
+    /// Delivers here what stays here and queues the rest on the bus, in order, without waiting; returns how many
+    /// of this server's connections were written to at once.
+    @discardableResult
+    package func enqueue(_ sends: [Send]) -> Int {
+        let (delivered, shared) = split(sends)
+        if !shared.isEmpty { bus.enqueue(shared) }
+        return delivered
+    }
+
+    /// Delivers here what stays here and hands the rest to the bus, returning once the bus accepted them (written
+    /// to PostgreSQL, or delivered here during an outage); returns how many of this server's connections were
+    /// written to at once, or `nil` when some sends went to the bus (their recipients are counted on each server).
+    @discardableResult
+    package func perform(_ sends: [Send]) async -> Int? {
+        let (delivered, shared) = split(sends)
+        guard !shared.isEmpty else { return delivered }
+        await bus.publish(shared)
+        return nil
+    }
+
+    private func split(_ sends: [Send]) -> (delivered: Int, shared: [Send]) {
+        var delivered = 0
+        var shared: [Send] = []
+        for send in sends {
+            if staysHere(send) { delivered += hub.deliver(send) } else { shared.append(send) }
+        }
+        return (delivered, shared)
+    }
+}
