@@ -85,7 +85,7 @@ package final class BusPublisher: Sendable {
     }
 
     /// Queues sends in order and returns once they are written (or delivered here during an outage).
-    package func publish(_ sends: [Send]) async {
+    func publish(_ sends: [Send]) async {
         let sends = carried(sends)
         await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
             state.withLockedValue { $0.queue.append(Entry(sends: $0.keyed(sends), done: done)) }
@@ -242,7 +242,7 @@ package final class BusPublisher: Sendable {
 
     /// Whether the row keyed `key`, just read, holds a send this server delivered here during an outage; it is
     /// then forgotten (a row is read once).
-    package func wasDeliveredHere(_ key: SendKey?) -> Bool {
+    func wasDeliveredHere(_ key: SendKey?) -> Bool {
         guard let key, key.server == serverID else { return false }
         return state.withLockedValue { $0.deliveredHere.remove(key.number) != nil }
     }

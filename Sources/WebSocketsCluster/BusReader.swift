@@ -47,7 +47,7 @@ package final class BusReader: Sendable {
     package var head: Int64 { state.withLockedValue { $0.tracker.lastApplied } }
 
     /// Whether the LISTEN connection is up.
-    package var isListening: Bool { state.withLockedValue { $0.listening } }
+    var isListening: Bool { state.withLockedValue { $0.listening } }
 
     /// Listens and reads until cancelled.
     package func run() async {

@@ -14,7 +14,7 @@ package struct GapTracker: Sendable {
     /// How long a gap is waited for: a transaction that takes longer to commit is not applied.
     package let lifetime: Duration
     /// The most gaps remembered: a jump of millions of ids (a sequence reset by hand) must not fill memory.
-    package let maximumGaps: Int
+    let maximumGaps: Int
 
     package init(lastApplied: Int64 = 0, lifetime: Duration = .seconds(30), maximumGaps: Int = 10_000) {
         self.lastApplied = lastApplied
@@ -23,7 +23,7 @@ package struct GapTracker: Sendable {
     }
 
     /// Forgets gaps older than `lifetime`; what the next query asks for: rows after `lastApplied`, and the gaps.
-    package mutating func wanted(now: ContinuousClock.Instant) -> (after: Int64, gaps: [Int64]) {
+    mutating func wanted(now: ContinuousClock.Instant) -> (after: Int64, gaps: [Int64]) {
         gaps = gaps.filter { now - $0.value < lifetime }
         return (lastApplied, gaps.keys.sorted())
     }

@@ -14,13 +14,13 @@ package struct MessageReplay: Sendable {
     package let client: PostgresClient
     package let logger: Logger
     package let metrics: ServerMetrics
-    package let gate: ReplayGate
+    let gate: ReplayGate
     /// The largest row read (`max_send_size`); larger ones are not replayed.
-    package let maxRowSize: Int
+    let maxRowSize: Int
     /// The most rows one replay returns; beyond it the replay says it is not complete.
-    package static let maximumRows = 10_000
+    static let maximumRows = 10_000
     /// How long a replay waits for its turn before it answers, incomplete.
-    package static let turnWait = Duration.seconds(5)
+    static let turnWait = Duration.seconds(5)
 
     /// The messages after `after` up to `through` that select `recipient`, in order, holding at most `budget` bytes
     /// of payload, and whether they are all of them (none older than the retention window, none left out by a bound

@@ -16,7 +16,7 @@ package struct PoolMembership: Sendable {
     package let retention: Int
 
     /// Writes this server's heartbeat.
-    package func heartbeat() async throws {
+    func heartbeat() async throws {
         try await client.query(
             """
             INSERT INTO websockets_pool (address, server, heartbeat) VALUES (\(address.withLockedValue { $0 }), \(serverID), now())

@@ -16,12 +16,12 @@ package enum PostgresDeadline {
     /// abandoned behind `LOCK TABLE` once committed 30 s later, beside its retry) or reading on for nobody. The
     /// client then mostly hears PostgreSQL's error before its own deadline. Transactions that need longer (the
     /// schema, presence) set their own with `set_config(..., true)`.
-    package static let statement = Duration.milliseconds(1900)
+    static let statement = Duration.milliseconds(1900)
 
     /// PostgreSQL's `lock_timeout` for the bus's connections, under ``statement``: a statement that waits for a lock
     /// someone else holds fails with its own error (55P03), which tells a locked table (waited for) from a statement
     /// that runs too long (split, then skipped: ``ReadBatch``).
-    package static let lockWait = Duration.milliseconds(1000)
+    static let lockWait = Duration.milliseconds(1000)
 
     /// `duration` as PostgreSQL reads a time setting.
     package static func setting(_ duration: Duration) -> String {
@@ -46,7 +46,7 @@ package enum PostgresDeadline {
     /// `CancellationError`); the operation then finishes, or not, on its own. At shutdown, a presence write inside
     /// a transaction once never ended (its lease held through postgres-nio's forced shutdown, no lock wait on
     /// PostgreSQL's side: `lock_timeout` did not fire) and kept the server from stopping.
-    package static func untilCancelled<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) async throws
+    static func untilCancelled<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) async throws
         -> T
     {
         try await abandoning(checkingEvery: nil, operation) { nil }
@@ -119,7 +119,7 @@ package enum PostgresDeadline {
 
     /// A jittered pause after `failures` failures in a row (100 ms doubling, at most 5 s), so that servers do not
     /// all return to a restarted database at the same moment.
-    package static func backOff(_ failures: Int) async {
+    static func backOff(_ failures: Int) async {
         let ceiling = min(5000.0, 100.0 * pow(2, Double(min(failures, 10))))
         try? await Task.sleep(for: .milliseconds(Int64(Double.random(in: ceiling / 2...ceiling))))
     }

@@ -9,7 +9,7 @@ import PostgresNIO
 /// everything ("Generic description to prevent accidental leakage"), and its reflection is a page of internals.
 /// Never the password: only the host, the port and the TLS settings are named.
 package enum PostgresFailure {
-    package static func describe(_ error: any Error, target: PostgresURL?) -> String {
+    static func describe(_ error: any Error, target: PostgresURL?) -> String {
         let place = target.map { "PostgreSQL at \($0.endpoint)" } ?? "PostgreSQL"
         let mode = target.map { "sslmode=\($0.sslMode.rawValue)" } ?? "sslmode"
         var underlying: any Error = error
@@ -40,7 +40,7 @@ package enum PostgresFailure {
     /// for a lock (`lock_timeout`, 55P03, comes first), for a connection (the bus's own deadline) or found PostgreSQL
     /// away. Only such a read is split, and a row skipped: a table locked by someone else must be waited for, never
     /// skipped through.
-    package static func isStatementTimeout(_ error: any Error) -> Bool {
+    static func isStatementTimeout(_ error: any Error) -> Bool {
         (error as? PSQLError)?.serverInfo?[.sqlState] == "57014"
     }
 }

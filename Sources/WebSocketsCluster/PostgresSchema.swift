@@ -124,7 +124,7 @@ package enum PostgresSchema {
     }
 
     /// The highest message id so far (0 when there is none): where a starting server begins reading.
-    package static func lastMessageID(on client: PostgresClient, logger: Logger) async throws -> Int64 {
+    static func lastMessageID(on client: PostgresClient, logger: Logger) async throws -> Int64 {
         let rows = try await client.query(
             "SELECT COALESCE(max(id), 0)::bigint FROM websockets_messages", logger: logger)
         var last: Int64 = 0
@@ -133,12 +133,12 @@ package enum PostgresSchema {
     }
 
     /// The `send_to` column of a send: 0 for a command, which no replay selects.
-    package static func sendToColumn(of send: Send) -> Int {
+    static func sendToColumn(of send: Send) -> Int {
         send.command == nil ? send.sendTo.rawValue : 0
     }
 
     /// A row's text, `[action, details, send_to, target]` with the details as their sender wrote them, as a send.
-    package static func decode(_ payload: String) -> Send? {
+    static func decode(_ payload: String) -> Send? {
         Array(payload.utf8).withUnsafeBufferPointer { bytes -> Send? in
             guard let elements = try? JSONParser.elements(of: bytes) else { return nil }
             return try? Send(elements: elements, in: bytes)

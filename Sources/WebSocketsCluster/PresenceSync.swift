@@ -37,7 +37,7 @@ package final class PresenceSync: Sendable {
     private let seen: AsyncStream<PresenceLedger.Change>.Continuation
     /// Every decision of the cluster (announced with NOTIFY): each server tells its own watching browsers.
     package let observed: AsyncStream<PresenceLedger.Change>
-    package static let flushInterval = Duration.milliseconds(250)
+    static let flushInterval = Duration.milliseconds(250)
 
     package init(
         client: PostgresClient, logger: Logger, metrics: ServerMetrics, serverID: String, grace: Double,
@@ -125,7 +125,7 @@ package final class PresenceSync: Sendable {
 
     /// How long a transaction's statements may make no progress before it is given up on (``TransactionWatch``):
     /// longer than PostgreSQL's own limits on them (``limitWaits(_:)``), so that on a live database those fire first.
-    package static let stallLimit = Duration.seconds(5)
+    static let stallLimit = Duration.seconds(5)
 
     /// Runs `transaction` until cancelled, giving it up (and throwing) once its statements stall for
     /// ``stallLimit``; nothing it decided is then committed.

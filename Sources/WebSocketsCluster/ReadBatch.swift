@@ -32,7 +32,7 @@ package struct ReadBatch: Sendable, Equatable {
     }
 
     /// A batch was read: the next may be larger again.
-    package mutating func succeeded() {
+    mutating func succeeded() {
         rows = min(maximum, rows * 8)
     }
 

@@ -21,9 +21,9 @@ package final class ReplayGate: Sendable {
     }
 
     /// The replays that run at once.
-    package let slots: Int
+    let slots: Int
     /// The replays that may wait for a slot.
-    package let maximumWaiting: Int
+    let maximumWaiting: Int
     private let state = NIOLockedValueBox(State())
 
     package init(slots: Int, maximumWaiting: Int) {

@@ -19,7 +19,7 @@ package struct SendRouter: Sendable {
 
     /// Whether `send` is delivered here at once: on a single server always, in a cluster when every connection it
     /// names (send_to 7) is on this server.
-    package func staysHere(_ send: Send) -> Bool {
+    func staysHere(_ send: Send) -> Bool {
         !bus.isCluster || hub.holdsAllConnections(of: send)
     }
 

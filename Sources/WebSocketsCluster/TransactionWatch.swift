@@ -30,7 +30,7 @@ package struct TransactionWatch: Equatable {
     }
 
     /// A statement began or ended at `now`; whether the transaction may go on (it was not given up on).
-    package mutating func progressed(now: UInt64) -> Bool {
+    mutating func progressed(now: UInt64) -> Bool {
         switch state {
         case .abandoned: return false
         case .committing: return true
@@ -40,7 +40,7 @@ package struct TransactionWatch: Equatable {
     }
 
     /// The statements are done and the transaction wants to commit: whether it may (it was not given up on).
-    package mutating func finishStatements() -> Bool {
+    mutating func finishStatements() -> Bool {
         guard state != .abandoned else { return false }
         state = .committing
         return true
@@ -48,12 +48,12 @@ package struct TransactionWatch: Equatable {
 
     /// Gives up on the transaction if it has made no progress for `limit` nanoseconds at `now`; whether it was
     /// given up on.
-    package mutating func abandonIfStalled(now: UInt64, limit: UInt64) -> Bool {
+    mutating func abandonIfStalled(now: UInt64, limit: UInt64) -> Bool {
         guard case .running(let progress) = state, now &- progress >= limit else { return false }
         state = .abandoned
         return true
     }
 
     /// Whether it was given up on.
-    package var isAbandoned: Bool { state == .abandoned }
+    var isAbandoned: Bool { state == .abandoned }
 }

@@ -52,7 +52,7 @@ package struct BroadcastLog {
     }
 
     /// Forgets the broadcasts before `cursor`: every connection has them.
-    package mutating func forget(before cursor: UInt64) {
+    mutating func forget(before cursor: UInt64) {
         let until = min(cursor, head)
         guard until > start else { return }
         let count = Int(until - start)

@@ -21,7 +21,7 @@ public final class Connection: Sendable {
     /// not authenticated yet.
     package struct Held: Sendable {
         package var bytes: Int
-        package var budgeted: Bool
+        var budgeted: Bool
     }
 
     private struct State {
@@ -85,7 +85,7 @@ public final class Connection: Sendable {
     /// Records the session unless the connection has closed (or is closing): checked and set under one lock with
     /// ``closed()``, so either the session is set before the close (and the close queues a disconnection) or it is
     /// not set at all (and no authentication event may be posted). Returns whether it was set.
-    package func setSession(_ session: SessionInfo) -> Bool {
+    func setSession(_ session: SessionInfo) -> Bool {
         let set = state.withLockedValue { state -> Bool in
             guard !state.closed, !state.closing else { return false }
             state.session = session
@@ -237,7 +237,7 @@ public final class Connection: Sendable {
     }
 
     /// The connection's handler; only on its event loop.
-    package func handlerOnLoop() -> WebSocketConnectionHandler {
+    func handlerOnLoop() -> WebSocketConnectionHandler {
         handler.value
     }
 

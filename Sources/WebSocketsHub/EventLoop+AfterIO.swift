@@ -7,7 +7,7 @@ extension EventLoop {
     /// How long a task queued with ``executeAfterPendingIO(_:)`` waits when no I/O is pending: long enough that the
     /// loop's tick, which runs every ready task before it looks at its sockets again, finds it not yet due and
     /// polls; short enough that a broadcast pass of ten parts on an otherwise idle loop loses under a millisecond.
-    package static var pendingIOYield: TimeAmount { .microseconds(50) }
+    static var pendingIOYield: TimeAmount { .microseconds(50) }
 
     /// Runs `task` on this loop after the loop has handled the I/O that is ready now (reads, writable sockets).
     ///
@@ -19,7 +19,7 @@ extension EventLoop {
     /// once when some are ready), then runs the task. A loop of ours (``SocketLoop``) runs what a task queues on its
     /// next tick, after polling, so there it is `execute`: its sleep is counted in milliseconds, and a 50 µs timer
     /// slept a whole one, 20 ms over a pass of 5,000 connections.
-    package func executeAfterPendingIO(_ task: @escaping @Sendable () -> Void) {
+    func executeAfterPendingIO(_ task: @escaping @Sendable () -> Void) {
         #if os(Linux)
             if let loop = self as? SocketLoop {
                 loop.execute(task)

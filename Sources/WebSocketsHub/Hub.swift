@@ -147,7 +147,7 @@ public final class Hub: Sendable {
 
     /// The connections `selection` selects: found through an index where one holds them, else by asking the
     /// selection of each connection.
-    package func recipients(of selection: SendSelection) -> [Connection] {
+    func recipients(of selection: SendSelection) -> [Connection] {
         indexes.withLockedValue { indexes -> [Connection] in
             func union(_ index: [String: [Connection]], _ keys: [String]) -> [Connection] {
                 if keys.count == 1 { return index[keys[0]] ?? [] }

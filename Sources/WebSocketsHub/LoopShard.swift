@@ -96,7 +96,7 @@ package final class LoopShard: Sendable {
     }
 
     /// Wakes the writer if sends wait and it is not already woken.
-    package func scheduleDrain() {
+    func scheduleDrain() {
         let schedule = queue.withLockedValue { queue -> Bool in
             guard !queue.scheduled, !queue.deliveries.isEmpty else { return false }
             queue.scheduled = true
@@ -111,7 +111,7 @@ package final class LoopShard: Sendable {
     /// deliveries/s at 1.44 µs each, against 2,913,173 at 0.33 µs with 256 (`LoadGenerator run --subscribers 2000
     /// --broadcast-rates 500,2000 --message-bytes 100 --publisher pipelined`); at 10,000 the same either way, and
     /// the p99 of a broadcast alone in its pass (4.5/s) 176–192 ms against 222–260.
-    package static let passPart = 256
+    static let passPart = 256
 
     /// Takes what was queued: a send to everyone goes into the log, for the pass over the connections; a send to
     /// some connections is written to them at once, after the broadcasts each has not had yet (so that every
@@ -202,7 +202,7 @@ package final class LoopShard: Sendable {
 
     /// Queues for `handler` the broadcasts it has not had (before a frame of its own, or its close, so that the
     /// browser gets everything in the order it was sent); on the loop, without flushing.
-    package func bringUpToDate(_ handler: WebSocketConnectionHandler) {
+    func bringUpToDate(_ handler: WebSocketConnectionHandler) {
         let local = self.local.value
         let now = Int64(Date().timeIntervalSince1970)
         // The sends accepted before this frame may still be queued, their writer not woken yet (held by the cork

@@ -50,7 +50,7 @@ package struct SendSelection: Sendable {
     }
 
     /// Where the selected connections are found.
-    package var lookup: Lookup {
+    var lookup: Lookup {
         switch sendTo {
         case .all: return .all
         case .registeredUsers: return .scan

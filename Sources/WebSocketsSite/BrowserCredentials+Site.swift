@@ -7,7 +7,7 @@ extension BrowserCredentials {
     /// What session answers are cached under: everything forwarded to the session endpoint that may change its
     /// answer (a site may bind a session to the browser or the address), or `nil` without a cookie, since a site
     /// gives each cookieless browser a session of its own.
-    package var cacheKey: SessionCacheKey? {
+    var cacheKey: SessionCacheKey? {
         guard !cookie.isEmpty else { return nil }
         var hasher = Hasher()
         hasher.combine(userAgent)
@@ -21,13 +21,13 @@ extension BrowserCredentials {
     /// session per visitor answered for this browser alone, whatever other cookies (`lang=en`) it shares with
     /// others: two such browsers once shared one guest, and a send to one's session reached both. A registered
     /// user's answer is the site's word on the cookie itself, and is shared.
-    package func mayShare(_ validation: SessionValidation) -> Bool {
+    func mayShare(_ validation: SessionValidation) -> Bool {
         guard case .valid(let session) = validation, session.guest else { return true }
         return cookieValues.contains { $0 == session.session }
     }
 
     /// The values of the `Cookie` header's cookies, quotes removed.
-    package var cookieValues: [Substring] {
+    var cookieValues: [Substring] {
         cookie.split(separator: ";").compactMap { pair in
             guard let equals = pair.firstIndex(of: "=") else { return nil }
             var value = pair[pair.index(after: equals)...].trimmingPrefix(while: \.isWhitespace)

@@ -58,7 +58,7 @@ public final class CurlClient: Sendable {
     /// Queues a request and returns at once; `request` makes it when its turn comes (what waits is only what it
     /// captures), `completion` gets the outcome on the curl thread. Started in `lane` once no earlier request of
     /// `key` is under way.
-    package func submit(
+    func submit(
         lane: SiteLane, after key: String?, isWanted: @escaping @Sendable () -> Bool = { true },
         request: @escaping @Sendable () -> HTTPClientRequest,
         completion: @escaping @Sendable (Result<HTTPClientResponse, HTTPClientError>) -> Void

@@ -177,7 +177,7 @@ package final class SiteClient: Sendable {
 
     /// A URL as logs show it: without a `user:password@` part or a query (which may carry a token); the key and
     /// the browser's cookie travel in headers and are never part of it.
-    package static func shown(_ url: String) -> String {
+    static func shown(_ url: String) -> String {
         var text = url
         if let query = text.firstIndex(where: { $0 == "?" || $0 == "#" }) { text = String(text[..<query]) }
         if let scheme = text.range(of: "://"), let at = text[scheme.upperBound...].firstIndex(of: "@"),

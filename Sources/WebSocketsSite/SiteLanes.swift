@@ -22,9 +22,9 @@ package struct SiteLanes<Item> {
     /// Calls under way at most.
     package let capacity: Int
     /// Slots message posts never take, so that a session check always finds one soon.
-    package let sessionReserve: Int
+    let sessionReserve: Int
     /// Message posts of one owner under way at most.
-    package let ownerShare: Int
+    let ownerShare: Int
 
     private var sessions = CircularBuffer<Item>()
     private var messages: [String: CircularBuffer<(item: Item, key: String?)>] = [:]

@@ -6,19 +6,19 @@ import Logging
 /// refusals. One object for all connections, so that a handler keeps one reference rather than the settings.
 package final class ConnectionEnvironment: Sendable {
     /// `max_message_size`.
-    package let maximumMessageSize: Int
+    let maximumMessageSize: Int
     /// `message_rate`.
     package let messageRate: Double
     /// `message_burst`.
     package let messageBurst: Int
     /// `max_outbound_buffer`, which also bounds the bytes held for a replay.
-    package let maximumOutboundBytes: Int
+    let maximumOutboundBytes: Int
     /// Whether live messages wait for the replay after authentication (a cluster: ``ClusterMode``).
     package let holdsForReplay: Bool
     package let metrics: ServerMetrics
     package let refusals: RefusalLog
     /// The limits named in a refusal's log line.
-    package let refusalMetadata: Logger.Metadata
+    let refusalMetadata: Logger.Metadata
 
     package init(settings: Settings, holdsForReplay: Bool, metrics: ServerMetrics, refusals: RefusalLog) {
         maximumMessageSize = settings.maxMessageSize

@@ -58,7 +58,7 @@ extension ConnectionStateMachine {
 
         /// The label counted in `websockets_closed_total`, or `nil` for closes that are not the server's decision
         /// about the connection (the browser's, the server's own requests, a replay overflow, counted as drops).
-        package var metric: String? {
+        var metric: String? {
             switch self {
             case .idle: "idle"
             case .authenticationTimeout: "authentication_timeout"
@@ -85,7 +85,7 @@ extension ConnectionStateMachine {
         /// Whether the broadcasts sent before the close are written before its frame: not when the close is the
         /// browser's answer, nor when a frame's own delivery decided it (the frames it would catch up are refused
         /// for the same reason).
-        package var catchesUp: Bool {
+        var catchesUp: Bool {
             switch self {
             case .browserClosed, .slowReader, .sessionExpired, .replayOverflow: false
             default: true

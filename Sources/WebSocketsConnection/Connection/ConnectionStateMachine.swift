@@ -89,7 +89,7 @@ package struct ConnectionStateMachine {
     }
 
     /// Whether the connection is open (not closing or closed).
-    package var isOpen: Bool {
+    var isOpen: Bool {
         switch state {
         case .awaitingAuthentication, .live: true
         case .closing, .closed: false
@@ -182,7 +182,7 @@ package struct ConnectionStateMachine {
     }
 
     /// Decides about a frame the connection writes whatever its state of replay (a ping, a pong).
-    package mutating func offerControl() -> Offer {
+    mutating func offerControl() -> Offer {
         isOpen ? admit() : .ignore
     }
 
@@ -193,13 +193,13 @@ package struct ConnectionStateMachine {
     }
 
     /// Whether a flush is due; the frames written so far are then taken as flushed.
-    package mutating func takeFlush() -> Bool {
+    mutating func takeFlush() -> Bool {
         defer { awaitingFlush = false }
         return awaitingFlush
     }
 
     /// The socket went over its outbound bound (`false`) or back under half of it (`true`).
-    package mutating func writabilityChanged(_ writable: Bool) {
+    mutating func writabilityChanged(_ writable: Bool) {
         self.writable = writable
     }
 
@@ -214,7 +214,7 @@ package struct ConnectionStateMachine {
 
     /// Decides about a message that arrived at `now` (Unix seconds; `monotonic` nanoseconds for the rate), within
     /// `rate` messages a second and bursts of `burst`.
-    package mutating func messageArrived(now: Int64, monotonic: UInt64, rate: Double, burst: Int) -> MessageDecision {
+    mutating func messageArrived(now: Int64, monotonic: UInt64, rate: Double, burst: Int) -> MessageDecision {
         switch state {
         case .closing, .closed:
             return .ignore
@@ -227,7 +227,7 @@ package struct ConnectionStateMachine {
 
     /// The browser pinged with `payload` (the latest ping of a read): the pong's payload to write now, or `nil`
     /// while bytes wait for the kernel (it is answered by a later liveness check).
-    package mutating func pinged(_ payload: ByteBuffer, backlogged: Bool) -> ByteBuffer? {
+    mutating func pinged(_ payload: ByteBuffer, backlogged: Bool) -> ByteBuffer? {
         isOpen ? pings.received(payload, backlogged: backlogged) : nil
     }
 
@@ -241,7 +241,7 @@ package struct ConnectionStateMachine {
     }
 
     /// The authentication deadline passed: close unless authenticated.
-    package func authenticationDeadlinePassed() -> CloseReason? {
+    func authenticationDeadlinePassed() -> CloseReason? {
         if case .awaitingAuthentication = state { return .authenticationTimeout }
         return nil
     }
@@ -250,7 +250,7 @@ package struct ConnectionStateMachine {
 
     /// Begins the close (after ``CloseReason/catchesUp`` broadcasts were written): whether the close goes ahead, a
     /// close frame being sent once.
-    package mutating func beginClose() -> Bool {
+    mutating func beginClose() -> Bool {
         guard isOpen else { return false }
         state = .closing
         return true

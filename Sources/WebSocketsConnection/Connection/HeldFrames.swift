@@ -10,7 +10,7 @@ package final class HeldFrames {
 
     /// More frames than this close the connection, whatever their bytes: connections that never authenticate must
     /// not hold broadcasts.
-    package static let maximumCount = 10_000
+    static let maximumCount = 10_000
 
     private(set) var frames: [Frame] = []
     /// The bytes of the held frames, bounded by `max_outbound_buffer` like an outbound buffer.

@@ -27,9 +27,9 @@ package final class WebSocketConnectionHandler {
     /// too (0.74 KiB per connection ever opened was kept when the two held each other for good).
     package var delegate: (any ConnectionDelegate)?
     /// What the handler writes to, from ``attach(_:)`` until the connection is gone.
-    package var wire: ConnectionWire?
-    package var inbound: InboundAssembler
-    package var machine: ConnectionStateMachine
+    var wire: ConnectionWire?
+    var inbound: InboundAssembler
+    var machine: ConnectionStateMachine
     /// The number of the next broadcast of the loop's ``BroadcastLog`` this connection has not been given.
     package var broadcastCursor: UInt64 = 0
     /// A ping frame: the same bytes for every connection and every sweep.
@@ -148,7 +148,7 @@ package final class WebSocketConnectionHandler {
     }
 
     /// Writes a ping or a pong: control frames count against the outbound buffer like messages.
-    package func writeControl(_ frame: ByteBuffer) {
+    func writeControl(_ frame: ByteBuffer) {
         switch machine.offerControl() {
         case .write: wire?.write(frame)
         case .close(let reason): perform(reason)

@@ -21,7 +21,7 @@ package enum ConnectionWire {
     }
 
     /// Whether bytes wait because the kernel would not take them (a client that does not read).
-    package var isBacklogged: Bool {
+    var isBacklogged: Bool {
         switch self {
         case .channel(let context): return !context.channel.isWritable
         #if os(Linux)

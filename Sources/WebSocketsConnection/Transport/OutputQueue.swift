@@ -34,7 +34,7 @@ package struct OutputQueue {
     }
 
     /// Takes off the `written` bytes the kernel accepted, from the front; `true` when this made the queue writable.
-    package mutating func consume(_ written: Int) -> Bool {
+    mutating func consume(_ written: Int) -> Bool {
         var left = written
         var whole = 0
         while whole < frames.count, frames[whole].readableBytes <= left {

@@ -76,7 +76,7 @@ import WebSocketsProtocol
         // MARK: Writes
 
         /// Whether bytes wait for the socket to become writable (the kernel refused them).
-        package var isBacklogged: Bool { watchingWritable }
+        var isBacklogged: Bool { watchingWritable }
 
         /// Queues `frame` for the next ``flush()``; dropped when the connection is closed or closing.
         package func write(_ frame: ByteBuffer) {

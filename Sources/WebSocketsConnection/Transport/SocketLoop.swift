@@ -57,10 +57,10 @@ import WebSocketsProtocol
         private var later: [() -> Void] = []
         /// What every connection of the loop reads into: a connection keeps none of its own between reads (its
         /// handler copies out an incomplete frame, see ``InboundAssembler/detach()``).
-        package var readBuffer: ByteBuffer
+        var readBuffer: ByteBuffer
         /// How much one read takes: SwiftNIO's largest receive buffer here (`recvAllocator` maximum). Asked for at
         /// every read, so that a buffer replaced by a copy (someone kept a slice of it) is as large again.
-        package static let readSize = 65536
+        static let readSize = 65536
         /// The bound of each connection's outbound queue (`max_outbound_buffer`), as SwiftNIO's write-buffer water marks.
         package let outbound: ChannelOptions.Types.WriteBufferWaterMark
         package let name: String
@@ -210,7 +210,7 @@ import WebSocketsProtocol
         }
 
         /// Whether the loop reports `connection`'s socket writable (while it has bytes the kernel did not take).
-        package func watchWritable(_ connection: SocketConnection, _ watch: Bool) {
+        func watchWritable(_ connection: SocketConnection, _ watch: Bool) {
             var event = epoll_event()
             event.events = EPOLLIN.rawValue | (watch ? EPOLLOUT.rawValue : 0)
             event.data.fd = connection.descriptor
@@ -229,7 +229,7 @@ import WebSocketsProtocol
         }
 
         /// Runs `body` on the loop at the end of this tick; on the loop.
-        package func runLater(_ body: @escaping () -> Void) {
+        func runLater(_ body: @escaping () -> Void) {
             preconditionInEventLoop()
             later.append(body)
         }

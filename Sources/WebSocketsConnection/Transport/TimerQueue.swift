@@ -36,14 +36,14 @@ package struct TimerQueue<Entry> {
     }
 
     /// The earliest deadline of an armed timer, or `nil` when none is armed.
-    package mutating func nextDeadline() -> UInt64? {
+    mutating func nextDeadline() -> UInt64? {
         dropDisarmed()
         return heap.first?.deadline
     }
 
     /// The entry of the earliest timer due at `now`, disarmed; `nil` when none is due. Timers with the same deadline
     /// come in the order they were armed.
-    package mutating func popDue(now: UInt64) -> Entry? {
+    mutating func popDue(now: UInt64) -> Entry? {
         dropDisarmed()
         guard let top = heap.first, top.deadline <= now else { return nil }
         popTop()

@@ -5,8 +5,8 @@ import NIOWebSocket
 
 /// One frame from a browser, unmasked.
 package struct ClientFrame {
-    package var fin: Bool
-    package var opcode: WebSocketOpcode
+    var fin: Bool
+    var opcode: WebSocketOpcode
     package var payload: ByteBuffer
 }
 
@@ -25,7 +25,7 @@ package enum ClientFrameError: Error, Equatable {
 /// buffer, no pipeline slot), which is most of what a WebSocket server holds per connection.
 package struct ClientFrameReader {
     /// The largest payload a frame may declare.
-    package let maximumPayload: Int
+    let maximumPayload: Int
     /// Bytes of a frame not yet complete; `nil` between frames.
     private var pending: ByteBuffer?
     /// Whether `pending` is still the caller's buffer (see ``detach()``).
@@ -51,10 +51,10 @@ package struct ClientFrameReader {
     }
 
     /// The bytes the reader's kept buffer holds (its capacity), for tests.
-    package var keptCapacity: Int { pending?.capacity ?? 0 }
+    var keptCapacity: Int { pending?.capacity ?? 0 }
 
     /// Copies the bytes of an incomplete frame into storage of their own (see ``InboundAssembler/detach()``).
-    package mutating func detach() {
+    mutating func detach() {
         // Only a buffer still borrowed is copied: one that grew is the reader's own already (the caller's copy is
         // still held, so the append copied it), and copying it at every read made a slow frame quadratic.
         if borrowed, let kept = pending { pending = ByteBuffer(bytes: kept.readableBytesView) }

@@ -43,7 +43,7 @@ package struct InboundAssembler {
 
     /// Gives the bytes kept between reads (an incomplete frame) storage of their own:
     /// what was appended may be a slice of a buffer the caller reuses (``SocketLoop/readBuffer``).
-    package mutating func detach() {
+    mutating func detach() {
         // Fragments are unmasked copies already (``ClientFrameReader`` unmasks each payload into storage of its own).
         reader.detach()
     }

@@ -35,7 +35,7 @@ package struct LogThrottle: Sendable {
 
     /// The reasons with refusals not yet told whose line is due (all of them when `all`, at a stop), with their
     /// counts; they count as told now. So that the end of a flood is told too, not only its start.
-    package mutating func overdue(now: ContinuousClock.Instant, all: Bool = false) -> [(reason: String, count: Int)] {
+    mutating func overdue(now: ContinuousClock.Instant, all: Bool = false) -> [(reason: String, count: Int)] {
         var due: [(reason: String, count: Int)] = []
         for (reason, entry) in reasons where entry.since > 0 && (all || now - entry.loggedAt >= interval) {
             due.append((reason, entry.since))

@@ -25,9 +25,9 @@ package struct MemoryTrimPolicy {
     /// Checks left before another trim may be decided.
     private var resting = 0
     /// The least growth, in bytes, worth a trim.
-    package let minimumGain: Int
+    let minimumGain: Int
     /// Checks a due trim waits for `busy` to end.
-    package let patience: Int
+    let patience: Int
     /// Checks after a trim before the next: a trim walks every arena with its lock held, and a process whose heap
     /// churns (the test suite, forty servers in one process) would otherwise trim every few seconds.
     package let rest: Int
@@ -44,8 +44,8 @@ package struct MemoryTrimPolicy {
 
     /// The process's policy and when it last looked.
     package struct ProcessState: Sendable {
-        package var policy = MemoryTrimPolicy()
-        package var lastCheck: ContinuousClock.Instant?
+        var policy = MemoryTrimPolicy()
+        var lastCheck: ContinuousClock.Instant?
     }
 
     /// Whether to trim now, for a server whose timer fired at `now` with `busy` work: reads the process's figures
@@ -80,7 +80,7 @@ package struct MemoryTrimPolicy {
 
     /// Whether to trim now, with `resident` bytes in memory of which `heapInUse` are the allocator's in use, and
     /// `busy` while events of connections are still being handled.
-    package mutating func shouldTrim(resident: Int, heapInUse: Int, busy: Bool) -> Bool {
+    mutating func shouldTrim(resident: Int, heapInUse: Int, busy: Bool) -> Bool {
         guard !trimming else { return false }
         if resting > 0 {
             resting -= 1
@@ -108,7 +108,7 @@ package struct MemoryTrimPolicy {
 
     /// The trim decided by ``shouldTrim(resident:heapInUse:busy:)`` is done; the figures after it are the new floor
     /// (what it could not give back is not asked for again).
-    package mutating func trimmed(resident: Int, heapInUse: Int) {
+    mutating func trimmed(resident: Int, heapInUse: Int) {
         trimming = false
         resting = rest
         baseline = resident - heapInUse
@@ -116,7 +116,7 @@ package struct MemoryTrimPolicy {
 
     /// Returns the free pages of every malloc arena to the system (glibc's `malloc_trim(0)`); does nothing where
     /// the C library has no such function.
-    package static func trim() {
+    static func trim() {
         #if canImport(Glibc)
             // Not exported by Swift's Glibc module: found at run time.
             guard let symbol = dlsym(nil, "malloc_trim") else { return }

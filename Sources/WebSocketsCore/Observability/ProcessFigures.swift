@@ -12,9 +12,9 @@ package struct ProcessFigures: Sendable, Equatable {
     package var resident: Int
     /// Bytes the allocator has handed out and not had back (glibc's `mallinfo2`: arenas and mapped blocks); `nil`
     /// where the C library does not tell.
-    package var heapInUse: Int?
+    var heapInUse: Int?
     /// Open file descriptors (0 when not counted).
-    package var openDescriptors: Int
+    var openDescriptors: Int
 
     /// The figures now; zero where the system does not tell (no `/proc`). Counting descriptors reads a directory
     /// with an entry per connection: only `/metrics` asks for it.

@@ -76,7 +76,7 @@ package struct PostgresURL: Equatable, Sendable {
     package var endpoint: String { "\(host):\(port)" }
 
     /// How the certificate is checked, after libpq's rule that `require` with a root given checks as `verify-ca`.
-    package var verification: CertificateVerification {
+    var verification: CertificateVerification {
         switch sslMode {
         case .disable, .allow, .prefer: return .none
         case .require: return sslRootCert == nil ? .none : .noHostnameVerification
@@ -86,7 +86,7 @@ package struct PostgresURL: Equatable, Sendable {
     }
 
     /// The trust roots of a verifying mode, or an error worded as libpq's when there are none to use.
-    package func trustRoots(home: String = NSHomeDirectory()) throws(SettingsError) -> NIOSSLTrustRoots {
+    func trustRoots(home: String = NSHomeDirectory()) throws(SettingsError) -> NIOSSLTrustRoots {
         switch sslRootCert {
         case "system":
             return .default
@@ -108,7 +108,7 @@ package struct PostgresURL: Equatable, Sendable {
     }
 
     /// swift-nio-ssl's configuration for the mode, or `nil` for `disable`.
-    package func tlsConfiguration() throws(SettingsError) -> TLSConfiguration? {
+    func tlsConfiguration() throws(SettingsError) -> TLSConfiguration? {
         guard sslMode != .disable else { return nil }
         var configuration = TLSConfiguration.makeClientConfiguration()
         configuration.certificateVerification = verification
@@ -117,7 +117,7 @@ package struct PostgresURL: Equatable, Sendable {
     }
 
     /// Whether a server without TLS is refused.
-    package var requiresTLS: Bool { ![.disable, .allow, .prefer].contains(sslMode) }
+    var requiresTLS: Bool { ![.disable, .allow, .prefer].contains(sslMode) }
 
     /// The TLS part of the client's configuration.
     package func tls() throws(SettingsError) -> PostgresClient.Configuration.TLS {

@@ -86,7 +86,7 @@ public struct SettingDefinition: Sendable {
     }
 
     /// A text setting that may be absent.
-    package static func optionalString(
+    static func optionalString(
         _ name: String, _ path: WritableKeyPath<Settings, String?> & Sendable, default defaultDescription: String,
         _ help: String
     ) -> SettingDefinition {
@@ -101,7 +101,7 @@ public struct SettingDefinition: Sendable {
     }
 
     /// A text setting that may be absent and, when present, is one of `values`.
-    package static func choice(
+    static func choice(
         _ name: String, _ path: WritableKeyPath<Settings, String?> & Sendable, _ values: [String],
         default defaultDescription: String, _ help: String
     ) -> SettingDefinition {
@@ -141,7 +141,7 @@ public struct SettingDefinition: Sendable {
     }
 
     /// `true` or `false`.
-    package static func boolean(
+    static func boolean(
         _ name: String, _ path: WritableKeyPath<Settings, Bool> & Sendable, _ help: String
     ) -> SettingDefinition {
         SettingDefinition(

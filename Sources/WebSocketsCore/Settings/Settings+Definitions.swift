@@ -110,7 +110,7 @@ extension Settings {
     ]
 
     /// The definition of the setting `name`.
-    package static func definition(named name: String) -> SettingDefinition? {
+    static func definition(named name: String) -> SettingDefinition? {
         definitions.first { $0.name == name }
     }
 

@@ -101,7 +101,7 @@ public struct Settings: Sendable {
     }
 
     /// The site without a trailing slash.
-    package var siteBase: String {
+    var siteBase: String {
         site.hasSuffix("/") ? String(site.dropLast()) : site
     }
 

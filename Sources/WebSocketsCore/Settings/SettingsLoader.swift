@@ -101,7 +101,7 @@ public struct SettingsLoader: Sendable {
     /// Writes `bytes` to `path` so that no one but the owner can read them at any instant: a new file in the same
     /// folder, created with mode 0600 (the umask can only narrow it), written, flushed to disk, then renamed over
     /// `path`. The previous way (write, rename, then chmod) let a process watching the folder read the new key.
-    package static func writePrivately(_ bytes: [UInt8], to path: String) throws(SettingsError) {
+    static func writePrivately(_ bytes: [UInt8], to path: String) throws(SettingsError) {
         let temporary = path + ".\(getpid()).\(UInt32.random(in: 0...UInt32.max)).tmp"
         let descriptor = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else {

@@ -27,9 +27,9 @@ package struct TrustedProxies: Sendable, Equatable {
     }
 
     /// The default: a proxy on this machine.
-    package static let loopback = try! TrustedProxies(["127.0.0.1", "::1"])
+    static let loopback = try! TrustedProxies(["127.0.0.1", "::1"])
 
-    package let ranges: [Range]
+    let ranges: [Range]
 
     /// Reads `entries` such as `10.0.0.5`, `10.0.0.0/8`, `::1` or `fd00::/8`.
     package init(_ entries: [String]) throws(SettingsError) {
@@ -53,7 +53,7 @@ package struct TrustedProxies: Sendable, Equatable {
     }
 
     /// What is wrong with `entries`, for the settings' check, or `nil`.
-    package static func problem(in entries: [String]) -> String? {
+    static func problem(in entries: [String]) -> String? {
         do {
             _ = try TrustedProxies(entries)
             return nil

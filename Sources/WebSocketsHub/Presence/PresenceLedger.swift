@@ -45,7 +45,7 @@ package struct PresenceLedger: Sendable {
         /// Authenticated tabs open now.
         package var tabs: Int
         /// When its last tab closed, while it has none.
-        package var leavingSince: ContinuousClock.Instant?
+        var leavingSince: ContinuousClock.Instant?
     }
 
     /// One user's tabs on this server, as the cluster's other servers learn it.
