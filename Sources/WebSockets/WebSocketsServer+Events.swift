@@ -155,7 +155,7 @@ extension WebSocketsServer: ConnectionEvents {
             connection.userLogger.debug("authenticated")
             connection.send(Message(action: "Client/authentication", details: "ok"))
             // In a cluster the connection's live messages are held from its start until the replay has gone out.
-            if router.isCluster { await recover(connection, after: message.details["last_id"]?.intValue) }
+            if mode.replaysMissedMessages { await recover(connection, after: message.details["last_id"]?.intValue) }
             let change = presenceOpened(session)
             sendPresenceSnapshot(to: connection, session: session)
             await dispatch(name: "Client/authentication", message: message, connection: connection, session: session)

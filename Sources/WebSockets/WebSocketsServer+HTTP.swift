@@ -34,7 +34,7 @@ extension WebSocketsServer {
     func respondImmediately(to request: HTTPServerRequest) -> ImmediateAnswer? {
         if request.method == .POST && request.path == "/WebSockets/send" {
             // In a cluster a send is answered once PostgreSQL took it: not on the loop.
-            guard !router.isCluster, request.body.count <= 65536 else { return nil }
+            guard mode.answersSendsOnTheLoop, request.body.count <= 65536 else { return nil }
             return acceptSendsHere(request)
         }
         return immediateResponse(to: request).map(ImmediateAnswer.response)

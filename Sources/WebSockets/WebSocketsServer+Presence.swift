@@ -24,7 +24,7 @@ extension WebSocketsServer {
     func presenceOpened(_ session: SessionInfo) -> PresenceLedger.Change? {
         guard !session.guest else { return nil }
         let change = presence.withLockedValue { $0.opened(user: session.user, groups: session.groups) }
-        return router.isCluster ? nil : change
+        return mode.presenceAuthority == .ledger ? change : nil
     }
 
     /// An authenticated tab closed: its user may start leaving.
@@ -42,7 +42,7 @@ extension WebSocketsServer {
             let changes = presence.withLockedValue { ledger -> [PresenceLedger.Change] in
                 ledger.hasLeaving ? ledger.expire(now: .now) : []
             }
-            guard !changes.isEmpty, !router.isCluster else { return }
+            guard !changes.isEmpty, mode.presenceAuthority == .ledger else { return }
             beginDrain()
             Task {
                 for change in changes { await self.dispatchPresence(change) }
@@ -57,7 +57,7 @@ extension WebSocketsServer {
     /// brought the user online), and performs the sends in the site's answer. On a single server it also tells the
     /// browsers watching; in a cluster every server does that on its own (``tellWatchers(_:)``), told by PostgreSQL.
     func dispatchPresence(_ change: PresenceLedger.Change, after key: String? = nil) async {
-        if !router.isCluster { tellWatchers(change) }
+        if mode.presenceAuthority == .ledger { tellWatchers(change) }
         let name = change.eventName
         let user = change.user
         let event = WebSocketsEvent(

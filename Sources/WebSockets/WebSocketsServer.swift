@@ -36,6 +36,10 @@ public final class WebSocketsServer: Service, Sendable {
     let logger: Logger
     let site: SiteClient
     let bus: any MessageBus
+    /// Where sends go: here or through the bus.
+    let router: SendRouter
+    /// A server alone or a cluster, chosen once (``ClusterMode``).
+    let mode: ClusterMode
     /// ``address``, kept when the server starts (every event carries it: formatting it per message was 1.4% of an
     /// echo's profile).
     let advertisedAddress = NIOLockedValueBox("")
@@ -89,11 +93,13 @@ public final class WebSocketsServer: Service, Sendable {
         additionalRoutes: (@Sendable (HTTPServerRequest) async -> HTTPServerResponse?)? = nil
     ) {
         self.settings = settings
+        let mode = ClusterMode(settings: settings)
+        self.mode = mode
         self.proxies = TrustedProxies(settings: settings)
         self.presence = NIOLockedValueBox(
             PresenceLedger(
                 grace: .milliseconds(Int64(settings.presenceGrace * 1000)),
-                sharesCounts: !(settings.postgres ?? "").isEmpty))
+                sharesCounts: mode.sharesPresenceCounts))
         self.logger = logger
         self.group = group
         self.additionalResponder = additionalRoutes
@@ -107,16 +113,12 @@ public final class WebSocketsServer: Service, Sendable {
         var generator = SystemRandomNumberGenerator()
         let serverID = String(generator.next() & 0xFFFF_FFFF, radix: 16)
         self.serverID = serverID
-        if let url = settings.postgres, !url.isEmpty {
-            bus = PostgresBus(
-                settings: settings, hub: hub, metrics: metrics, logger: logger, serverID: serverID,
-                address: advertisedAddress,
-                retention: settings.retention, presence: presence)
-        } else {
-            bus = LocalBus(hub: hub)
-        }
+        bus = mode.makeBus(
+            settings: settings, hub: hub, metrics: metrics, logger: logger, serverID: serverID,
+            address: advertisedAddress, presence: presence)
+        router = mode.router(hub: hub, bus: bus)
         connectionEnvironment = ConnectionEnvironment(
-            settings: settings, holdsForReplay: bus.isCluster, metrics: metrics, refusals: refusals)
+            settings: settings, holdsForReplay: mode.holdsLiveMessagesUntilReplay, metrics: metrics, refusals: refusals)
     }
 
     /// The port it listens on, once started.
@@ -160,9 +162,6 @@ public final class WebSocketsServer: Service, Sendable {
     public func perform(_ sends: [Send]) async {
         await router.perform(sends)
     }
-
-    /// Where sends go: here or through the cluster's bus.
-    var router: SendRouter { SendRouter(hub: hub, bus: bus) }
 
     // MARK: Lifecycle
 
@@ -213,7 +212,9 @@ public final class WebSocketsServer: Service, Sendable {
             #endif
             throw error
         }
-        if let decisions = bus.presenceDecisions, let observed = bus.presenceObserved {
+        // Presence decided in PostgreSQL arrives here (a single server's bus has none: the task ends at once).
+        do {
+            let (decisions, observed) = (bus.presenceDecisions, bus.presenceObserved)
             let announcer = Task { [self] in
                 await withTaskGroup(of: Void.self) { group in
                     group.addTask { for await change in decisions { await self.dispatchPresence(change) } }

@@ -5,8 +5,6 @@ import WebSocketsProtocol
 /// Where sends that may concern other servers go: straight to this server's connections (one server), or through
 /// PostgreSQL to every server's (a cluster).
 package protocol MessageBus: Sendable {
-    /// Whether sends cross servers (and frames carry ids for recovery).
-    var isCluster: Bool { get }
     /// Queues sends in order without waiting.
     func enqueue(_ sends: [Send])
     /// Queues sends in order and returns once they are accepted (written to the database, or delivered here).
@@ -18,26 +16,25 @@ package protocol MessageBus: Sendable {
     func messages(
         after: Int64, through: Int64, for recipient: ReplayRecipient, budget: Int
     ) async throws -> (rows: [(id: Int64, send: Send)], complete: Bool)
-    /// The presence decisions this server is to announce, in a cluster (PostgreSQL decides who is online);
-    /// `nil` on a single server, whose own ledger decides.
-    var presenceDecisions: AsyncStream<PresenceLedger.Change>? { get }
-    /// Every presence decision of the cluster, for this server's watching browsers; `nil` on a single server.
-    var presenceObserved: AsyncStream<PresenceLedger.Change>? { get }
+    /// The presence decisions this server is to announce, in a cluster (PostgreSQL decides who is online); none on
+    /// a single server, whose own ledger decides.
+    var presenceDecisions: AsyncStream<PresenceLedger.Change> { get }
+    /// Every presence decision of the cluster, for this server's watching browsers; none on a single server.
+    var presenceObserved: AsyncStream<PresenceLedger.Change> { get }
     func start() async throws
     func shutdown() async
 }
 
 extension MessageBus {
     /// None: the server's own ledger decides.
-    package var presenceDecisions: AsyncStream<PresenceLedger.Change>? { nil }
+    package var presenceDecisions: AsyncStream<PresenceLedger.Change> { AsyncStream { $0.finish() } }
     /// None: the server tells its browsers as it decides.
-    package var presenceObserved: AsyncStream<PresenceLedger.Change>? { nil }
+    package var presenceObserved: AsyncStream<PresenceLedger.Change> { AsyncStream { $0.finish() } }
 }
 
 /// The bus of a single server: a send is delivered to this server's connections at once.
 package struct LocalBus: MessageBus {
     package let hub: Hub
-    package var isCluster: Bool { false }
 
     package init(hub: Hub) {
         self.hub = hub

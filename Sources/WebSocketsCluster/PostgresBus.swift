@@ -43,8 +43,6 @@ package final class PostgresBus: MessageBus, Sendable {
     /// stops within 10 s, part of the server's stop bound (``WebSocketsServer/stopBound(siteTimeout:)``).
     package static let stopTimeout = Duration.seconds(4)
 
-    package var isCluster: Bool { true }
-
     /// A bus on the database of `settings`' `postgres`; `address` holds this server's advertised address once it
     /// listens.
     package init(
@@ -88,8 +86,8 @@ package final class PostgresBus: MessageBus, Sendable {
             maxSendSize: settings.maxSendSize, isListening: { reader.withLockedValue { $0?.isListening ?? false } })
     }
 
-    package var presenceDecisions: AsyncStream<PresenceLedger.Change>? { presenceSync.decisions }
-    package var presenceObserved: AsyncStream<PresenceLedger.Change>? { presenceSync.observed }
+    package var presenceDecisions: AsyncStream<PresenceLedger.Change> { presenceSync.decisions }
+    package var presenceObserved: AsyncStream<PresenceLedger.Change> { presenceSync.observed }
 
     /// The id of the last message this server applied.
     package var head: Int64 { reader.withLockedValue { $0?.head ?? 0 } }

@@ -2,25 +2,24 @@ import WebSocketsHub
 import WebSocketsConnection
 import WebSocketsCore
 import WebSocketsProtocol
-/// Where a send goes: the one place that decides between this server's connections and the cluster's bus, and so
-/// the one place that knows whether there is a cluster at all.
+/// Where a send goes: the one place that decides between this server's connections and the bus. Made by the
+/// ``ClusterMode``.
 package struct SendRouter: Sendable {
     package let hub: Hub
     package let bus: any MessageBus
+    /// Whether sends may concern other servers (a cluster).
+    private let sharesSends: Bool
 
-    package init(hub: Hub, bus: any MessageBus) {
+    init(hub: Hub, bus: any MessageBus, sharesSends: Bool) {
         self.hub = hub
         self.bus = bus
+        self.sharesSends = sharesSends
     }
-
-    /// Whether sends cross servers: frames then carry ids, and a new connection holds its live messages until its
-    /// replay.
-    package var isCluster: Bool { bus.isCluster }
 
     /// Whether `send` is delivered here at once: on a single server always, in a cluster when every connection it
     /// names (send_to 7) is on this server.
     func staysHere(_ send: Send) -> Bool {
-        !bus.isCluster || hub.holdsAllConnections(of: send)
+        !sharesSends || hub.holdsAllConnections(of: send)
     }
 
     /// Delivers here what stays here and queues the rest on the bus, in order, without waiting; returns how many

@@ -30,7 +30,7 @@ struct SendCommand: AsyncParsableCommand {
     /// `--server`, else a live server of the cluster's pool, else this machine's `listen_port`.
     private func sendAddress(_ settings: Settings) async throws -> String {
         if let server { return server }
-        if settings.postgres?.isEmpty == false {
+        if ClusterMode(settings: settings).findsServersInThePool {
             let live = try await ClusterPool.liveServers(settings: settings)
             if let address = live.first { return ClusterPool.sendURL(forServerAddress: address) }
             FileHandle.standardError.write(

@@ -9,13 +9,11 @@ import Testing
 @testable import WebSocketsHub
 @testable import WebSocketsSite
 
-/// The router's decision, on inputs: a bus that records what reaches it stands for the cluster.
+/// The router's decision and the mode's choices, on inputs: a bus that records what reaches it stands for the
+/// cluster.
 @Suite struct SendRouterTests {
     final class RecordingBus: MessageBus, Sendable {
-        let cluster: Bool
         let sent = NIOLockedValueBox<[Send]>([])
-        init(cluster: Bool) { self.cluster = cluster }
-        var isCluster: Bool { cluster }
         var head: Int64 { 0 }
         func enqueue(_ sends: [Send]) { sent.withLockedValue { $0 += sends } }
         func publish(_ sends: [Send]) async { enqueue(sends) }
@@ -35,14 +33,38 @@ import Testing
             Send(action: "a", sendTo: .all), Send(action: "b", sendTo: .connections, target: "elsewhere-1"),
             Send(action: "c", sendTo: .specificUsers, target: 1),
         ]
-        let single = RecordingBus(cluster: false)
-        #expect(await SendRouter(hub: hub, bus: single).perform(sends) == 0)
+        let single = RecordingBus()
+        #expect(await ClusterMode(settings: settings).router(hub: hub, bus: single).perform(sends) == 0)
         #expect(single.sent.withLockedValue { $0 }.isEmpty)
-        let cluster = RecordingBus(cluster: true)
-        let router = SendRouter(hub: hub, bus: cluster)
-        #expect(router.isCluster)
+        let cluster = RecordingBus()
+        var clustered = settings
+        clustered.postgres = "postgres://127.0.0.1:1/db"
+        let router = ClusterMode(settings: clustered).router(hub: hub, bus: cluster)
         #expect(await router.perform(sends) == nil)
         #expect(cluster.sent.withLockedValue { $0.map(\.action) } == ["a", "b", "c"])
         #expect(router.staysHere(Send(action: "d", sendTo: .connections, target: [])))
+    }
+
+    @Test func theModeIsChosenOnceFromPostgresAndSuppliesWhatDiffers() {
+        var settings = Settings(site: "http://127.0.0.1:1", securityKey: "k")
+        let single = ClusterMode(settings: settings)
+        #expect(!single.holdsLiveMessagesUntilReplay && !single.replaysMissedMessages)
+        #expect(single.answersSendsOnTheLoop && single.presenceAuthority == .ledger)
+        #expect(!single.sharesPresenceCounts && !single.findsServersInThePool)
+        settings.postgres = ""
+        #expect(ClusterMode(settings: settings) == single)
+        settings.postgres = "postgres://127.0.0.1:1/db"
+        let cluster = ClusterMode(settings: settings)
+        #expect(cluster.holdsLiveMessagesUntilReplay && cluster.replaysMissedMessages)
+        #expect(!cluster.answersSendsOnTheLoop && cluster.presenceAuthority == .database)
+        #expect(cluster.sharesPresenceCounts && cluster.findsServersInThePool)
+        let hub = Hub(metrics: ServerMetrics(), logger: Logger(label: "test"), settings: settings)
+        func bus(_ mode: ClusterMode) -> any MessageBus {
+            mode.makeBus(
+                settings: settings, hub: hub, metrics: ServerMetrics(), logger: Logger(label: "test"), serverID: "s",
+                address: NIOLockedValueBox(""), presence: NIOLockedValueBox(PresenceLedger(grace: .seconds(1))))
+        }
+        #expect(bus(single) is LocalBus)
+        #expect(bus(cluster) is PostgresBus)
     }
 }
