@@ -118,7 +118,7 @@ package final class PostgresBus: MessageBus, Sendable {
                     runningParts.add("reader", to: &group) { await reader.run() }
                     runningParts.add("publisher", to: &group) { await publisher.run() }
                     runningParts.add("pool", to: &group) { await pool.run() }
-                    runningParts.add("presence", to: &group) { await presenceSync.run() }
+                    presenceSync.addParts(to: &group, running: runningParts)
                 }
                 await group.waitForAll()
             }
@@ -140,6 +140,7 @@ package final class PostgresBus: MessageBus, Sendable {
             addParts.finish()
             task.cancel()
             await task.value
+            presenceSync.finish()
             throw ClusterError(description: PostgresFailure.describe(error, target: target))
         }
         logger.info("cluster bus on PostgreSQL started", metadata: ["last_id": "\(head)"])
@@ -155,12 +156,10 @@ package final class PostgresBus: MessageBus, Sendable {
         // Bounded: a part that does not stop must not keep the process from ending (a server once stayed up, not
         // listening, after SIGTERM in the tests). Then the part is named, for the next person to look.
         let stopped = (try? await PostgresDeadline.bounded(Self.stopTimeout) { await task.value }) != nil
+        presenceSync.finish()
         if !stopped {
             logger.error(
-                "cluster bus: parts did not stop in time; leaving them",
-                metadata: [
-                    "parts": "\(runningParts.sorted)", "presence": "\(presenceSync.running.sorted)",
-                ])
+                "cluster bus: parts did not stop in time; leaving them", metadata: ["parts": "\(runningParts.sorted)"])
         }
     }
 
