@@ -14,35 +14,36 @@ import WebSocketsDemo
     @Test func onOffOnceSendAndErrorCallbacks() async throws {
         let harness = try await Harness.start()
         let browser = try await Chromium.launch()
-        defer { Task { await harness.stop() } }
-        defer { browser.kill() }
-        let page = try await browser.open(harness.pageURL("alice"), in: try await browser.newContext())
-        try await page.waitFor("cs.WebSockets.state === 'online'")
-        let result = try await page.evaluate(
-            """
-            (async () => {
-              const ws = cs.WebSockets, seen = [];
-              const next = (action) => new Promise((resolve) =>
-                ws.once(action, (...args) => resolve(['ok', ...args]), (...args) => resolve(['error', ...args])));
-              const a = (x) => seen.push('a:' + x), b = (x) => seen.push('b:' + x);
-              if (ws.on('hello', a).on('hello', b).once('hello', (x) => seen.push('once:' + x)) !== ws) throw 'not chained';
-              let reply = next('hello'); ws.send('hello', 'one'); await reply;
-              ws.off('hello', b);
-              reply = next('hello'); ws.send('hello', 'two'); await reply;
-              ws.off('hello');
-              reply = next('hello'); ws.send('hello', 'three'); await reply;
-              const boom = next('boom'); ws.send('boom'); const error = await boom;
-              let errors = 0; ws.once('boom', () => {}, () => errors++);
-              reply = next('boom'); ws.send('boom'); await reply;
-              reply = next('boom'); ws.send('boom'); await reply;
-              const spread = next('broadcast'); ws.send('broadcast', [1, 'two', {three: 3}]);
-              return { seen, error, errors, spread: await spread };
-            })()
-            """)
-        #expect(result["seen"] == ["a:Hello, one!", "b:Hello, one!", "once:Hello, one!", "a:Hello, two!"])
-        #expect(result["error"] == ["error", 502, "Bad Gateway"])
-        #expect(result["errors"] == 1)
-        #expect(result["spread"] == ["ok", 1, "two", ["three": 3]])
+        try await withTeardown({ await harness.stop() }) {
+            defer { browser.kill() }
+            let page = try await browser.open(harness.pageURL("alice"), in: try await browser.newContext())
+            try await page.waitFor("cs.WebSockets.state === 'online'")
+            let result = try await page.evaluate(
+                """
+                (async () => {
+                  const ws = cs.WebSockets, seen = [];
+                  const next = (action) => new Promise((resolve) =>
+                    ws.once(action, (...args) => resolve(['ok', ...args]), (...args) => resolve(['error', ...args])));
+                  const a = (x) => seen.push('a:' + x), b = (x) => seen.push('b:' + x);
+                  if (ws.on('hello', a).on('hello', b).once('hello', (x) => seen.push('once:' + x)) !== ws) throw 'not chained';
+                  let reply = next('hello'); ws.send('hello', 'one'); await reply;
+                  ws.off('hello', b);
+                  reply = next('hello'); ws.send('hello', 'two'); await reply;
+                  ws.off('hello');
+                  reply = next('hello'); ws.send('hello', 'three'); await reply;
+                  const boom = next('boom'); ws.send('boom'); const error = await boom;
+                  let errors = 0; ws.once('boom', () => {}, () => errors++);
+                  reply = next('boom'); ws.send('boom'); await reply;
+                  reply = next('boom'); ws.send('boom'); await reply;
+                  const spread = next('broadcast'); ws.send('broadcast', [1, 'two', {three: 3}]);
+                  return { seen, error, errors, spread: await spread };
+                })()
+                """)
+            #expect(result["seen"] == ["a:Hello, one!", "b:Hello, one!", "once:Hello, one!", "a:Hello, two!"])
+            #expect(result["error"] == ["error", 502, "Bad Gateway"])
+            #expect(result["errors"] == 1)
+            #expect(result["spread"] == ["ok", 1, "two", ["three": 3]])
+        }
     }
 
     /// Presence in the browser client: the snapshot after authentication, then online and offline, through
@@ -50,54 +51,58 @@ import WebSocketsDemo
     @Test func presenceEventsReachThePage() async throws {
         let harness = try await Harness.start { $0.presenceGrace = 0.5 }
         let browser = try await Chromium.launch()
-        defer { Task { await harness.stop() } }
-        defer { browser.kill() }
-        let carol = try await harness.connect("carol")
-        let page = try await browser.open(harness.pageURL("watcher"), in: try await browser.newContext())
-        try await page.waitFor("presence.length === 1")
-        #expect(try await page.evaluate("presence") == [["Presence/snapshot", ["online": [3]]]])
-        let alice = try await harness.connect("alice")
-        try await page.waitFor("presence.length === 2")
-        await alice.close()
-        await carol.close()
-        try await page.waitFor("presence.length === 4")
-        let seen = try await page.evaluate("presence").arrayValue ?? []
-        #expect(seen[1] == ["Presence/online", 1])
-        #expect(Set(seen[2...].map { $0.serialized() }) == [#"["Presence/offline",1]"#, #"["Presence/offline",3]"#])
+        try await withTeardown({ await harness.stop() }) {
+            defer { browser.kill() }
+            let carol = try await harness.connect("carol")
+            let page = try await browser.open(harness.pageURL("watcher"), in: try await browser.newContext())
+            try await page.waitFor("presence.length === 1")
+            #expect(try await page.evaluate("presence") == [["Presence/snapshot", ["online": [3]]]])
+            let alice = try await harness.connect("alice")
+            try await page.waitFor("presence.length === 2")
+            await alice.close()
+            await carol.close()
+            try await page.waitFor("presence.length === 4")
+            let seen = try await page.evaluate("presence").arrayValue ?? []
+            #expect(seen[1] == ["Presence/online", 1])
+            #expect(
+                Set(seen[2...].map { $0.serialized() }) == [#"["Presence/offline",1]"#, #"["Presence/offline",3]"#])
+        }
     }
 
     @Test func importableAsAnESModule() async throws {
         let harness = try await Harness.start()
         let browser = try await Chromium.launch()
-        defer { Task { await harness.stop() } }
-        defer { browser.kill() }
-        let page = try await browser.open(harness.pageURL("bob") + "&module=1", in: try await browser.newContext())
-        try await page.waitFor("window.imported === true && cs.WebSockets.state === 'online'")
-        #expect(
-            try await page.evaluate("new Promise((r) => cs.WebSockets.once('hello', r).send('hello', 'module'))")
-                == "Hello, module!")
+        try await withTeardown({ await harness.stop() }) {
+            defer { browser.kill() }
+            let page = try await browser.open(harness.pageURL("bob") + "&module=1", in: try await browser.newContext())
+            try await page.waitFor("window.imported === true && cs.WebSockets.state === 'online'")
+            #expect(
+                try await page.evaluate("new Promise((r) => cs.WebSockets.once('hello', r).send('hello', 'module'))")
+                    == "Hello, module!")
+        }
     }
 
     @Test func bothTabsOfAUserGetAPrivateMessage() async throws {
         let harness = try await Harness.start()
         let browser = try await Chromium.launch()
-        defer { Task { await harness.stop() } }
-        defer { browser.kill() }
-        let aliceContext = try await browser.newContext()
-        let tab1 = try await browser.open(harness.pageURL("alice"), in: aliceContext)
-        let tab2 = try await browser.open(harness.pageURL("alice"), in: aliceContext)
-        let bob = try await browser.open(harness.pageURL("bob"), in: try await browser.newContext())
-        for page in [tab1, tab2, bob] {
-            try await page.waitFor("cs.WebSockets.state === 'online'")
-            try await page.evaluate("window.got = []; cs.WebSockets.on('private', (text) => got.push(text)); true")
+        try await withTeardown({ await harness.stop() }) {
+            defer { browser.kill() }
+            let aliceContext = try await browser.newContext()
+            let tab1 = try await browser.open(harness.pageURL("alice"), in: aliceContext)
+            let tab2 = try await browser.open(harness.pageURL("alice"), in: aliceContext)
+            let bob = try await browser.open(harness.pageURL("bob"), in: try await browser.newContext())
+            for page in [tab1, tab2, bob] {
+                try await page.waitFor("cs.WebSockets.state === 'online'")
+                try await page.evaluate("window.got = []; cs.WebSockets.on('private', (text) => got.push(text)); true")
+            }
+            #expect(harness.server.sendToClients("private", "psst", .specificUsers, 1) == 2)
+            for page in [tab1, tab2] {
+                try await page.waitFor("got.length === 1")
+                #expect(try await page.evaluate("got") == ["psst"])
+            }
+            try await Task.sleep(for: .milliseconds(200))
+            #expect(try await bob.evaluate("got") == [])
         }
-        #expect(harness.server.sendToClients("private", "psst", .specificUsers, 1) == 2)
-        for page in [tab1, tab2] {
-            try await page.waitFor("got.length === 1")
-            #expect(try await page.evaluate("got") == ["psst"])
-        }
-        try await Task.sleep(for: .milliseconds(200))
-        #expect(try await bob.evaluate("got") == [])
     }
 
     @Test func aMessageQueuedWhileTheServerIsDownArrivesOnceAfterItReturns() async throws {
@@ -112,35 +117,40 @@ import WebSocketsDemo
         #expect(try await page.evaluate("cs.WebSockets.queued") == 1)
         try await Task.sleep(for: .milliseconds(300))
         let restarted = try await harness.restarted()
-        defer { Task { await restarted.stop() } }
-        try await page.waitFor("cs.WebSockets.state === 'online' && cs.WebSockets.queued === 0", timeout: .seconds(20))
-        try await eventually("the queued message reaches the site") {
-            harness.site.events(named: "WebSockets/message").contains { $0["action"] == "queued" }
+        try await withTeardown({ await restarted.stop() }) {
+            try await page.waitFor(
+                "cs.WebSockets.state === 'online' && cs.WebSockets.queued === 0", timeout: .seconds(20))
+            try await eventually("the queued message reaches the site") {
+                harness.site.events(named: "WebSockets/message").contains { $0["action"] == "queued" }
+            }
+            try await Task.sleep(for: .milliseconds(500))
+            let queued = harness.site.events(named: "WebSockets/message").filter { $0["action"] == "queued" }
+            #expect(queued.count == 1)
+            #expect(queued.first?["details"] == 42)
+            #expect(
+                try await page.evaluate("log.includes('state:offline') && log[log.length - 1] === 'state:online'")
+                    == true)
         }
-        try await Task.sleep(for: .milliseconds(500))
-        let queued = harness.site.events(named: "WebSockets/message").filter { $0["action"] == "queued" }
-        #expect(queued.count == 1)
-        #expect(queued.first?["details"] == 42)
-        #expect(
-            try await page.evaluate("log.includes('state:offline') && log[log.length - 1] === 'state:online'") == true)
     }
 
     @Test func serverCloseStopsReconnecting() async throws {
         let harness = try await Harness.start()
         let browser = try await Chromium.launch()
-        defer { Task { await harness.stop() } }
-        defer { browser.kill() }
-        let page = try await browser.open(harness.pageURL("carol"), in: try await browser.newContext())
-        try await page.waitFor("cs.WebSockets.state === 'online'")
-        try await page.evaluate("window.serverCloses = 0; cs.WebSockets.on('Server/close', () => serverCloses++); true")
-        harness.server.sendToClients("Server/close_by_user", 3, .all)
-        try await page.waitFor("cs.WebSockets.state === 'closed' && serverCloses === 1")
-        // Going online again (or becoming visible) must not bring a closed client back.
-        try await page.evaluate("window.dispatchEvent(new Event('online')); true")
-        try await Task.sleep(for: .seconds(2))
-        #expect(try await page.evaluate("cs.WebSockets.state") == "closed")
-        #expect(harness.server.hub.counts.connections == 0)
-        #expect(harness.site.sessionRequests("carol") == 1)
+        try await withTeardown({ await harness.stop() }) {
+            defer { browser.kill() }
+            let page = try await browser.open(harness.pageURL("carol"), in: try await browser.newContext())
+            try await page.waitFor("cs.WebSockets.state === 'online'")
+            try await page.evaluate(
+                "window.serverCloses = 0; cs.WebSockets.on('Server/close', () => serverCloses++); true")
+            harness.server.sendToClients("Server/close_by_user", 3, .all)
+            try await page.waitFor("cs.WebSockets.state === 'closed' && serverCloses === 1")
+            // Going online again (or becoming visible) must not bring a closed client back.
+            try await page.evaluate("window.dispatchEvent(new Event('online')); true")
+            try await Task.sleep(for: .seconds(2))
+            #expect(try await page.evaluate("cs.WebSockets.state") == "closed")
+            #expect(harness.server.hub.counts.connections == 0)
+            #expect(harness.site.sessionRequests("carol") == 1)
+        }
     }
 
     /// The demo on a phone: a blank name says why it was refused, and at 390 px neither the form nor the chat is
@@ -148,78 +158,83 @@ import WebSocketsDemo
     @Test func demoOnAPhone() async throws {
         let demo = try await DemoSite.start(port: 0)
         let browser = try await Chromium.launch()
-        defer { Task { await demo.webSocketsServer.shutdown() } }
-        defer { browser.kill() }
-        let page = try await browser.open(demo.url, in: try await browser.newContext())
-        _ = try await page.devtools.call(
-            "Emulation.setDeviceMetricsOverride",
-            ["width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": true], session: page.session)
-        let fits = "document.documentElement.scrollWidth <= 390"
-        try await page.waitFor(fits)
-        try await page.evaluate(
-            "document.getElementById('name').value = '   '; document.querySelector('form').submit(); true")
-        try await page.waitFor("document.getElementById('name-error')")
-        #expect(
-            try await page.evaluate("document.getElementById('name-error').innerText")
-                == "Pick a name of 1 to 32 characters.")
-        try await page.evaluate(
-            "document.getElementById('name').value = 'Ann'; document.querySelector('form').submit(); true")
-        try await page.waitFor(
-            "document.getElementById('status') && document.getElementById('status').textContent === 'online'")
-        try await page.evaluate(
-            "document.getElementById('text').value = '\(String(repeating: "w", count: 200))'; document.getElementById('send').requestSubmit(); true"
-        )
-        try await page.waitFor("document.getElementById('log').innerText.includes('www')")
-        let width = try await page.evaluate("document.documentElement.scrollWidth")
-        #expect(width.intValue.map { $0 <= 390 } == true, "\(width)")
+        try await withTeardown({ await demo.webSocketsServer.shutdown() }) {
+            defer { browser.kill() }
+            let page = try await browser.open(demo.url, in: try await browser.newContext())
+            _ = try await page.devtools.call(
+                "Emulation.setDeviceMetricsOverride",
+                ["width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": true], session: page.session)
+            let fits = "document.documentElement.scrollWidth <= 390"
+            try await page.waitFor(fits)
+            try await page.evaluate(
+                "document.getElementById('name').value = '   '; document.querySelector('form').submit(); true")
+            try await page.waitFor("document.getElementById('name-error')")
+            #expect(
+                try await page.evaluate("document.getElementById('name-error').innerText")
+                    == "Pick a name of 1 to 32 characters.")
+            try await page.evaluate(
+                "document.getElementById('name').value = 'Ann'; document.querySelector('form').submit(); true")
+            try await page.waitFor(
+                "document.getElementById('status') && document.getElementById('status').textContent === 'online'")
+            try await page.evaluate(
+                "document.getElementById('text').value = '\(String(repeating: "w", count: 200))'; document.getElementById('send').requestSubmit(); true"
+            )
+            try await page.waitFor("document.getElementById('log').innerText.includes('www')")
+            let width = try await page.evaluate("document.documentElement.scrollWidth")
+            #expect(width.intValue.map { $0 <= 390 } == true, "\(width)")
+        }
     }
 
     @Test func demoChatBetweenTwoUsers() async throws {
         let demo = try await DemoSite.start(port: 0) { $0.presenceGrace = 1 }
         let browser = try await Chromium.launch()
-        defer { Task { await demo.webSocketsServer.shutdown() } }
-        defer { browser.kill() }
-        func join(_ name: String) async throws -> BrowserPage {
-            let page = try await browser.open(demo.url, in: try await browser.newContext())
-            try await page.evaluate(
-                "document.getElementById('name').value = '\(name)'; document.querySelector('form').submit(); true")
-            try await page.waitFor(
-                "document.getElementById('status') && document.getElementById('status').textContent === 'online'")
-            return page
+        try await withTeardown({ await demo.webSocketsServer.shutdown() }) {
+            defer { browser.kill() }
+            func join(_ name: String) async throws -> BrowserPage {
+                let page = try await browser.open(demo.url, in: try await browser.newContext())
+                try await page.evaluate(
+                    "document.getElementById('name').value = '\(name)'; document.querySelector('form').submit(); true")
+                try await page.waitFor(
+                    "document.getElementById('status') && document.getElementById('status').textContent === 'online'")
+                return page
+            }
+            let ann = try await join("Ann")
+            let ben = try await join("Ben")
+            func text(_ page: BrowserPage, _ selector: String) async throws -> String {
+                try await page.evaluate("document.querySelector('\(selector)').innerText").stringValue ?? ""
+            }
+            try await ann.waitFor("document.getElementById('users').innerText.includes('Ben')")
+            // Everyone: Ann writes, Ben reads.
+            try await ann.evaluate(
+                "document.getElementById('text').value = 'Hi Ben'; document.getElementById('send').requestSubmit(); true"
+            )
+            try await ben.waitFor("document.getElementById('log').innerText.includes('Ann: Hi Ben')")
+            // Privately: Ben picks Ann in the list and writes; both see it.
+            try await ben.evaluate(
+                "[...document.querySelectorAll('#users li')].find((li) => li.textContent === 'Ann').click(); true")
+            try await ben.waitFor("document.getElementById('to').textContent.includes('Ann')")
+            try await ben.evaluate(
+                "document.getElementById('text').value = 'just you'; document.getElementById('send').requestSubmit(); true"
+            )
+            try await ann.waitFor("document.getElementById('log').innerText.includes('(private) Ben → Ann: just you')")
+            try await ben.waitFor("document.getElementById('log').innerText.includes('(private) Ben → Ann: just you')")
+            // An error reply is shown; the seed's hello works.
+            try await ann.evaluate(
+                "document.getElementById('text').value = '  '; document.getElementById('send').requestSubmit(); true")
+            try await ann.waitFor(
+                "document.getElementById('log').innerText.includes('Error 400: Write something first')")
+            try await ann.evaluate("document.getElementById('hello').click(); true")
+            try await ann.waitFor("document.getElementById('log').innerText.includes('Site says: Hello back, Ann!')")
+            #expect(try await text(ann, "#users").contains("Ann (you)"))
+            let screenshot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+                .deletingLastPathComponent().appendingPathComponent(".build/demo-screenshot.png").path
+            try await ann.screenshot(to: screenshot)
+            // Both dots are green, from the server's presence.
+            let benDot = "[...document.querySelectorAll('#users li')].find((li) => li.textContent === 'Ben').firstChild"
+            #expect(try await ann.evaluate("\(benDot).className") == "dot online")
+            // Signing out closes the tab's socket for good: Ben's dot turns grey after the grace, and stays listed.
+            try await ben.evaluate("document.getElementById('logout').click(); true")
+            try await ann.waitFor("\(benDot).className === 'dot'")
         }
-        let ann = try await join("Ann")
-        let ben = try await join("Ben")
-        func text(_ page: BrowserPage, _ selector: String) async throws -> String {
-            try await page.evaluate("document.querySelector('\(selector)').innerText").stringValue ?? ""
-        }
-        try await ann.waitFor("document.getElementById('users').innerText.includes('Ben')")
-        // Everyone: Ann writes, Ben reads.
-        try await ann.evaluate(
-            "document.getElementById('text').value = 'Hi Ben'; document.getElementById('send').requestSubmit(); true")
-        try await ben.waitFor("document.getElementById('log').innerText.includes('Ann: Hi Ben')")
-        // Privately: Ben picks Ann in the list and writes; both see it.
-        try await ben.evaluate(
-            "[...document.querySelectorAll('#users li')].find((li) => li.textContent === 'Ann').click(); true")
-        try await ben.waitFor("document.getElementById('to').textContent.includes('Ann')")
-        try await ben.evaluate(
-            "document.getElementById('text').value = 'just you'; document.getElementById('send').requestSubmit(); true")
-        try await ann.waitFor("document.getElementById('log').innerText.includes('(private) Ben → Ann: just you')")
-        try await ben.waitFor("document.getElementById('log').innerText.includes('(private) Ben → Ann: just you')")
-        // An error reply is shown; the seed's hello works.
-        try await ann.evaluate(
-            "document.getElementById('text').value = '  '; document.getElementById('send').requestSubmit(); true")
-        try await ann.waitFor("document.getElementById('log').innerText.includes('Error 400: Write something first')")
-        try await ann.evaluate("document.getElementById('hello').click(); true")
-        try await ann.waitFor("document.getElementById('log').innerText.includes('Site says: Hello back, Ann!')")
-        #expect(try await text(ann, "#users").contains("Ann (you)"))
-        let screenshot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent(".build/demo-screenshot.png").path
-        try await ann.screenshot(to: screenshot)
-        // Both dots are green, from the server's presence.
-        let benDot = "[...document.querySelectorAll('#users li')].find((li) => li.textContent === 'Ben').firstChild"
-        #expect(try await ann.evaluate("\(benDot).className") == "dot online")
-        // Signing out closes the tab's socket for good: Ben's dot turns grey after the grace, and stays listed.
-        try await ben.evaluate("document.getElementById('logout').click(); true")
-        try await ann.waitFor("\(benDot).className === 'dot'")
     }
 }

@@ -17,15 +17,17 @@ import Testing
 
     @Test func theServerServesPublicWebSocketsJSWithValidators() async throws {
         let harness = try await Harness.start()
-        defer { Task { await harness.stop() } }
-        let served = try await harness.http("GET", "/WebSockets/client.js")
-        #expect(served.status == 200)
-        // scripts/embed-client.sh copies public/ into the binary; this fails when they drift apart.
-        #expect(served.body == (try publicFile("WebSockets.js")))
-        #expect((try await harness.http("GET", "/WebSockets/client.mjs")).body == (try publicFile("WebSockets.mjs")))
-        let etag = StaticAsset.classicClient.etag
-        let revalidated = try await harness.http("GET", "/WebSockets/client.js", headers: [("If-None-Match", etag)])
-        #expect(revalidated.status == 304)
-        #expect(revalidated.body.isEmpty)
+        try await withTeardown({ await harness.stop() }) {
+            let served = try await harness.http("GET", "/WebSockets/client.js")
+            #expect(served.status == 200)
+            // scripts/embed-client.sh copies public/ into the binary; this fails when they drift apart.
+            #expect(served.body == (try publicFile("WebSockets.js")))
+            #expect(
+                (try await harness.http("GET", "/WebSockets/client.mjs")).body == (try publicFile("WebSockets.mjs")))
+            let etag = StaticAsset.classicClient.etag
+            let revalidated = try await harness.http("GET", "/WebSockets/client.js", headers: [("If-None-Match", etag)])
+            #expect(revalidated.status == 304)
+            #expect(revalidated.body.isEmpty)
+        }
     }
 }

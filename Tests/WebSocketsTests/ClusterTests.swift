@@ -86,83 +86,87 @@ import Testing
     @Test func sendsOnEachServerReachTabsOnTheOthers() async throws {
         let cluster = try await Cluster.start(3)
         defer { cluster.postgres.shutdown() }
-        defer { Task { await cluster.stopServers() } }
-        let aliceOnA = try await cluster.connect("alice", to: 0)
-        let aliceOnB = try await cluster.connect("alice2", to: 1)
-        let bobOnC = try await cluster.connect("bob", to: 2)
-        for index in 0..<3 {
-            #expect(try await cluster.post(#"["from", \#(index), 3, 1]"#, to: index) == 202)
-            for socket in [aliceOnA, aliceOnB] {
-                let frame = try JSON(parsing: try await socket.nextText())
-                #expect(frame.arrayValue?.prefix(2) == ["from", .int(Int64(index))])
-                #expect(frame.arrayValue?.count == 3, "the frame carries its id")
+        try await withTeardown({ await cluster.stopServers() }) {
+            let aliceOnA = try await cluster.connect("alice", to: 0)
+            let aliceOnB = try await cluster.connect("alice2", to: 1)
+            let bobOnC = try await cluster.connect("bob", to: 2)
+            for index in 0..<3 {
+                #expect(try await cluster.post(#"["from", \#(index), 3, 1]"#, to: index) == 202)
+                for socket in [aliceOnA, aliceOnB] {
+                    let frame = try JSON(parsing: try await socket.nextText())
+                    #expect(frame.arrayValue?.prefix(2) == ["from", .int(Int64(index))])
+                    #expect(frame.arrayValue?.count == 3, "the frame carries its id")
+                }
             }
+            try await bobOnC.expectNoMessage()
+            // Groups and in-process sends cross servers too; a browser's message answered by the site reaches all.
+            cluster.servers[2].sendToClients("group", "g2", .usersGroup, 2)
+            #expect(try await bobOnC.nextMessage() == Message(action: "group", details: "g2"))
+            try await aliceOnB.send("broadcast", "everyone")
+            for socket in [aliceOnA, aliceOnB, bobOnC] {
+                #expect(try await socket.nextMessage() == Message(action: "broadcast", details: "everyone"))
+            }
+            // Logging a user out closes their tabs on every server.
+            cluster.servers[2].sendToClients("Server/close_by_user", 1, .all)
+            for socket in [aliceOnA, aliceOnB] {
+                #expect(try await socket.nextClose().before.last == Message(action: "Server/close"))
+            }
+            try await bobOnC.expectNoMessage()
+            // Every server is in the pool, and leaves it on shutdown.
+            #expect(try await cluster.postgres.psql("SELECT count(*) FROM websockets_pool") == "3")
+            await cluster.servers[1].shutdown()
+            #expect(try await cluster.postgres.psql("SELECT count(*) FROM websockets_pool") == "2")
         }
-        try await bobOnC.expectNoMessage()
-        // Groups and in-process sends cross servers too; a browser's message answered by the site reaches all.
-        cluster.servers[2].sendToClients("group", "g2", .usersGroup, 2)
-        #expect(try await bobOnC.nextMessage() == Message(action: "group", details: "g2"))
-        try await aliceOnB.send("broadcast", "everyone")
-        for socket in [aliceOnA, aliceOnB, bobOnC] {
-            #expect(try await socket.nextMessage() == Message(action: "broadcast", details: "everyone"))
-        }
-        // Logging a user out closes their tabs on every server.
-        cluster.servers[2].sendToClients("Server/close_by_user", 1, .all)
-        for socket in [aliceOnA, aliceOnB] {
-            #expect(try await socket.nextClose().before.last == Message(action: "Server/close"))
-        }
-        try await bobOnC.expectNoMessage()
-        // Every server is in the pool, and leaves it on shutdown.
-        #expect(try await cluster.postgres.psql("SELECT count(*) FROM websockets_pool") == "3")
-        await cluster.servers[1].shutdown()
-        #expect(try await cluster.postgres.psql("SELECT count(*) FROM websockets_pool") == "2")
     }
 
     @Test func aSendInsideARolledBackTransactionReachesNoOne() async throws {
         let cluster = try await Cluster.start(2)
         defer { cluster.postgres.shutdown() }
-        defer { Task { await cluster.stopServers() } }
-        let alice = try await cluster.connect("alice", to: 0)
-        let bob = try await cluster.connect("bob", to: 1)
-        try await cluster.postgres.psql(#"BEGIN; SELECT websockets_send('tx', '"rolled back"', 1); ROLLBACK;"#)
-        try await alice.expectNoMessage(within: .milliseconds(1500))
-        try await bob.expectNoMessage(within: .milliseconds(100))
-        try await cluster.postgres.psql(#"BEGIN; SELECT websockets_send('tx', '"committed"', 3, '2'); COMMIT;"#)
-        #expect(try await bob.nextMessage() == Message(action: "tx", details: "committed"))
-        try await alice.expectNoMessage()
+        try await withTeardown({ await cluster.stopServers() }) {
+            let alice = try await cluster.connect("alice", to: 0)
+            let bob = try await cluster.connect("bob", to: 1)
+            try await cluster.postgres.psql(#"BEGIN; SELECT websockets_send('tx', '"rolled back"', 1); ROLLBACK;"#)
+            try await alice.expectNoMessage(within: .milliseconds(1500))
+            try await bob.expectNoMessage(within: .milliseconds(100))
+            try await cluster.postgres.psql(#"BEGIN; SELECT websockets_send('tx', '"committed"', 3, '2'); COMMIT;"#)
+            #expect(try await bob.nextMessage() == Message(action: "tx", details: "committed"))
+            try await alice.expectNoMessage()
+        }
     }
 
     @Test func aHundredKilobytePayloadCrossesServers() async throws {
         let cluster = try await Cluster.start(2)
         defer { cluster.postgres.shutdown() }
-        defer { Task { await cluster.stopServers() } }
-        let bob = try await cluster.connect("bob", to: 1)
-        let big = String(repeating: "0123456789abcdef", count: 6400)
-        cluster.servers[0].sendToClients("big", .string(big), .specificUsers, 2)
-        let message = try await bob.nextMessage()
-        #expect(message.details.stringValue == big)
+        try await withTeardown({ await cluster.stopServers() }) {
+            let bob = try await cluster.connect("bob", to: 1)
+            let big = String(repeating: "0123456789abcdef", count: 6400)
+            cluster.servers[0].sendToClients("big", .string(big), .specificUsers, 2)
+            let message = try await bob.nextMessage()
+            #expect(message.details.stringValue == big)
+        }
     }
 
     @Test func aPostgresRestartMidStreamLosesNothing() async throws {
         let cluster = try await Cluster.start(2)
         defer { cluster.postgres.shutdown() }
-        defer { Task { await cluster.stopServers() } }
-        let alice = try await cluster.connect("alice", to: 0)
-        let bob = try await cluster.connect("bob", to: 1)
-        for number in 1...45 {
-            if number == 16 { try await cluster.postgres.stop() }
-            if number == 31 { try await cluster.postgres.start() }
-            #expect(try await cluster.post(#"["n", \#(number), 1]"#, to: 0) == 202)
-            try await Task.sleep(for: .milliseconds(20))
-        }
-        for socket in [alice, bob] {
-            var seen: [Int64] = []
-            while seen.count < 45 {
-                let message = try await socket.nextMessage(timeout: .seconds(20))
-                if message.action == "n", let number = message.details.intValue { seen.append(number) }
+        try await withTeardown({ await cluster.stopServers() }) {
+            let alice = try await cluster.connect("alice", to: 0)
+            let bob = try await cluster.connect("bob", to: 1)
+            for number in 1...45 {
+                if number == 16 { try await cluster.postgres.stop() }
+                if number == 31 { try await cluster.postgres.start() }
+                #expect(try await cluster.post(#"["n", \#(number), 1]"#, to: 0) == 202)
+                try await Task.sleep(for: .milliseconds(20))
             }
-            #expect(seen.sorted() == Array(1...45), "every send arrives once")
-            try await socket.expectNoMessage(within: .milliseconds(300))
+            for socket in [alice, bob] {
+                var seen: [Int64] = []
+                while seen.count < 45 {
+                    let message = try await socket.nextMessage(timeout: .seconds(20))
+                    if message.action == "n", let number = message.details.intValue { seen.append(number) }
+                }
+                #expect(seen.sorted() == Array(1...45), "every send arrives once")
+                try await socket.expectNoMessage(within: .milliseconds(300))
+            }
         }
     }
 
@@ -171,54 +175,59 @@ import Testing
     @Test func aSendRightAfterPostgresStopsReachesThisServersTabsAtOnce() async throws {
         let cluster = try await Cluster.start(1)
         defer { cluster.postgres.shutdown() }
-        defer { Task { await cluster.stopServers() } }
-        let alice = try await cluster.connect("alice", to: 0)
-        try await cluster.postgres.stop()
-        // The LISTEN connection's loss is how the server learns it; let it be read.
-        try await Task.sleep(for: .milliseconds(200))
-        cluster.servers[0].sendToClients("during", 1, .specificUsers, 1)
-        #expect(try await alice.nextMessage(timeout: .seconds(1)) == Message(action: "during", details: 1))
+        try await withTeardown({ await cluster.stopServers() }) {
+            let alice = try await cluster.connect("alice", to: 0)
+            try await cluster.postgres.stop()
+            // The LISTEN connection's loss is how the server learns it; let it be read.
+            try await Task.sleep(for: .milliseconds(200))
+            cluster.servers[0].sendToClients("during", 1, .specificUsers, 1)
+            #expect(try await alice.nextMessage(timeout: .seconds(1)) == Message(action: "during", details: 1))
+        }
     }
 
     @Test func clientsOfAKilledServerRecoverThroughAnother() async throws {
         let cluster = try await Cluster.start(1)
         defer { cluster.postgres.shutdown() }
-        defer { Task { await cluster.stopServers() } }
-        let (doomed, port) = try await cluster.serverProcess()
-        defer { doomed.stop() }
-        let alice = try await TestWebSocket.authenticated(port: port, sid: "alice")
-        _ = try await alice.nextMessage()
-        cluster.servers[0].sendToClients("before", 1, .specificUsers, 1)
-        let seen = try JSON(parsing: try await alice.nextText())
-        let lastID = try #require(seen.arrayValue?[2].intValue)
+        try await withTeardown({ await cluster.stopServers() }) {
+            let (doomed, port) = try await cluster.serverProcess()
+            defer { doomed.stop() }
+            let alice = try await TestWebSocket.authenticated(port: port, sid: "alice")
+            _ = try await alice.nextMessage()
+            cluster.servers[0].sendToClients("before", 1, .specificUsers, 1)
+            let seen = try JSON(parsing: try await alice.nextText())
+            let lastID = try #require(seen.arrayValue?[2].intValue)
 
-        kill(doomed.process.processIdentifier, SIGKILL)
-        await doomed.process.exited()
-        for (index, action) in ["missed-1", "other-user", "missed-2"].enumerated() {
-            cluster.servers[0].sendToClients(action, .int(Int64(index)), .specificUsers, action == "other-user" ? 2 : 1)
+            kill(doomed.process.processIdentifier, SIGKILL)
+            await doomed.process.exited()
+            for (index, action) in ["missed-1", "other-user", "missed-2"].enumerated() {
+                cluster.servers[0].sendToClients(
+                    action, .int(Int64(index)), .specificUsers, action == "other-user" ? 2 : 1)
+            }
+            try await Task.sleep(for: .milliseconds(300))
+            // Back through the other server, saying what it saw last: the missed messages come first, in order.
+            let back = try await TestWebSocket.connect(
+                port: cluster.servers[0].port, headers: [("Cookie", "sid=alice")])
+            try await back.send("Client/authentication", ["last_id": .int(lastID)])
+            #expect(try await back.nextMessage() == Message(action: "Client/authentication", details: "ok"))
+            #expect(try await back.nextMessage().action == "missed-1")
+            #expect(try await back.nextMessage().action == "missed-2")
+            let recovery = try await back.nextMessage()
+            #expect(recovery.action == "Client/recovery")
+            #expect(recovery.details["recovered"] == 2)
+            #expect(recovery.details["complete"] == true)
+            cluster.servers[0].sendToClients("live", nil, .specificUsers, 1)
+            #expect(try await back.nextMessage().action == "live")
+
+            // Beyond the retention window the browser is told that recovery is incomplete.
+            try await cluster.postgres.psql("DELETE FROM websockets_messages")
+            let late = try await TestWebSocket.connect(
+                port: cluster.servers[0].port, headers: [("Cookie", "sid=alice")])
+            try await late.send("Client/authentication", ["last_id": .int(lastID)])
+            _ = try await late.nextMessage()
+            let incomplete = try await late.nextMessage()
+            #expect(incomplete.action == "Client/recovery")
+            #expect(incomplete.details["complete"] == false)
         }
-        try await Task.sleep(for: .milliseconds(300))
-        // Back through the other server, saying what it saw last: the missed messages come first, in order.
-        let back = try await TestWebSocket.connect(port: cluster.servers[0].port, headers: [("Cookie", "sid=alice")])
-        try await back.send("Client/authentication", ["last_id": .int(lastID)])
-        #expect(try await back.nextMessage() == Message(action: "Client/authentication", details: "ok"))
-        #expect(try await back.nextMessage().action == "missed-1")
-        #expect(try await back.nextMessage().action == "missed-2")
-        let recovery = try await back.nextMessage()
-        #expect(recovery.action == "Client/recovery")
-        #expect(recovery.details["recovered"] == 2)
-        #expect(recovery.details["complete"] == true)
-        cluster.servers[0].sendToClients("live", nil, .specificUsers, 1)
-        #expect(try await back.nextMessage().action == "live")
-
-        // Beyond the retention window the browser is told that recovery is incomplete.
-        try await cluster.postgres.psql("DELETE FROM websockets_messages")
-        let late = try await TestWebSocket.connect(port: cluster.servers[0].port, headers: [("Cookie", "sid=alice")])
-        try await late.send("Client/authentication", ["last_id": .int(lastID)])
-        _ = try await late.nextMessage()
-        let incomplete = try await late.nextMessage()
-        #expect(incomplete.action == "Client/recovery")
-        #expect(incomplete.details["complete"] == false)
     }
 
     /// Issue 12, point 7: three servers, one SIGKILLed under a mixed stream of sends; its tabs reconnect to the
@@ -227,53 +236,55 @@ import Testing
     @Test func aFailoverUnderAMixedStreamLosesNothingAndRepeatsNothing() async throws {
         let cluster = try await Cluster.start(2)
         defer { cluster.postgres.shutdown() }
-        defer { Task { await cluster.stopServers() } }
-        let (doomed, doomedPort) = try await cluster.serverProcess()
-        defer { doomed.stop() }
-        let ports = [cluster.servers[0].port, cluster.servers[1].port, doomedPort]
-        let sids = ["alice", "bob", "carol"]
-        // The killed server's tabs come back on the two others, alternately.
-        let tabs = (0..<30).map { index in
-            FailoverTab(sid: sids[index % sids.count], port: ports[index % 3], fallback: ports[(index / 3) % 2])
-        }
-        let runs = tabs.map { tab in Task { await tab.run() } }
-        try await eventually(timeout: .seconds(20), "every tab authenticated") { tabs.allSatisfy(\.isRecovered) }
-        // 300 sends from one server (one id sequence in commit order): to everyone, to user 1, to group 2.
-        let total = 300
-        for k in 0..<total {
-            if k == 100 {
-                kill(doomed.process.processIdentifier, SIGKILL)
+        try await withTeardown({ await cluster.stopServers() }) {
+            let (doomed, doomedPort) = try await cluster.serverProcess()
+            defer { doomed.stop() }
+            let ports = [cluster.servers[0].port, cluster.servers[1].port, doomedPort]
+            let sids = ["alice", "bob", "carol"]
+            // The killed server's tabs come back on the two others, alternately.
+            let tabs = (0..<30).map { index in
+                FailoverTab(sid: sids[index % sids.count], port: ports[index % 3], fallback: ports[(index / 3) % 2])
             }
-            let send: Send
-            switch k % 3 {
-            case 0: send = Send(action: "s", details: .int(Int64(k)), sendTo: .all)
-            case 1: send = Send(action: "s", details: .int(Int64(k)), sendTo: .specificUsers, target: [1])
-            default: send = Send(action: "s", details: .int(Int64(k)), sendTo: .usersGroup, target: 2)
-            }
-            await cluster.servers[0].perform([send])
-            try await Task.sleep(for: .milliseconds(4))
-        }
-        await cluster.servers[0].perform([Send(action: "end", sendTo: .all)])
-        try await eventually(timeout: .seconds(30), "every tab got the end") { tabs.allSatisfy(\.ended) }
-        for tab in tabs { tab.stop() }
-        for run in runs { await run.value }
-        await doomed.process.exited()
-        for tab in tabs {
-            let expected = (0..<total).filter { k in
-                switch k % 3 {
-                case 0: return true
-                case 1: return tab.sid == "alice"
-                default: return tab.sid != "alice"
+            let runs = tabs.map { tab in Task { await tab.run() } }
+            try await eventually(timeout: .seconds(20), "every tab authenticated") { tabs.allSatisfy(\.isRecovered) }
+            // 300 sends from one server (one id sequence in commit order): to everyone, to user 1, to group 2.
+            let total = 300
+            for k in 0..<total {
+                if k == 100 {
+                    kill(doomed.process.processIdentifier, SIGKILL)
                 }
+                let send: Send
+                switch k % 3 {
+                case 0: send = Send(action: "s", details: .int(Int64(k)), sendTo: .all)
+                case 1: send = Send(action: "s", details: .int(Int64(k)), sendTo: .specificUsers, target: [1])
+                default: send = Send(action: "s", details: .int(Int64(k)), sendTo: .usersGroup, target: 2)
+                }
+                await cluster.servers[0].perform([send])
+                try await Task.sleep(for: .milliseconds(4))
             }
-            let (ids, details, liveBeforeReplay) = tab.received
-            #expect(Set(ids).count == ids.count, "\(tab.sid) on \(tab.port): a message twice")
-            #expect(ids == ids.sorted(), "\(tab.sid) on \(tab.port): out of id order")
-            #expect(
-                details.sorted() == expected, "\(tab.sid) on \(tab.port): \(expected.count - details.count) missing")
-            #expect(liveBeforeReplay == 0, "\(tab.sid) on \(tab.port): live messages before its replay")
+            await cluster.servers[0].perform([Send(action: "end", sendTo: .all)])
+            try await eventually(timeout: .seconds(30), "every tab got the end") { tabs.allSatisfy(\.ended) }
+            for tab in tabs { tab.stop() }
+            for run in runs { await run.value }
+            await doomed.process.exited()
+            for tab in tabs {
+                let expected = (0..<total).filter { k in
+                    switch k % 3 {
+                    case 0: return true
+                    case 1: return tab.sid == "alice"
+                    default: return tab.sid != "alice"
+                    }
+                }
+                let (ids, details, liveBeforeReplay) = tab.received
+                #expect(Set(ids).count == ids.count, "\(tab.sid) on \(tab.port): a message twice")
+                #expect(ids == ids.sorted(), "\(tab.sid) on \(tab.port): out of id order")
+                #expect(
+                    details.sorted() == expected, "\(tab.sid) on \(tab.port): \(expected.count - details.count) missing"
+                )
+                #expect(liveBeforeReplay == 0, "\(tab.sid) on \(tab.port): live messages before its replay")
+            }
+            #expect(tabs.contains { $0.reconnections > 0 })
         }
-        #expect(tabs.contains { $0.reconnections > 0 })
     }
 
     /// In a cluster a connection holds live messages until its replay: one that never authenticates cannot make
@@ -284,107 +295,111 @@ import Testing
             $0.authenticationTimeout = 60
         }
         defer { cluster.postgres.shutdown() }
-        defer { Task { await cluster.stopServers() } }
-        let silent = try await TestWebSocket.connect(port: cluster.servers[0].port)
-        let alice = try await cluster.connect("alice", to: 0)
-        let payload = JSON.string(String(repeating: "z", count: 1000))
-        // One at a time, each read by alice: she is a fast reader; the silent one holds 1 KB more each time.
-        for _ in 0..<30 {
-            cluster.servers[0].sendToClients("big", payload, .all)
-            #expect(try await alice.nextMessage().action == "big")
+        try await withTeardown({ await cluster.stopServers() }) {
+            let silent = try await TestWebSocket.connect(port: cluster.servers[0].port)
+            let alice = try await cluster.connect("alice", to: 0)
+            let payload = JSON.string(String(repeating: "z", count: 1000))
+            // One at a time, each read by alice: she is a fast reader; the silent one holds 1 KB more each time.
+            for _ in 0..<30 {
+                cluster.servers[0].sendToClients("big", payload, .all)
+                #expect(try await alice.nextMessage().action == "big")
+            }
+            let close = try await silent.nextClose()
+            #expect(close.code == 1013)
+            let metrics = String(decoding: cluster.servers[0].metrics.render(), as: UTF8.self)
+            #expect(metrics.contains(#"websockets_dropped_total{reason="replay_overflow"}"#))
         }
-        let close = try await silent.nextClose()
-        #expect(close.code == 1013)
-        let metrics = String(decoding: cluster.servers[0].metrics.render(), as: UTF8.self)
-        #expect(metrics.contains(#"websockets_dropped_total{reason="replay_overflow"}"#))
     }
 
     /// Issue 12, point 4: details reach the browser byte for byte through every way in of a cluster.
     @Test func detailsPassThroughEveryWayInAsWritten() async throws {
         let cluster = try await Cluster.start(1) { $0.siteTimeout = 15 }
         defer { cluster.postgres.shutdown() }
-        defer { Task { await cluster.stopServers() } }
-        let details = TestSite.verbatimDetails
-        let alice = try await cluster.connect("alice", to: 0)
-        func expectVerbatim(_ action: String) async throws {
-            let text = try await alice.nextText(timeout: .seconds(15))
-            #expect(text.hasPrefix("[\"\(action)\",\(details),") && text.hasSuffix("]"), "\(text)")
+        try await withTeardown({ await cluster.stopServers() }) {
+            let details = TestSite.verbatimDetails
+            let alice = try await cluster.connect("alice", to: 0)
+            func expectVerbatim(_ action: String) async throws {
+                let text = try await alice.nextText(timeout: .seconds(15))
+                #expect(text.hasPrefix("[\"\(action)\",\(details),") && text.hasSuffix("]"), "\(text)")
+            }
+            // HTTP.
+            #expect(try await cluster.post(#"["http","# + details + ",1]", to: 0) == 202)
+            try await expectVerbatim("http")
+            // The seed's internal message over a WebSocket.
+            let port = cluster.servers[0].port
+            let seed = try await TestWebSocket.connect(port: port)
+            try await seed.send(
+                text: #"["Application/Internal:"# + cluster.site.key + #"",["internal","# + details + ",3,1]]")
+            try await expectVerbatim("internal")
+            // The site's answer to a browser's message, and the browser's details as the site got them.
+            try await alice.send(text: #"["verbatim","# + details + "]")
+            try await expectVerbatim("verbatim")
+            // Found by its action: the user's `User/online`, told by PostgreSQL, may reach the site after it.
+            let bodies = cluster.site.state.withLockedValue { $0.messageBodies }
+            #expect(bodies.contains { $0.contains(#""action":"verbatim""#) && $0.contains(#""details":"# + details) })
+            // The command line.
+            let sent = try await ServerProcess.run(
+                [
+                    "send", "cli", details, "--to", "all", "--postgres", cluster.postgres.url, "--security-key",
+                    cluster.site.key, "--listen-port", "1",
+                ], directory: try ServerProcess.temporaryDirectory())
+            #expect(sent.status == 0)
+            try await expectVerbatim("cli")
+            // SQL.
+            _ = try await cluster.postgres.psql("SELECT websockets_send('sql', '\(details)', 3, '1')")
+            try await expectVerbatim("sql")
         }
-        // HTTP.
-        #expect(try await cluster.post(#"["http","# + details + ",1]", to: 0) == 202)
-        try await expectVerbatim("http")
-        // The seed's internal message over a WebSocket.
-        let port = cluster.servers[0].port
-        let seed = try await TestWebSocket.connect(port: port)
-        try await seed.send(
-            text: #"["Application/Internal:"# + cluster.site.key + #"",["internal","# + details + ",3,1]]")
-        try await expectVerbatim("internal")
-        // The site's answer to a browser's message, and the browser's details as the site got them.
-        try await alice.send(text: #"["verbatim","# + details + "]")
-        try await expectVerbatim("verbatim")
-        // Found by its action: the user's `User/online`, told by PostgreSQL, may reach the site after it.
-        let bodies = cluster.site.state.withLockedValue { $0.messageBodies }
-        #expect(bodies.contains { $0.contains(#""action":"verbatim""#) && $0.contains(#""details":"# + details) })
-        // The command line.
-        let sent = try await ServerProcess.run(
-            [
-                "send", "cli", details, "--to", "all", "--postgres", cluster.postgres.url, "--security-key",
-                cluster.site.key, "--listen-port", "1",
-            ], directory: try ServerProcess.temporaryDirectory())
-        #expect(sent.status == 0)
-        try await expectVerbatim("cli")
-        // SQL.
-        _ = try await cluster.postgres.psql("SELECT websockets_send('sql', '\(details)', 3, '1')")
-        try await expectVerbatim("sql")
     }
 
     @Test func theCommandLineFindsALiveServerInThePool() async throws {
         let cluster = try await Cluster.start(1)
         defer { cluster.postgres.shutdown() }
-        defer { Task { await cluster.stopServers() } }
-        let bob = try await cluster.connect("bob", to: 0)
-        let directory = try ServerProcess.temporaryDirectory()
-        // No listen_port here: the address comes from the pool.
-        let sent = try await ServerProcess.run(
-            [
-                "send", "pooled", #""hi""#, "--to", "users", "--target", "2", "--postgres", cluster.postgres.url,
-                "--security-key", cluster.site.key, "--listen-port", "1",
-            ], directory: directory)
-        #expect(sent.status == 0)
-        #expect(try await bob.nextMessage() == Message(action: "pooled", details: "hi"))
+        try await withTeardown({ await cluster.stopServers() }) {
+            let bob = try await cluster.connect("bob", to: 0)
+            let directory = try ServerProcess.temporaryDirectory()
+            // No listen_port here: the address comes from the pool.
+            let sent = try await ServerProcess.run(
+                [
+                    "send", "pooled", #""hi""#, "--to", "users", "--target", "2", "--postgres", cluster.postgres.url,
+                    "--security-key", cluster.site.key, "--listen-port", "1",
+                ], directory: directory)
+            #expect(sent.status == 0)
+            #expect(try await bob.nextMessage() == Message(action: "pooled", details: "hi"))
+        }
     }
 
     @Test func aBrowserTabFailsOverToAnotherServerWithNothingMissing() async throws {
         let cluster = try await Cluster.start(1)
         defer { cluster.postgres.shutdown() }
-        defer { Task { await cluster.stopServers() } }
-        let (doomed, port) = try await cluster.serverProcess()
-        defer { doomed.stop() }
-        let survivor = cluster.servers[0]
-        let browser = try await Chromium.launch()
-        defer { browser.kill() }
-        let urls = "ws://127.0.0.1:\(port)/WebSockets,ws://127.0.0.1:\(survivor.port)/WebSockets"
-        let page = try await browser.open(
-            "\(cluster.site.url)/page?server=\(survivor.port)&sid=alice&urls=\(urls)",
-            in: try await browser.newContext())
-        try await page.evaluate(
-            "window.got = []; window.recoveries = []; cs.WebSockets.on('n', (n) => got.push(n)).on('Client/recovery', (r) => recoveries.push(r)); true"
-        )
-        // The first Client/recovery (on load) tells the page where the stream stands.
-        try await page.waitFor("cs.WebSockets.state === 'online' && cs.WebSockets.lastId !== null")
-        #expect(survivor.hub.counts.connections == 0, "the tab is on the server that will die")
-        survivor.sendToClients("n", 1, .specificUsers, 1)
-        try await page.waitFor("got.length === 1")
+        try await withTeardown({ await cluster.stopServers() }) {
+            let (doomed, port) = try await cluster.serverProcess()
+            defer { doomed.stop() }
+            let survivor = cluster.servers[0]
+            let browser = try await Chromium.launch()
+            defer { browser.kill() }
+            let urls = "ws://127.0.0.1:\(port)/WebSockets,ws://127.0.0.1:\(survivor.port)/WebSockets"
+            let page = try await browser.open(
+                "\(cluster.site.url)/page?server=\(survivor.port)&sid=alice&urls=\(urls)",
+                in: try await browser.newContext())
+            try await page.evaluate(
+                "window.got = []; window.recoveries = []; cs.WebSockets.on('n', (n) => got.push(n)).on('Client/recovery', (r) => recoveries.push(r)); true"
+            )
+            // The first Client/recovery (on load) tells the page where the stream stands.
+            try await page.waitFor("cs.WebSockets.state === 'online' && cs.WebSockets.lastId !== null")
+            #expect(survivor.hub.counts.connections == 0, "the tab is on the server that will die")
+            survivor.sendToClients("n", 1, .specificUsers, 1)
+            try await page.waitFor("got.length === 1")
 
-        kill(doomed.process.processIdentifier, SIGKILL)
-        for number in 2...4 { survivor.sendToClients("n", .int(Int64(number)), .specificUsers, 1) }
-        try await page.waitFor("cs.WebSockets.state === 'online' && recoveries.length === 1", timeout: .seconds(20))
-        survivor.sendToClients("n", 5, .specificUsers, 1)
-        try await page.waitFor("got.length >= 5")
-        try await Task.sleep(for: .milliseconds(300))
-        #expect(try await page.evaluate("got") == [1, 2, 3, 4, 5])
-        #expect(try await page.evaluate("recoveries[0].complete") == true)
-        #expect(survivor.hub.counts.connections == 1)
+            kill(doomed.process.processIdentifier, SIGKILL)
+            for number in 2...4 { survivor.sendToClients("n", .int(Int64(number)), .specificUsers, 1) }
+            try await page.waitFor("cs.WebSockets.state === 'online' && recoveries.length === 1", timeout: .seconds(20))
+            survivor.sendToClients("n", 5, .specificUsers, 1)
+            try await page.waitFor("got.length >= 5")
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(try await page.evaluate("got") == [1, 2, 3, 4, 5])
+            #expect(try await page.evaluate("recoveries[0].complete") == true)
+            #expect(survivor.hub.counts.connections == 1)
+        }
     }
 }
 

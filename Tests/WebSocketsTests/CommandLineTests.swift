@@ -53,25 +53,26 @@ import Testing
 
     @Test func aPortInUseIsNamedAndAKeyMadeBeforeIsPrinted() async throws {
         let blocker = try await HTTPServer(port: 0) { _ in .text("taken") }
-        defer { Task { await blocker.shutdown() } }
-        let directory = try ServerProcess.temporaryDirectory()
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let (status, output) = try await run(
-            ["start", "https://example.com", "--listen-port", "\(blocker.port)"], in: directory)
-        #expect(status == 2)
-        #expect(
-            output.contains(
-                "websockets: listen_port \(blocker.port) on 127.0.0.1 is in use by another process: choose another with --listen-port"
-            ), "\(output)")
-        #expect(!output.contains("errno"))
-        // The key was made before the port was found taken: it is printed all the same, and saved privately.
-        let settings = try JSON(
-            parsing: Array(try Data(contentsOf: URL(fileURLWithPath: directory + "/websockets.json"))))
-        let key = try #require(settings["security_key"]?.stringValue)
-        #expect(output.contains("Generated a security key and saved it to websockets.json: \(key)"))
-        let (again, demoOutput) = try await run(["demo", "--listen-port", "\(blocker.port)"], in: directory)
-        #expect(again == 2)
-        #expect(demoOutput.contains("listen_port \(blocker.port) on 127.0.0.1 is in use"), "\(demoOutput)")
+        try await withTeardown({ await blocker.shutdown() }) {
+            let directory = try ServerProcess.temporaryDirectory()
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            let (status, output) = try await run(
+                ["start", "https://example.com", "--listen-port", "\(blocker.port)"], in: directory)
+            #expect(status == 2)
+            #expect(
+                output.contains(
+                    "websockets: listen_port \(blocker.port) on 127.0.0.1 is in use by another process: choose another with --listen-port"
+                ), "\(output)")
+            #expect(!output.contains("errno"))
+            // The key was made before the port was found taken: it is printed all the same, and saved privately.
+            let settings = try JSON(
+                parsing: Array(try Data(contentsOf: URL(fileURLWithPath: directory + "/websockets.json"))))
+            let key = try #require(settings["security_key"]?.stringValue)
+            #expect(output.contains("Generated a security key and saved it to websockets.json: \(key)"))
+            let (again, demoOutput) = try await run(["demo", "--listen-port", "\(blocker.port)"], in: directory)
+            #expect(again == 2)
+            #expect(demoOutput.contains("listen_port \(blocker.port) on 127.0.0.1 is in use"), "\(demoOutput)")
+        }
     }
 
     @Test func everySubcommandHasHelp() async throws {
@@ -89,30 +90,32 @@ import Testing
     /// log names the URL called, never the cookie or the key.
     @Test func anUnexpectedSiteAnswerIsLoggedWithTheURL() async throws {
         let site = try await TestSite.start()
-        defer { Task { await site.shutdown() } }
-        let directory = try ServerProcess.temporaryDirectory()
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let port = try ServerProcess.freePort()
-        let server = try ServerProcess(
-            ["start", site.url + "/missing", "--listen-port", "\(port)", "--security-key", site.key],
-            directory: directory,
-            captureErrors: true)
-        defer { server.stop() }
-        try await eventually(timeout: .seconds(20), "the server is ready") {
-            let client = CurlClient(maximumConcurrency: 1)
-            defer { Task { await client.shutdown() } }
-            let health = HTTPClientRequest(url: "http://127.0.0.1:\(port)/WebSockets/health")
-            return (try? await client.perform(health).get().status) == 200
+        try await withTeardown({ await site.shutdown() }) {
+            let directory = try ServerProcess.temporaryDirectory()
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            let port = try ServerProcess.freePort()
+            let server = try ServerProcess(
+                ["start", site.url + "/missing", "--listen-port", "\(port)", "--security-key", site.key],
+                directory: directory,
+                captureErrors: true)
+            defer { server.stop() }
+            try await eventually(timeout: .seconds(20), "the server is ready") {
+                let client = CurlClient(maximumConcurrency: 1)
+                return try await withTeardown({ await client.shutdown() }) {
+                    let health = HTTPClientRequest(url: "http://127.0.0.1:\(port)/WebSockets/health")
+                    return (try? await client.perform(health).get().status) == 200
+                }
+            }
+            let tab = try await TestWebSocket.connect(port: port, headers: [("Cookie", "sid=alice")])
+            try await tab.send("Client/authentication", nil)
+            let close = try await tab.nextClose()
+            #expect(close.before.first?.action == "Client/authentication:error")
+            kill(server.process.processIdentifier, SIGTERM)
+            let (_, log) = await server.finish()
+            #expect(log.contains("session endpoint answered an unexpected status"), "\(log)")
+            #expect(log.contains("url=\(site.url)/missing/api/WebSockets/session"), "\(log)")
+            #expect(!log.contains("sid=alice"))
+            #expect(!log.contains(site.key))
         }
-        let tab = try await TestWebSocket.connect(port: port, headers: [("Cookie", "sid=alice")])
-        try await tab.send("Client/authentication", nil)
-        let close = try await tab.nextClose()
-        #expect(close.before.first?.action == "Client/authentication:error")
-        kill(server.process.processIdentifier, SIGTERM)
-        let (_, log) = await server.finish()
-        #expect(log.contains("session endpoint answered an unexpected status"), "\(log)")
-        #expect(log.contains("url=\(site.url)/missing/api/WebSockets/session"), "\(log)")
-        #expect(!log.contains("sid=alice"))
-        #expect(!log.contains(site.key))
     }
 }

@@ -23,42 +23,45 @@ import Testing
     /// the old main a send to everyone was answered from a task and written in a loop turn of its own.
     @Test func pipelinedSendsLeaveInOneWritePerConnectionInOrder() async throws {
         let harness = try await Harness.start()
-        defer { Task { await harness.stop() } }
-        let alice = try await harness.connect("alice")
-        let bob = try await harness.connect("bob")
-        let carol = try await harness.connect("carol")
-        let publisher = try await RawSocket.connect(port: harness.port)
-        defer { Task { await publisher.close() } }
-        // The first time, the connection's first read (128 bytes, as every connection's, to keep browsers' small)
-        // splits the requests over loop turns; after its first request, a plain HTTP connection reads more at once.
-        var flushed = 0
-        for round in 1...2 {
-            let before = try await flushes(harness)
-            var requests = ""
-            for number in 0..<8 {
-                let body = number == 3 ? #"["t3", 3, 3, 2]"# : #"["b\#(number)", \#(number), 1]"#
-                requests +=
-                    "POST /WebSockets/send HTTP/1.1\r\nHost: 127.0.0.1\r\nX-WebSockets-Key: \(harness.key)\r\n"
-                    + "Content-Length: \(body.utf8.count)\r\n\r\n\(body)"
+        try await withTeardown({ await harness.stop() }) {
+            let alice = try await harness.connect("alice")
+            let bob = try await harness.connect("bob")
+            let carol = try await harness.connect("carol")
+            let publisher = try await RawSocket.connect(port: harness.port)
+            try await withTeardown({ await publisher.close() }) {
+                // The first time, the connection's first read (128 bytes, as every connection's, to keep browsers' small)
+                // splits the requests over loop turns; after its first request, a plain HTTP connection reads more at once.
+                var flushed = 0
+                for round in 1...2 {
+                    let before = try await flushes(harness)
+                    var requests = ""
+                    for number in 0..<8 {
+                        let body = number == 3 ? #"["t3", 3, 3, 2]"# : #"["b\#(number)", \#(number), 1]"#
+                        requests +=
+                            "POST /WebSockets/send HTTP/1.1\r\nHost: 127.0.0.1\r\nX-WebSockets-Key: \(harness.key)\r\n"
+                            + "Content-Length: \(body.utf8.count)\r\n\r\n\(body)"
+                    }
+                    try await publisher.write(Array(requests.utf8))
+                    try await eventually("eight answers") {
+                        String(decoding: publisher.received, as: UTF8.self).components(separatedBy: "HTTP/1.1 202")
+                            .count
+                            == 1 + 8 * round
+                    }
+                    let everyone = [0, 1, 2, 4, 5, 6, 7].map { "b\($0)" }
+                    for tab in [alice, carol] {
+                        var actions: [String] = []
+                        for _ in everyone { actions.append(try await tab.nextMessage().action) }
+                        #expect(actions == everyone)
+                    }
+                    var actions: [String] = []
+                    for _ in 0..<8 { actions.append(try await bob.nextMessage().action) }
+                    #expect(actions == ["b0", "b1", "b2", "t3", "b4", "b5", "b6", "b7"])
+                    flushed = try await flushes(harness) - before
+                }
+                #expect(flushed == 4)
+                for tab in [alice, bob, carol] { try await tab.expectNoMessage() }
             }
-            try await publisher.write(Array(requests.utf8))
-            try await eventually("eight answers") {
-                String(decoding: publisher.received, as: UTF8.self).components(separatedBy: "HTTP/1.1 202").count
-                    == 1 + 8 * round
-            }
-            let everyone = [0, 1, 2, 4, 5, 6, 7].map { "b\($0)" }
-            for tab in [alice, carol] {
-                var actions: [String] = []
-                for _ in everyone { actions.append(try await tab.nextMessage().action) }
-                #expect(actions == everyone)
-            }
-            var actions: [String] = []
-            for _ in 0..<8 { actions.append(try await bob.nextMessage().action) }
-            #expect(actions == ["b0", "b1", "b2", "t3", "b4", "b5", "b6", "b7"])
-            flushed = try await flushes(harness) - before
         }
-        #expect(flushed == 4)
-        for tab in [alice, bob, carol] { try await tab.expectNoMessage() }
     }
 
     /// A send whose 202 the sender has, still held by the cork of the loop that read it (a busy loop that has not
@@ -68,24 +71,25 @@ import Testing
     /// this thread, its waking task queued on an embedded loop that runs only when told.
     @Test func aSendStillHeldByACorkIsWrittenBeforeALaterClose() async throws {
         let harness = try await Harness.start()
-        defer { Task { await harness.stop() } }
-        let bob = try await harness.connect("bob")
-        let hub = harness.server.hub
-        let wakes = EmbeddedEventLoop()
-        DeliveryCork.holding(on: wakes) {
-            hub.deliver(Send(action: "news", details: "before", sendTo: .specificUsers, target: 2))
-            // The close comes from another thread, with no cork of its own, as another request would (not
-            // `sync`, which may run the block on this thread).
-            let done = DispatchSemaphore(value: 0)
-            Thread {
-                hub.deliver(Send(action: "Server/close_by_user", details: 2, sendTo: .all))
-                done.signal()
-            }.start()
-            done.wait()
+        try await withTeardown({ await harness.stop() }) {
+            let bob = try await harness.connect("bob")
+            let hub = harness.server.hub
+            let wakes = EmbeddedEventLoop()
+            DeliveryCork.holding(on: wakes) {
+                hub.deliver(Send(action: "news", details: "before", sendTo: .specificUsers, target: 2))
+                // The close comes from another thread, with no cork of its own, as another request would (not
+                // `sync`, which may run the block on this thread).
+                let done = DispatchSemaphore(value: 0)
+                Thread {
+                    hub.deliver(Send(action: "Server/close_by_user", details: 2, sendTo: .all))
+                    done.signal()
+                }.start()
+                done.wait()
+            }
+            let close = try await bob.nextClose()
+            #expect(close.before == [Message(action: "news", details: "before"), Message(action: "Server/close")])
+            wakes.run()
         }
-        let close = try await bob.nextClose()
-        #expect(close.before == [Message(action: "news", details: "before"), Message(action: "Server/close")])
-        wakes.run()
     }
 
     /// The answers to requests pipelined in one read leave in one write: flushed once, when the read ends. Each

@@ -37,60 +37,62 @@ import Testing
 
     @Test func theNginxSiteFileProxiesWebSocketsAndKeepsTheRestPrivate() async throws {
         let harness = try await Harness.start()
-        defer { Task { await harness.stop() } }
-        let directory = try ServerProcess.temporaryDirectory()
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let certificates = try await TestCertificates.make(directory: directory + "/tls", names: ["localhost"])
-        let nginxPort = try ServerProcess.freePort()
-        try FileManager.default.createDirectory(atPath: directory + "/www", withIntermediateDirectories: true)
-        let site = try Self.siteFile(
-            serverPort: harness.port, nginxPort: nginxPort, certificates: certificates, root: directory + "/www")
-        try Data(site.utf8).write(to: URL(fileURLWithPath: directory + "/site.conf"))
-        let main = """
-            daemon off;
-            pid \(directory)/nginx.pid;
-            error_log \(directory)/error.log;
-            events {}
-            http {
-                access_log off;
-                include \(directory)/site.conf;
+        try await withTeardown({ await harness.stop() }) {
+            let directory = try ServerProcess.temporaryDirectory()
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            let certificates = try await TestCertificates.make(directory: directory + "/tls", names: ["localhost"])
+            let nginxPort = try ServerProcess.freePort()
+            try FileManager.default.createDirectory(atPath: directory + "/www", withIntermediateDirectories: true)
+            let site = try Self.siteFile(
+                serverPort: harness.port, nginxPort: nginxPort, certificates: certificates, root: directory + "/www")
+            try Data(site.utf8).write(to: URL(fileURLWithPath: directory + "/site.conf"))
+            let main = """
+                daemon off;
+                pid \(directory)/nginx.pid;
+                error_log \(directory)/error.log;
+                events {}
+                http {
+                    access_log off;
+                    include \(directory)/site.conf;
+                }
+                """
+            try Data(main.utf8).write(to: URL(fileURLWithPath: directory + "/nginx.conf"))
+            let check = try await PostgresServer.shell("nginx -t -p \(directory)/ -c \(directory)/nginx.conf 2>&1")
+            #expect(check.contains("syntax is ok") && check.contains("test is successful"), "\(check)")
+
+            let nginx = Process()
+            nginx.executableURL = URL(fileURLWithPath: "/usr/sbin/nginx")
+            nginx.arguments = ["-p", directory + "/", "-c", directory + "/nginx.conf"]
+            try nginx.run()
+            defer {
+                nginx.terminate()
+                nginx.waitUntilExit()
             }
-            """
-        try Data(main.utf8).write(to: URL(fileURLWithPath: directory + "/nginx.conf"))
-        let check = try await PostgresServer.shell("nginx -t -p \(directory)/ -c \(directory)/nginx.conf 2>&1")
-        #expect(check.contains("syntax is ok") && check.contains("test is successful"), "\(check)")
+            @Sendable func status(_ path: String) async throws -> String {
+                try await PostgresServer.shell(
+                    "curl -sk -o /dev/null -w '%{http_code}' https://127.0.0.1:\(nginxPort)\(path) || true")
+            }
+            try await eventually(timeout: .seconds(10), "nginx listens") { try await status("/") != "000" }
 
-        let nginx = Process()
-        nginx.executableURL = URL(fileURLWithPath: "/usr/sbin/nginx")
-        nginx.arguments = ["-p", directory + "/", "-c", directory + "/nginx.conf"]
-        try nginx.run()
-        defer {
-            nginx.terminate()
-            nginx.waitUntilExit()
+            // A tab from 127.0.0.3, through nginx on loopback, over TLS: the site sees the tab's address.
+            let tab = try await TestWebSocket.connect(
+                port: nginxPort, headers: [("Cookie", "sid=alice")], tls: true, source: "127.0.0.3")
+            try await tab.send("Client/authentication", nil)
+            #expect(try await tab.nextMessage() == Message(action: "Client/authentication", details: "ok"))
+            #expect(
+                harness.site.state.withLockedValue { $0.sessionHeaders.last }?.first(name: "X-Forwarded-For")
+                    == "127.0.0.3"
+            )
+            #expect(harness.server.sendToClients("news", "through nginx", .specificUsers, 1) == 1)
+            #expect(try await tab.nextMessage() == Message(action: "news", details: "through nginx"))
+            await tab.close()
+
+            // Health, metrics and sends are not for the public.
+            #expect(try await status("/WebSockets/health") == "403")
+            #expect(try await status("/metrics") == "403")
+            #expect(try await status("/WebSockets/send") == "403")
+            #expect(try await status("/WebSockets/client.js") == "200")
         }
-        @Sendable func status(_ path: String) async throws -> String {
-            try await PostgresServer.shell(
-                "curl -sk -o /dev/null -w '%{http_code}' https://127.0.0.1:\(nginxPort)\(path) || true")
-        }
-        try await eventually(timeout: .seconds(10), "nginx listens") { try await status("/") != "000" }
-
-        // A tab from 127.0.0.3, through nginx on loopback, over TLS: the site sees the tab's address.
-        let tab = try await TestWebSocket.connect(
-            port: nginxPort, headers: [("Cookie", "sid=alice")], tls: true, source: "127.0.0.3")
-        try await tab.send("Client/authentication", nil)
-        #expect(try await tab.nextMessage() == Message(action: "Client/authentication", details: "ok"))
-        #expect(
-            harness.site.state.withLockedValue { $0.sessionHeaders.last }?.first(name: "X-Forwarded-For") == "127.0.0.3"
-        )
-        #expect(harness.server.sendToClients("news", "through nginx", .specificUsers, 1) == 1)
-        #expect(try await tab.nextMessage() == Message(action: "news", details: "through nginx"))
-        await tab.close()
-
-        // Health, metrics and sends are not for the public.
-        #expect(try await status("/WebSockets/health") == "403")
-        #expect(try await status("/metrics") == "403")
-        #expect(try await status("/WebSockets/send") == "403")
-        #expect(try await status("/WebSockets/client.js") == "200")
     }
 
     @Test func theSystemdUnitStartsTheServerAsTheREADMESays() throws {

@@ -36,27 +36,28 @@ import Testing
     // 1. No leak: a closed connection's objects are released.
     @Test func aClosedConnectionsObjectsAreReleased() async throws {
         let harness = try await Harness.start()
-        defer { Task { await harness.stop() } }
-        final class Watch: @unchecked Sendable {
-            // Written once before the close (the handler on its loop, awaited) and read after: no concurrent access.
-            weak var connection: Connection?
-            weak var handler: WebSocketConnectionHandler?
+        try await withTeardown({ await harness.stop() }) {
+            final class Watch: @unchecked Sendable {
+                // Written once before the close (the handler on its loop, awaited) and read after: no concurrent access.
+                weak var connection: Connection?
+                weak var handler: WebSocketConnectionHandler?
+            }
+            let watch = Watch()
+            do {
+                let socket = try await harness.connect("alice")
+                try await socket.send("hello", "alice")
+                _ = try await socket.nextMessage()
+                let connection = try #require(harness.server.hub.allConnections().first)
+                watch.connection = connection
+                try await connection.eventLoop.submit { watch.handler = connection.handlerOnLoop() }.get()
+                await socket.close()
+            }
+            try await eventually { harness.server.hub.counts.connections == 0 }
+            try await eventually("the site got the disconnection") {
+                !harness.site.events(named: "Client/disconnection").isEmpty
+            }
+            try await eventually("the connection is released") { watch.connection == nil && watch.handler == nil }
         }
-        let watch = Watch()
-        do {
-            let socket = try await harness.connect("alice")
-            try await socket.send("hello", "alice")
-            _ = try await socket.nextMessage()
-            let connection = try #require(harness.server.hub.allConnections().first)
-            watch.connection = connection
-            try await connection.eventLoop.submit { watch.handler = connection.handlerOnLoop() }.get()
-            await socket.close()
-        }
-        try await eventually { harness.server.hub.counts.connections == 0 }
-        try await eventually("the site got the disconnection") {
-            !harness.site.events(named: "Client/disconnection").isEmpty
-        }
-        try await eventually("the connection is released") { watch.connection == nil && watch.handler == nil }
     }
 
     // 2. Pongs count against the outbound buffer, and a client that pings without reading costs next to nothing:
@@ -65,37 +66,38 @@ import Testing
     // closed as a slow reader and counted. On 226b087: +261 MiB, 2 of 4 tabs closed.
     @Test func pingFloodsThatNeverReadCostNextToNothing() async throws {
         let site = try await TestSite.start()
-        defer { Task { await site.shutdown() } }
-        let server = try await StartedServer.start(site: site, ["--authentication-timeout", "120"])
-        defer { server.kill() }
-        var tabs: [TestWebSocket] = []
-        for _ in 0..<4 { tabs.append(try await TestWebSocket.connect(port: server.port, autoRead: false)) }
-        let before = try server.memory()
-        // 10,000 empty pings per write, 200 writes per tab: 2,000,000 each.
-        let burst = [UInt8]((0..<10_000).flatMap { _ in Self.frame(0x9, []) })
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for tab in tabs {
-                group.addTask {
-                    for _ in 0..<200 {
-                        do { try await tab.sendRawAndWait(burst) } catch { return }
+        try await withTeardown({ await site.shutdown() }) {
+            let server = try await StartedServer.start(site: site, ["--authentication-timeout", "120"])
+            defer { server.kill() }
+            var tabs: [TestWebSocket] = []
+            for _ in 0..<4 { tabs.append(try await TestWebSocket.connect(port: server.port, autoRead: false)) }
+            let before = try server.memory()
+            // 10,000 empty pings per write, 200 writes per tab: 2,000,000 each.
+            let burst = [UInt8]((0..<10_000).flatMap { _ in Self.frame(0x9, []) })
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for tab in tabs {
+                    group.addTask {
+                        for _ in 0..<200 {
+                            do { try await tab.sendRawAndWait(burst) } catch { return }
+                        }
+                        // A message after the pings: once the server has read it, it has read them all.
+                        try? await tab.sendRawAndWait(Self.frame(0x1, Array(#"["after", 1]"#.utf8)))
                     }
-                    // A message after the pings: once the server has read it, it has read them all.
-                    try? await tab.sendRawAndWait(Self.frame(0x1, Array(#"["after", 1]"#.utf8)))
                 }
+                try await group.waitForAll()
             }
-            try await group.waitForAll()
+            // Every tab's last message read, or the tab closed.
+            try await eventually(timeout: .seconds(120), "the server has read every ping") {
+                let read = await server.metric("websockets_messages_in_total")
+                let closed = await server.metric(#"websockets_closed_total{reason="slow_reader"}"#)
+                return read + closed >= 4
+            }
+            let after = try server.memory()
+            let grown = (after.peak - before.peak) / 1024
+            print("ping floods: peak RSS \(before.peak / 1024) -> \(after.peak / 1024) MiB (+\(grown))")
+            #expect(grown < 64, "peak RSS grew by \(grown) MiB")
+            for tab in tabs { await tab.close() }
         }
-        // Every tab's last message read, or the tab closed.
-        try await eventually(timeout: .seconds(120), "the server has read every ping") {
-            let read = await server.metric("websockets_messages_in_total")
-            let closed = await server.metric(#"websockets_closed_total{reason="slow_reader"}"#)
-            return read + closed >= 4
-        }
-        let after = try server.memory()
-        let grown = (after.peak - before.peak) / 1024
-        print("ping floods: peak RSS \(before.peak / 1024) -> \(after.peak / 1024) MiB (+\(grown))")
-        #expect(grown < 64, "peak RSS grew by \(grown) MiB")
-        for tab in tabs { await tab.close() }
     }
 
     // Issue 23, found by the soak: a tab whose frames never end where the server's reads end (60 KB messages read
@@ -104,23 +106,24 @@ import Testing
     // grows by under 12 MiB (+57 MiB for 60 MB before).
     @Test func aTabStreamingLargeFramesHoldsAFrameNotTheStream() async throws {
         let site = try await TestSite.start()
-        defer { Task { await site.shutdown() } }
-        let server = try await StartedServer.start(site: site, ["--authentication-timeout", "120"])
-        defer { server.kill() }
-        let tab = try await TestWebSocket.connect(port: server.port, autoRead: false)
-        let before = try server.memory()
-        let message = Self.frame(
-            0x1, Array(#"["big",""#.utf8) + Array(repeating: UInt8(ascii: "x"), count: 60_000) + Array(#""]"#.utf8))
-        let burst = [UInt8]((0..<10).flatMap { _ in message })
-        for _ in 0..<50 { try await tab.sendRawAndWait(burst) }
-        try await eventually(timeout: .seconds(120), "the server has read every message") {
-            await server.metric("websockets_messages_in_total") >= 500
+        try await withTeardown({ await site.shutdown() }) {
+            let server = try await StartedServer.start(site: site, ["--authentication-timeout", "120"])
+            defer { server.kill() }
+            let tab = try await TestWebSocket.connect(port: server.port, autoRead: false)
+            let before = try server.memory()
+            let message = Self.frame(
+                0x1, Array(#"["big",""#.utf8) + Array(repeating: UInt8(ascii: "x"), count: 60_000) + Array(#""]"#.utf8))
+            let burst = [UInt8]((0..<10).flatMap { _ in message })
+            for _ in 0..<50 { try await tab.sendRawAndWait(burst) }
+            try await eventually(timeout: .seconds(120), "the server has read every message") {
+                await server.metric("websockets_messages_in_total") >= 500
+            }
+            let after = try server.memory()
+            let grown = (after.peak - before.peak) / 1024
+            print("30 MB of 60 KB frames: peak RSS \(before.peak / 1024) -> \(after.peak / 1024) MiB (+\(grown))")
+            #expect(grown < 12, "peak RSS grew by \(grown) MiB")
+            await tab.close()
         }
-        let after = try server.memory()
-        let grown = (after.peak - before.peak) / 1024
-        print("30 MB of 60 KB frames: peak RSS \(before.peak / 1024) -> \(after.peak / 1024) MiB (+\(grown))")
-        #expect(grown < 12, "peak RSS grew by \(grown) MiB")
-        await tab.close()
     }
 
     /// Guests of a site whose message endpoint never answers, and `websockets start` against it (with `extra`
@@ -182,41 +185,42 @@ import Testing
     // meanwhile: the server's peak memory grows by under 64 MiB. On 226b087: +1,468 MiB.
     @Test func pipelinedRequestsThatAreNeverReadHoldOneAnswer() async throws {
         let site = try await TestSite.start()
-        defer { Task { await site.shutdown() } }
-        let server = try await StartedServer.start(site: site)
-        defer { server.kill() }
-        let port = server.port
-        let before = try server.memory()
-        let request = Array("GET /WebSockets/client.js HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".utf8)
-        let requests = [UInt8]((0..<40_000).flatMap { _ in request })
-        let sockets = try (0..<3).map { _ in try Self.rawSocket(to: port) }
-        defer { for socket in sockets { _ = Glibc.close(socket) } }
-        var sent = [Int](repeating: 0, count: 3)
-        // Written as the server takes them; done when all are sent, or when none was taken for 2 s (the server
-        // stopped reading: what it holds then is all it will hold).
-        var lastProgress = ContinuousClock.now
-        while sent.contains(where: { $0 < requests.count }), ContinuousClock.now - lastProgress < .seconds(2) {
-            for (index, socket) in sockets.enumerated() where sent[index] < requests.count {
-                let written = requests.withUnsafeBytes {
-                    write(socket, $0.baseAddress! + sent[index], requests.count - sent[index])
+        try await withTeardown({ await site.shutdown() }) {
+            let server = try await StartedServer.start(site: site)
+            defer { server.kill() }
+            let port = server.port
+            let before = try server.memory()
+            let request = Array("GET /WebSockets/client.js HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".utf8)
+            let requests = [UInt8]((0..<40_000).flatMap { _ in request })
+            let sockets = try (0..<3).map { _ in try Self.rawSocket(to: port) }
+            defer { for socket in sockets { _ = Glibc.close(socket) } }
+            var sent = [Int](repeating: 0, count: 3)
+            // Written as the server takes them; done when all are sent, or when none was taken for 2 s (the server
+            // stopped reading: what it holds then is all it will hold).
+            var lastProgress = ContinuousClock.now
+            while sent.contains(where: { $0 < requests.count }), ContinuousClock.now - lastProgress < .seconds(2) {
+                for (index, socket) in sockets.enumerated() where sent[index] < requests.count {
+                    let written = requests.withUnsafeBytes {
+                        write(socket, $0.baseAddress! + sent[index], requests.count - sent[index])
+                    }
+                    if written > 0 {
+                        sent[index] += written
+                        lastProgress = .now
+                    }
                 }
-                if written > 0 {
-                    sent[index] += written
-                    lastProgress = .now
-                }
+                try await Task.sleep(for: .milliseconds(5))
             }
-            try await Task.sleep(for: .milliseconds(5))
+            // The last requests taken are answered, or held, within moments.
+            try await Task.sleep(for: .seconds(1))
+            let after = try server.memory()
+            let grown = (after.peak - before.peak) / 1024
+            print(
+                "pipelined requests: \(sent.reduce(0, +)) bytes taken; peak RSS \(before.peak / 1024) -> \(after.peak / 1024) MiB (+\(grown))"
+            )
+            #expect(grown < 64, "peak RSS grew by \(grown) MiB")
+            // The server still serves others.
+            #expect(await server.get("/WebSockets/health")?.status == 200)
         }
-        // The last requests taken are answered, or held, within moments.
-        try await Task.sleep(for: .seconds(1))
-        let after = try server.memory()
-        let grown = (after.peak - before.peak) / 1024
-        print(
-            "pipelined requests: \(sent.reduce(0, +)) bytes taken; peak RSS \(before.peak / 1024) -> \(after.peak / 1024) MiB (+\(grown))"
-        )
-        #expect(grown < 64, "peak RSS grew by \(grown) MiB")
-        // The server still serves others.
-        #expect(await server.get("/WebSockets/health")?.status == 200)
     }
 
     // Issue 23: an answer held for a client that pipelines requests and never reads waits `http_idle_timeout` to be
@@ -224,31 +228,32 @@ import Testing
     // its one connection for 30 minutes).
     @Test func anAnswerNeverReadIsGivenUpAfterTheIdleTimeout() async throws {
         let site = try await TestSite.start()
-        defer { Task { await site.shutdown() } }
-        let server = try await StartedServer.start(site: site, ["--http-idle-timeout", "1"])
-        defer { server.kill() }
-        let socket = try Self.rawSocket(to: server.port)
-        defer { _ = Glibc.close(socket) }
-        let request = Array("GET /WebSockets/client.js HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".utf8)
-        let requests = [UInt8]((0..<2_000).flatMap { _ in request })
-        var sent = 0
-        var closed = false
-        let deadline = ContinuousClock.now + .seconds(15)
-        while !closed, ContinuousClock.now < deadline {
-            let written = requests.withUnsafeBytes {
-                send(
-                    socket, $0.baseAddress! + sent % requests.count, requests.count - sent % requests.count,
-                    Int32(MSG_NOSIGNAL))
+        try await withTeardown({ await site.shutdown() }) {
+            let server = try await StartedServer.start(site: site, ["--http-idle-timeout", "1"])
+            defer { server.kill() }
+            let socket = try Self.rawSocket(to: server.port)
+            defer { _ = Glibc.close(socket) }
+            let request = Array("GET /WebSockets/client.js HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".utf8)
+            let requests = [UInt8]((0..<2_000).flatMap { _ in request })
+            var sent = 0
+            var closed = false
+            let deadline = ContinuousClock.now + .seconds(15)
+            while !closed, ContinuousClock.now < deadline {
+                let written = requests.withUnsafeBytes {
+                    send(
+                        socket, $0.baseAddress! + sent % requests.count, requests.count - sent % requests.count,
+                        Int32(MSG_NOSIGNAL))
+                }
+                if written > 0 {
+                    sent += written
+                } else if written < 0, errno != EAGAIN, errno != EWOULDBLOCK {
+                    closed = true
+                }
+                try await Task.sleep(for: .milliseconds(20))
             }
-            if written > 0 {
-                sent += written
-            } else if written < 0, errno != EAGAIN, errno != EWOULDBLOCK {
-                closed = true
-            }
-            try await Task.sleep(for: .milliseconds(20))
+            #expect(closed, "the connection is still open after 15 s; \(sent) bytes sent")
+            #expect(await server.metric(#"websockets_closed_total{reason="http_timeout"}"#) >= 1)
         }
-        #expect(closed, "the connection is still open after 15 s; \(sent) bytes sent")
-        #expect(await server.metric(#"websockets_closed_total{reason="http_timeout"}"#) >= 1)
     }
 
     // Issue 23: 50 tabs whose session check the site answers only after 10 s each send 64 messages of 60 KB of
@@ -258,43 +263,45 @@ import Testing
     // release build).
     @Test func messagesWaitingForASlowSessionCheckAreBoundedInBytes() async throws {
         let site = try await TestSite.start()
-        defer { Task { await site.shutdown() } }
-        let server = try await StartedServer.start(
-            site: site, ["--site-timeout", "30", "--authentication-timeout", "60"])
-        defer { server.kill() }
-        let port = server.port
-        let before = try server.memory()
-        // Masked once: the frame is the same bytes each time.
-        let big = Self.frame(
-            0x1, Array((#"["big",["# + Array(repeating: "[[0]]", count: 10_000).joined(separator: ",") + "]]").utf8))
-        let tabs = 50
-        let sending = ContinuousClock.now
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for _ in 0..<tabs {
-                group.addTask {
-                    // "hang": the site answers this session check after 10 s.
-                    let tab = try await TestWebSocket.connect(port: port, headers: [("Cookie", "sid=hang")])
-                    try await tab.send("Client/authentication", nil)
-                    for _ in 0..<64 { try await tab.sendRaw(big) }
+        try await withTeardown({ await site.shutdown() }) {
+            let server = try await StartedServer.start(
+                site: site, ["--site-timeout", "30", "--authentication-timeout", "60"])
+            defer { server.kill() }
+            let port = server.port
+            let before = try server.memory()
+            // Masked once: the frame is the same bytes each time.
+            let big = Self.frame(
+                0x1, Array((#"["big",["# + Array(repeating: "[[0]]", count: 10_000).joined(separator: ",") + "]]").utf8)
+            )
+            let tabs = 50
+            let sending = ContinuousClock.now
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for _ in 0..<tabs {
+                    group.addTask {
+                        // "hang": the site answers this session check after 10 s.
+                        let tab = try await TestWebSocket.connect(port: port, headers: [("Cookie", "sid=hang")])
+                        try await tab.send("Client/authentication", nil)
+                        for _ in 0..<64 { try await tab.sendRaw(big) }
+                    }
                 }
+                try await group.waitForAll()
             }
-            try await group.waitForAll()
+            print("slow session checks: sent in \(ContinuousClock.now - sending)")
+            // The site answers each check after 10 s (a rejection): every tab is then closed, its waiting messages
+            // discarded. The peak is what the server held on the way.
+            try await eventually(timeout: .seconds(60), "every tab is closed") {
+                await server.metrics().contains("\nwebsockets_connections 0")
+            }
+            let after = try server.memory()
+            let grown = (after.peak - before.peak) / 1024
+            let text = await server.metrics()
+            print("slow session checks: peak RSS \(before.peak / 1024) -> \(after.peak / 1024) MiB (+\(grown))")
+            // The issue's figure is under 128 MiB: measured +94 to +121 MiB here (a debug build), of which about 100 are
+            // there whatever the bounds (with max_pending_bytes at 1 KiB: +103), from reading and parsing 192 MB of
+            // nested arrays. The bound asserted leaves room for a loaded machine and still fails the old code by 10x.
+            #expect(grown < 256, "peak RSS grew by \(grown) MiB")
+            #expect(text.contains(#"websockets_refused_total{reason="pending_bytes"}"#))
         }
-        print("slow session checks: sent in \(ContinuousClock.now - sending)")
-        // The site answers each check after 10 s (a rejection): every tab is then closed, its waiting messages
-        // discarded. The peak is what the server held on the way.
-        try await eventually(timeout: .seconds(60), "every tab is closed") {
-            await server.metrics().contains("\nwebsockets_connections 0")
-        }
-        let after = try server.memory()
-        let grown = (after.peak - before.peak) / 1024
-        let text = await server.metrics()
-        print("slow session checks: peak RSS \(before.peak / 1024) -> \(after.peak / 1024) MiB (+\(grown))")
-        // The issue's figure is under 128 MiB: measured +94 to +121 MiB here (a debug build), of which about 100 are
-        // there whatever the bounds (with max_pending_bytes at 1 KiB: +103), from reading and parsing 192 MB of
-        // nested arrays. The bound asserted leaves room for a loaded machine and still fails the old code by 10x.
-        #expect(grown < 256, "peak RSS grew by \(grown) MiB")
-        #expect(text.contains(#"websockets_refused_total{reason="pending_bytes"}"#))
     }
 
     // Issue 23: 4 tabs without a cookie (each a guest of its own) send 64 messages of 65 KB of nested arrays each;
@@ -303,33 +310,36 @@ import Testing
     // their trees (+355 MiB in the issue).
     @Test func messagesWaitingForASlowSiteHoldTheirTextOnly() async throws {
         let site = try await TestSite.start()
-        defer { Task { await site.shutdown() } }
-        site.state.withLockedValue { $0.guestsWithoutCookie = true }
-        let server = try await StartedServer.start(site: site, ["--site-timeout", "30"])
-        defer { server.kill() }
-        let before = try server.memory()
-        let big = Self.frame(
-            0x1, Array((#"["slow",["# + Array(repeating: "[[0]]", count: 10_800).joined(separator: ",") + "]]").utf8))
-        var tabs: [TestWebSocket] = []
-        for _ in 0..<4 {
-            let tab = try await TestWebSocket.connect(port: server.port)
-            try await tab.send("Client/authentication", nil)
-            #expect(try await tab.nextMessage() == Message(action: "Client/authentication", details: "ok"))
-            tabs.append(tab)
+        try await withTeardown({ await site.shutdown() }) {
+            site.state.withLockedValue { $0.guestsWithoutCookie = true }
+            let server = try await StartedServer.start(site: site, ["--site-timeout", "30"])
+            defer { server.kill() }
+            let before = try server.memory()
+            let big = Self.frame(
+                0x1,
+                Array((#"["slow",["# + Array(repeating: "[[0]]", count: 10_800).joined(separator: ",") + "]]").utf8))
+            var tabs: [TestWebSocket] = []
+            for _ in 0..<4 {
+                let tab = try await TestWebSocket.connect(port: server.port)
+                try await tab.send("Client/authentication", nil)
+                #expect(try await tab.nextMessage() == Message(action: "Client/authentication", details: "ok"))
+                tabs.append(tab)
+            }
+            for tab in tabs {
+                for _ in 0..<64 { try await tab.sendRaw(big) }
+            }
+            try await eventually(timeout: .seconds(60), "every message is read") {
+                await server.metric("websockets_messages_in_total") >= 4 * 65
+            }
+            let after = try server.memory()
+            let grown = (after.peak - before.peak) / 1024
+            print(
+                "messages waiting for a slow site: peak RSS \(before.peak / 1024) -> \(after.peak / 1024) MiB (+\(grown))"
+            )
+            #expect(grown < 64, "peak RSS grew by \(grown) MiB")
+            #expect(await server.metric(#"websockets_refused_total{reason="pending_bytes"}"#) > 0)
+            for tab in tabs { await tab.close() }
         }
-        for tab in tabs {
-            for _ in 0..<64 { try await tab.sendRaw(big) }
-        }
-        try await eventually(timeout: .seconds(60), "every message is read") {
-            await server.metric("websockets_messages_in_total") >= 4 * 65
-        }
-        let after = try server.memory()
-        let grown = (after.peak - before.peak) / 1024
-        print(
-            "messages waiting for a slow site: peak RSS \(before.peak / 1024) -> \(after.peak / 1024) MiB (+\(grown))")
-        #expect(grown < 64, "peak RSS grew by \(grown) MiB")
-        #expect(await server.metric(#"websockets_refused_total{reason="pending_bytes"}"#) > 0)
-        for tab in tabs { await tab.close() }
     }
 
     // Issue 23: memory a burst used is given back once its work is done, while its connections stay open (the
@@ -337,39 +347,41 @@ import Testing
     // about 48 MB waiting for the site and posted to it at once, then freed.
     @Test func memoryABurstUsedIsGivenBackOnceItsWorkIsDone() async throws {
         let site = try await TestSite.start()
-        defer { Task { await site.shutdown() } }
-        site.state.withLockedValue { $0.guestsWithoutCookie = true }
-        let server = try await StartedServer.start(site: site)
-        defer { server.kill() }
-        // What the allocator keeps without using it, MiB.
-        @Sendable func kept() async -> Int {
-            let resident = await server.metric("process_resident_memory_bytes")
-            return (resident - (await server.metric("websockets_heap_in_use_bytes"))) >> 20
+        try await withTeardown({ await site.shutdown() }) {
+            site.state.withLockedValue { $0.guestsWithoutCookie = true }
+            let server = try await StartedServer.start(site: site)
+            defer { server.kill() }
+            // What the allocator keeps without using it, MiB.
+            @Sendable func kept() async -> Int {
+                let resident = await server.metric("process_resident_memory_bytes")
+                return (resident - (await server.metric("websockets_heap_in_use_bytes"))) >> 20
+            }
+            var tabs: [TestWebSocket] = []
+            for _ in 0..<200 {
+                let tab = try await TestWebSocket.connect(port: server.port)
+                try await tab.send("Client/authentication", nil)
+                #expect(try await tab.nextMessage() == Message(action: "Client/authentication", details: "ok"))
+                tabs.append(tab)
+            }
+            // The figures /metrics gives operators: the 200 tabs' descriptors, a heap of a few MiB at least.
+            #expect(await server.metric("process_open_fds") > 200)
+            #expect(await server.metric("websockets_heap_in_use_bytes") > 1 << 20)
+            let before = await kept()
+            let big = Self.frame(
+                0x1, Array(#"["note",""#.utf8) + Array(repeating: UInt8(ascii: "x"), count: 60_000) + Array(#""]"#.utf8)
+            )
+            for tab in tabs {
+                for _ in 0..<4 { try await tab.sendRaw(big) }
+            }
+            try await eventually(timeout: .seconds(60), "every message reaches the site") {
+                site.events(named: "WebSockets/message").count == 800
+            }
+            let peak = try server.memory().peak >> 10
+            try await eventually(timeout: .seconds(15), "freed memory is given back") { await kept() < before + 16 }
+            print("a burst of 48 MB: peak RSS \(peak) MiB; kept free \(before) -> \(await kept()) MiB")
+            // Given back by a trim, or by the allocator itself when the freed memory was at the top of its heap.
+            for tab in tabs { await tab.close() }
         }
-        var tabs: [TestWebSocket] = []
-        for _ in 0..<200 {
-            let tab = try await TestWebSocket.connect(port: server.port)
-            try await tab.send("Client/authentication", nil)
-            #expect(try await tab.nextMessage() == Message(action: "Client/authentication", details: "ok"))
-            tabs.append(tab)
-        }
-        // The figures /metrics gives operators: the 200 tabs' descriptors, a heap of a few MiB at least.
-        #expect(await server.metric("process_open_fds") > 200)
-        #expect(await server.metric("websockets_heap_in_use_bytes") > 1 << 20)
-        let before = await kept()
-        let big = Self.frame(
-            0x1, Array(#"["note",""#.utf8) + Array(repeating: UInt8(ascii: "x"), count: 60_000) + Array(#""]"#.utf8))
-        for tab in tabs {
-            for _ in 0..<4 { try await tab.sendRaw(big) }
-        }
-        try await eventually(timeout: .seconds(60), "every message reaches the site") {
-            site.events(named: "WebSockets/message").count == 800
-        }
-        let peak = try server.memory().peak >> 10
-        try await eventually(timeout: .seconds(15), "freed memory is given back") { await kept() < before + 16 }
-        print("a burst of 48 MB: peak RSS \(peak) MiB; kept free \(before) -> \(await kept()) MiB")
-        // Given back by a trim, or by the allocator itself when the freed memory was at the top of its heap.
-        for tab in tabs { await tab.close() }
     }
 
     // Issue 23: events waiting for a slow site are data, not suspended work. 1,000 guest tabs authenticate against
@@ -430,20 +442,22 @@ import Testing
             $0.messageRate = 0.01
             $0.messageBurst = 10
         }
-        defer { Task { await harness.stop() } }
-        // The authentication was the first message of the burst: 9 more fit.
-        let socket = try await harness.connect("alice")
-        for index in 0..<30 { try await socket.send("note", .int(Int64(index))) }
-        for _ in 0..<21 {
-            #expect(
-                try await socket.nextMessage() == Message(action: "note:error", details: [429, "Too Many Requests"]))
+        try await withTeardown({ await harness.stop() }) {
+            // The authentication was the first message of the burst: 9 more fit.
+            let socket = try await harness.connect("alice")
+            for index in 0..<30 { try await socket.send("note", .int(Int64(index))) }
+            for _ in 0..<21 {
+                #expect(
+                    try await socket.nextMessage()
+                        == Message(action: "note:error", details: [429, "Too Many Requests"]))
+            }
+            try await eventually { harness.site.events(named: "WebSockets/message").count == 9 }
+            try await socket.expectNoMessage()
+            #expect(harness.site.events(named: "WebSockets/message").map { $0["details"] } == (0..<9).map { .int($0) })
+            let metrics = try await harness.http("GET", "/metrics").body
+            #expect(metrics.contains(#"websockets_refused_total{reason="rate"} 21"#))
+            await socket.close()
         }
-        try await eventually { harness.site.events(named: "WebSockets/message").count == 9 }
-        try await socket.expectNoMessage()
-        #expect(harness.site.events(named: "WebSockets/message").map { $0["details"] } == (0..<9).map { .int($0) })
-        let metrics = try await harness.http("GET", "/metrics").body
-        #expect(metrics.contains(#"websockets_refused_total{reason="rate"} 21"#))
-        await socket.close()
     }
 
     // 2. Messages waiting for the site are capped, and a closed connection's are discarded, never posted after
@@ -456,25 +470,27 @@ import Testing
             $0.maxPendingMessages = 4
             $0.siteTimeout = 8
         }
-        defer { Task { await harness.stop() } }
-        let socket = try await harness.connect("alice")
-        try await socket.send("slow", nil)
-        try await eventually { harness.site.events(named: "WebSockets/message").count == 1 }
-        for _ in 0..<9 { try await socket.send("slow", nil) }
-        for _ in 0..<5 {
-            #expect(
-                try await socket.nextMessage() == Message(action: "slow:error", details: [429, "Too Many Requests"]))
+        try await withTeardown({ await harness.stop() }) {
+            let socket = try await harness.connect("alice")
+            try await socket.send("slow", nil)
+            try await eventually { harness.site.events(named: "WebSockets/message").count == 1 }
+            for _ in 0..<9 { try await socket.send("slow", nil) }
+            for _ in 0..<5 {
+                #expect(
+                    try await socket.nextMessage()
+                        == Message(action: "slow:error", details: [429, "Too Many Requests"]))
+            }
+            await socket.close()
+            try await eventually(timeout: .seconds(15), "the disconnection is posted") {
+                !harness.site.events(named: "Client/disconnection").isEmpty
+            }
+            let events = harness.site.events.map { $0["event"]?.stringValue ?? "" }
+            #expect(events.filter { $0 == "WebSockets/message" }.count == 1)
+            #expect(events.last == "Client/disconnection")
+            let metrics = try await harness.http("GET", "/metrics").body
+            #expect(metrics.contains(#"websockets_refused_total{reason="pending"} 5"#))
+            #expect(metrics.contains(#"websockets_dropped_total{reason="closed"} 4"#))
         }
-        await socket.close()
-        try await eventually(timeout: .seconds(15), "the disconnection is posted") {
-            !harness.site.events(named: "Client/disconnection").isEmpty
-        }
-        let events = harness.site.events.map { $0["event"]?.stringValue ?? "" }
-        #expect(events.filter { $0 == "WebSockets/message" }.count == 1)
-        #expect(events.last == "Client/disconnection")
-        let metrics = try await harness.http("GET", "/metrics").body
-        #expect(metrics.contains(#"websockets_refused_total{reason="pending"} 5"#))
-        #expect(metrics.contains(#"websockets_dropped_total{reason="closed"} 4"#))
     }
 
     // 3. HTTP: idle and slow requests are timed out, a send with a wrong key is refused from its head.
@@ -485,23 +501,24 @@ import Testing
             $0.httpIdleTimeout = 1.5
             $0.httpRequestTimeout = 2
         }
-        defer { Task { await harness.stop() } }
-        let idle = try await RawSocket.connect(port: harness.port)
-        let slow = try await RawSocket.connect(port: harness.port)
-        for byte in "GET /WebSockets/health HTTP/1.1\r\nHost: x\r\n".utf8 {
-            if slow.isClosed { break }
-            try? await slow.write([byte])
-            try await Task.sleep(for: .milliseconds(100))
+        try await withTeardown({ await harness.stop() }) {
+            let idle = try await RawSocket.connect(port: harness.port)
+            let slow = try await RawSocket.connect(port: harness.port)
+            for byte in "GET /WebSockets/health HTTP/1.1\r\nHost: x\r\n".utf8 {
+                if slow.isClosed { break }
+                try? await slow.write([byte])
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            #expect(await idle.waitForClose(timeout: .seconds(6)))
+            #expect(await slow.waitForClose(timeout: .seconds(6)))
+            // A keep-alive connection that answered is closed once idle too.
+            let kept = try await RawSocket.connect(port: harness.port)
+            try await kept.write(Array("GET /WebSockets/health HTTP/1.1\r\nHost: x\r\n\r\n".utf8))
+            #expect(await kept.waitForClose(timeout: .seconds(6)))
+            #expect(String(decoding: kept.received, as: UTF8.self).hasPrefix("HTTP/1.1 200"))
+            let metrics = try await harness.http("GET", "/metrics").body
+            #expect(metrics.contains(#"websockets_closed_total{reason="http_timeout"} 3"#))
         }
-        #expect(await idle.waitForClose(timeout: .seconds(6)))
-        #expect(await slow.waitForClose(timeout: .seconds(6)))
-        // A keep-alive connection that answered is closed once idle too.
-        let kept = try await RawSocket.connect(port: harness.port)
-        try await kept.write(Array("GET /WebSockets/health HTTP/1.1\r\nHost: x\r\n\r\n".utf8))
-        #expect(await kept.waitForClose(timeout: .seconds(6)))
-        #expect(String(decoding: kept.received, as: UTF8.self).hasPrefix("HTTP/1.1 200"))
-        let metrics = try await harness.http("GET", "/metrics").body
-        #expect(metrics.contains(#"websockets_closed_total{reason="http_timeout"} 3"#))
     }
 
     /// Web start faces the network too (with `listen_locally` false): its HTTP connections have the same limits.
@@ -518,134 +535,140 @@ import Testing
 
     @Test func httpConnectionsAreCappedAndASendWithoutKeyIsRefusedFromItsHead() async throws {
         let harness = try await Harness.start { $0.maxHTTPConnections = 3 }
-        defer { Task { await harness.stop() } }
-        var held: [RawSocket] = []
-        for _ in 0..<3 { held.append(try await RawSocket.connect(port: harness.port)) }
-        try await eventually { harness.server.httpConnectionCount == 3 }
-        let refused = try await RawSocket.connect(port: harness.port)
-        #expect(await refused.waitForClose(timeout: .seconds(10)))
-        for socket in held { await socket.close() }
-        try await eventually { harness.server.httpConnectionCount == 0 }
-        // A 4 MB body announced without a key: answered 403 at once, before a byte of it is sent.
-        let sender = try await RawSocket.connect(port: harness.port)
-        try await sender.write(
-            Array("POST /WebSockets/send HTTP/1.1\r\nHost: x\r\nContent-Length: 4000000\r\n\r\n".utf8))
-        #expect(await sender.waitForClose(timeout: .seconds(10)))
-        #expect(String(decoding: sender.received, as: UTF8.self).hasPrefix("HTTP/1.1 403"))
-        // Any other request may bring 64 KiB: a larger announced body is answered 413 from the head.
-        let poster = try await RawSocket.connect(port: harness.port)
-        try await poster.write(
-            Array("POST /WebSockets/health HTTP/1.1\r\nHost: x\r\nContent-Length: 70000\r\n\r\n".utf8))
-        #expect(await poster.waitForClose(timeout: .seconds(10)))
-        #expect(String(decoding: poster.received, as: UTF8.self).hasPrefix("HTTP/1.1 413"))
-        // A chunked body is cut off as soon as it passes the limit.
-        let chunked = try await RawSocket.connect(port: harness.port)
-        try await chunked.write(
-            Array("POST /WebSockets/health HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".utf8))
-        for _ in 0..<3 {
-            if chunked.isClosed { break }
-            try? await chunked.write(
-                Array("8000\r\n".utf8) + [UInt8](repeating: 0x61, count: 0x8000) + Array("\r\n".utf8))
+        try await withTeardown({ await harness.stop() }) {
+            var held: [RawSocket] = []
+            for _ in 0..<3 { held.append(try await RawSocket.connect(port: harness.port)) }
+            try await eventually { harness.server.httpConnectionCount == 3 }
+            let refused = try await RawSocket.connect(port: harness.port)
+            #expect(await refused.waitForClose(timeout: .seconds(10)))
+            for socket in held { await socket.close() }
+            try await eventually { harness.server.httpConnectionCount == 0 }
+            // A 4 MB body announced without a key: answered 403 at once, before a byte of it is sent.
+            let sender = try await RawSocket.connect(port: harness.port)
+            try await sender.write(
+                Array("POST /WebSockets/send HTTP/1.1\r\nHost: x\r\nContent-Length: 4000000\r\n\r\n".utf8))
+            #expect(await sender.waitForClose(timeout: .seconds(10)))
+            #expect(String(decoding: sender.received, as: UTF8.self).hasPrefix("HTTP/1.1 403"))
+            // Any other request may bring 64 KiB: a larger announced body is answered 413 from the head.
+            let poster = try await RawSocket.connect(port: harness.port)
+            try await poster.write(
+                Array("POST /WebSockets/health HTTP/1.1\r\nHost: x\r\nContent-Length: 70000\r\n\r\n".utf8))
+            #expect(await poster.waitForClose(timeout: .seconds(10)))
+            #expect(String(decoding: poster.received, as: UTF8.self).hasPrefix("HTTP/1.1 413"))
+            // A chunked body is cut off as soon as it passes the limit.
+            let chunked = try await RawSocket.connect(port: harness.port)
+            try await chunked.write(
+                Array("POST /WebSockets/health HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".utf8))
+            for _ in 0..<3 {
+                if chunked.isClosed { break }
+                try? await chunked.write(
+                    Array("8000\r\n".utf8) + [UInt8](repeating: 0x61, count: 0x8000) + Array("\r\n".utf8))
+            }
+            #expect(await chunked.waitForClose(timeout: .seconds(10)))
+            #expect(String(decoding: chunked.received, as: UTF8.self).hasPrefix("HTTP/1.1 413"))
+            let metrics = try await harness.http("GET", "/metrics").body
+            #expect(metrics.contains(#"websockets_closed_total{reason="http_cap"} 1"#))
         }
-        #expect(await chunked.waitForClose(timeout: .seconds(10)))
-        #expect(String(decoding: chunked.received, as: UTF8.self).hasPrefix("HTTP/1.1 413"))
-        let metrics = try await harness.http("GET", "/metrics").body
-        #expect(metrics.contains(#"websockets_closed_total{reason="http_cap"} 1"#))
     }
 
     // 4. Authentication timeout.
     @Test func aConnectionThatNeverAuthenticatesIsClosed() async throws {
         // 3 s: under the whole suite's load an authentication took over a second here.
         let harness = try await Harness.start { $0.authenticationTimeout = 3 }
-        defer { Task { await harness.stop() } }
-        // One that authenticates in time stays past the deadline.
-        let member = try await harness.connect("alice")
-        let lurker = try await TestWebSocket.connect(port: harness.port)
-        let close = try await lurker.nextClose(timeout: .seconds(6))
-        #expect(close.code == 1008)
-        #expect(close.reason == "Authentication timeout")
-        harness.server.sendToClients("still", "here", .specificUsers, 1)
-        #expect(try await member.nextMessage() == Message(action: "still", details: "here"))
-        let metrics = try await harness.http("GET", "/metrics").body
-        #expect(metrics.contains(#"websockets_closed_total{reason="authentication_timeout"} 1"#))
-        await member.close()
+        try await withTeardown({ await harness.stop() }) {
+            // One that authenticates in time stays past the deadline.
+            let member = try await harness.connect("alice")
+            let lurker = try await TestWebSocket.connect(port: harness.port)
+            let close = try await lurker.nextClose(timeout: .seconds(6))
+            #expect(close.code == 1008)
+            #expect(close.reason == "Authentication timeout")
+            harness.server.sendToClients("still", "here", .specificUsers, 1)
+            #expect(try await member.nextMessage() == Message(action: "still", details: "here"))
+            let metrics = try await harness.http("GET", "/metrics").body
+            #expect(metrics.contains(#"websockets_closed_total{reason="authentication_timeout"} 1"#))
+            await member.close()
+        }
     }
 
     // 5. Expiry both ways: a message after the session's expiry is not dispatched.
     @Test func aMessageAfterTheSessionExpiredIsNotDispatched() async throws {
         let harness = try await Harness.start()
-        defer { Task { await harness.stop() } }
-        // 4 s ahead (3 to 4 s with whole seconds): the authentication must finish before. At the suite's start
-        // (every suite starting PostgreSQL, Chromium, PHP at once) one took over 3 s in CI and was refused as
-        // expired: a session refused once its expiry has passed is tried again with a new one, at most twice.
-        var attempt = 0
-        var expire: Int64
-        var socket: TestWebSocket
-        while true {
-            expire = Int64(Date().timeIntervalSince1970) + 4
-            harness.site.addSession("brief\(attempt)", user: 9, expire: expire)
-            do {
-                socket = try await harness.connect("brief\(attempt)")
-                break
-            } catch  where attempt < 2 && Int64(Date().timeIntervalSince1970) >= expire - 1 {
-                attempt += 1
+        try await withTeardown({ await harness.stop() }) {
+            // 4 s ahead (3 to 4 s with whole seconds): the authentication must finish before. At the suite's start
+            // (every suite starting PostgreSQL, Chromium, PHP at once) one took over 3 s in CI and was refused as
+            // expired: a session refused once its expiry has passed is tried again with a new one, at most twice.
+            var attempt = 0
+            var expire: Int64
+            var socket: TestWebSocket
+            while true {
+                expire = Int64(Date().timeIntervalSince1970) + 4
+                harness.site.addSession("brief\(attempt)", user: 9, expire: expire)
+                do {
+                    socket = try await harness.connect("brief\(attempt)")
+                    break
+                } catch  where attempt < 2 && Int64(Date().timeIntervalSince1970) >= expire - 1 {
+                    attempt += 1
+                }
             }
+            let expiry = expire
+            try await eventually(timeout: .seconds(6)) { Int64(Date().timeIntervalSince1970) > expiry }
+            try await socket.send("hello", "late")
+            let close = try await socket.nextClose()
+            #expect(close.code == 1008)
+            #expect(close.reason == "Session expired")
+            #expect(close.before.isEmpty)
+            #expect(harness.site.events(named: "WebSockets/message").isEmpty)
         }
-        let expiry = expire
-        try await eventually(timeout: .seconds(6)) { Int64(Date().timeIntervalSince1970) > expiry }
-        try await socket.send("hello", "late")
-        let close = try await socket.nextClose()
-        #expect(close.code == 1008)
-        #expect(close.reason == "Session expired")
-        #expect(close.before.isEmpty)
-        #expect(harness.site.events(named: "WebSockets/message").isEmpty)
     }
 
     // 6. RFC 6455 close handling and fragments.
     @Test func closeFramesAndFragmentsFollowRFC6455() async throws {
         let harness = try await Harness.start()
-        defer { Task { await harness.stop() } }
-        var cases: [(String, [UInt8], UInt16)] = [
-            ("empty close", Self.frame(0x8, []), 1000),
-            ("1-byte close", Self.frame(0x8, [0x03]), 1002),
-            ("valid 1000", Self.close(1000), 1000),
-            ("valid 3000", Self.close(3000), 3000),
-            ("valid 4999", Self.close(4999), 4999),
-            (
-                "reason not UTF-8",
-                Self.close(1000, [0xCE, 0xBA, 0xE1, 0xBD, 0xB9, 0xCF, 0x83, 0xCE, 0xBC, 0xCE, 0xB5, 0xED, 0xA0, 0x80]),
-                1007
-            ),
-            ("continuation first", Self.frame(0x0, Array("x".utf8)), 1002),
-            (
-                "text inside a fragmented message",
-                Self.frame(0x1, Array("[\"a\",".utf8), fin: false) + Self.frame(0x1, Array("[\"b\",1]".utf8)), 1002
-            ),
-        ]
-        for code: UInt16 in [0, 999, 1004, 1005, 1006, 1012, 1016, 1100, 2000, 2999, 5000, 65535] {
-            cases.append(("invalid code \(code)", Self.close(code), 1002))
+        try await withTeardown({ await harness.stop() }) {
+            var cases: [(String, [UInt8], UInt16)] = [
+                ("empty close", Self.frame(0x8, []), 1000),
+                ("1-byte close", Self.frame(0x8, [0x03]), 1002),
+                ("valid 1000", Self.close(1000), 1000),
+                ("valid 3000", Self.close(3000), 3000),
+                ("valid 4999", Self.close(4999), 4999),
+                (
+                    "reason not UTF-8",
+                    Self.close(
+                        1000, [0xCE, 0xBA, 0xE1, 0xBD, 0xB9, 0xCF, 0x83, 0xCE, 0xBC, 0xCE, 0xB5, 0xED, 0xA0, 0x80]),
+                    1007
+                ),
+                ("continuation first", Self.frame(0x0, Array("x".utf8)), 1002),
+                (
+                    "text inside a fragmented message",
+                    Self.frame(0x1, Array("[\"a\",".utf8), fin: false) + Self.frame(0x1, Array("[\"b\",1]".utf8)), 1002
+                ),
+            ]
+            for code: UInt16 in [0, 999, 1004, 1005, 1006, 1012, 1016, 1100, 2000, 2999, 5000, 65535] {
+                cases.append(("invalid code \(code)", Self.close(code), 1002))
+            }
+            for (name, bytes, expected) in cases {
+                let socket = try await TestWebSocket.connect(port: harness.port)
+                try await socket.sendRaw(bytes)
+                #expect(try await socket.nextClose().code == expected, "\(name)")
+            }
+            let after = try await harness.connect("bob")
+            try await after.send("hello", "bob")
+            #expect(try await after.nextMessage() == Message(action: "hello", details: "Hello, bob!"))
         }
-        for (name, bytes, expected) in cases {
-            let socket = try await TestWebSocket.connect(port: harness.port)
-            try await socket.sendRaw(bytes)
-            #expect(try await socket.nextClose().code == expected, "\(name)")
-        }
-        let after = try await harness.connect("bob")
-        try await after.send("hello", "bob")
-        #expect(try await after.nextMessage() == Message(action: "hello", details: "Hello, bob!"))
     }
 
     // 7. Lone surrogate escapes, as JSON.stringify writes them, are accepted (replaced by U+FFFD).
     @Test func loneSurrogateEscapesAreAccepted() async throws {
         let harness = try await Harness.start()
-        defer { Task { await harness.stop() } }
-        let socket = try await harness.connect("alice")
-        try await socket.send(text: #"["hello","cut \ud83d"]"#)
-        #expect(try await socket.nextMessage() == Message(action: "hello", details: "Hello, cut \u{FFFD}!"))
-        try await socket.send(text: #"["hello","\udc00\ud83d\ude00"]"#)
-        #expect(try await socket.nextMessage() == Message(action: "hello", details: "Hello, \u{FFFD}😀!"))
-        try await socket.send(text: #"["hello","\ud800\u"]"#)
-        #expect(try await socket.nextClose().code == 1007)
+        try await withTeardown({ await harness.stop() }) {
+            let socket = try await harness.connect("alice")
+            try await socket.send(text: #"["hello","cut \ud83d"]"#)
+            #expect(try await socket.nextMessage() == Message(action: "hello", details: "Hello, cut \u{FFFD}!"))
+            try await socket.send(text: #"["hello","\udc00\ud83d\ude00"]"#)
+            #expect(try await socket.nextMessage() == Message(action: "hello", details: "Hello, \u{FFFD}😀!"))
+            try await socket.send(text: #"["hello","\ud800\u"]"#)
+            #expect(try await socket.nextClose().code == 1007)
+        }
     }
 
     // 8. Settings are checked when loaded, before anything listens.

@@ -10,49 +10,51 @@ import Testing
 @Suite struct ObservabilityTests {
     @Test func healthReportsConnections() async throws {
         let harness = try await Harness.start()
-        defer { Task { await harness.stop() } }
-        let alice = try await harness.connect("alice")
-        let anonymous = try await TestWebSocket.connect(port: harness.port)
-        try await Task.sleep(for: .milliseconds(1200))
-        let response = try await harness.http("GET", "/WebSockets/health")
-        #expect(response.status == 200)
-        let health = try JSON(parsing: response.body)
-        #expect(health["status"] == "ok")
-        #expect(health["connections"] == 2)
-        #expect(health["authenticated"] == 1)
-        let uptime = try #require(
-            health["uptime"].flatMap { value -> Double? in
-                if case .double(let number) = value { return number }
-                return value.intValue.map(Double.init)
-            })
-        #expect(uptime >= 1.2 && uptime < 60, "uptime in seconds: \(uptime)")
-        await alice.close()
-        await anonymous.close()
+        try await withTeardown({ await harness.stop() }) {
+            let alice = try await harness.connect("alice")
+            let anonymous = try await TestWebSocket.connect(port: harness.port)
+            try await Task.sleep(for: .milliseconds(1200))
+            let response = try await harness.http("GET", "/WebSockets/health")
+            #expect(response.status == 200)
+            let health = try JSON(parsing: response.body)
+            #expect(health["status"] == "ok")
+            #expect(health["connections"] == 2)
+            #expect(health["authenticated"] == 1)
+            let uptime = try #require(
+                health["uptime"].flatMap { value -> Double? in
+                    if case .double(let number) = value { return number }
+                    return value.intValue.map(Double.init)
+                })
+            #expect(uptime >= 1.2 && uptime < 60, "uptime in seconds: \(uptime)")
+            await alice.close()
+            await anonymous.close()
+        }
     }
 
     @Test func metricsCountWhatHappened() async throws {
         let harness = try await Harness.start()
-        defer { Task { await harness.stop() } }
-        let alice = try await harness.connect("alice")
-        try await alice.send("hello", "m")
-        _ = try await alice.nextMessage()
-        let rejected = try await TestWebSocket.connect(port: harness.port, headers: [("Cookie", "sid=reject")])
-        try await rejected.send("Client/authentication", nil)
-        _ = try await rejected.nextClose()
-        harness.server.sendToClients("x", nil, .usersGroup, 1)
-        _ = try await alice.nextMessage()
-        let response = try await harness.http("GET", "/metrics")
-        #expect(response.status == 200)
-        let text = response.body
-        for line in [
-            "websockets_connections_authenticated 1",
-            #"websockets_auth_total{outcome="ok"} 1"#, #"websockets_auth_total{outcome="rejected"} 1"#,
-            "websockets_messages_in_total 3", #"websockets_sends_total{send_to="4"} 1"#,
-            #"websockets_sends_total{send_to="7"} 1"#, "websockets_site_request_duration_seconds_count",
-        ] {
-            #expect(text.contains(line), "\(line)")
+        try await withTeardown({ await harness.stop() }) {
+            let alice = try await harness.connect("alice")
+            try await alice.send("hello", "m")
+            _ = try await alice.nextMessage()
+            let rejected = try await TestWebSocket.connect(port: harness.port, headers: [("Cookie", "sid=reject")])
+            try await rejected.send("Client/authentication", nil)
+            _ = try await rejected.nextClose()
+            harness.server.sendToClients("x", nil, .usersGroup, 1)
+            _ = try await alice.nextMessage()
+            let response = try await harness.http("GET", "/metrics")
+            #expect(response.status == 200)
+            let text = response.body
+            for line in [
+                "websockets_connections_authenticated 1",
+                #"websockets_auth_total{outcome="ok"} 1"#, #"websockets_auth_total{outcome="rejected"} 1"#,
+                "websockets_messages_in_total 3", #"websockets_sends_total{send_to="4"} 1"#,
+                #"websockets_sends_total{send_to="7"} 1"#, "websockets_site_request_duration_seconds_count",
+            ] {
+                #expect(text.contains(line), "\(line)")
+            }
+            #expect(text.contains("websockets_messages_out_total 4"))
+            await alice.close()
         }
-        #expect(text.contains("websockets_messages_out_total 4"))
-        await alice.close()
     }
 }

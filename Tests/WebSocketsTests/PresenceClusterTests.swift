@@ -20,36 +20,37 @@ import Testing
     @Test func twoTabsOnTwoServersAreOneStay() async throws {
         let cluster = try await Cluster.start(2) { $0.presenceGrace = 1 }
         defer { cluster.postgres.shutdown() }
-        defer { Task { await cluster.stopServers() } }
-        let here = try await cluster.connect("alice", to: 0)
-        let there = try await cluster.connect("alice2", to: 1)
-        try await eventually(timeout: .seconds(5)) {
-            cluster.servers.allSatisfy { $0.presence(of: [1]).first?.tabs == 2 }
-        }
-        #expect(count(cluster.site, "User/online") == 1)
-        #expect(cluster.servers[1].presence(ofGroup: 10).map(\.user) == ["1"])
-        // A browser on either server that may see user 1 learns the state, then the change, once.
-        let watcher = try await cluster.connect("watcher", to: 1)
-        #expect(try await watcher.nextMessage() == Message(action: "Presence/snapshot", details: ["online": [1]]))
+        try await withTeardown({ await cluster.stopServers() }) {
+            let here = try await cluster.connect("alice", to: 0)
+            let there = try await cluster.connect("alice2", to: 1)
+            try await eventually(timeout: .seconds(5)) {
+                cluster.servers.allSatisfy { $0.presence(of: [1]).first?.tabs == 2 }
+            }
+            #expect(count(cluster.site, "User/online") == 1)
+            #expect(cluster.servers[1].presence(ofGroup: 10).map(\.user) == ["1"])
+            // A browser on either server that may see user 1 learns the state, then the change, once.
+            let watcher = try await cluster.connect("watcher", to: 1)
+            #expect(try await watcher.nextMessage() == Message(action: "Presence/snapshot", details: ["online": [1]]))
 
-        // One tab closes, and comes back on the other server within the grace (a reconnect elsewhere): nothing.
-        await here.close()
-        let moved = try await cluster.connect("alice", to: 1)
-        await there.close()
-        try await Task.sleep(for: .milliseconds(2500))
-        #expect(count(cluster.site, "User/online") == 1)
-        #expect(count(cluster.site, "User/offline") == 0)
+            // One tab closes, and comes back on the other server within the grace (a reconnect elsewhere): nothing.
+            await here.close()
+            let moved = try await cluster.connect("alice", to: 1)
+            await there.close()
+            try await Task.sleep(for: .milliseconds(2500))
+            #expect(count(cluster.site, "User/online") == 1)
+            #expect(count(cluster.site, "User/offline") == 0)
 
-        // The last tab closes: one offline, from one server, after the grace.
-        await moved.close()
-        try await eventually(timeout: .seconds(10)) { count(cluster.site, "User/offline") == 1 }
-        #expect(try await watcher.nextMessage() == Message(action: "Presence/offline", details: 1))
-        try await Task.sleep(for: .milliseconds(1500))
-        try await watcher.expectNoMessage()
-        #expect(count(cluster.site, "User/offline") == 1)
-        #expect(count(cluster.site, "User/online") == 1)
-        try await eventually(timeout: .seconds(5)) {
-            cluster.servers.allSatisfy { $0.presence(of: [1]).first?.online == false }
+            // The last tab closes: one offline, from one server, after the grace.
+            await moved.close()
+            try await eventually(timeout: .seconds(10)) { count(cluster.site, "User/offline") == 1 }
+            #expect(try await watcher.nextMessage() == Message(action: "Presence/offline", details: 1))
+            try await Task.sleep(for: .milliseconds(1500))
+            try await watcher.expectNoMessage()
+            #expect(count(cluster.site, "User/offline") == 1)
+            #expect(count(cluster.site, "User/online") == 1)
+            try await eventually(timeout: .seconds(5)) {
+                cluster.servers.allSatisfy { $0.presence(of: [1]).first?.online == false }
+            }
         }
     }
 
@@ -59,25 +60,26 @@ import Testing
     @Test func aLockedPresenceTableIsCountedAndCaughtUpWith() async throws {
         let cluster = try await Cluster.start(2) { $0.presenceGrace = 3 }
         defer { cluster.postgres.shutdown() }
-        defer { Task { await cluster.stopServers() } }
-        let alice = try await cluster.connect("alice", to: 0)
-        try await eventually(timeout: .seconds(5)) { count(cluster.site, "User/online") == 1 }
-        #expect(cluster.servers.map(presenceFailures) == [0, 0])
+        try await withTeardown({ await cluster.stopServers() }) {
+            let alice = try await cluster.connect("alice", to: 0)
+            try await eventually(timeout: .seconds(5)) { count(cluster.site, "User/online") == 1 }
+            #expect(cluster.servers.map(presenceFailures) == [0, 0])
 
-        async let locked = cluster.postgres.psql(
-            "BEGIN; LOCK TABLE websockets_presence IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(4.5); COMMIT;")
-        try await Task.sleep(for: .milliseconds(300))
-        let bob = try await cluster.connect("bob", to: 1)
-        _ = try await locked
-        // Each server sweeps every second: its first sweep under the lock failed on PostgreSQL's lock timeout.
-        #expect(cluster.servers.allSatisfy { presenceFailures($0) >= 1 })
+            async let locked = cluster.postgres.psql(
+                "BEGIN; LOCK TABLE websockets_presence IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(4.5); COMMIT;")
+            try await Task.sleep(for: .milliseconds(300))
+            let bob = try await cluster.connect("bob", to: 1)
+            _ = try await locked
+            // Each server sweeps every second: its first sweep under the lock failed on PostgreSQL's lock timeout.
+            #expect(cluster.servers.allSatisfy { presenceFailures($0) >= 1 })
 
-        // Bob, who came while the table was locked, is announced once it is free; alice stayed throughout.
-        try await eventually(timeout: .seconds(10)) { count(cluster.site, "User/online", user: 2) == 1 }
-        #expect(count(cluster.site, "User/online") == 1)
-        #expect(count(cluster.site, "User/offline") == 0)
-        await alice.close()
-        await bob.close()
+            // Bob, who came while the table was locked, is announced once it is free; alice stayed throughout.
+            try await eventually(timeout: .seconds(10)) { count(cluster.site, "User/online", user: 2) == 1 }
+            #expect(count(cluster.site, "User/online") == 1)
+            #expect(count(cluster.site, "User/offline") == 0)
+            await alice.close()
+            await bob.close()
+        }
     }
 
     /// The `websockets_presence_failures_total` of `server`, all labels (each is `database` here).
@@ -93,37 +95,38 @@ import Testing
         // 1.2 s; with 1 s, a user who moved servers during the outage could be swept before the write.
         let cluster = try await Cluster.start(2) { $0.presenceGrace = 3 }
         defer { cluster.postgres.shutdown() }
-        defer { Task { await cluster.stopServers() } }
-        let first = try await cluster.connect("alice", to: 0)
-        try await eventually(timeout: .seconds(5)) { count(cluster.site, "User/online") == 1 }
+        try await withTeardown({ await cluster.stopServers() }) {
+            let first = try await cluster.connect("alice", to: 0)
+            try await eventually(timeout: .seconds(5)) { count(cluster.site, "User/online") == 1 }
 
-        // While PostgreSQL is away the user moves to the other server, and bob comes and goes.
-        try await cluster.postgres.stop()
-        let second = try await TestWebSocket.authenticated(port: cluster.servers[1].port, sid: "alice2")
-        await first.close()
-        let bob = try await TestWebSocket.authenticated(port: cluster.servers[0].port, sid: "bob")
-        try await Task.sleep(for: .milliseconds(500))
-        // Each server still answers from what it knows: its own tab, and the other's last known count.
-        #expect(cluster.servers[1].presence(of: [1]).first?.online == true)
-        await bob.close()
-        // Long enough for every write begun during the outage to have failed (each has 2 s): bob's whole stay must
-        // be told from what the server kept, not from a write that happened to wait for the database.
-        try await Task.sleep(for: .seconds(3))
-        try await cluster.postgres.start()
+            // While PostgreSQL is away the user moves to the other server, and bob comes and goes.
+            try await cluster.postgres.stop()
+            let second = try await TestWebSocket.authenticated(port: cluster.servers[1].port, sid: "alice2")
+            await first.close()
+            let bob = try await TestWebSocket.authenticated(port: cluster.servers[0].port, sid: "bob")
+            try await Task.sleep(for: .milliseconds(500))
+            // Each server still answers from what it knows: its own tab, and the other's last known count.
+            #expect(cluster.servers[1].presence(of: [1]).first?.online == true)
+            await bob.close()
+            // Long enough for every write begun during the outage to have failed (each has 2 s): bob's whole stay must
+            // be told from what the server kept, not from a write that happened to wait for the database.
+            try await Task.sleep(for: .seconds(3))
+            try await cluster.postgres.start()
 
-        // Back: alice never left (no event); bob came and went: one online, then one offline.
-        try await eventually(timeout: .seconds(20)) {
-            count(cluster.site, "User/offline", user: 2) == 1
+            // Back: alice never left (no event); bob came and went: one online, then one offline.
+            try await eventually(timeout: .seconds(20)) {
+                count(cluster.site, "User/offline", user: 2) == 1
+            }
+            #expect(count(cluster.site, "User/online", user: 2) == 1)
+            try await Task.sleep(for: .milliseconds(2000))
+            #expect(count(cluster.site, "User/online") == 1)
+            // Alice, who moved to the other server during the outage, stays online. In about one run in four, that
+            // server's write begun as PostgreSQL stopped never returned (postgres-nio) and it wrote nothing again, so
+            // she was swept offline: a stalled transaction is now given up on before it commits (TransactionWatch).
+            #expect(count(cluster.site, "User/offline") == 0)
+            await second.close()
+            try await eventually(timeout: .seconds(10)) { count(cluster.site, "User/offline") == 1 }
         }
-        #expect(count(cluster.site, "User/online", user: 2) == 1)
-        try await Task.sleep(for: .milliseconds(2000))
-        #expect(count(cluster.site, "User/online") == 1)
-        // Alice, who moved to the other server during the outage, stays online. In about one run in four, that
-        // server's write begun as PostgreSQL stopped never returned (postgres-nio) and it wrote nothing again, so
-        // she was swept offline: a stalled transaction is now given up on before it commits (TransactionWatch).
-        #expect(count(cluster.site, "User/offline") == 0)
-        await second.close()
-        try await eventually(timeout: .seconds(10)) { count(cluster.site, "User/offline") == 1 }
     }
 
     /// A SIGKILLed server says nothing: its users with tabs elsewhere stay online with no event; the others go
@@ -131,26 +134,27 @@ import Testing
     @Test func theUsersOfAKilledServerGoOfflineUnlessTheyHaveTabsElsewhere() async throws {
         let cluster = try await Cluster.start(1) { $0.presenceGrace = 1 }
         defer { cluster.postgres.shutdown() }
-        defer { Task { await cluster.stopServers() } }
-        let (doomed, port) = try await cluster.serverProcess(extra: ["--presence-grace", "1"])
-        defer { doomed.stop() }
-        let alice = try await TestWebSocket.authenticated(port: port, sid: "alice")
-        let bobThere = try await TestWebSocket.authenticated(port: port, sid: "bob")
-        let bobHere = try await cluster.connect("bob", to: 0)
-        try await eventually(timeout: .seconds(5)) {
-            count(cluster.site, "User/online", user: 1) == 1 && count(cluster.site, "User/online", user: 2) == 1
+        try await withTeardown({ await cluster.stopServers() }) {
+            let (doomed, port) = try await cluster.serverProcess(extra: ["--presence-grace", "1"])
+            defer { doomed.stop() }
+            let alice = try await TestWebSocket.authenticated(port: port, sid: "alice")
+            let bobThere = try await TestWebSocket.authenticated(port: port, sid: "bob")
+            let bobHere = try await cluster.connect("bob", to: 0)
+            try await eventually(timeout: .seconds(5)) {
+                count(cluster.site, "User/online", user: 1) == 1 && count(cluster.site, "User/online", user: 2) == 1
+            }
+            kill(doomed.process.processIdentifier, SIGKILL)
+            await doomed.process.exited()
+            try await eventually(timeout: .seconds(60), "alice goes offline") {
+                count(cluster.site, "User/offline", user: 1) == 1
+            }
+            #expect(count(cluster.site, "User/offline", user: 2) == 0)
+            // The survivor's ledger forgets the dead server at its next full read (every 5 s).
+            try await eventually(timeout: .seconds(10)) {
+                cluster.servers[0].presence(of: [1, 2]).map(\.online) == [false, true]
+            }
+            _ = (alice, bobThere)
+            await bobHere.close()
         }
-        kill(doomed.process.processIdentifier, SIGKILL)
-        await doomed.process.exited()
-        try await eventually(timeout: .seconds(60), "alice goes offline") {
-            count(cluster.site, "User/offline", user: 1) == 1
-        }
-        #expect(count(cluster.site, "User/offline", user: 2) == 0)
-        // The survivor's ledger forgets the dead server at its next full read (every 5 s).
-        try await eventually(timeout: .seconds(10)) {
-            cluster.servers[0].presence(of: [1, 2]).map(\.online) == [false, true]
-        }
-        _ = (alice, bobThere)
-        await bobHere.close()
     }
 }

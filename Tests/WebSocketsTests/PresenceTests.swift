@@ -80,65 +80,67 @@ import Testing
     /// closed, one offline; in-process handlers hear the same. Guests make no presence.
     @Test func theSiteHearsOneOnlineAndOneOfflinePerStay() async throws {
         let harness = try await Harness.start { $0.presenceGrace = 0.5 }
-        defer { Task { await harness.stop() } }
-        let heard = NIOLockedValueBox<[String]>([])
-        for name in ["User/online", "User/offline"] {
-            harness.server.on(name) { event in
-                heard.withLockedValue { $0.append("\(event.name) \(event.user.indexKey)") }
+        try await withTeardown({ await harness.stop() }) {
+            let heard = NIOLockedValueBox<[String]>([])
+            for name in ["User/online", "User/offline"] {
+                harness.server.on(name) { event in
+                    heard.withLockedValue { $0.append("\(event.name) \(event.user.indexKey)") }
+                }
             }
+            let first = try await harness.connect("alice")
+            let second = try await harness.connect("alice2")
+            let guest = try await harness.connect("guest")
+            try await eventually { harness.site.events(named: "User/online").count == 1 }
+            let online = try #require(harness.site.events(named: "User/online").first)
+            #expect(online["user"] == 1)
+            #expect(online["action"] == "User/online")
+            // A reload of one tab: closed, and open again within the grace.
+            await first.close()
+            let reloaded = try await harness.connect("alice")
+            await second.close()
+            try await Task.sleep(for: .milliseconds(800))
+            #expect(harness.site.events(named: "User/offline").isEmpty)
+            #expect(harness.server.presence(of: [1, 0]).map(\.online) == [true, false])
+            // The last tab closes: offline, once, after the grace.
+            let closedAt = ContinuousClock.now
+            await reloaded.close()
+            try await eventually(timeout: .seconds(5)) { harness.site.events(named: "User/offline").count == 1 }
+            #expect(ContinuousClock.now - closedAt >= .milliseconds(450))
+            try await Task.sleep(for: .milliseconds(600))
+            #expect(harness.site.events(named: "User/online").count == 1)
+            #expect(harness.site.events(named: "User/offline").count == 1)
+            #expect(heard.withLockedValue { $0 } == ["User/online 1", "User/offline 1"])
+            #expect(harness.server.presence(of: [1]).map(\.online) == [false])
+            await guest.close()
         }
-        let first = try await harness.connect("alice")
-        let second = try await harness.connect("alice2")
-        let guest = try await harness.connect("guest")
-        try await eventually { harness.site.events(named: "User/online").count == 1 }
-        let online = try #require(harness.site.events(named: "User/online").first)
-        #expect(online["user"] == 1)
-        #expect(online["action"] == "User/online")
-        // A reload of one tab: closed, and open again within the grace.
-        await first.close()
-        let reloaded = try await harness.connect("alice")
-        await second.close()
-        try await Task.sleep(for: .milliseconds(800))
-        #expect(harness.site.events(named: "User/offline").isEmpty)
-        #expect(harness.server.presence(of: [1, 0]).map(\.online) == [true, false])
-        // The last tab closes: offline, once, after the grace.
-        let closedAt = ContinuousClock.now
-        await reloaded.close()
-        try await eventually(timeout: .seconds(5)) { harness.site.events(named: "User/offline").count == 1 }
-        #expect(ContinuousClock.now - closedAt >= .milliseconds(450))
-        try await Task.sleep(for: .milliseconds(600))
-        #expect(harness.site.events(named: "User/online").count == 1)
-        #expect(harness.site.events(named: "User/offline").count == 1)
-        #expect(heard.withLockedValue { $0 } == ["User/online 1", "User/offline 1"])
-        #expect(harness.server.presence(of: [1]).map(\.online) == [false])
-        await guest.close()
     }
 
     @Test func presenceIsAskedByUsersOrGroupWithTheKey() async throws {
         let harness = try await Harness.start()
-        defer { Task { await harness.stop() } }
-        let alice = try await harness.connect("alice")
-        let alice2 = try await harness.connect("alice2")
-        let bob = try await harness.connect("bob")
-        let key = [("X-WebSockets-Key", harness.key)]
-        let byUsers = try await harness.http("GET", "/WebSockets/presence?users=1,2,3", headers: key)
-        #expect(byUsers.status == 200)
-        #expect(
-            try JSON(parsing: byUsers.body)
-                == [
-                    "users": [
-                        "1": ["online": true, "tabs": 2], "2": ["online": true, "tabs": 1],
-                        "3": ["online": false, "tabs": 0],
-                    ]
-                ])
-        let byGroup = try await harness.http("GET", "/WebSockets/presence?group=10", headers: key)
-        #expect(
-            try JSON(parsing: byGroup.body)
-                == ["users": ["1": ["online": true, "tabs": 2], "2": ["online": true, "tabs": 1]]])
-        #expect(try await harness.http("GET", "/WebSockets/presence?users=1").status == 403)
-        #expect(try await harness.http("GET", "/WebSockets/presence", headers: key).status == 400)
-        #expect(harness.server.presence(ofGroup: 2).map(\.user) == ["2"])
-        for socket in [alice, alice2, bob] { await socket.close() }
+        try await withTeardown({ await harness.stop() }) {
+            let alice = try await harness.connect("alice")
+            let alice2 = try await harness.connect("alice2")
+            let bob = try await harness.connect("bob")
+            let key = [("X-WebSockets-Key", harness.key)]
+            let byUsers = try await harness.http("GET", "/WebSockets/presence?users=1,2,3", headers: key)
+            #expect(byUsers.status == 200)
+            #expect(
+                try JSON(parsing: byUsers.body)
+                    == [
+                        "users": [
+                            "1": ["online": true, "tabs": 2], "2": ["online": true, "tabs": 1],
+                            "3": ["online": false, "tabs": 0],
+                        ]
+                    ])
+            let byGroup = try await harness.http("GET", "/WebSockets/presence?group=10", headers: key)
+            #expect(
+                try JSON(parsing: byGroup.body)
+                    == ["users": ["1": ["online": true, "tabs": 2], "2": ["online": true, "tabs": 1]]])
+            #expect(try await harness.http("GET", "/WebSockets/presence?users=1").status == 403)
+            #expect(try await harness.http("GET", "/WebSockets/presence", headers: key).status == 400)
+            #expect(harness.server.presence(ofGroup: 2).map(\.user) == ["2"])
+            for socket in [alice, alice2, bob] { await socket.close() }
+        }
     }
 
     /// A browser sees the presence the site lets it see: a snapshot after authentication, then changes, debounced
@@ -148,24 +150,25 @@ import Testing
         // offline was due; most likely the reload below (a new tab that asks the site for its session) took over
         // 0.5 s, so the user rightly went offline and came back.
         let harness = try await Harness.start { $0.presenceGrace = 2 }
-        defer { Task { await harness.stop() } }
-        let carol = try await harness.connect("carol")
-        let watcher = try await harness.connect("watcher")
-        #expect(try await watcher.nextMessage() == Message(action: "Presence/snapshot", details: ["online": [3]]))
-        let nosy = try await harness.connect("alice2")
-        #expect(try await watcher.nextMessage() == Message(action: "Presence/online", details: 1))
-        let bob = try await harness.connect("bob")
-        #expect(try await watcher.nextMessage() == Message(action: "Presence/online", details: 2))
-        // A reload: nothing; the end: offline after the grace.
-        await nosy.close()
-        let back = try await harness.connect("alice")
-        await back.close()
-        #expect(try await watcher.nextMessage() == Message(action: "Presence/offline", details: 1))
-        await carol.close()
-        #expect(try await watcher.nextMessage() == Message(action: "Presence/offline", details: 3))
-        // Bob may see nobody: he heard nothing of it all.
-        try await bob.expectNoMessage()
-        await bob.close()
-        await watcher.close()
+        try await withTeardown({ await harness.stop() }) {
+            let carol = try await harness.connect("carol")
+            let watcher = try await harness.connect("watcher")
+            #expect(try await watcher.nextMessage() == Message(action: "Presence/snapshot", details: ["online": [3]]))
+            let nosy = try await harness.connect("alice2")
+            #expect(try await watcher.nextMessage() == Message(action: "Presence/online", details: 1))
+            let bob = try await harness.connect("bob")
+            #expect(try await watcher.nextMessage() == Message(action: "Presence/online", details: 2))
+            // A reload: nothing; the end: offline after the grace.
+            await nosy.close()
+            let back = try await harness.connect("alice")
+            await back.close()
+            #expect(try await watcher.nextMessage() == Message(action: "Presence/offline", details: 1))
+            await carol.close()
+            #expect(try await watcher.nextMessage() == Message(action: "Presence/offline", details: 3))
+            // Bob may see nobody: he heard nothing of it all.
+            try await bob.expectNoMessage()
+            await bob.close()
+            await watcher.close()
+        }
     }
 }

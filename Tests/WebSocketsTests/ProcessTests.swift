@@ -22,8 +22,9 @@ import Testing
         let healthURL = "http://127.0.0.1:\(port)/WebSockets/health"
         try await eventually(timeout: .seconds(20), "the server answers its health check") {
             let client = CurlClient(maximumConcurrency: 1)
-            defer { Task { await client.shutdown() } }
-            return (try? await client.perform(HTTPClientRequest(url: healthURL)).get().status) == 200
+            return try await withTeardown({ await client.shutdown() }) {
+                return (try? await client.perform(HTTPClientRequest(url: healthURL)).get().status) == 200
+            }
         }
         let settings = try JSON(
             parsing: [UInt8](try Data(contentsOf: URL(fileURLWithPath: directory + "/websockets.json"))))
@@ -41,8 +42,9 @@ import Testing
         defer { again.stop() }
         try await eventually(timeout: .seconds(20), "the server answers its health check") {
             let client = CurlClient(maximumConcurrency: 1)
-            defer { Task { await client.shutdown() } }
-            return (try? await client.perform(HTTPClientRequest(url: healthURL)).get().status) == 200
+            return try await withTeardown({ await client.shutdown() }) {
+                return (try? await client.perform(HTTPClientRequest(url: healthURL)).get().status) == 200
+            }
         }
         let alice = try await TestWebSocket.authenticated(port: port, sid: "alice")
         let bob = try await TestWebSocket.authenticated(port: port, sid: "bob")

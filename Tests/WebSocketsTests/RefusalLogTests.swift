@@ -13,38 +13,39 @@ import Testing
 @Suite(.serialized) struct RefusalLogTests {
     @Test func aFloodOfWrongKeysIsCountedAndLoggedOnce() async throws {
         let site = try await TestSite.start()
-        defer { Task { await site.shutdown() } }
-        let server = try await StartedServer.start(site: site)
-        defer { server.kill() }
-        let port = server.port
-        let client = CurlClient(maximumConcurrency: 32)
-        @Sendable func request(_ method: String, _ path: String, key: String) async -> HTTPClientResponse? {
-            try? await client.perform(
-                HTTPClientRequest(
-                    method: method, url: "http://127.0.0.1:\(port)\(path)", headers: [("X-WebSockets-Key", key)],
-                    body: Array(#"["x", 1, 1]"#.utf8), timeout: .seconds(10))
-            ).get()
-        }
-        let statuses = await withTaskGroup(of: Int.self) { group in
-            for _ in 0..<3000 {
-                group.addTask { await request("POST", "/WebSockets/send", key: "wrong").map(\.status) ?? 0 }
+        try await withTeardown({ await site.shutdown() }) {
+            let server = try await StartedServer.start(site: site)
+            defer { server.kill() }
+            let port = server.port
+            let client = CurlClient(maximumConcurrency: 32)
+            @Sendable func request(_ method: String, _ path: String, key: String) async -> HTTPClientResponse? {
+                try? await client.perform(
+                    HTTPClientRequest(
+                        method: method, url: "http://127.0.0.1:\(port)\(path)", headers: [("X-WebSockets-Key", key)],
+                        body: Array(#"["x", 1, 1]"#.utf8), timeout: .seconds(10))
+                ).get()
             }
-            var statuses: [Int: Int] = [:]
-            for await status in group { statuses[status, default: 0] += 1 }
-            return statuses
+            let statuses = await withTaskGroup(of: Int.self) { group in
+                for _ in 0..<3000 {
+                    group.addTask { await request("POST", "/WebSockets/send", key: "wrong").map(\.status) ?? 0 }
+                }
+                var statuses: [Int: Int] = [:]
+                for await status in group { statuses[status, default: 0] += 1 }
+                return statuses
+            }
+            #expect(statuses == [403: 3000])
+            #expect(await server.metric(#"websockets_refused_total{reason="send_key"}"#) == 3000)
+            await client.shutdown()
+            let (_, output) = await server.stop()
+            let lines = output.split(separator: "\n").filter { $0.contains("send refused: wrong or missing key") }
+            // The first at once; one more per 10 s at most.
+            #expect((1...3).contains(lines.count), "\(lines.count) lines")
+            #expect(lines.first?.contains("count=1") == true)
+            // The rest are told at the latest when the server stops: 3,000 in all.
+            let counts = lines.compactMap { line in
+                line.split(separator: " ").first { $0.hasPrefix("count=") }.flatMap { Int($0.dropFirst(6)) }
+            }
+            #expect(counts.reduce(0, +) == 3000, "\(counts)")
         }
-        #expect(statuses == [403: 3000])
-        #expect(await server.metric(#"websockets_refused_total{reason="send_key"}"#) == 3000)
-        await client.shutdown()
-        let (_, output) = await server.stop()
-        let lines = output.split(separator: "\n").filter { $0.contains("send refused: wrong or missing key") }
-        // The first at once; one more per 10 s at most.
-        #expect((1...3).contains(lines.count), "\(lines.count) lines")
-        #expect(lines.first?.contains("count=1") == true)
-        // The rest are told at the latest when the server stops: 3,000 in all.
-        let counts = lines.compactMap { line in
-            line.split(separator: " ").first { $0.hasPrefix("count=") }.flatMap { Int($0.dropFirst(6)) }
-        }
-        #expect(counts.reduce(0, +) == 3000, "\(counts)")
     }
 }

@@ -16,23 +16,24 @@
     @Suite struct SocketTransportTests {
         @Test func anUpgradedConnectionIsServedOnALoopOfOurs() async throws {
             let harness = try await Harness.start { $0.messageEndpoint = "none" }
-            defer { Task { await harness.stop() } }
-            harness.server.on("WebSockets/message") { event in event.reply("echo", event.details) }
-            let first = try await harness.connect("alice")
-            let second = try await harness.connect("bob")
-            let connections = harness.server.hub.allConnections()
-            #expect(connections.count == 2)
-            #expect(connections.allSatisfy { $0.eventLoop is SocketLoop })
-            // One per loop, in turn.
-            #expect(Set(connections.map { ObjectIdentifier($0.eventLoop) }).count == 2)
-            // Nothing of SwiftNIO's is left open for them.
-            try await eventually("the channels closed") { harness.server.httpConnectionCount == 0 }
-            try await first.send("echo", 1)
-            try await second.send("echo", 2)
-            #expect(try await first.nextMessage() == Message(action: "echo", details: 1))
-            #expect(try await second.nextMessage() == Message(action: "echo", details: 2))
-            await first.close()
-            await second.close()
+            try await withTeardown({ await harness.stop() }) {
+                harness.server.on("WebSockets/message") { event in event.reply("echo", event.details) }
+                let first = try await harness.connect("alice")
+                let second = try await harness.connect("bob")
+                let connections = harness.server.hub.allConnections()
+                #expect(connections.count == 2)
+                #expect(connections.allSatisfy { $0.eventLoop is SocketLoop })
+                // One per loop, in turn.
+                #expect(Set(connections.map { ObjectIdentifier($0.eventLoop) }).count == 2)
+                // Nothing of SwiftNIO's is left open for them.
+                try await eventually("the channels closed") { harness.server.httpConnectionCount == 0 }
+                try await first.send("echo", 1)
+                try await second.send("echo", 2)
+                #expect(try await first.nextMessage() == Message(action: "echo", details: 1))
+                #expect(try await second.nextMessage() == Message(action: "echo", details: 2))
+                await first.close()
+                await second.close()
+            }
         }
 
         /// Where the socket cannot be taken over, the connection stays a SwiftNIO channel and the same handler
@@ -46,65 +47,68 @@
             server.runtime.withLockedValue { $0.socketLoopsWanted = false }
             try await server.start()
             let harness = Harness(site: site, server: server)
-            defer { Task { await harness.stop() } }
-            harness.server.on("WebSockets/message") { event in event.reply("echo", event.details) }
-            #expect(harness.server.runtime.withLockedValue { $0.socketLoops }.isEmpty)
-            let socket = try await harness.connect("alice")
-            let malformed = try await harness.connect("bob")
-            #expect(harness.server.hub.allConnections().allSatisfy { !($0.eventLoop is SocketLoop) })
-            #expect(harness.server.httpConnectionCount == 0)
-            try await socket.send("echo", [1, 2])
-            #expect(try await socket.nextMessage() == Message(action: "echo", details: [1, 2]))
-            try await malformed.send(text: "not json")
-            #expect(try await malformed.nextClose().code == 1007)
-            await socket.close()
-            try await eventually("both gone") { harness.server.hub.counts.connections == 0 }
+            try await withTeardown({ await harness.stop() }) {
+                harness.server.on("WebSockets/message") { event in event.reply("echo", event.details) }
+                #expect(harness.server.runtime.withLockedValue { $0.socketLoops }.isEmpty)
+                let socket = try await harness.connect("alice")
+                let malformed = try await harness.connect("bob")
+                #expect(harness.server.hub.allConnections().allSatisfy { !($0.eventLoop is SocketLoop) })
+                #expect(harness.server.httpConnectionCount == 0)
+                try await socket.send("echo", [1, 2])
+                #expect(try await socket.nextMessage() == Message(action: "echo", details: [1, 2]))
+                try await malformed.send(text: "not json")
+                #expect(try await malformed.nextClose().code == 1007)
+                await socket.close()
+                try await eventually("both gone") { harness.server.hub.counts.connections == 0 }
+            }
         }
 
         /// A client may send frames in the same packet as its upgrade request: SwiftNIO has read them by the time the
         /// socket moves, and they are handed over with it.
         @Test func framesSentWithTheUpgradeRequestAreRead() async throws {
             let harness = try await Harness.start { $0.messageEndpoint = "none" }
-            defer { Task { await harness.stop() } }
-            harness.server.on("WebSockets/message") { event in event.reply("echo", event.details) }
-            let client = try RawClient(port: harness.port)
-            defer { client.close() }
-            var request = Array(
-                ("GET /WebSockets HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                    + "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nCookie: sid=alice\r\n\r\n")
-                    .utf8)
-            request += RawClient.maskedText(#"["Client/authentication",null]"#)
-            request += RawClient.maskedText(#"["echo",[1,2,3]]"#)
-            try client.send(request)
-            let texts = try client.texts(count: 2)
-            #expect(texts == [#"["Client/authentication","ok"]"#, #"["echo",[1,2,3]]"#])
+            try await withTeardown({ await harness.stop() }) {
+                harness.server.on("WebSockets/message") { event in event.reply("echo", event.details) }
+                let client = try RawClient(port: harness.port)
+                defer { client.close() }
+                var request = Array(
+                    ("GET /WebSockets HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                        + "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nCookie: sid=alice\r\n\r\n")
+                        .utf8)
+                request += RawClient.maskedText(#"["Client/authentication",null]"#)
+                request += RawClient.maskedText(#"["echo",[1,2,3]]"#)
+                try client.send(request)
+                let texts = try client.texts(count: 2)
+                #expect(texts == [#"["Client/authentication","ok"]"#, #"["echo",[1,2,3]]"#])
+            }
         }
 
         @Test func closedConnectionsLeaveNothingOnTheLoops() async throws {
             let harness = try await Harness.start()
-            defer { Task { await harness.stop() } }
-            let loops = harness.server.runtime.withLockedValue { $0.socketLoops }
-            #expect(loops.count >= 1)
-            @Sendable func open() async throws -> Int {
-                var total = 0
-                for loop in loops { total += try await loop.submit { loop.connectionCount }.get() }
-                return total
-            }
-            let closedByTheClient = try await harness.connect("alice")
-            let closedByTheServer = try await harness.connect("alice")
-            let resetByTheClient = try RawClient(port: harness.port)
-            try resetByTheClient.send(
-                Array(
-                    ("GET /WebSockets HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                        + "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").utf8))
-            _ = try resetByTheClient.texts(count: 0)
-            try await eventually("three connections open") { try await open() == 3 }
-            await closedByTheClient.close()
-            try await closedByTheServer.send(text: "not json")
-            #expect(try await closedByTheServer.nextClose().code == 1007)
-            resetByTheClient.reset()
-            try await eventually("every connection gone from the loops and the hub") {
-                try await open() == 0 && harness.server.hub.counts.connections == 0
+            try await withTeardown({ await harness.stop() }) {
+                let loops = harness.server.runtime.withLockedValue { $0.socketLoops }
+                #expect(loops.count >= 1)
+                @Sendable func open() async throws -> Int {
+                    var total = 0
+                    for loop in loops { total += try await loop.submit { loop.connectionCount }.get() }
+                    return total
+                }
+                let closedByTheClient = try await harness.connect("alice")
+                let closedByTheServer = try await harness.connect("alice")
+                let resetByTheClient = try RawClient(port: harness.port)
+                try resetByTheClient.send(
+                    Array(
+                        ("GET /WebSockets HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                            + "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").utf8))
+                _ = try resetByTheClient.texts(count: 0)
+                try await eventually("three connections open") { try await open() == 3 }
+                await closedByTheClient.close()
+                try await closedByTheServer.send(text: "not json")
+                #expect(try await closedByTheServer.nextClose().code == 1007)
+                resetByTheClient.reset()
+                try await eventually("every connection gone from the loops and the hub") {
+                    try await open() == 0 && harness.server.hub.counts.connections == 0
+                }
             }
         }
 

@@ -51,27 +51,31 @@ import Testing
     @Test func theSiteSeesTheClientBehindTrustedProxiesOnly() async throws {
         // 127.0.0.1 (the test's own address) is a proxy, and so is 10.0.0.0/8 behind it.
         let trusting = try await Harness.start { $0.trustedProxies = ["127.0.0.1", "10.0.0.0/8"] }
-        defer { Task { await trusting.stop() } }
-        let behind = try await trusting.connect(
-            "alice", headers: [("X-Forwarded-For", "1.1.1.1, 203.0.113.7, 10.1.2.3")])
-        #expect(
-            trusting.site.state.withLockedValue { $0.sessionHeaders.last }?.first(name: "X-Forwarded-For")
-                == "203.0.113.7")
-        await behind.close()
+        try await withTeardown({ await trusting.stop() }) {
+            let behind = try await trusting.connect(
+                "alice", headers: [("X-Forwarded-For", "1.1.1.1, 203.0.113.7, 10.1.2.3")])
+            #expect(
+                trusting.site.state.withLockedValue { $0.sessionHeaders.last }?.first(name: "X-Forwarded-For")
+                    == "203.0.113.7")
+            await behind.close()
 
-        // 127.0.0.1 not among them: its header is ignored, for the site and for the per-address cap alike.
-        let strict = try await Harness.start {
-            $0.trustedProxies = ["10.0.0.0/8"]
-            $0.maxConnectionsPerIP = 1
+            // 127.0.0.1 not among them: its header is ignored, for the site and for the per-address cap alike.
+            let strict = try await Harness.start {
+                $0.trustedProxies = ["10.0.0.0/8"]
+                $0.maxConnectionsPerIP = 1
+            }
+            try await withTeardown({ await strict.stop() }) {
+                let first = try await strict.connect("alice", headers: [("X-Forwarded-For", "203.0.113.7")])
+                #expect(
+                    strict.site.state.withLockedValue { $0.sessionHeaders.last }?.first(name: "X-Forwarded-For")
+                        == "127.0.0.1")
+                await #expect(throws: TestWebSocket.Failure.self) {
+                    _ = try await TestWebSocket.connect(
+                        port: strict.port, headers: [("X-Forwarded-For", "203.0.113.8")])
+                }
+                await first.close()
+            }
         }
-        defer { Task { await strict.stop() } }
-        let first = try await strict.connect("alice", headers: [("X-Forwarded-For", "203.0.113.7")])
-        #expect(
-            strict.site.state.withLockedValue { $0.sessionHeaders.last }?.first(name: "X-Forwarded-For") == "127.0.0.1")
-        await #expect(throws: TestWebSocket.Failure.self) {
-            _ = try await TestWebSocket.connect(port: strict.port, headers: [("X-Forwarded-For", "203.0.113.8")])
-        }
-        await first.close()
     }
 
     @Test func webStartPausesOnlyTheAddressThatGotTheKeyWrong() async throws {
