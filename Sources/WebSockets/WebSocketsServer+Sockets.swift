@@ -12,9 +12,12 @@ import WebSocketsProtocol
     /// and each upgraded connection handed to the next.
     extension WebSocketsServer {
         /// Starts the socket loops unless they are not wanted (tests of SwiftNIO's path); on failure the connections
-        /// stay SwiftNIO channels (logged).
+        /// stay SwiftNIO channels: logged once, and `websockets_socket_loops` is 0.
         func startSocketLoops() {
-            guard runtime.withLockedValue({ $0.socketLoopsWanted }) else { return }
+            guard runtime.withLockedValue({ $0.socketLoopsWanted }) else {
+                metrics.socketLoops.record(0)
+                return
+            }
             var count = 0
             for _ in group.makeIterator() { count += 1 }
             var loops: [SocketLoop] = []
@@ -31,6 +34,7 @@ import WebSocketsProtocol
                 loops = []
             }
             runtime.withLockedValue { $0.socketLoops = loops }
+            metrics.socketLoops.record(loops.count)
         }
 
         /// Stops the socket loops (after the connections were closed).
@@ -42,15 +46,15 @@ import WebSocketsProtocol
             for loop in loops { await loop.shutdown() }
         }
 
-        /// The handler of a connection just upgraded on `channel`: a handoff of its socket to the next socket loop, or
-        /// `nil` when it stays a SwiftNIO channel (no loops, or its descriptor not found).
-        func socketHandoff(for channel: any Channel, credentials: BrowserCredentials) -> SocketHandoff? {
+        /// The handler of a connection just upgraded whose socket is `descriptor`: a handoff of its socket to the next
+        /// socket loop, or `nil` when it stays a SwiftNIO channel (no loops).
+        func socketHandoff(of descriptor: CInt, credentials: BrowserCredentials) -> SocketHandoff? {
             let loop = runtime.withLockedValue { runtime -> SocketLoop? in
                 guard !runtime.socketLoops.isEmpty else { return nil }
                 runtime.nextSocketLoop = (runtime.nextSocketLoop + 1) % runtime.socketLoops.count
                 return runtime.socketLoops[runtime.nextSocketLoop]
             }
-            guard let loop, let descriptor = ChannelDescriptor.of(channel) else { return nil }
+            guard let loop else { return nil }
             return SocketHandoff(
                 descriptor: descriptor,
                 move: { [self] descriptor, received in

@@ -54,7 +54,7 @@ public final class WebSocketsServer: Service, Sendable {
     var httpConnectionCount: Int { httpConnections.value }
 
     struct Runtime {
-        var channel: (any Channel)?
+        var listener: Listener?
         var trimTimer: RepeatedTask?
         var presenceTimer: RepeatedTask?
         /// Announces the cluster's presence decisions this server made.
@@ -169,44 +169,34 @@ public final class WebSocketsServer: Service, Sendable {
     public func start() async throws {
         try settings.validate()
         let host = settings.listenLocally ? "127.0.0.1" : "0.0.0.0"
-        let channel = try await PortSetting.binding("listen_port", port: settings.listenPort, host: host) {
-            try await ServerBootstrap(group: group)
-                .serverChannelOption(.backlog, value: 4096)
-                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-                .childChannelOption(.writeBufferWaterMark, value: outboundWaterMark)
-                // Each connection keeps its receive buffer between reads: start it small (browsers' messages are small)
-                // and let it grow for a connection that reads more.
-                .childChannelOption(
-                    .recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 128, maximum: 65536)
-                )
-                // One read per wake-up (epoll is level-triggered, so what is left is read on the next): with several,
-                // a read that lands while the previous buffer is still held makes NIO keep two buffers per connection
-                // for good.
-                .childChannelOption(.maxMessagesPerRead, value: 1)
-                .childChannelInitializer { [self] channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try self.configure(channel)
-                    }
-                }
-                .bind(host: host, port: settings.listenPort).get()
+        #if os(Linux)
+            startSocketLoops()
+        #endif
+        let listener: Listener
+        let port: Int
+        do {
+            (listener, port) = try await PortSetting.binding("listen_port", port: settings.listenPort, host: host) {
+                try await listen(host: host)
+            }
+        } catch {
+            #if os(Linux)
+                await stopSocketLoops()
+            #endif
+            throw error
         }
-        let port = channel.localAddress?.port ?? settings.listenPort
         runtime.withLockedValue {
-            $0.channel = channel
+            $0.listener = listener
             $0.port = port
         }
         let formatted = formattedAddress
         advertisedAddress.withLockedValue { $0 = formatted }
-        #if os(Linux)
-            startSocketLoops()
-        #endif
-        startTrimming(on: channel.eventLoop)
-        startPresenceTimer(on: channel.eventLoop)
+        let timers = group.next()
+        startTrimming(on: timers)
+        startPresenceTimer(on: timers)
         do {
             try await bus.start()
         } catch {
-            try? await channel.close()
+            await listener.close()
             #if os(Linux)
                 await stopSocketLoops()
             #endif
@@ -245,13 +235,13 @@ public final class WebSocketsServer: Service, Sendable {
     /// Stops accepting, closes every connection with 1001 "going away", lets in-flight site calls finish for up to
     /// `site_timeout` + 2 s, then fails the rest; ends within ``stopBound(siteTimeout:)``.
     public func shutdown() async {
-        let (first, channel) = runtime.withLockedValue { runtime -> (Bool, (any Channel)?) in
+        let (first, listener) = runtime.withLockedValue { runtime -> (Bool, Listener?) in
             if runtime.stopping { return (false, nil) }
             runtime.stopping = true
-            return (true, runtime.channel)
+            return (true, runtime.listener)
         }
         guard first else { return }
-        guard let channel else {
+        guard let listener else {
             // Never started: only the site client's thread to stop.
             await curl.shutdown()
             return
@@ -261,7 +251,7 @@ public final class WebSocketsServer: Service, Sendable {
             $0.presenceTimer?.cancel()
         }
         logger.info("shutting down")
-        try? await channel.close()
+        await listener.close()
         for connection in hub.allConnections() {
             connection.close(code: .goingAway, reason: "Server shutting down")
         }
@@ -329,7 +319,8 @@ public final class WebSocketsServer: Service, Sendable {
 
     // MARK: Channels
 
-    private func configure(_ channel: any Channel) throws {
+    /// Sets up a new connection's pipeline; `descriptor`, where known, lets its socket move once upgraded.
+    func configure(_ channel: any Channel, descriptor: CInt?) throws {
         let upgrader = WebSocketUpgrader(
             shouldUpgrade: { [self] channel, head in
                 let address = clientAddress(head.headers, peer: channel.remoteAddress?.ipAddress ?? "")
@@ -353,7 +344,9 @@ public final class WebSocketsServer: Service, Sendable {
                     acceptLanguage: head.headers.first(name: "accept-language") ?? "",
                     address: clientAddress(head.headers, peer: channel.remoteAddress?.ipAddress ?? ""))
                 #if os(Linux)
-                    if let handoff = socketHandoff(for: channel, credentials: credentials) { return handoff }
+                    if let descriptor, let handoff = socketHandoff(of: descriptor, credentials: credentials) {
+                        return handoff
+                    }
                 #endif
                 return makeConnectionHandler(credentials: credentials, shard: hub.shard(for: channel.eventLoop))
             })

@@ -89,6 +89,9 @@ package final class PostgresBus: MessageBus, Sendable {
     package var presenceDecisions: AsyncStream<PresenceLedger.Change> { presenceSync.decisions }
     package var presenceObserved: AsyncStream<PresenceLedger.Change> { presenceSync.observed }
 
+    /// Whether this server hears the cluster's notifications now (its LISTEN connection is up).
+    package var isListening: Bool { reader.withLockedValue { $0?.isListening ?? false } }
+
     /// The id of the last message this server applied.
     package var head: Int64 { reader.withLockedValue { $0?.head ?? 0 } }
 

@@ -100,8 +100,10 @@ import WebSocketsDemo
                 try await page.waitFor("got.length === 1")
                 #expect(try await page.evaluate("got") == ["psst"])
             }
-            try await Task.sleep(for: .milliseconds(200))
-            #expect(try await bob.evaluate("got") == [])
+            // Bob's own message comes after any that reached him: he has that one alone.
+            #expect(harness.server.sendToClients("private", "for bob", .specificUsers, 2) == 1)
+            try await bob.waitFor("got.length >= 1")
+            #expect(try await bob.evaluate("got") == ["for bob"])
         }
     }
 
@@ -115,7 +117,6 @@ import WebSocketsDemo
         try await page.waitFor("cs.WebSockets.state === 'offline' || cs.WebSockets.state === 'connecting'")
         try await page.evaluate("cs.WebSockets.send('queued', 42).queued")
         #expect(try await page.evaluate("cs.WebSockets.queued") == 1)
-        try await Task.sleep(for: .milliseconds(300))
         let restarted = try await harness.restarted()
         try await withTeardown({ await restarted.stop() }) {
             try await page.waitFor(
@@ -123,7 +124,12 @@ import WebSocketsDemo
             try await eventually("the queued message reaches the site") {
                 harness.site.events(named: "WebSockets/message").contains { $0["action"] == "queued" }
             }
-            try await Task.sleep(for: .milliseconds(500))
+            // A message sent after it reaches the site after it (a connection's events are in order): a second copy
+            // of the queued one would have come before.
+            try await page.evaluate("cs.WebSockets.send('after', 43); true")
+            try await eventually("the next message reaches the site") {
+                harness.site.events(named: "WebSockets/message").contains { $0["action"] == "after" }
+            }
             let queued = harness.site.events(named: "WebSockets/message").filter { $0["action"] == "queued" }
             #expect(queued.count == 1)
             #expect(queued.first?["details"] == 42)
@@ -146,6 +152,8 @@ import WebSocketsDemo
             try await page.waitFor("cs.WebSockets.state === 'closed' && serverCloses === 1")
             // Going online again (or becoming visible) must not bring a closed client back.
             try await page.evaluate("window.dispatchEvent(new Event('online')); true")
+            // What is tested is an absence over time: a client that reconnects does so within its first backoff
+            // (at most 0.5 s), so two seconds without one is the answer.
             try await Task.sleep(for: .seconds(2))
             #expect(try await page.evaluate("cs.WebSockets.state") == "closed")
             #expect(harness.server.hub.counts.connections == 0)

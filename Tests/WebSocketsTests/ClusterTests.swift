@@ -178,8 +178,9 @@ import Testing
         try await withTeardown({ await cluster.stopServers() }) {
             let alice = try await cluster.connect("alice", to: 0)
             try await cluster.postgres.stop()
-            // The LISTEN connection's loss is how the server learns it; let it be read.
-            try await Task.sleep(for: .milliseconds(200))
+            // The LISTEN connection's loss is how the server learns it.
+            let bus = try #require(cluster.servers[0].bus as? PostgresBus)
+            try await eventually("the server notices PostgreSQL is gone") { !bus.isListening }
             cluster.servers[0].sendToClients("during", 1, .specificUsers, 1)
             #expect(try await alice.nextMessage(timeout: .seconds(1)) == Message(action: "during", details: 1))
         }
@@ -203,7 +204,8 @@ import Testing
                 cluster.servers[0].sendToClients(
                     action, .int(Int64(index)), .specificUsers, action == "other-user" ? 2 : 1)
             }
-            try await Task.sleep(for: .milliseconds(300))
+            // Written and read back by the server the tab comes back to.
+            try await eventually("the sends are applied") { cluster.servers[0].bus.head >= lastID + 3 }
             // Back through the other server, saying what it saw last: the missed messages come first, in order.
             let back = try await TestWebSocket.connect(
                 port: cluster.servers[0].port, headers: [("Cookie", "sid=alice")])
@@ -394,9 +396,10 @@ import Testing
             for number in 2...4 { survivor.sendToClients("n", .int(Int64(number)), .specificUsers, 1) }
             try await page.waitFor("cs.WebSockets.state === 'online' && recoveries.length === 1", timeout: .seconds(20))
             survivor.sendToClients("n", 5, .specificUsers, 1)
-            try await page.waitFor("got.length >= 5")
-            try await Task.sleep(for: .milliseconds(300))
-            #expect(try await page.evaluate("got") == [1, 2, 3, 4, 5])
+            // One more after it: a repeat of any would come before the last (a tab's messages are in order).
+            survivor.sendToClients("n", 6, .specificUsers, 1)
+            try await page.waitFor("got.includes(6)")
+            #expect(try await page.evaluate("got") == [1, 2, 3, 4, 5, 6])
             #expect(try await page.evaluate("recoveries[0].complete") == true)
             #expect(survivor.hub.counts.connections == 1)
         }

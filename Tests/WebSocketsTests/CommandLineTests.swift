@@ -101,7 +101,7 @@ import Testing
             defer { server.stop() }
             try await eventually(timeout: .seconds(20), "the server is ready") {
                 let client = CurlClient(maximumConcurrency: 1)
-                return try await withTeardown({ await client.shutdown() }) {
+                return await withTeardown({ await client.shutdown() }) {
                     let health = HTTPClientRequest(url: "http://127.0.0.1:\(port)/WebSockets/health")
                     return (try? await client.perform(health).get().status) == 200
                 }

@@ -22,7 +22,7 @@ import Testing
         let healthURL = "http://127.0.0.1:\(port)/WebSockets/health"
         try await eventually(timeout: .seconds(20), "the server answers its health check") {
             let client = CurlClient(maximumConcurrency: 1)
-            return try await withTeardown({ await client.shutdown() }) {
+            return await withTeardown({ await client.shutdown() }) {
                 return (try? await client.perform(HTTPClientRequest(url: healthURL)).get().status) == 200
             }
         }
@@ -42,7 +42,7 @@ import Testing
         defer { again.stop() }
         try await eventually(timeout: .seconds(20), "the server answers its health check") {
             let client = CurlClient(maximumConcurrency: 1)
-            return try await withTeardown({ await client.shutdown() }) {
+            return await withTeardown({ await client.shutdown() }) {
                 return (try? await client.perform(HTTPClientRequest(url: healthURL)).get().status) == 200
             }
         }

@@ -15,6 +15,54 @@
     /// (``SocketConnection``), over a socket pair: tasks, timers, reads, writes held back by a peer that does not read,
     /// closes and shutdown.
     @Suite struct SocketLoopTests {
+        /// Connects a plain blocking socket to `port` on loopback; whether the kernel took the connection.
+        private static func connects(to port: Int) -> Bool {
+            let socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            defer { Glibc.close(socket) }
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = in_port_t(UInt16(port).bigEndian)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            return withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    Glibc.connect(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+                }
+            }
+        }
+
+        @Test func theAcceptLoopHandsOverEachConnectionAndStopsWhenClosed() async throws {
+            let acceptor = try AcceptLoop(host: "127.0.0.1", port: 0, backlog: 16)
+            #expect(acceptor.port > 0)
+            let accepted = NIOLockedValueBox<[CInt]>([])
+            acceptor.start(
+                accepted: { descriptor in accepted.withLockedValue { $0.append(descriptor) } }, failed: { _ in })
+            for _ in 0..<3 { #expect(Self.connects(to: acceptor.port)) }
+            try await eventually("three connections accepted") { accepted.withLockedValue { $0.count } == 3 }
+            for descriptor in accepted.withLockedValue({ $0 }) {
+                // Ready for SwiftNIO and for a loop of ours: non-blocking, and not inherited by a spawned process.
+                #expect(fcntl(descriptor, F_GETFL) & O_NONBLOCK != 0)
+                #expect(fcntl(descriptor, F_GETFD) & FD_CLOEXEC != 0)
+                Glibc.close(descriptor)
+            }
+            // Closing wakes the accepting thread and awaits its end; the port refuses connections after.
+            await acceptor.close()
+            #expect(!Self.connects(to: acceptor.port))
+            // The same port can be listened on again at once (SO_REUSEADDR).
+            let again = try AcceptLoop(host: "127.0.0.1", port: acceptor.port, backlog: 16)
+            await again.close(started: false)
+        }
+
+        @Test func aPortInUseIsReportedWithItsErrno() async throws {
+            let first = try AcceptLoop(host: "127.0.0.1", port: 0, backlog: 16)
+            #expect(throws: IOError.self) { try AcceptLoop(host: "127.0.0.1", port: first.port, backlog: 16) }
+            do {
+                _ = try AcceptLoop(host: "127.0.0.1", port: first.port, backlog: 16)
+            } catch let error as IOError {
+                #expect(error.errnoCode == EADDRINUSE)
+            }
+            await first.close(started: false)
+        }
+
         @Test func tasksFromAnyThreadRunOnTheLoopInOrder() async throws {
             let loop = try SocketLoop(name: "test", outbound: .init(low: 512, high: 1024))
             let seen = NIOLockedValueBox<[Int]>([])

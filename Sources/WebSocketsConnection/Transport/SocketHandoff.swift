@@ -18,7 +18,7 @@ import WebSocketsProtocol
         private let failed: @Sendable (_ errno: CInt) -> Void
         private var received: ByteBuffer?
 
-        /// A handoff of the channel's socket `descriptor` (``ChannelDescriptor``) to `move`; `failed` when it cannot be
+        /// A handoff of the channel's socket `descriptor` (known from ``AcceptLoop``) to `move`; `failed` when it cannot be
         /// duplicated (the process is out of descriptors), after which the connection is closed.
         package init(descriptor: CInt, move: @escaping Move, failed: @escaping @Sendable (_ errno: CInt) -> Void) {
             self.descriptor = descriptor
