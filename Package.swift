@@ -1,6 +1,21 @@
 // swift-tools-version:6.1
 import PackageDescription
 
+/// SwiftNIO's modules by name: each target says in one line which it uses.
+func nio(_ modules: String...) -> [Target.Dependency] {
+    modules.map { .product(name: $0, package: "swift-nio") }
+}
+
+let logging: Target.Dependency = .product(name: "Logging", package: "swift-log")
+let lifecycle: Target.Dependency = .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")
+let metrics: [Target.Dependency] = [
+    .product(name: "Metrics", package: "swift-metrics"), .product(name: "Prometheus", package: "swift-prometheus"),
+]
+/// PostgreSQL, with TLS (postgres-nio takes swift-nio-ssl's configuration).
+let postgres: [Target.Dependency] = [
+    .product(name: "PostgresNIO", package: "postgres-nio"), .product(name: "NIOSSL", package: "swift-nio-ssl"),
+]
+
 let package = Package(
     name: "websockets",
     platforms: [.macOS(.v14)],
@@ -29,7 +44,7 @@ let package = Package(
             providers: [.apt(["libcurl4-openssl-dev"])]
         ),
         .systemLibrary(name: "CLaunch"),
-        // epoll and eventfd for the WebSocket connections' own transport (Transport/), Linux only; mallinfo2.
+        // epoll, eventfd and accept4 for the WebSocket connections' own transport (Transport/), Linux only; mallinfo2.
         .systemLibrary(name: "CEpoll"),
         // The wire format (JSON, messages, sends, send_to, sessions, close codes, error replies): no NIO, so that
         // anything speaking the protocol can use it without the server.
@@ -40,163 +55,72 @@ let package = Package(
         // every other target reads, deciding nothing about connections.
         .target(
             name: "WebSocketsCore",
-            dependencies: [
-                "WebSocketsProtocol",
-                "CEpoll",
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "Metrics", package: "swift-metrics"),
-                .product(name: "Prometheus", package: "swift-prometheus"),
-                .product(name: "PostgresNIO", package: "postgres-nio"),
-                // TLS to PostgreSQL (postgres-nio takes swift-nio-ssl's configuration).
-                .product(name: "NIOSSL", package: "swift-nio-ssl"),
-            ]
+            dependencies: ["WebSocketsProtocol", "CEpoll", logging]
+                + nio("NIOCore", "NIOHTTP1", "NIOConcurrencyHelpers") + metrics + postgres
         ),
         // One WebSocket connection: its transport (our epoll loops, Linux only), frames in and out, the
         // ConnectionStateMachine and its handler, which talks outward only through ConnectionDelegate.
         .target(
             name: "WebSocketsConnection",
-            dependencies: [
-                "WebSocketsCore",
-                "WebSocketsProtocol",
-                "CEpoll",
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOWebSocket", package: "swift-nio"),
-                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-                .product(name: "Logging", package: "swift-log"),
-            ]
+            dependencies: ["WebSocketsCore", "WebSocketsProtocol", "CEpoll", logging]
+                + nio("NIOCore", "NIOPosix", "NIOWebSocket", "NIOConcurrencyHelpers")
         ),
         // The connections of a server: their registry and indexes, whom a send selects, each loop's writer and
         // pinger, presence's ledger.
         .target(
             name: "WebSocketsHub",
-            dependencies: [
-                "WebSocketsConnection",
-                "WebSocketsCore",
-                "WebSocketsProtocol",
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-                .product(name: "Logging", package: "swift-log"),
-            ]
+            dependencies: ["WebSocketsConnection", "WebSocketsCore", "WebSocketsProtocol", logging]
+                + nio("NIOCore", "NIOPosix", "NIOConcurrencyHelpers")
         ),
         // Every call to the site: libcurl's multi handle on its own thread, per-connection lanes, the session cache.
         .target(
             name: "WebSocketsSite",
-            dependencies: [
-                "WebSocketsCore",
-                "WebSocketsProtocol",
-                "CCurl",
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-                .product(name: "Logging", package: "swift-log"),
-            ]
+            dependencies: ["WebSocketsCore", "WebSocketsProtocol", "CCurl", logging]
+                + nio("NIOCore", "NIOConcurrencyHelpers")
         ),
         // The mode, chosen once: one server alone, or a cluster over PostgreSQL (router, recovery, replay hold,
         // presence).
         .target(
             name: "WebSocketsCluster",
             dependencies: [
-                "WebSocketsHub",
-                "WebSocketsConnection",
-                "WebSocketsCore",
-                "WebSocketsProtocol",
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "PostgresNIO", package: "postgres-nio"),
-                .product(name: "NIOSSL", package: "swift-nio-ssl"),
-            ]
+                "WebSocketsHub", "WebSocketsConnection", "WebSocketsCore", "WebSocketsProtocol", logging, lifecycle,
+            ] + nio("NIOCore", "NIOPosix", "NIOConcurrencyHelpers") + postgres
         ),
         // The server: assembly and lifecycle, HTTP, the events; the public face (WebSocketsServer, Settings, events).
         .target(
             name: "WebSockets",
             dependencies: [
-                "WebSocketsCluster",
-                "WebSocketsSite",
-                "WebSocketsHub",
-                "WebSocketsConnection",
-                "WebSocketsCore",
-                "WebSocketsProtocol",
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "NIOWebSocket", package: "swift-nio"),
-                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "Metrics", package: "swift-metrics"),
-                .product(name: "Prometheus", package: "swift-prometheus"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "PostgresNIO", package: "postgres-nio"),
-                .product(name: "NIOSSL", package: "swift-nio-ssl"),
-            ]
+                "WebSocketsCluster", "WebSocketsSite", "WebSocketsHub", "WebSocketsConnection", "WebSocketsCore",
+                "WebSocketsProtocol", logging, lifecycle,
+            ] + nio("NIOCore", "NIOPosix", "NIOHTTP1", "NIOWebSocket", "NIOConcurrencyHelpers") + metrics + postgres
         ),
         // What only the command line needs: the supervisor, web start, posix_spawn and the wrong-key limiter. An
-        // application that embeds the server does not carry it.
+        // application that embeds the server does not carry it. Web start asks the site through the same libcurl
+        // client as the server.
         .target(
             name: "WebSocketsLaunch",
-            dependencies: [
-                "WebSockets",
-                // Web start asks the site through the same libcurl client as the server.
-                "WebSocketsSite",
-                "CLaunch",
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ]
+            dependencies: ["WebSockets", "WebSocketsSite", "CLaunch", logging, lifecycle]
+                + nio("NIOCore", "NIOPosix", "NIOHTTP1", "NIOConcurrencyHelpers")
         ),
         .target(
             name: "WebSocketsDemo",
-            dependencies: [
-                "WebSockets",
-                .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-                .product(name: "Logging", package: "swift-log"),
-            ]
+            dependencies: ["WebSockets", logging] + nio("NIOHTTP1", "NIOConcurrencyHelpers")
         ),
+        // `websockets send` inserts into the cluster's table or posts through libcurl.
         .executableTarget(
             name: "websockets",
             dependencies: [
-                "WebSockets",
-                // `websockets send` inserts into the cluster's table or posts through libcurl.
-                "WebSocketsCluster",
-                "WebSocketsSite",
-                "WebSocketsLaunch",
-                "WebSocketsDemo",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                "WebSockets", "WebSocketsCluster", "WebSocketsSite", "WebSocketsLaunch", "WebSocketsDemo", logging,
+                lifecycle, .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .testTarget(
             name: "WebSocketsTests",
             dependencies: [
-                "WebSockets",
-                "WebSocketsCore",
-                "WebSocketsConnection",
-                "WebSocketsHub",
-                "WebSocketsSite",
-                "WebSocketsCluster",
-                "WebSocketsProtocol",
-                "WebSocketsLaunch",
-                "WebSocketsDemo",
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "NIOWebSocket", package: "swift-nio"),
-                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-                .product(name: "NIOEmbedded", package: "swift-nio"),
+                "WebSockets", "WebSocketsCore", "WebSocketsConnection", "WebSocketsHub", "WebSocketsSite",
+                "WebSocketsCluster", "WebSocketsProtocol", "WebSocketsLaunch", "WebSocketsDemo", logging,
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
-                .product(name: "Logging", package: "swift-log"),
-            ]
+            ] + nio("NIOCore", "NIOPosix", "NIOHTTP1", "NIOWebSocket", "NIOConcurrencyHelpers", "NIOEmbedded")
         ),
     ]
 )

@@ -59,20 +59,25 @@ extension WebSocketsServer {
 
     #if os(Linux)
         /// A connection accepted on our socket: handed to SwiftNIO's next loop, its descriptor kept for the handoff.
+        /// The channel is made on that loop, not on the accepting thread: glibc gives each thread an arena of its
+        /// own, and channels made on the accepting thread would all live in its arena.
         private func accepted(_ descriptor: CInt) {
-            ClientBootstrap(group: group)
-                .channelInitializer { [self] channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try applyConnectionOptions(channel)
-                        try configure(channel, descriptor: descriptor)
+            let loop = group.next()
+            loop.execute { [self] in
+                ClientBootstrap(group: loop)
+                    .channelInitializer { [self] channel in
+                        channel.eventLoop.makeCompletedFuture {
+                            try applyConnectionOptions(channel)
+                            try configure(channel, descriptor: descriptor)
+                        }
                     }
-                }
-                .withConnectedSocket(descriptor)
-                .whenFailure { [self] error in
-                    // SwiftNIO closed the socket with the channel it could not set up.
-                    logger.warning("accepted connection not set up", metadata: ["error": "\(error)"])
-                    metrics.acceptFailures.increment()
-                }
+                    .withConnectedSocket(descriptor)
+                    .whenFailure { [self] error in
+                        // SwiftNIO closed the socket with the channel it could not set up.
+                        logger.warning("accepted connection not set up", metadata: ["error": "\(error)"])
+                        metrics.acceptFailures.increment()
+                    }
+            }
         }
     #endif
 
