@@ -93,7 +93,7 @@ final class HTTPConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
                         "ip": "\(context.channel.remoteAddress?.ipAddress ?? "")",
                     ])
             }
-            metrics.closed(reason: "http_cap")
+            metrics.closed(reason: .httpCap)
             context.close(promise: nil)
             return
         }
@@ -165,7 +165,7 @@ final class HTTPConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
         logger.debug(
             "HTTP connection closed: \(phase == .idle ? "idle" : phase == .unread ? "answers unread" : "request too slow")",
             metadata: ["ip": "\(context.channel.remoteAddress?.ipAddress ?? "")"])
-        metrics.closed(reason: "http_timeout")
+        metrics.closed(reason: .httpTimeout)
         context.close(promise: nil)
     }
 }

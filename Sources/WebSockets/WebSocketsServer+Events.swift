@@ -28,13 +28,13 @@ extension WebSocketsServer: ConnectionEvents {
         let limits = Connection.Limits(messages: settings.maxPendingMessages, bytes: settings.maxPendingBytes)
         switch connection.enqueue(message, limits: limits) {
         case .full:
-            return .refused(reason: "pending")
+            return .refused(reason: .pending)
         case .fullBytes:
-            return .refused(reason: "pending_bytes")
+            return .refused(reason: .pendingBytes)
         case .budgetSpent:
-            return .refused(reason: "unauthenticated_budget")
+            return .refused(reason: .unauthenticatedBudget)
         case .closing:
-            metrics.dropped(reason: "closed")
+            metrics.dropped(reason: .closed)
             return .closing
         case .queued(let start):
             if start { startDrain(connection) }
@@ -49,7 +49,7 @@ extension WebSocketsServer: ConnectionEvents {
         hub.remove(connection)
         let (discarded, start) = connection.closed()
         if discarded > 0 {
-            metrics.dropped(reason: "closed", count: discarded)
+            metrics.dropped(reason: .closed, count: discarded)
             connection.userLogger.info(
                 "connection closed: its waiting messages are discarded", metadata: ["count": "\(discarded)"])
         }
@@ -85,7 +85,7 @@ extension WebSocketsServer: ConnectionEvents {
             } else {
                 connection.logger.debug(
                     "message before authentication not dispatched", metadata: ["action": "\(message.action)"])
-                metrics.dropped(reason: "unauthenticated")
+                metrics.dropped(reason: .unauthenticated)
             }
         }
     }
@@ -96,7 +96,7 @@ extension WebSocketsServer: ConnectionEvents {
         let key = message.action.dropFirst("Application/Internal:".count)
         guard SecurityKey.matches(key, settings.securityKey) else {
             // The action carries a key: it is never echoed or logged.
-            metrics.refused(reason: "internal_key")
+            metrics.refused(reason: .internalKey)
             refusals.refused(
                 "internal_key", "internal message with a wrong key", level: .warning, logger: connection.logger)
             connection.send(Message(action: "Application/Internal:error", details: composeError(403)))
@@ -131,7 +131,7 @@ extension WebSocketsServer: ConnectionEvents {
         if siteBacklog.isSpent && settings.resolvedMessageEndpoint != nil {
             // The site is slower than the events: a new tab would add two more (its authentication, and the
             // disconnection that must follow it). It retries with its backoff; the tabs already in keep everything.
-            metrics.refused(reason: "site_backlog")
+            metrics.refused(reason: .siteBacklog)
             refusals.refused(
                 "site_backlog", "authentication refused: the events waiting for the site hold max_site_backlog_bytes",
                 level: .warning, logger: connection.logger)
@@ -176,7 +176,7 @@ extension WebSocketsServer: ConnectionEvents {
     /// Closes `connection` and counts the messages it sent that are discarded with it.
     private func discardOnClose(_ connection: Connection, code: WebSocketCloseCode, reason: String) {
         let discarded = connection.close(code: code, reason: reason)
-        if discarded > 0 { metrics.dropped(reason: "closed", count: discarded) }
+        if discarded > 0 { metrics.dropped(reason: .closed, count: discarded) }
     }
 
     /// Replays to a reconnected browser the messages it missed since `lastID`, in order and before live ones, then
@@ -255,7 +255,7 @@ extension WebSocketsServer: ConnectionEvents {
         case .success(let sends):
             await perform(sends)
         case .failure(.cancelled):
-            metrics.dropped(reason: "closed")
+            metrics.dropped(reason: .closed)
             connection.userLogger.debug("connection closed before its message's turn: not posted")
         case .failure(let error):
             siteEventFailed(name, error: error, logger: connection.userLogger, action: event.action)
@@ -305,7 +305,7 @@ extension WebSocketsServer: ConnectionEvents {
     func siteEventFailed(_ name: String, error: SiteCallError, logger: Logger, action: String? = nil) {
         if isStopping {
             eventsLostAtStop.withLockedValue { $0 += 1 }
-            metrics.dropped(reason: "shutdown")
+            metrics.dropped(reason: .shutdown)
             return
         }
         logger.warning(

@@ -149,7 +149,7 @@ extension WebSocketsServer {
     /// The answer to a send whose key is wrong or missing, or `nil` when the key is right.
     func sendKeyRefusal(_ headers: HTTPHeaders, address: String) -> HTTPServerResponse? {
         guard let key = headers.first(name: "x-websockets-key"), SecurityKey.matches(key, settings.securityKey) else {
-            metrics.refused(reason: "send_key")
+            metrics.refused(reason: .sendKey)
             refusals.refused(
                 "send_key", "send refused: wrong or missing key", logger: logger, metadata: ["ip": "\(address)"])
             return .error(.forbidden, "Wrong or missing X-WebSockets-Key")

@@ -69,7 +69,7 @@ import WebSocketsProtocol
         /// of descriptors): logged and counted, in one place for both steps that can fail.
         private func notMoved(_ why: String, error: any Error) {
             logger.warning("upgraded connection closed: \(why)", metadata: ["error": "\(error)"])
-            metrics.closed(reason: "descriptors")
+            metrics.closed(reason: .descriptors)
         }
 
         /// Starts the connection of socket `descriptor` on `loop`; on the loop.

@@ -333,7 +333,7 @@ public final class WebSocketsServer: Service, Sendable {
                         metadata: ["reason": "\(refusal.1)", "ip": "\(address)"])
                     metrics.closed(
                         reason: refusal.0 == .forbidden
-                            ? "origin" : refusal.0 == .tooManyRequests ? "per_ip_cap" : "refused")
+                            ? .origin : refusal.0 == .tooManyRequests ? .perIPCap : .refused)
                 }
                 return channel.eventLoop.makeSucceededFuture(refusal == nil ? HTTPHeaders() : nil)
             },

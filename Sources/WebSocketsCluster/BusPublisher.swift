@@ -102,7 +102,7 @@ package final class BusPublisher: Sendable {
             logger.warning(
                 "send over max_send_size not carried by the cluster",
                 metadata: ["count": "\(refused)", "max_send_size": "\(maxSendSize)"])
-            metrics.dropped(reason: "oversized", count: refused)
+            metrics.dropped(reason: .oversized, count: refused)
         }
         return carried
     }
@@ -144,7 +144,7 @@ package final class BusPublisher: Sendable {
         let count = left.reduce(0) { $0 + $1.sends.count }
         if count > 0 {
             logger.warning("stopped with sends not written to PostgreSQL", metadata: ["count": "\(count)"])
-            metrics.dropped(reason: "shutdown", count: count)
+            metrics.dropped(reason: .shutdown, count: count)
         }
         for entry in left { entry.done?.resume() }
     }
@@ -236,7 +236,7 @@ package final class BusPublisher: Sendable {
             logger.error(
                 "too many sends waiting for PostgreSQL: these will not reach other servers",
                 metadata: ["dropped": "\(dropped)"])
-            metrics.dropped(reason: "cluster_backlog", count: dropped)
+            metrics.dropped(reason: .clusterBacklog, count: dropped)
         }
     }
 

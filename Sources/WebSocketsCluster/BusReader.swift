@@ -142,7 +142,7 @@ package final class BusReader: Sendable {
         guard let id = first else { return false }
         _ = state.withLockedValue { $0.tracker.accept(id, now: .now) }
         logger.warning("message row skipped: it could not be read in time, even alone", metadata: ["id": "\(id)"])
-        metrics.dropped(reason: "unreadable_row")
+        metrics.dropped(reason: .unreadableRow)
         return true
     }
 
@@ -176,7 +176,7 @@ package final class BusReader: Sendable {
                 logger.warning(
                     "message row over max_send_size skipped unread",
                     metadata: ["id": "\(id)", "bytes": "\(size)", "max_send_size": "\(maxRowSize)"])
-                metrics.dropped(reason: "oversized_row")
+                metrics.dropped(reason: .oversizedRow)
                 continue
             }
             apply(id, key.flatMap(SendKey.init), payload)

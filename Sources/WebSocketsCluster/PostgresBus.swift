@@ -187,7 +187,7 @@ package final class PostgresBus: MessageBus, Sendable {
         if publisher.wasDeliveredHere(key) { return }
         guard let send = PostgresSchema.decode(payload) else {
             logger.warning("unreadable message row skipped", metadata: ["id": "\(id)"])
-            metrics.dropped(reason: "unreadable_row")
+            metrics.dropped(reason: .unreadableRow)
             return
         }
         hub.deliver(send, id: id)

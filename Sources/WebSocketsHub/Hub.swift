@@ -257,7 +257,7 @@ public final class Hub: Sendable {
         for connection in connections {
             connection.write(frame, bypassingHold: true)
             connection.close(code: .normal, reason: "Closed by the server")
-            metrics.closed(reason: "server_close")
+            metrics.closed(reason: .serverClose)
         }
         return connections.count
     }

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 
 @testable import WebSockets
@@ -8,6 +9,23 @@ import Testing
 @testable import WebSocketsSite
 
 @Suite struct ObservabilityTests {
+    /// Every label the server counts under `closed`, `dropped` and `refused` is explained in the README's metrics
+    /// list: the labels are one list each (``ClosedReason``, ``DroppedReason``, ``RefusedReason``).
+    @Test func theReadmeNamesEveryReasonLabel() throws {
+        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("README.md").path
+        let readme = try String(contentsOfFile: path, encoding: .utf8)
+        let start = try #require(readme.range(of: "## Health and metrics"))
+        let end = try #require(readme.range(of: "## Benchmarks"))
+        let section = readme[start.upperBound..<end.lowerBound]
+        let labels =
+            ClosedReason.allCases.map(\.rawValue) + DroppedReason.allCases.map(\.rawValue)
+            + RefusedReason.allCases.map(\.rawValue)
+        for label in labels {
+            #expect(section.contains("`\(label)`"), "the README does not name `\(label)`")
+        }
+    }
+
     @Test func healthReportsConnections() async throws {
         let before = ContinuousClock.now
         let harness = try await Harness.start()

@@ -113,7 +113,7 @@ import Testing
         #expect(harness.metric(#"websockets_refused_total{reason="rate"} 1"#))
         // The delegate's own refusal is answered the same way, under its reason.
         let waiting = try Harness()
-        waiting.delegate.reception = .refused(reason: "pending")
+        waiting.delegate.reception = .refused(reason: .pending)
         try waiting.send(0x1, Array(#"["Bye",null]"#.utf8))
         #expect(waiting.delegate.messages == ["Bye"])
         var refusal = try #require(try waiting.written().first)

@@ -28,7 +28,7 @@ package enum MessageReception: Equatable {
     /// Refused (answered 429), for `reason`: `pending` (`max_pending_messages` already wait), `pending_bytes` (they
     /// would hold more than `max_pending_bytes`), `unauthenticated_budget` (the server holds
     /// `max_unauthenticated_bytes` for connections not authenticated yet).
-    case refused(reason: String)
+    case refused(reason: RefusedReason)
     /// Not handled: the connection is closing (counted as dropped).
     case closing
 }

@@ -18,7 +18,7 @@ extension ConnectionStateMachine {
         /// More than ``HeldFrames/maximumCount`` frames or `max_outbound_buffer` bytes waited for the replay.
         case replayOverflow(count: Int, bytes: Int)
         /// Bytes the server does not accept (``InboundEvent/refusal(code:reason:metric:)``).
-        case refusedFrame(code: WebSocketCloseCode, reason: String, metric: String)
+        case refusedFrame(code: WebSocketCloseCode, reason: String, metric: ClosedReason)
         /// A text message that is not a message of the protocol.
         case malformed(String)
         /// Over `max_connections_per_ip` (another connection from the address won the race after the upgrade).
@@ -58,26 +58,26 @@ extension ConnectionStateMachine {
 
         /// The label counted in `websockets_closed_total`, or `nil` for closes that are not the server's decision
         /// about the connection (the browser's, the server's own requests, a replay overflow, counted as drops).
-        var metric: String? {
+        var metric: ClosedReason? {
             switch self {
-            case .idle: "idle"
-            case .authenticationTimeout: "authentication_timeout"
-            case .slowReader: "slow_reader"
-            case .sessionExpired: "session_expired"
+            case .idle: .idle
+            case .authenticationTimeout: .authenticationTimeout
+            case .slowReader: .slowReader
+            case .sessionExpired: .sessionExpired
             case .refusedFrame(_, _, let metric): metric
-            case .malformed: "malformed"
-            case .perIPCap: "per_ip_cap"
+            case .malformed: .malformed
+            case .perIPCap: .perIPCap
             case .replayOverflow, .browserClosed, .requested: nil
             }
         }
 
         /// What the close drops, counted in `websockets_dropped_total`: the frame that found the session expired, the
         /// held frames of an overflowing replay, the frame a slow reader could not take.
-        package var dropped: (reason: String, count: Int)? {
+        package var dropped: (reason: DroppedReason, count: Int)? {
             switch self {
-            case .slowReader: ("slow_reader", 1)
-            case .sessionExpired: ("session_expired", 1)
-            case .replayOverflow(let count, _): ("replay_overflow", count)
+            case .slowReader: (.slowReader, 1)
+            case .sessionExpired: (.sessionExpired, 1)
+            case .replayOverflow(let count, _): (.replayOverflow, count)
             default: nil
             }
         }

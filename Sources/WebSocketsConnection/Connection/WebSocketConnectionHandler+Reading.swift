@@ -51,7 +51,7 @@ extension WebSocketConnectionHandler {
             case .accepted, .closing: break
             case .refused(let reason): refuse(message, reason: reason, "messages over the waiting limit refused")
             }
-        case .refuse: refuse(message, reason: "rate", "messages over the rate limit refused")
+        case .refuse: refuse(message, reason: .rate, "messages over the rate limit refused")
         case .close(let reason): perform(reason)
         case .ignore: break
         }
@@ -60,10 +60,10 @@ extension WebSocketConnectionHandler {
     /// Answers a message the connection may not send now with `<action>:error [429, ...]`; counted per message,
     /// logged once per connection and reason. Flushed after the read, as pongs are: a flood of refused messages
     /// costs one write call per read.
-    private func refuse(_ message: Message, reason: String, _ text: String) {
+    private func refuse(_ message: Message, reason: RefusedReason, _ text: String) {
         environment.metrics.refused(reason: reason)
         environment.refusals.refused(
-            reason, "\(text)", level: .warning, logger: delegate?.userLogger ?? Logger(label: "websockets"),
+            reason.rawValue, "\(text)", level: .warning, logger: delegate?.userLogger ?? Logger(label: "websockets"),
             metadata: environment.refusalMetadata)
         let reply = ByteBuffer(bytes: message.errorReply(code: 429).encoded())
         write(frame: ServerFrame.text(reply), bypassingHold: true, flush: false)

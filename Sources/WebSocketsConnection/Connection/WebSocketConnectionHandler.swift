@@ -138,7 +138,7 @@ package final class WebSocketConnectionHandler {
             wire.write(frame)
             return first ? .firstSinceFlush : .queued
         case .duplicate:
-            environment.metrics.dropped(reason: "duplicate")
+            environment.metrics.dropped(reason: .duplicate)
         case .close(let reason):
             perform(reason)
         case .held, .ignore:

@@ -17,7 +17,7 @@ package enum InboundEvent: Equatable {
     case close(code: UInt16)
     /// Bytes the server does not accept: close with `code` and `reason`; `metric` is the reason counted in
     /// `websockets_closed_total`.
-    case refusal(code: WebSocketCloseCode, reason: String, metric: String)
+    case refusal(code: WebSocketCloseCode, reason: String, metric: ClosedReason)
 }
 
 /// Reassembles a connection's messages from its frames and applies the rules on what a browser may send: frame
@@ -61,9 +61,9 @@ package struct InboundAssembler {
                 case .tooLarge:
                     return .refusal(
                         code: .messageTooLarge, reason: "Frame larger than \(maximumMessageSize) bytes",
-                        metric: "too_large")
+                        metric: .tooLarge)
                 case .protocolViolation(let reason):
-                    return .refusal(code: .protocolError, reason: reason, metric: "protocol")
+                    return .refusal(code: .protocolError, reason: reason, metric: .protocol)
                 }
             }
             if let event = handle(frame) { return event }
@@ -75,14 +75,14 @@ package struct InboundAssembler {
         case .text:
             guard fragments == nil else {
                 return .refusal(
-                    code: .protocolError, reason: "A new message began inside a fragmented one", metric: "protocol")
+                    code: .protocolError, reason: "A new message began inside a fragmented one", metric: .protocol)
             }
             if frame.fin { return .message(frame.payload) }
             fragments = frame.payload
             return nil
         case .continuation:
             guard var buffer = fragments else {
-                return .refusal(code: .protocolError, reason: "Continuation without a message", metric: "protocol")
+                return .refusal(code: .protocolError, reason: "Continuation without a message", metric: .protocol)
             }
             // Taken out while it grows: with `fragments` still holding it, every append copied the whole message
             // so far (a message of 1-byte fragments: 64 KiB copied 65,536 times).
@@ -92,7 +92,7 @@ package struct InboundAssembler {
                 fragments = nil
                 return .refusal(
                     code: .messageTooLarge, reason: "Message larger than \(maximumMessageSize) bytes",
-                    metric: "too_large")
+                    metric: .tooLarge)
             }
             buffer.writeBuffer(&data)
             if frame.fin {
@@ -104,9 +104,9 @@ package struct InboundAssembler {
         case .binary:
             if fragments != nil {
                 return .refusal(
-                    code: .protocolError, reason: "A new message began inside a fragmented one", metric: "protocol")
+                    code: .protocolError, reason: "A new message began inside a fragmented one", metric: .protocol)
             }
-            return .refusal(code: .unacceptableData, reason: "Binary frames are not accepted", metric: "binary")
+            return .refusal(code: .unacceptableData, reason: "Binary frames are not accepted", metric: .binary)
         case .ping:
             return .ping(frame.payload)
         case .pong:
@@ -114,7 +114,7 @@ package struct InboundAssembler {
         case .connectionClose:
             return Self.close(frame.payload)
         default:
-            return .refusal(code: .protocolError, reason: "Unknown opcode", metric: "protocol")
+            return .refusal(code: .protocolError, reason: "Unknown opcode", metric: .protocol)
         }
     }
 
@@ -124,14 +124,14 @@ package struct InboundAssembler {
         var payload = payload
         guard payload.readableBytes > 0 else { return .close(code: WebSocketCloseCode.normal.rawValue) }
         guard let code = payload.readInteger(as: UInt16.self) else {
-            return .refusal(code: .protocolError, reason: "Close frame with a 1-byte payload", metric: "protocol")
+            return .refusal(code: .protocolError, reason: "Close frame with a 1-byte payload", metric: .protocol)
         }
         guard WebSocketCloseCode.mayBeReceived(code) else {
-            return .refusal(code: .protocolError, reason: "Invalid close code \(code)", metric: "protocol")
+            return .refusal(code: .protocolError, reason: "Invalid close code \(code)", metric: .protocol)
         }
         let reason = payload.readableBytesView
         guard String(validating: reason, as: UTF8.self) != nil else {
-            return .refusal(code: .invalidData, reason: "Close reason is not UTF-8", metric: "malformed")
+            return .refusal(code: .invalidData, reason: "Close reason is not UTF-8", metric: .malformed)
         }
         return .close(code: code)
     }

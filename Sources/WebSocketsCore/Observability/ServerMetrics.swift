@@ -91,20 +91,22 @@ public final class ServerMetrics: Sendable {
     }
 
     /// Counts messages accepted for delivery (to a browser or to the site) that did not get there, by reason.
-    package func dropped(reason: String, count: Int = 1) {
-        Counter(label: "websockets_dropped_total", dimensions: [("reason", reason)], factory: factory).increment(
-            by: count)
+    package func dropped(reason: DroppedReason, count: Int = 1) {
+        Counter(label: "websockets_dropped_total", dimensions: [("reason", reason.rawValue)], factory: factory)
+            .increment(by: count)
     }
 
     /// Counts a browser's message refused before it was accepted (`rate`: over `message_rate`; `pending`: over
     /// `max_pending_messages`), answered with 429.
-    package func refused(reason: String) {
-        Counter(label: "websockets_refused_total", dimensions: [("reason", reason)], factory: factory).increment()
+    package func refused(reason: RefusedReason) {
+        Counter(label: "websockets_refused_total", dimensions: [("reason", reason.rawValue)], factory: factory)
+            .increment()
     }
 
     /// Counts a connection the server closed, by reason.
-    package func closed(reason: String) {
-        Counter(label: "websockets_closed_total", dimensions: [("reason", reason)], factory: factory).increment()
+    package func closed(reason: ClosedReason) {
+        Counter(label: "websockets_closed_total", dimensions: [("reason", reason.rawValue)], factory: factory)
+            .increment()
     }
 
     /// Counts a presence write or sweep (`operation`) that did not commit: `stalled` when it was given up on after
