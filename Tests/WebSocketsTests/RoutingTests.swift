@@ -14,6 +14,8 @@ import Testing
         var sockets: [String: TestWebSocket] = [:]
         for sid in ["alice", "alice2", "bob", "carol", "guest"] { sockets[sid] = try await harness.connect(sid) }
         sockets["anonymous"] = try await TestWebSocket.connect(port: harness.port)
+        // The 101 reaches the client before its socket has moved to a loop of ours and joined the hub.
+        try await eventually("the six connections are in the hub") { harness.server.hub.counts.connections == 6 }
         return sockets
     }
 

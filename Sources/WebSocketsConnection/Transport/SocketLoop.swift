@@ -21,7 +21,7 @@ import WebSocketsProtocol
     /// A tick waits for sockets and the wake-up descriptor, handles what is ready, runs the timers due and then the
     /// tasks queued before the tick's end: a task queued by a task runs on the next tick, after the sockets were
     /// polled again (SwiftNIO's loop runs it in the same tick, before any read; see ``EventLoop/executeAfterPendingIO``).
-    package final class SocketLoop: EventLoop, @unchecked Sendable {
+    package final class SocketLoop: PollsBeforeQueuedTasks, @unchecked Sendable {
         // @unchecked: the state below that is not in a lock (`timers`, `sockets`, `readBuffer`, `later`) is touched only
         // on the loop's thread, which every entry point checks (`inEventLoop`) or reaches through `execute`; `thread` is
         // written once, before `init` returns (the semaphore orders it).
