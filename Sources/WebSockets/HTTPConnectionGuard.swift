@@ -1,13 +1,13 @@
-import WebSocketsCluster
-import WebSocketsSite
-import WebSocketsHub
-import WebSocketsConnection
-import WebSocketsCore
-import WebSocketsProtocol
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import Synchronization
+import WebSocketsCluster
+import WebSocketsConnection
+import WebSocketsCore
+import WebSocketsHub
+import WebSocketsProtocol
+import WebSocketsSite
 
 /// What the HTTP handler tells the guard in front of it, as a user outbound event.
 enum HTTPConnectionEvent {

@@ -1,10 +1,7 @@
-import WebSocketsCluster
-import WebSocketsSite
-import WebSocketsHub
+import NIOCore
 import WebSocketsConnection
 import WebSocketsCore
-import WebSocketsProtocol
-import NIOCore
+import WebSocketsHub
 
 /// The time limits of an HTTP (non-WebSocket) connection, with no channel: between requests it may stay idle for
 /// `idleTimeout`; from a request's first byte, its head and body must arrive within `requestTimeout` (a client

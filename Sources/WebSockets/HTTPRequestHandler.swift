@@ -1,12 +1,12 @@
-import WebSocketsCluster
-import WebSocketsSite
-import WebSocketsHub
-import WebSocketsConnection
-import WebSocketsCore
-import WebSocketsProtocol
 import Foundation
 import NIOCore
 import NIOHTTP1
+import WebSocketsCluster
+import WebSocketsConnection
+import WebSocketsCore
+import WebSocketsHub
+import WebSocketsProtocol
+import WebSocketsSite
 
 /// Collects a request's head and body, hands the whole request to a responder, and writes its answer.
 /// Requests on one connection are answered in order (NIO's pipelining assistance holds the next one back).

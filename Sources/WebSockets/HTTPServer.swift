@@ -1,14 +1,14 @@
-import WebSocketsCluster
-import WebSocketsSite
-import WebSocketsHub
-import WebSocketsConnection
-import WebSocketsCore
-import WebSocketsProtocol
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import WebSocketsCluster
+import WebSocketsConnection
+import WebSocketsCore
+import WebSocketsHub
+import WebSocketsProtocol
+import WebSocketsSite
 
 /// A small HTTP/1.1 server around one responder: the demo site, the web-start service and the tests' site use it.
 public final class HTTPServer: Sendable {

@@ -1,11 +1,11 @@
-import WebSocketsCluster
-import WebSocketsSite
-import WebSocketsHub
-import WebSocketsConnection
-import WebSocketsCore
-import WebSocketsProtocol
 import NIOCore
 import NIOHTTP1
+import WebSocketsCluster
+import WebSocketsConnection
+import WebSocketsCore
+import WebSocketsHub
+import WebSocketsProtocol
+import WebSocketsSite
 
 /// A whole HTTP request as a responder sees it.
 public struct HTTPServerRequest: Sendable {

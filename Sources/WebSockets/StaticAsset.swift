@@ -1,10 +1,9 @@
-import WebSocketsCluster
-import WebSocketsSite
-import WebSocketsHub
+import NIOHTTP1
 import WebSocketsConnection
 import WebSocketsCore
+import WebSocketsHub
 import WebSocketsProtocol
-import NIOHTTP1
+import WebSocketsSite
 
 /// A file served from memory with validators: browsers revalidate with `If-None-Match` and get `304` until a
 /// release changes the file.

@@ -1,12 +1,7 @@
-import WebSocketsCluster
-import WebSocketsSite
-import WebSocketsHub
-import WebSocketsConnection
-import WebSocketsCore
-import WebSocketsProtocol
 import NIOCore
 import NIOHTTP1
 import NIOWebSocket
+import WebSocketsHub
 
 /// Upgrades an HTTP connection to a WebSocket one: NIO's upgrader checks the handshake and answers it, and the
 /// connection then gets one handler of ours (``WebSocketConnectionHandler``) instead of NIO's frame decoder and

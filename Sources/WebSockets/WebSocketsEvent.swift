@@ -1,10 +1,10 @@
+import Foundation
 import WebSocketsCluster
-import WebSocketsSite
-import WebSocketsHub
 import WebSocketsConnection
 import WebSocketsCore
+import WebSocketsHub
 import WebSocketsProtocol
-import Foundation
+import WebSocketsSite
 
 /// An event for in-process handlers: a browser's message (`WebSockets/message`), or a system event
 /// (`Client/authentication`, `Client/disconnection`).

@@ -1,12 +1,12 @@
-import WebSocketsCluster
-import WebSocketsSite
-import WebSocketsHub
-import WebSocketsConnection
-import WebSocketsCore
-import WebSocketsProtocol
 import Foundation
 import Logging
 import NIOCore
+import WebSocketsCluster
+import WebSocketsConnection
+import WebSocketsCore
+import WebSocketsHub
+import WebSocketsProtocol
+import WebSocketsSite
 
 extension WebSocketsServer: ConnectionEvents {
     /// A connection opened: indexed, unless its address is over `max_connections_per_ip` (checked before the

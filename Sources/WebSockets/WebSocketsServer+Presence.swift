@@ -1,12 +1,12 @@
+import Foundation
+import Logging
+import NIOCore
 import WebSocketsCluster
-import WebSocketsSite
-import WebSocketsHub
 import WebSocketsConnection
 import WebSocketsCore
+import WebSocketsHub
 import WebSocketsProtocol
-import Logging
-import Foundation
-import NIOCore
+import WebSocketsSite
 
 extension WebSocketsServer {
     /// The presence of `users` (ids as the site gives them), in that order.

@@ -1,9 +1,10 @@
 import WebSocketsCluster
-import WebSocketsSite
-import WebSocketsHub
 import WebSocketsConnection
 import WebSocketsCore
+import WebSocketsHub
 import WebSocketsProtocol
+import WebSocketsSite
+
 #if os(Linux)
     import Glibc
     import NIOCore

@@ -1,9 +1,3 @@
-import WebSocketsCluster
-import WebSocketsSite
-import WebSocketsHub
-import WebSocketsConnection
-import WebSocketsCore
-import WebSocketsProtocol
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
@@ -12,6 +6,12 @@ import NIOHTTP1
 import NIOPosix
 import NIOWebSocket
 import ServiceLifecycle
+import WebSocketsCluster
+import WebSocketsConnection
+import WebSocketsCore
+import WebSocketsHub
+import WebSocketsProtocol
+import WebSocketsSite
 
 /// A WebSockets server: `/WebSockets` for browsers, `/WebSockets/send`, `/WebSockets/health` and `/metrics`.
 ///

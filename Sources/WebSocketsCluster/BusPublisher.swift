@@ -1,11 +1,11 @@
-import WebSocketsHub
-import WebSocketsConnection
-import WebSocketsCore
-import WebSocketsProtocol
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
 import PostgresNIO
+import WebSocketsConnection
+import WebSocketsCore
+import WebSocketsHub
+import WebSocketsProtocol
 
 /// The writing side of the PostgreSQL bus: sends are written in batches, in order, as rows of
 /// `websockets_messages`, each batch announced by one `NOTIFY websockets, '<max id>'`. While PostgreSQL is away

@@ -1,10 +1,10 @@
-import WebSocketsHub
-import WebSocketsConnection
-import WebSocketsCore
-import WebSocketsProtocol
 import Logging
 import NIOConcurrencyHelpers
 import PostgresNIO
+import WebSocketsConnection
+import WebSocketsCore
+import WebSocketsHub
+import WebSocketsProtocol
 
 /// The reading side of the PostgreSQL bus: a LISTEN connection that wakes the reader on every NOTIFY (and says
 /// whether it is up: it drops the moment PostgreSQL goes away, seconds before a query would time out), and a

@@ -2,7 +2,6 @@ import Logging
 import NIOConcurrencyHelpers
 import WebSocketsCore
 import WebSocketsHub
-import WebSocketsProtocol
 
 /// The one choice between a server alone and a cluster over PostgreSQL, made once from `postgres` when the server
 /// is made. Each mode supplies what differs — the bus (and with it the router and the replay), whether a new

@@ -1,8 +1,6 @@
-import WebSocketsHub
-import WebSocketsConnection
-import WebSocketsCore
-import WebSocketsProtocol
 import Logging
+import WebSocketsCore
+import WebSocketsHub
 
 /// The cluster's pool of servers, as senders see it.
 public enum ClusterPool {

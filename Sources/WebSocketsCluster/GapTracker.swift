@@ -1,7 +1,8 @@
-import WebSocketsHub
 import WebSocketsConnection
 import WebSocketsCore
+import WebSocketsHub
 import WebSocketsProtocol
+
 /// Which rows of `websockets_messages` the reader has applied. Ids are given at insert and rows become visible at
 /// commit, so a row can appear after a higher id was applied (a slower transaction): the ids skipped on the way are
 /// remembered as gaps for `lifetime`, and a row that fills one is applied when it appears. Nothing committed within

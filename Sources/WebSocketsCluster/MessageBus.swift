@@ -1,7 +1,8 @@
-import WebSocketsHub
 import WebSocketsConnection
 import WebSocketsCore
+import WebSocketsHub
 import WebSocketsProtocol
+
 /// Where sends that may concern other servers go: straight to this server's connections (one server), or through
 /// PostgreSQL to every server's (a cluster).
 package protocol MessageBus: Sendable {

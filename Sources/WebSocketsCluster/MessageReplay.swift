@@ -1,9 +1,9 @@
-import WebSocketsHub
-import WebSocketsConnection
-import WebSocketsCore
-import WebSocketsProtocol
 import Logging
 import PostgresNIO
+import WebSocketsConnection
+import WebSocketsCore
+import WebSocketsHub
+import WebSocketsProtocol
 
 /// What a reconnecting browser missed: the rows after its last id that select its connection, read back from
 /// `websockets_messages`. A replay costs what it returns: rows are selected on their routing columns (`send_to`,

@@ -1,10 +1,9 @@
-import WebSocketsHub
-import WebSocketsConnection
-import WebSocketsCore
-import WebSocketsProtocol
 import Logging
 import NIOConcurrencyHelpers
 import PostgresNIO
+import WebSocketsConnection
+import WebSocketsCore
+import WebSocketsHub
 
 /// This server's entry in `websockets_pool` (its address and a heartbeat every 5 s), and the cluster's upkeep:
 /// entries silent for 30 s and messages older than `retention` are removed.

@@ -1,12 +1,12 @@
-import WebSocketsHub
-import WebSocketsConnection
-import WebSocketsCore
-import WebSocketsProtocol
 import Foundation
 import Logging
-import NIOCore
 import NIOConcurrencyHelpers
+import NIOCore
 import PostgresNIO
+import WebSocketsConnection
+import WebSocketsCore
+import WebSocketsHub
+import WebSocketsProtocol
 
 /// The cluster's bus on PostgreSQL. A send is written once as a row of `websockets_messages` and announced with
 /// `NOTIFY websockets, '<id>'` (the id only, so NOTIFY's 8000-byte limit never matters). Every server reads new rows

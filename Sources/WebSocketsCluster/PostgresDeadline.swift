@@ -1,9 +1,9 @@
-import WebSocketsHub
-import WebSocketsConnection
-import WebSocketsCore
-import WebSocketsProtocol
 import Foundation
 import NIOConcurrencyHelpers
+import WebSocketsConnection
+import WebSocketsCore
+import WebSocketsHub
+import WebSocketsProtocol
 
 /// Queries of the bus fail after a deadline: postgres-nio waits for a connection as long as it takes, and the bus
 /// must notice an outage quickly instead (the first send after PostgreSQL stopped waited 2 s for this, once).

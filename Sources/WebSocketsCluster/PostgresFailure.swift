@@ -1,9 +1,9 @@
-import WebSocketsHub
-import WebSocketsConnection
-import WebSocketsCore
-import WebSocketsProtocol
 import NIOSSL
 import PostgresNIO
+import WebSocketsConnection
+import WebSocketsCore
+import WebSocketsHub
+import WebSocketsProtocol
 
 /// Words for a failure to reach PostgreSQL that an operator can act on: postgres-nio's own description hides
 /// everything ("Generic description to prevent accidental leakage"), and its reflection is a page of internals.

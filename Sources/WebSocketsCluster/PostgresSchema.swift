@@ -1,9 +1,9 @@
-import WebSocketsHub
-import WebSocketsConnection
-import WebSocketsCore
-import WebSocketsProtocol
 import Logging
 import PostgresNIO
+import WebSocketsConnection
+import WebSocketsCore
+import WebSocketsHub
+import WebSocketsProtocol
 
 /// The cluster's tables and the SQL function, created idempotently by every server at start.
 package enum PostgresSchema {

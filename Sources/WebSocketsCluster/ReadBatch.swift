@@ -1,7 +1,3 @@
-import WebSocketsHub
-import WebSocketsConnection
-import WebSocketsCore
-import WebSocketsProtocol
 /// How many rows the bus's reader asks for next. A batch that cannot be read in time is split (an eighth each time)
 /// down to one row, and a single row that still cannot be read is skipped, so that no row stops the bus; each batch
 /// read lets the size grow back. A value type: the reader only wires it to its queries.

@@ -1,8 +1,6 @@
-import WebSocketsHub
-import WebSocketsConnection
-import WebSocketsCore
-import WebSocketsProtocol
 import NIOConcurrencyHelpers
+import WebSocketsConnection
+import WebSocketsHub
 
 /// How many replays run at once on one server. A replay reads rows and holds their payloads until they are written:
 /// a reconnect storm (40 tabs × 10 rounds asking for everything) once held 455 MiB more and delayed live sends by a

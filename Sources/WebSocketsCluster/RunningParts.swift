@@ -1,8 +1,8 @@
-import WebSocketsHub
+import NIOConcurrencyHelpers
 import WebSocketsConnection
 import WebSocketsCore
+import WebSocketsHub
 import WebSocketsProtocol
-import NIOConcurrencyHelpers
 
 /// The long-running parts of a service that have not ended yet, by name: named in the log when a shutdown does not
 /// end in time (a server once stayed up after SIGTERM, its presence write never returning).

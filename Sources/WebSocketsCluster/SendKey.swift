@@ -1,7 +1,7 @@
-import WebSocketsHub
 import WebSocketsConnection
 import WebSocketsCore
 import WebSocketsProtocol
+
 /// The key of a send written by a server: `<server id>:<number>`, chosen before the send's first write and unique
 /// in `websockets_messages`, so that writing the same send twice makes one row. Rows written by SQL
 /// (`websockets_send`) have none: a site's transaction commits once.

@@ -1,7 +1,8 @@
-import WebSocketsHub
 import WebSocketsConnection
 import WebSocketsCore
+import WebSocketsHub
 import WebSocketsProtocol
+
 /// Where a send goes: the one place that decides between this server's connections and the bus. Made by the
 /// ``ClusterMode``.
 package struct SendRouter: Sendable {

@@ -1,7 +1,6 @@
-import WebSocketsHub
 import WebSocketsConnection
-import WebSocketsCore
-import WebSocketsProtocol
+import WebSocketsHub
+
 /// Whether a transaction that has stopped answering may be given up on, without losing what it decided.
 ///
 /// postgres-nio can leave a statement waiting for good on a connection PostgreSQL closed under it: a presence write

@@ -1,4 +1,3 @@
-import WebSocketsProtocol
 /// What a browser presented when it opened its WebSocket; forwarded to the session endpoint.
 public struct BrowserCredentials: Sendable {
     /// The `Cookie` header (never logged).

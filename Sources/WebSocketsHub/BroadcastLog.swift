@@ -1,7 +1,5 @@
-import WebSocketsConnection
-import WebSocketsCore
-import WebSocketsProtocol
 import NIOCore
+import WebSocketsConnection
 
 /// The sends to everyone that an event loop has not yet written to all of its connections, numbered in order.
 ///

@@ -1,9 +1,9 @@
-import WebSocketsConnection
-import WebSocketsCore
-import WebSocketsProtocol
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
+import WebSocketsConnection
+import WebSocketsCore
+import WebSocketsProtocol
 
 /// One browser's WebSocket connection: who it is once authenticated, and the messages waiting to be handled.
 ///

@@ -1,6 +1,6 @@
 import WebSocketsConnection
-import WebSocketsCore
 import WebSocketsProtocol
+
 /// What the hub's connections tell the server: their opening, their messages and their close. The server decides
 /// what becomes of them (the indexes, the site, the handlers); a connection only passes them on.
 package protocol ConnectionEvents: AnyObject, Sendable {

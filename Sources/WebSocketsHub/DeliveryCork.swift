@@ -1,8 +1,7 @@
-import WebSocketsConnection
-import WebSocketsCore
-import WebSocketsProtocol
 import NIOCore
 import NIOPosix
+import WebSocketsConnection
+import WebSocketsCore
 
 /// Holds back the loops' writers while an event loop handles one read of a connection, so that every send routed
 /// from it (the pipelined requests of a publisher's keep-alive connection) reaches each loop's writer before that

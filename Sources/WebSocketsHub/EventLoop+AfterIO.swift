@@ -1,7 +1,5 @@
-import WebSocketsConnection
-import WebSocketsCore
-import WebSocketsProtocol
 import NIOCore
+import WebSocketsConnection
 
 extension EventLoop {
     /// How long a task queued with ``executeAfterPendingIO(_:)`` waits when no I/O is pending: long enough that the

@@ -1,10 +1,10 @@
-import WebSocketsConnection
-import WebSocketsCore
-import WebSocketsProtocol
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
+import WebSocketsConnection
+import WebSocketsCore
+import WebSocketsProtocol
 
 /// The connections of one server and their indexes (by user, session, group, address), and the routing of a send
 /// to the connections it selects.

@@ -1,9 +1,9 @@
-import WebSocketsConnection
-import WebSocketsCore
-import WebSocketsProtocol
 import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
+import WebSocketsConnection
+import WebSocketsCore
+import WebSocketsProtocol
 
 /// What one event loop does for all of its connections at once: writes sends in batches, and pings.
 ///

@@ -1,7 +1,5 @@
-import WebSocketsConnection
-import WebSocketsCore
-import WebSocketsProtocol
 import NIOCore
+import WebSocketsConnection
 
 /// Runs a task's jobs on one event loop: the handling of a connection's messages (and the in-process handlers it
 /// calls) stays on the connection's loop, so a reply to a browser's message is routed and written without a thread

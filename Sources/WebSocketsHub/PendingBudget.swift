@@ -1,7 +1,7 @@
+import Synchronization
 import WebSocketsConnection
 import WebSocketsCore
 import WebSocketsProtocol
-import Synchronization
 
 /// Bytes held server-wide for one purpose, against a limit: the messages waiting for connections that have not
 /// authenticated yet (they are anyone's, and a site that answers session checks slowly let 50 such tabs make the

@@ -1,6 +1,6 @@
-import WebSocketsConnection
 import WebSocketsCore
 import WebSocketsProtocol
+
 /// The connection a replay is for, as the replay's selection needs it: its routing keys (matched in SQL against a
 /// stored send's, ``SendSelection/routingKeys``), whether it is a registered user's (send_to 2), and the selection
 /// rule itself for what keys do not decide (filters, rows written by SQL or by hand).

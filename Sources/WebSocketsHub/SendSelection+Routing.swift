@@ -1,6 +1,7 @@
 import WebSocketsConnection
 import WebSocketsCore
 import WebSocketsProtocol
+
 extension SendSelection {
     /// The keys a stored send is routed by, for a replay to select it in SQL before its payload is read: a
     /// connection is selected when it holds one of them (``routingKeys(id:session:)``). `nil` where keys do not

@@ -1,6 +1,7 @@
 import WebSocketsConnection
 import WebSocketsCore
 import WebSocketsProtocol
+
 /// Which connections a send selects: the rule, written once. Live routing asks it which index holds the selected
 /// connections (an index is only a faster way to the same set) and, where no index helps, asks it of each
 /// connection; a reconnected tab's replay asks it of that one connection. Both therefore agree on every send_to.

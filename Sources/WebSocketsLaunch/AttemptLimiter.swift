@@ -1,5 +1,5 @@
-import WebSockets
 import NIOConcurrencyHelpers
+import WebSockets
 
 /// Slows down guessing: after each wrong key from an address, that address is refused for a while (0.5 s,
 /// doubling with each further failure, at most 30 s), whatever key it presents, so one address cannot try more

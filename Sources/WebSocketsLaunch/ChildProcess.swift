@@ -1,6 +1,6 @@
-import WebSockets
 import CLaunch
 import Foundation
+import WebSockets
 
 /// Starting programs with posix_spawn: for the supervisor's child and for web start's detached server.
 public enum ChildProcess {

@@ -1,8 +1,8 @@
-import WebSockets
 import Dispatch
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
+import WebSockets
 
 /// Runs a command and starts it again after it stops, for as long as the supervisor lives (the seed's
 /// `supervisor.php`). A command that keeps exiting quickly is restarted less and less often (capped). Signals:

@@ -1,10 +1,10 @@
-import WebSocketsSite
-import WebSockets
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
 import NIOHTTP1
 import ServiceLifecycle
+import WebSockets
+import WebSocketsSite
 
 /// The web-start service (`websockets web <site>`): for hosting where an operator can open a URL but not keep a
 /// shell. `GET /WebSockets/<security key>` starts the server unless one is already answering: detached with

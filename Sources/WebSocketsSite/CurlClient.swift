@@ -1,8 +1,8 @@
-import WebSocketsCore
-import WebSocketsProtocol
 import CCurl
 import Foundation
 import NIOConcurrencyHelpers
+import WebSocketsCore
+import WebSocketsProtocol
 
 /// An HTTP client on libcurl's multi interface: one thread drives every transfer, keep-alive connections are
 /// reused from the multi handle's cache, each transfer has a hard timeout, and at most `maximumConcurrency`

@@ -1,5 +1,6 @@
 import WebSocketsCore
 import WebSocketsProtocol
+
 /// A request the server makes to a site (or, from the command line, to a server).
 public struct HTTPClientRequest: Sendable {
     /// `GET` or `POST`.

@@ -1,6 +1,6 @@
+import NIOConcurrencyHelpers
 import WebSocketsCore
 import WebSocketsProtocol
-import NIOConcurrencyHelpers
 
 /// Answers of the session endpoint, kept for a short time per key (``BrowserCredentials/cacheKey``), with one
 /// request in flight per key: a thousand tabs reconnecting with one cookie wait for the same answer instead of

@@ -1,6 +1,6 @@
+import Logging
 import WebSocketsCore
 import WebSocketsProtocol
-import Logging
 
 /// The outcome of checking a browser's session with the site.
 public enum SessionValidation: Sendable, Equatable {

@@ -1,6 +1,6 @@
+import NIOCore
 import WebSocketsCore
 import WebSocketsProtocol
-import NIOCore
 
 /// Which queue a call to the site waits in.
 public enum SiteLane: Sendable, Hashable {

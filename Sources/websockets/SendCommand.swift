@@ -1,8 +1,8 @@
-import WebSocketsCluster
-import WebSocketsSite
 import ArgumentParser
 import Foundation
 import WebSockets
+import WebSocketsCluster
+import WebSocketsSite
 
 /// `websockets send <action> [<details>] --to ... [--target ...]`: a send through a running server.
 struct SendCommand: AsyncParsableCommand {

@@ -1,7 +1,7 @@
-import WebSocketsCore
-import WebSocketsProtocol
 import Logging
 import NIOCore
+import WebSocketsCore
+import WebSocketsProtocol
 
 /// What a connection's handler (``WebSocketConnectionHandler``) tells the layers above it and asks of them, on the
 /// connection's loop: the handler knows frames and their rules, the delegate knows users, sessions and sends.

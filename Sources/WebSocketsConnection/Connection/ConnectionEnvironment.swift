@@ -1,6 +1,5 @@
-import WebSocketsCore
-import WebSocketsProtocol
 import Logging
+import WebSocketsCore
 
 /// What every connection's handler of a server shares: the limits it applies, where it counts and where it logs its
 /// refusals. One object for all connections, so that a handler keeps one reference rather than the settings.

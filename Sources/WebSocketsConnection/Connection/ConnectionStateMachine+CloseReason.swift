@@ -1,7 +1,7 @@
-import WebSocketsCore
-import WebSocketsProtocol
 import Logging
 import NIOWebSocket
+import WebSocketsCore
+import WebSocketsProtocol
 
 extension ConnectionStateMachine {
     /// Why the connection closes: each reason has its log line and its `websockets_closed_total` label

@@ -1,6 +1,6 @@
+import NIOCore
 import WebSocketsCore
 import WebSocketsProtocol
-import NIOCore
 
 /// The decisions of one WebSocket connection, with no channel: where it is in its life (awaiting authentication,
 /// live, closing, closed), whether a frame may be written, held for a replay or skipped as a duplicate, when it is

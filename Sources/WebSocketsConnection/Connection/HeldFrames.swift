@@ -1,6 +1,6 @@
+import NIOCore
 import WebSocketsCore
 import WebSocketsProtocol
-import NIOCore
 
 /// The live messages a connection of a cluster holds from its start until its replay is written: a send that
 /// arrived while the site checked the session once reached the tab before its replay, and again in it.

@@ -1,5 +1,5 @@
 import WebSocketsCore
-import WebSocketsProtocol
+
 /// A token bucket per connection: `rate` messages a second on average, `burst` at once. Sixteen bytes, kept in the
 /// connection's handler and touched only on its event loop.
 package struct MessageRateLimiter {

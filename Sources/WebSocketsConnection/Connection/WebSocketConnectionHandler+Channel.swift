@@ -1,6 +1,5 @@
-import WebSocketsCore
-import WebSocketsProtocol
 import NIOCore
+import WebSocketsCore
 
 /// The handler as a SwiftNIO channel handler, for a connection whose socket stays SwiftNIO's (where it cannot move
 /// to a ``SocketLoop``): each channel event maps to the call a socket of ours makes.

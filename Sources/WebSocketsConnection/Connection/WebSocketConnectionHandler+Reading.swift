@@ -1,8 +1,8 @@
-import WebSocketsCore
-import WebSocketsProtocol
 import Foundation
 import Logging
 import NIOCore
+import WebSocketsCore
+import WebSocketsProtocol
 
 /// The handler's reading side: frames in, messages handed to the delegate or refused, pings answered.
 extension WebSocketConnectionHandler {

@@ -1,9 +1,9 @@
-import WebSocketsCore
-import WebSocketsProtocol
 import Foundation
 import Logging
 import NIOCore
 import NIOWebSocket
+import WebSocketsCore
+import WebSocketsProtocol
 
 /// The WebSocket end of one connection, on its event loop, and its only handler once upgraded: it wires the
 /// decisions of ``ConnectionStateMachine`` and ``InboundAssembler`` to the socket (``ConnectionWire``), tells its

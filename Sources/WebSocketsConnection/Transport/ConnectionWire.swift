@@ -1,6 +1,6 @@
+import NIOCore
 import WebSocketsCore
 import WebSocketsProtocol
-import NIOCore
 
 /// What a ``WebSocketConnectionHandler`` writes to: a SwiftNIO channel (where its socket cannot be taken over), or a
 /// socket of ours on a ``SocketLoop``. The handler's decisions are the same for both; only these four calls differ.

@@ -1,6 +1,6 @@
+import NIOCore
 import WebSocketsCore
 import WebSocketsProtocol
-import NIOCore
 
 /// The frames written to one socket of ours and not yet taken by the kernel, with the writability rule SwiftNIO
 /// applies to a channel (unwritable above `high` bytes, writable again at `low` or below), and no socket of its own,

@@ -1,5 +1,6 @@
 import WebSocketsCore
 import WebSocketsProtocol
+
 #if os(Linux)
     import CEpoll
     import Dispatch

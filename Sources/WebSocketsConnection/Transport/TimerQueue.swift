@@ -1,5 +1,5 @@
 import WebSocketsCore
-import WebSocketsProtocol
+
 /// The timers of a ``SocketLoop``: which one is due next and how long the loop may sleep, with no thread or clock
 /// of its own, so that it can be tested on deadlines alone.
 ///

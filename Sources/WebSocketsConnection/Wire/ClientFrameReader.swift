@@ -1,7 +1,7 @@
-import WebSocketsCore
-import WebSocketsProtocol
 import NIOCore
 import NIOWebSocket
+import WebSocketsCore
+import WebSocketsProtocol
 
 /// One frame from a browser, unmasked.
 package struct ClientFrame {

@@ -1,7 +1,7 @@
-import WebSocketsCore
-import WebSocketsProtocol
 import NIOCore
 import NIOWebSocket
+import WebSocketsCore
+import WebSocketsProtocol
 
 /// What a browser's bytes amount to, one step at a time: the decisions of RFC 6455 on the receiving side, with no
 /// channel, so that they can be tested on byte sequences alone.

@@ -1,5 +1,3 @@
-import WebSocketsCore
-import WebSocketsProtocol
 import NIOCore
 
 /// Which of a browser's pings get a pong: the latest of a read, and none while the connection's bytes wait for the

@@ -1,7 +1,7 @@
-import WebSocketsCore
-import WebSocketsProtocol
 import NIOCore
 import NIOWebSocket
+import WebSocketsCore
+import WebSocketsProtocol
 
 /// Encodes a server's WebSocket frames, header and payload in one buffer.
 ///

@@ -1,4 +1,3 @@
-import WebSocketsProtocol
 /// When a refusal is written to the log: the first of a reason at once, then at most one line per reason every
 /// ``interval``, carrying how many came since the line before. Refusals are counted always, by their metric; a flood
 /// of them (3,000 wrong keys in 2.4 s were 3,000 lines) becomes a few lines. A value type: ``RefusalLog`` wires it

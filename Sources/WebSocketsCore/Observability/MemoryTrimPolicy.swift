@@ -1,4 +1,3 @@
-import WebSocketsProtocol
 import NIOConcurrencyHelpers
 
 #if canImport(Glibc)

@@ -1,4 +1,5 @@
 import WebSocketsProtocol
+
 #if canImport(Glibc)
     import CEpoll
     import Glibc

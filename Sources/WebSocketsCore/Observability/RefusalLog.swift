@@ -1,6 +1,6 @@
-import WebSocketsProtocol
 import Logging
 import NIOConcurrencyHelpers
+import WebSocketsProtocol
 
 /// The server's log of refusals (a wrong key, a refused upgrade, a connection over a limit): each reason at most
 /// once every 10 s, with the count since its last line (``LogThrottle``). Whoever refuses counts the refusal in its

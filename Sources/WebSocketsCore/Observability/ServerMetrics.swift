@@ -1,7 +1,7 @@
-import WebSocketsProtocol
 import CoreMetrics
-import struct Prometheus.PrometheusMetricsFactory
 import class Prometheus.PrometheusCollectorRegistry
+import struct Prometheus.PrometheusMetricsFactory
+import WebSocketsProtocol
 
 /// The server's metrics, through swift-metrics into a Prometheus registry of its own (so that several servers in
 /// one process, as in tests or an embedding application, do not share counters).

@@ -1,6 +1,6 @@
-import WebSocketsProtocol
 import Foundation
 import NIOCore
+import WebSocketsProtocol
 
 /// Binding a port that a setting names, so that a port that cannot be taken is reported in the operator's terms.
 package enum PortSetting {

@@ -1,7 +1,7 @@
-import WebSocketsProtocol
 import Foundation
 import NIOSSL
 import PostgresNIO
+import WebSocketsProtocol
 
 /// A PostgreSQL URL, `postgres://user:password@host:port/database?sslmode=verify-full&sslrootcert=/path`, read as
 /// libpq reads it: the URL's `sslmode` and `sslrootcert` win over the `postgres_sslmode` and `postgres_sslrootcert`

@@ -1,4 +1,3 @@
-import WebSocketsProtocol
 /// The security key: generation and comparison.
 public enum SecurityKey {
     /// 56 hexadecimal characters (224 bits) from the system's cryptographic source (`getrandom` on Linux).

@@ -1,4 +1,5 @@
 import WebSocketsProtocol
+
 /// One setting, declared once: its name, the kind of value it takes, its allowed values, its help, and how it is
 /// read from and written to ``Settings``. The settings file, the `WEBSOCKETS_*` variables, the command line's
 /// flags, the help text, the README table and the checks all come from ``Settings/definitions``.

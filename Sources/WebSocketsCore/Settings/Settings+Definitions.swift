@@ -1,4 +1,5 @@
 import WebSocketsProtocol
+
 extension Settings {
     /// Every setting, once: the file, the variables, the flags, the help, the README table and the checks are all
     /// made from this list. The ranges refuse what would crash or spin the server (a ping interval of 0 divided

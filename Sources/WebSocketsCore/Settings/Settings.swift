@@ -1,4 +1,5 @@
 import WebSocketsProtocol
+
 /// Everything a server is configured with. Each setting `name_with_underscores` can come from the settings file,
 /// the variable `WEBSOCKETS_NAME_WITH_UNDERSCORES` or the flag `--name-with-underscores` (see ``SettingsLoader``).
 public struct Settings: Sendable {

@@ -1,4 +1,5 @@
 import WebSocketsProtocol
+
 /// Finds the settings' flags (`--listen-port 8080` or `--listen-port=8080`, one per ``Settings/definitions``) in a
 /// command line, so that the command-line parser only sees the rest: the flags come from the settings' table
 /// instead of being declared one by one.

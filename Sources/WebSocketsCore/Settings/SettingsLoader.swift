@@ -1,5 +1,5 @@
-import WebSocketsProtocol
 import Foundation
+import WebSocketsProtocol
 
 /// Builds ``Settings`` from the settings file, then the environment, then flags (each later one wins), and
 /// generates the security key when none is configured.

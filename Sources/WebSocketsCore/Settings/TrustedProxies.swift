@@ -1,6 +1,6 @@
-import WebSocketsProtocol
 import Foundation
 import NIOHTTP1
+import WebSocketsProtocol
 
 /// The proxies whose `X-Forwarded-For` is believed (the `trusted_proxies` setting), and the rule that finds a
 /// client's address behind them: nginx's realip module with `real_ip_recursive on`. When the peer is trusted, the

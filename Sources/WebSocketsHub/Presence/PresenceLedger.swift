@@ -1,6 +1,7 @@
 import WebSocketsConnection
 import WebSocketsCore
 import WebSocketsProtocol
+
 /// Who is online, decided on inputs: tabs that authenticate and close, and the clock. A user is online from the
 /// first authenticated tab; when the last one closes the user is "leaving" for `grace`, and only a user still
 /// without a tab after that goes offline. A reload, a tab switch or a network blip (a tab back within `grace`)
