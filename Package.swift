@@ -44,6 +44,8 @@ let package = Package(
             providers: [.apt(["libcurl4-openssl-dev"])]
         ),
         .systemLibrary(name: "CLaunch"),
+        // zlib for permessage-deflate: a raw stream per message, made and ended in one call (PermessageDeflate).
+        .systemLibrary(name: "CZlib", providers: [.apt(["zlib1g-dev"])]),
         // epoll, eventfd and accept4 for the WebSocket connections' own transport (Transport/), Linux only; mallinfo2.
         .systemLibrary(name: "CEpoll"),
         // The wire format (JSON, messages, sends, send_to, sessions, close codes, error replies): no NIO, so that
@@ -62,7 +64,7 @@ let package = Package(
         // ConnectionStateMachine and its handler, which talks outward only through ConnectionDelegate.
         .target(
             name: "WebSocketsConnection",
-            dependencies: ["WebSocketsCore", "WebSocketsProtocol", "CEpoll", logging]
+            dependencies: ["WebSocketsCore", "WebSocketsProtocol", "CEpoll", "CZlib", logging]
                 + nio("NIOCore", "NIOPosix", "NIOWebSocket", "NIOConcurrencyHelpers")
         ),
         // The connections of a server: their registry and indexes, whom a send selects, each loop's writer and
