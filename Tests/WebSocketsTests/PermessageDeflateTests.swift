@@ -13,7 +13,7 @@ import Testing
         #expect(PermessageDeflate.compress(ByteBuffer(string: "Hello")) == ByteBuffer(bytes: Self.hello))
         #expect(
             try PermessageDeflate.decompress(ByteBuffer(bytes: Self.hello), limit: 5) == ByteBuffer(string: "Hello"))
-        // RFC 7692 section 7.2.3.3: the same message as a stored (uncompressed) block.
+        // The same message as a stored (uncompressed) block, then an empty one (RFC 7692's examples, section 7.2.3).
         let stored: [UInt8] = [0x00, 0x05, 0x00, 0xFA, 0xFF, 0x48, 0x65, 0x6C, 0x6C, 0x6F, 0x00]
         #expect(try PermessageDeflate.decompress(ByteBuffer(bytes: stored), limit: 100) == ByteBuffer(string: "Hello"))
     }
@@ -29,7 +29,7 @@ import Testing
                 if size >= 1_000 { #expect(compressed.readableBytes * 4 < size, "\(size) bytes compress well") }
             }
         }
-        // An empty message compresses to the single byte RFC 7692 section 7.2.3.6 names (0x00).
+        // An empty message compresses to one byte (0x00): an empty block once the sync flush's tail is removed.
         #expect(PermessageDeflate.compress(ByteBuffer()) == ByteBuffer(bytes: [0x00]))
         #expect(try PermessageDeflate.decompress(ByteBuffer(bytes: [0x00]), limit: 0) == ByteBuffer())
     }
