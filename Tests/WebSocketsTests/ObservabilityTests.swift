@@ -12,9 +12,8 @@ import Testing
     /// Every label the server counts under `closed`, `dropped` and `refused` is explained in the README's metrics
     /// list: the labels are one list each (``ClosedReason``, ``DroppedReason``, ``RefusedReason``).
     @Test func theReadmeNamesEveryReasonLabel() throws {
-        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent("README.md").path
-        let readme = try String(contentsOfFile: path, encoding: .utf8)
+        let readme = try String(
+            contentsOfFile: DeployTests.root.appendingPathComponent("README.md").path, encoding: .utf8)
         let start = try #require(readme.range(of: "## Health and metrics"))
         let end = try #require(readme.range(of: "## Benchmarks"))
         let section = readme[start.upperBound..<end.lowerBound]

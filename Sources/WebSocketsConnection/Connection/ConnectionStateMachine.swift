@@ -213,12 +213,14 @@ package struct ConnectionStateMachine {
     }
 
     /// Decides about a message that arrived at `now` (Unix seconds; `monotonic` nanoseconds for the rate), within
-    /// `rate` messages a second and bursts of `burst`.
-    mutating func messageArrived(now: Int64, monotonic: UInt64, rate: Double, burst: Int) -> MessageDecision {
+    /// `rate` messages a second and bursts of `burst`. The wall clock is read only for a session that expires.
+    mutating func messageArrived(now: @autoclosure () -> Int64, monotonic: UInt64, rate: Double, burst: Int)
+        -> MessageDecision
+    {
         switch state {
         case .closing, .closed:
             return .ignore
-        case .live(let expiry, _) where now >= expiry:
+        case .live(let expiry, _) where expiry != .max && now() >= expiry:
             return .close(.sessionExpired(dropping: "message"))
         case .awaitingAuthentication, .live:
             return self.rate.admit(now: monotonic, rate: rate, burst: burst) ? .deliver : .refuse
