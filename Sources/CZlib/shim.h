@@ -4,9 +4,9 @@
    cannot call. */
 #include <zlib.h>
 
-/* A raw deflate stream at `level` with a window of 2^`bits` bytes (9 to 15). */
-static inline int czlib_deflate_init(z_stream *stream, int level, int bits) {
-    return deflateInit2(stream, level, Z_DEFLATED, -bits, 8, Z_DEFAULT_STRATEGY);
+/* A raw deflate stream at `level` with a window of 2^`bits` bytes (9 to 15) and `memory` (1 to 9) for its hash. */
+static inline int czlib_deflate_init(z_stream *stream, int level, int bits, int memory) {
+    return deflateInit2(stream, level, Z_DEFLATED, -bits, memory, Z_DEFAULT_STRATEGY);
 }
 
 /* A raw inflate stream that accepts any window up to 2^15 bytes. */

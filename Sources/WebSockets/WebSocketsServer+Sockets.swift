@@ -49,7 +49,9 @@ import WebSocketsSite
 
         /// The handler of a connection just upgraded whose socket is `descriptor`: a handoff of its socket to the next
         /// socket loop, or `nil` when it stays a SwiftNIO channel (no loops).
-        func socketHandoff(of descriptor: CInt, credentials: BrowserCredentials) -> SocketHandoff? {
+        func socketHandoff(of descriptor: CInt, credentials: BrowserCredentials, deflate: DeflateNegotiation?)
+            -> SocketHandoff?
+        {
             let loop = runtime.withLockedValue { runtime -> SocketLoop? in
                 guard !runtime.socketLoops.isEmpty else { return nil }
                 runtime.nextSocketLoop = (runtime.nextSocketLoop + 1) % runtime.socketLoops.count
@@ -59,7 +61,9 @@ import WebSocketsSite
             return SocketHandoff(
                 descriptor: descriptor,
                 move: { [self] descriptor, received in
-                    loop.execute { self.adopt(descriptor, on: loop, credentials: credentials, received: received) }
+                    loop.execute {
+                        self.adopt(descriptor, on: loop, credentials: credentials, deflate: deflate, received: received)
+                    }
                 },
                 failed: { [self] code in
                     notMoved("its descriptor could not be duplicated", error: IOError(errnoCode: code, reason: "fcntl"))
@@ -75,9 +79,10 @@ import WebSocketsSite
 
         /// Starts the connection of socket `descriptor` on `loop`; on the loop.
         private func adopt(
-            _ descriptor: CInt, on loop: SocketLoop, credentials: BrowserCredentials, received: ByteBuffer?
+            _ descriptor: CInt, on loop: SocketLoop, credentials: BrowserCredentials, deflate: DeflateNegotiation?,
+            received: ByteBuffer?
         ) {
-            let handler = makeConnectionHandler(credentials: credentials, shard: hub.shard(for: loop))
+            let handler = makeConnectionHandler(credentials: credentials, deflate: deflate, shard: hub.shard(for: loop))
             let connection = SocketConnection(descriptor: descriptor, loop: loop, handler: handler)
             do {
                 try loop.register(connection)

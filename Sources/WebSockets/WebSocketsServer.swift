@@ -335,7 +335,12 @@ public final class WebSocketsServer: Service, Sendable {
                         reason: refusal.0 == .forbidden
                             ? .origin : refusal.0 == .tooManyRequests ? .perIPCap : .refused)
                 }
-                return channel.eventLoop.makeSucceededFuture(refusal == nil ? HTTPHeaders() : nil)
+                guard refusal == nil else { return channel.eventLoop.makeSucceededFuture(nil) }
+                var headers = HTTPHeaders()
+                if let deflate = deflateAgreement(head.headers) {
+                    headers.add(name: "Sec-WebSocket-Extensions", value: deflate.responseHeader)
+                }
+                return channel.eventLoop.makeSucceededFuture(headers)
             },
             makeHandler: { [self] channel, head in
                 let credentials = BrowserCredentials(
@@ -343,12 +348,16 @@ public final class WebSocketsServer: Service, Sendable {
                     userAgent: head.headers.first(name: "user-agent") ?? "",
                     acceptLanguage: head.headers.first(name: "accept-language") ?? "",
                     address: clientAddress(head.headers, peer: channel.remoteAddress?.ipAddress ?? ""))
+                let deflate = deflateAgreement(head.headers)
                 #if os(Linux)
-                    if let descriptor, let handoff = socketHandoff(of: descriptor, credentials: credentials) {
+                    if let descriptor,
+                        let handoff = socketHandoff(of: descriptor, credentials: credentials, deflate: deflate)
+                    {
                         return handoff
                     }
                 #endif
-                return makeConnectionHandler(credentials: credentials, shard: hub.shard(for: channel.eventLoop))
+                return makeConnectionHandler(
+                    credentials: credentials, deflate: deflate, shard: hub.shard(for: channel.eventLoop))
             })
         let httpHandler = HTTPRequestHandler(
             admit: { [self] head, address in admit(head, address: address) },
@@ -366,6 +375,14 @@ public final class WebSocketsServer: Service, Sendable {
                 }
             ))
         try channel.pipeline.syncOperations.addHandler(httpHandler, name: "websockets-http")
+    }
+
+    /// The permessage-deflate agreement for an upgrade's offers (its `Sec-WebSocket-Extensions` headers), or `nil`
+    /// when compression is off or no offer can be honoured: the one rule that the upgrade's answer and the
+    /// connection's handler both follow.
+    func deflateAgreement(_ headers: HTTPHeaders) -> DeflateNegotiation? {
+        guard connectionEnvironment.compression.isEnabled else { return nil }
+        return DeflateNegotiation.agreement(offers: headers["Sec-WebSocket-Extensions"])
     }
 
     /// The client's address: the peer's, or, when the peer is one of `trusted_proxies`, the one its
@@ -421,10 +438,12 @@ public final class WebSocketsServer: Service, Sendable {
         for waiter in waiters { waiter.resume() }
     }
 
-    /// A handler for a new connection of the browser that presented `credentials`, with its ``Connection`` (its
-    /// delegate, which tells this server of it).
-    func makeConnectionHandler(credentials: BrowserCredentials, shard: LoopShard) -> WebSocketConnectionHandler {
-        let handler = WebSocketConnectionHandler(environment: connectionEnvironment)
+    /// A handler for a new connection of the browser that presented `credentials` and negotiated `deflate`, with its
+    /// ``Connection`` (its delegate, which tells this server of it).
+    func makeConnectionHandler(credentials: BrowserCredentials, deflate: DeflateNegotiation?, shard: LoopShard)
+        -> WebSocketConnectionHandler
+    {
+        let handler = WebSocketConnectionHandler(environment: connectionEnvironment, deflate: deflate)
         _ = Connection(
             id: nextConnectionID(), credentials: credentials, handler: handler, shard: shard, logger: logger,
             budget: pendingBudget, events: self)

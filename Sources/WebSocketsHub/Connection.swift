@@ -48,6 +48,9 @@ public final class Connection: Sendable {
     public var address: String { credentials.address }
     /// The writer and pinger of the connection's event loop.
     package let shard: LoopShard
+    /// The window the browser inflates with when it negotiated permessage-deflate, else 0 (see
+    /// ``WebSocketConnectionHandler/deflateWindow``).
+    package let deflateWindow: UInt8
     package var eventLoop: any EventLoop { shard.eventLoop }
     private let handler: NIOLoopBound<WebSocketConnectionHandler>
     private let state = NIOLockedValueBox(State())
@@ -65,6 +68,7 @@ public final class Connection: Sendable {
         self.id = id
         self.credentials = credentials
         self.shard = shard
+        self.deflateWindow = handler.deflateWindow
         self.handler = NIOLoopBound(handler, eventLoop: shard.eventLoop)
         self.baseLogger = logger
         handler.delegate = self
@@ -220,7 +224,7 @@ public final class Connection: Sendable {
     /// Writes a text frame carrying `payload`, from any thread; `bypassingHold` for the server's own replies,
     /// which go out even while the connection's live messages are held back for a replay.
     package func write(_ payload: ByteBuffer, bypassingHold: Bool = false) {
-        withHandler { $0.write(frame: ServerFrame.text(payload), bypassingHold: bypassingHold) }
+        withHandler { $0.write(frame: $0.textFrame(payload), bypassingHold: bypassingHold) }
     }
 
     /// Runs `body` with the connection's handler on its loop: at once when called there, else queued. A

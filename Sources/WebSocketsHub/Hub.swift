@@ -20,6 +20,8 @@ public final class Hub: Sendable {
         var bySession: [String: [Connection]] = [:]
         var byGroup: [String: [Connection]] = [:]
         var byAddress: [String: Int] = [:]
+        /// How many open connections negotiated compression: a send to everyone is compressed only when some did.
+        var compressing = 0
         /// Connections whose session lets them see a user's presence, or a group's members'.
         var byWatchedUser: [String: [Connection]] = [:]
         var byWatchedGroup: [String: [Connection]] = [:]
@@ -31,11 +33,14 @@ public final class Hub: Sendable {
     private let metrics: ServerMetrics
     private let logger: Logger
     private let settings: Settings
+    /// How a send becomes its frames: compressed once, for all its recipients that negotiated it.
+    private let compression: OutboundCompression
 
     package init(metrics: ServerMetrics, logger: Logger, settings: Settings) {
         self.metrics = metrics
         self.logger = logger
         self.settings = settings
+        self.compression = OutboundCompression(settings: settings, metrics: metrics)
     }
 
     /// The batching writer and pinger of `eventLoop`'s connections.
@@ -65,6 +70,7 @@ public final class Hub: Sendable {
             if limit > 0 && held >= limit { return false }
             indexes.byAddress[connection.address] = held + 1
             indexes.all[connection.id] = connection
+            if connection.deflateWindow != 0 { indexes.compressing += 1 }
             return true
         }
     }
@@ -114,6 +120,7 @@ public final class Hub: Sendable {
             guard indexes.all.removeValue(forKey: connection.id) != nil else { return }
             let held = (indexes.byAddress[connection.address] ?? 1) - 1
             indexes.byAddress[connection.address] = held > 0 ? held : nil
+            if connection.deflateWindow != 0 { indexes.compressing -= 1 }
             guard let session else { return }
             indexes.authenticated -= 1
             Self.remove(connection, key: session.user.indexKey, from: &indexes.byUser)
@@ -204,9 +211,13 @@ public final class Hub: Sendable {
         }
         // A send to everyone: each loop writes to its own connections from its registry, no list of them is made.
         let targets = send.sendTo == .all ? nil : recipients(of: SendSelection(send))
-        let count = targets?.count ?? counts.connections
+        let (count, compressing) =
+            targets.map { ($0.count, $0.contains { $0.deflateWindow != 0 }) }
+            ?? indexes.withLockedValue { ($0.all.count, $0.compressing > 0) }
         guard count > 0 else { return 0 }
-        let frame = ServerFrame.text(Message(action: send.action, rawDetails: send.rawDetails).encoded(id: id))
+        // Compressed once, when a recipient negotiated it; each connection takes the form it negotiated.
+        let frame = compression.textFrame(
+            Message(action: send.action, rawDetails: send.rawDetails).encoded(id: id), compressing: compressing)
         guard let targets else {
             for shard in shards.withLockedValue({ Array($0.values) }) { shard.deliver(frame, to: nil, id: id) }
             return count
@@ -243,12 +254,13 @@ public final class Hub: Sendable {
             return
         }
         metrics.sends(.connections).increment()
-        let frame = ServerFrame.text(message.encoded())
+        let frame = compression.textFrame(message.encoded(), compressing: connection.deflateWindow != 0)
         guard connection.eventLoop.inEventLoop else {
             connection.shard.deliver(frame, to: [connection], id: nil)
             return
         }
-        connection.handlerOnLoop().write(frame: frame, now: Int64(Date().timeIntervalSince1970))
+        connection.handlerOnLoop().write(
+            frame: frame.bytes(forWindow: connection.deflateWindow), now: Int64(Date().timeIntervalSince1970))
     }
 
     /// Sends `Server/close` to `connections` and closes them: the client must not reconnect.

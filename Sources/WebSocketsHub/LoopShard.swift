@@ -16,7 +16,7 @@ import WebSocketsProtocol
 /// hold a loop for ~150 ms, a delay every send then waiting shares).
 package final class LoopShard: Sendable {
     private struct Delivery {
-        var frame: ByteBuffer
+        var frame: OutboundFrame
         /// `nil`: every connection of the loop.
         var connections: [Connection]?
         var id: Int64?
@@ -83,10 +83,10 @@ package final class LoopShard: Sendable {
         self.metrics = metrics
     }
 
-    /// Queues `frame` (an encoded text frame) for `connections`, all of this loop, or for every connection of the
-    /// loop when `connections` is `nil` (a send to everyone then touches no list of connections, only the loop's
-    /// own registry, on the loop).
-    package func deliver(_ frame: ByteBuffer, to connections: [Connection]?, id: Int64?) {
+    /// Queues `frame` (an encoded text frame, and its compressed form) for `connections`, all of this loop, or for
+    /// every connection of the loop when `connections` is `nil` (a send to everyone then touches no list of
+    /// connections, only the loop's own registry, on the loop).
+    package func deliver(_ frame: OutboundFrame, to connections: [Connection]?, id: Int64?) {
         let idle = queue.withLockedValue { queue -> Bool in
             queue.deliveries.append(Delivery(frame: frame, connections: connections, id: id))
             return !queue.scheduled
@@ -148,7 +148,8 @@ package final class LoopShard: Sendable {
                 let handler = connection.handlerOnLoop()
                 var first = false
                 count += catchUp(handler, local: local, now: now, first: &first)
-                let result = handler.queue(frame: delivery.frame, id: delivery.id, now: now)
+                let result = handler.queue(
+                    frame: delivery.frame.bytes(forWindow: handler.deflateWindow), id: delivery.id, now: now)
                 if result != .notWritten { count += 1 }
                 if first || result == .firstSinceFlush { unflushed.append(handler) }
             }
@@ -224,13 +225,14 @@ package final class LoopShard: Sendable {
             // In a cluster, a recovering connection holds or skips frames by id: one by one.
             var count = 0
             for entry in local.log.entries(from: cursor) {
-                let result = handler.queue(frame: entry.frame, id: entry.id, now: now)
+                let result = handler.queue(
+                    frame: entry.frame.bytes(forWindow: handler.deflateWindow), id: entry.id, now: now)
                 if result != .notWritten { count += 1 }
                 first = first || result == .firstSinceFlush
             }
             return count
         }
-        guard let (buffer, frames) = local.log.frames(from: cursor) else { return 0 }
+        guard let (buffer, frames) = local.log.frames(from: cursor, window: handler.deflateWindow) else { return 0 }
         let result = handler.queue(frame: buffer, id: nil, now: now)
         first = first || result == .firstSinceFlush
         return result == .notWritten ? 0 : frames

@@ -10,7 +10,7 @@ import Testing
 
 /// The log of a loop's broadcasts, alone: what a connection gets from its cursor, joined once per range.
 @Suite struct BroadcastLogTests {
-    private func frame(_ text: String) -> ByteBuffer { ByteBuffer(string: text) }
+    private func frame(_ text: String) -> OutboundFrame { OutboundFrame(plain: ByteBuffer(string: text)) }
 
     @Test func aConnectionGetsEverythingFromItsCursorAsOneBuffer() {
         var log = BroadcastLog()
@@ -55,5 +55,27 @@ import Testing
         log.append(frame("c"), id: 9)
         #expect(log.frames(from: 2).map { String(buffer: $0.buffer) } == "c")
         #expect(log.entries(from: 2).map(\.id) == [9])
+    }
+
+    /// Plain and compressed connections each get their own join, made once per range; a connection whose window is
+    /// too small for a compressed frame gets that frame plain.
+    @Test func eachFormIsJoinedOnceAndASmallWindowTakesLargeMessagesPlain() {
+        var log = BroadcastLog()
+        log.append(
+            OutboundFrame(plain: ByteBuffer(string: "A"), compressed: ByteBuffer(string: "a"), windowBits: 9), id: nil)
+        log.append(frame("B"), id: nil)
+        log.append(
+            OutboundFrame(plain: ByteBuffer(string: "C"), compressed: ByteBuffer(string: "c"), windowBits: 13), id: nil)
+        #expect(log.frames(from: 0, window: 0).map { String(buffer: $0.buffer) } == "ABC")
+        #expect(log.frames(from: 0, window: 15).map { String(buffer: $0.buffer) } == "aBc")
+        #expect(log.frames(from: 0, window: 12).map { String(buffer: $0.buffer) } == "aBC")
+        let first = log.frames(from: 0, window: 15)!.buffer
+        let plain = log.frames(from: 0, window: 0)!.buffer
+        let second = log.frames(from: 0, window: 15)!.buffer
+        let same = first.withUnsafeReadableBytes { a in
+            second.withUnsafeReadableBytes { b in a.baseAddress == b.baseAddress }
+        }
+        #expect(same && String(buffer: plain) == "ABC")
+        #expect(log.frames(from: 2, window: 15).map { String(buffer: $0.buffer) } == "c")
     }
 }

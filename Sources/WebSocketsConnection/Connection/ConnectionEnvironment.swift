@@ -16,6 +16,8 @@ package final class ConnectionEnvironment: Sendable {
     package let holdsForReplay: Bool
     package let metrics: ServerMetrics
     package let refusals: RefusalLog
+    /// How a connection's own messages (replies, replays, refusals) are compressed, when it negotiated it.
+    package let compression: OutboundCompression
     /// The limits named in a refusal's log line.
     let refusalMetadata: Logger.Metadata
 
@@ -27,6 +29,7 @@ package final class ConnectionEnvironment: Sendable {
         self.holdsForReplay = holdsForReplay
         self.metrics = metrics
         self.refusals = refusals
+        compression = OutboundCompression(settings: settings, metrics: metrics)
         refusalMetadata = [
             "rate": "\(settings.messageRate)", "burst": "\(settings.messageBurst)",
             "pending": "\(settings.maxPendingMessages)", "pending_bytes": "\(settings.maxPendingBytes)",

@@ -19,6 +19,10 @@ extension WebSocketConnectionHandler {
         while machine.isOpen, let event = inbound.next() {
             switch event {
             case .message(let buffer): handle(text: buffer)
+            case .inflatedMessage(let buffer, let compressedBytes):
+                environment.metrics.compressed(
+                    outbound: false, uncompressed: buffer.readableBytes, compressed: compressedBytes)
+                handle(text: buffer)
             case .ping(let payload): ping = payload
             case .pong: break
             case .close(let code): perform(.browserClosed(code: code))
@@ -66,6 +70,6 @@ extension WebSocketConnectionHandler {
             reason.rawValue, "\(text)", level: .warning, logger: delegate?.userLogger ?? Logger(label: "websockets"),
             metadata: environment.refusalMetadata)
         let reply = ByteBuffer(bytes: message.errorReply(code: 429).encoded())
-        write(frame: ServerFrame.text(reply), bypassingHold: true, flush: false)
+        write(frame: textFrame(reply), bypassingHold: true, flush: false)
     }
 }

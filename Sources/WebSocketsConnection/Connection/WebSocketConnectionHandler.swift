@@ -32,15 +32,20 @@ package final class WebSocketConnectionHandler {
     var machine: ConnectionStateMachine
     /// The number of the next broadcast of the loop's ``BroadcastLog`` this connection has not been given.
     package var broadcastCursor: UInt64 = 0
+    /// The window, in bits, the browser inflates the server's messages with (`server_max_window_bits`), when it
+    /// negotiated permessage-deflate; 0 when it did not.
+    package let deflateWindow: UInt8
     /// A ping frame: the same bytes for every connection and every sweep.
     private static let ping = ServerFrame.final(.ping, ByteBuffer())
     /// How long a close frame may wait behind the bytes already queued: a client that does not read would otherwise
     /// keep its connection open for good once closed (found with a ping flood closed for not authenticating).
     private static let closeTimeout = TimeAmount.seconds(2)
 
-    package init(environment: ConnectionEnvironment) {
+    /// A handler whose connection negotiated `deflate` at its upgrade, if anything.
+    package init(environment: ConnectionEnvironment, deflate: DeflateNegotiation? = nil) {
         self.environment = environment
-        self.inbound = InboundAssembler(maximumMessageSize: environment.maximumMessageSize)
+        self.deflateWindow = deflate.map { UInt8($0.serverMaxWindowBits) } ?? 0
+        self.inbound = InboundAssembler(maximumMessageSize: environment.maximumMessageSize, inflates: deflate != nil)
         self.machine = ConnectionStateMachine(
             holdingForReplay: environment.holdsForReplay, burst: environment.messageBurst, now: .now())
     }
@@ -105,13 +110,18 @@ package final class WebSocketConnectionHandler {
         // Queued directly, not through write(frame:), which first gives the connection the loop's broadcasts it has
         // not had: live messages would then come before the rest of the replay (seen in CI's failover test).
         var count = 0
-        for payload in frames where queue(frame: ServerFrame.text(payload), id: nil, bypassingHold: true) != .notWritten
-        {
+        for payload in frames where queue(frame: textFrame(payload), id: nil, bypassingHold: true) != .notWritten {
             count += 1
         }
         for (frame, id) in waiting where queue(frame: frame, id: id) != .notWritten { count += 1 }
         environment.metrics.messagesOut.increment(by: count)
         flushQueued()
+    }
+
+    /// The text frame of `payload` for this connection alone: compressed when it negotiated compression and the
+    /// message is worth it.
+    package func textFrame(_ payload: ByteBuffer) -> ByteBuffer {
+        environment.compression.textFrame(payload, compressing: deflateWindow != 0).bytes(forWindow: deflateWindow)
     }
 
     /// Writes an encoded frame after the broadcasts sent before it; `now` (Unix seconds) for a send, which an

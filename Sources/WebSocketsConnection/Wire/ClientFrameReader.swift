@@ -6,6 +6,8 @@ import WebSocketsProtocol
 /// One frame from a browser, unmasked.
 package struct ClientFrame {
     var fin: Bool
+    /// RSV1: the first frame of a message compressed with permessage-deflate.
+    var compressed = false
     var opcode: WebSocketOpcode
     package var payload: ByteBuffer
 }
@@ -26,13 +28,16 @@ package enum ClientFrameError: Error, Equatable {
 package struct ClientFrameReader {
     /// The largest payload a frame may declare.
     let maximumPayload: Int
+    /// Whether the connection negotiated permessage-deflate: RSV1 then marks a compressed message's first frame.
+    let allowsCompression: Bool
     /// Bytes of a frame not yet complete; `nil` between frames.
     private var pending: ByteBuffer?
     /// Whether `pending` is still the caller's buffer (see ``detach()``).
     private var borrowed = false
 
-    package init(maximumPayload: Int) {
+    package init(maximumPayload: Int, allowsCompression: Bool = false) {
         self.maximumPayload = maximumPayload
+        self.allowsCompression = allowsCompression
     }
 
     /// Adds bytes read from the socket.
@@ -64,7 +69,8 @@ package struct ClientFrameReader {
     /// The next complete frame, or `nil` when more bytes are needed.
     package mutating func next() throws(ClientFrameError) -> ClientFrame? {
         guard var buffer = pending else { return nil }
-        guard let frame = try Self.parse(&buffer, maximumPayload: maximumPayload) else { return nil }
+        guard let frame = try Self.parse(&buffer, maximumPayload: maximumPayload, compression: allowsCompression)
+        else { return nil }
         // Keep leftovers only: an idle connection then holds no receive buffer of its own.
         pending = buffer.readableBytes > 0 ? buffer : nil
         if pending == nil { borrowed = false }
@@ -72,17 +78,24 @@ package struct ClientFrameReader {
     }
 
     /// Parses one frame from the front of `buffer`, consuming it; leaves `buffer` untouched when incomplete.
-    private static func parse(_ buffer: inout ByteBuffer, maximumPayload: Int) throws(ClientFrameError)
-        -> ClientFrame?
+    private static func parse(_ buffer: inout ByteBuffer, maximumPayload: Int, compression: Bool)
+        throws(ClientFrameError) -> ClientFrame?
     {
         var view = buffer
         guard let first = view.readInteger(as: UInt8.self), let second = view.readInteger(as: UInt8.self) else {
             return nil
         }
         let fin = first & 0x80 != 0
-        guard first & 0x70 == 0 else { throw .protocolViolation("Reserved bits set") }
+        guard first & 0x30 == 0 else { throw .protocolViolation("Reserved bits set") }
         let opcode = first & 0x0F
         let isControl = opcode & 0x08 != 0
+        // RSV1 only with permessage-deflate, and only on a message's first frame (RFC 7692 section 6.1).
+        let compressed = first & 0x40 != 0
+        if compressed {
+            guard compression else { throw .protocolViolation("Reserved bits set") }
+            guard !isControl else { throw .protocolViolation("Compressed control frame") }
+            guard opcode != 0 else { throw .protocolViolation("Compressed continuation frame") }
+        }
         guard [0x0, 0x1, 0x2, 0x8, 0x9, 0xA].contains(opcode) else { throw .protocolViolation("Unknown opcode") }
         guard second & 0x80 != 0 else { throw .protocolViolation("Unmasked frame") }
         var length = Int(second & 0x7F)
@@ -104,6 +117,8 @@ package struct ClientFrameReader {
         }
         payload.webSocketUnmask(WebSocketMaskingKey(mask)!)
         buffer = view
-        return ClientFrame(fin: fin, opcode: WebSocketOpcode(encodedWebSocketOpcode: opcode)!, payload: payload)
+        return ClientFrame(
+            fin: fin, compressed: compressed, opcode: WebSocketOpcode(encodedWebSocketOpcode: opcode)!, payload: payload
+        )
     }
 }

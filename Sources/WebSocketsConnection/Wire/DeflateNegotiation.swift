@@ -2,8 +2,6 @@
 /// `Sec-WebSocket-Extensions` headers alone: the first offer the server can honour is accepted, answered so that
 /// neither side keeps a compression context between messages (an idle connection then holds no zlib stream); an
 /// offer it cannot honour is declined, never half-accepted (RFC 7692 section 5).
-///
-/// Not wired to the upgrade yet (issue 25's first step): the server still declines every offer.
 package struct DeflateNegotiation: Equatable, Sendable {
     /// The window the server compresses with: `server_max_window_bits` as offered, else 15 (32 KiB).
     package var serverMaxWindowBits: Int

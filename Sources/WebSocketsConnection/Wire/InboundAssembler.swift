@@ -8,6 +8,8 @@ import WebSocketsProtocol
 package enum InboundEvent: Equatable {
     /// A whole text message (fragments joined).
     case message(ByteBuffer)
+    /// A whole text message that arrived compressed in `compressedBytes` bytes, inflated.
+    case inflatedMessage(ByteBuffer, compressedBytes: Int)
     /// A ping: answer with a pong carrying `payload`.
     case ping(ByteBuffer)
     /// A pong (the connection is alive).
@@ -23,16 +25,21 @@ package enum InboundEvent: Equatable {
 /// Reassembles a connection's messages from its frames and applies the rules on what a browser may send: frame
 /// framing (``ClientFrameReader``), fragments (a continuation needs an open message, a data frame may not begin
 /// inside one), the message size limit, text only, and the close frame's payload (RFC 6455 sections 5.4, 5.5.1
-/// and 7.4).
+/// and 7.4); with permessage-deflate, compressed messages are inflated, the limit applying to what they inflate to
+/// (RFC 7692).
 package struct InboundAssembler {
     private var reader: ClientFrameReader
     /// The fragments of an unfinished message; `nil` between messages.
     private var fragments: ByteBuffer?
+    /// Whether the unfinished message is compressed (its first frame had RSV1).
+    private var fragmentsCompressed = false
     private let maximumMessageSize: Int
 
-    package init(maximumMessageSize: Int) {
-        // A frame may be as large as a message (fragments are checked against the limit as they add up).
-        self.reader = ClientFrameReader(maximumPayload: maximumMessageSize)
+    /// `inflates`: the connection negotiated permessage-deflate.
+    package init(maximumMessageSize: Int, inflates: Bool = false) {
+        // A frame may be as large as a message (fragments are checked against the limit as they add up); a
+        // compressed message's frames too, so that what it holds before inflating is bounded as a plain one's.
+        self.reader = ClientFrameReader(maximumPayload: maximumMessageSize, allowsCompression: inflates)
         self.maximumMessageSize = maximumMessageSize
     }
 
@@ -77,8 +84,9 @@ package struct InboundAssembler {
                 return .refusal(
                     code: .protocolError, reason: "A new message began inside a fragmented one", metric: .protocol)
             }
-            if frame.fin { return .message(frame.payload) }
+            if frame.fin { return finish(frame.payload, compressed: frame.compressed) }
             fragments = frame.payload
+            fragmentsCompressed = frame.compressed
             return nil
         case .continuation:
             guard var buffer = fragments else {
@@ -97,7 +105,7 @@ package struct InboundAssembler {
             buffer.writeBuffer(&data)
             if frame.fin {
                 fragments = nil
-                return .message(buffer)
+                return finish(buffer, compressed: fragmentsCompressed)
             }
             fragments = buffer
             return nil
@@ -115,6 +123,26 @@ package struct InboundAssembler {
             return Self.close(frame.payload)
         default:
             return .refusal(code: .protocolError, reason: "Unknown opcode", metric: .protocol)
+        }
+    }
+
+    /// The event of a whole message: a compressed one inflated, refused once it inflates past the limit (the output
+    /// stops there: a 1 KB frame that would inflate to 1 GB costs at most `max_message_size` bytes) or when its bytes
+    /// are not deflate data.
+    private func finish(_ payload: ByteBuffer, compressed: Bool) -> InboundEvent {
+        guard compressed else { return .message(payload) }
+        do {
+            let inflated = try PermessageDeflate.decompress(payload, limit: maximumMessageSize)
+            return .inflatedMessage(inflated, compressedBytes: payload.readableBytes)
+        } catch {
+            switch error {
+            case .tooLarge:
+                return .refusal(
+                    code: .messageTooLarge, reason: "Message inflates to more than \(maximumMessageSize) bytes",
+                    metric: .tooLarge)
+            case .malformed:
+                return .refusal(code: .invalidData, reason: "Invalid compressed data", metric: .malformed)
+            }
         }
     }
 

@@ -18,10 +18,24 @@ package enum PermessageDeflate {
     /// How much output is made per step.
     private static let chunk = 16 * 1024
 
+    /// The smallest window (9 to 15 bits) that a message of `length` bytes compresses in as well as in the
+    /// largest: zlib reaches back at most the window less 262 bytes, and within one message no further than its
+    /// length. A reader whose window is at least this many bits can inflate it.
+    package static func windowBits(forLength length: Int) -> Int {
+        var bits = 9
+        while bits < 15 && (1 << bits) - 262 < length { bits += 1 }
+        return bits
+    }
+
     /// `payload` compressed at `level` (0 to 9) with a window of 2^`windowBits` bytes, the sync flush's tail removed.
+    ///
+    /// The hash table is sized to the window (zlib's `memLevel` 8 at 15 bits, 2 at 9): the stream is made per
+    /// message, and zlib clears its hash table when it makes one, 64 KiB at `memLevel` 8, which a 100-byte message
+    /// does not need.
     package static func compress(_ payload: ByteBuffer, level: Int = 6, windowBits: Int = 15) -> ByteBuffer {
         var stream = z_stream()
-        guard czlib_deflate_init(&stream, Int32(level), Int32(windowBits)) == Z_OK else {
+        let memory = Int32(min(8, max(1, windowBits - 7)))
+        guard czlib_deflate_init(&stream, Int32(level), Int32(windowBits), memory) == Z_OK else {
             preconditionFailure("deflateInit2 failed: out of memory")
         }
         defer { deflateEnd(&stream) }

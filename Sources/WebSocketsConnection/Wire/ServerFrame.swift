@@ -33,13 +33,16 @@ package enum ServerFrame {
         return final(.connectionClose, payload)
     }
 
-    /// A final frame of `opcode` carrying `payload`.
-    package static func final(_ opcode: WebSocketOpcode, _ payload: ByteBuffer) -> ByteBuffer {
+    /// A final frame of `opcode` carrying `payload`; `compressed` sets RSV1, which marks a message compressed with
+    /// permessage-deflate (RFC 7692 section 6).
+    package static func final(_ opcode: WebSocketOpcode, _ payload: ByteBuffer, compressed: Bool = false)
+        -> ByteBuffer
+    {
         var payload = payload
         let length = payload.readableBytes
         var frame = ByteBuffer()
         frame.reserveCapacity(length + 10)
-        frame.writeInteger(UInt8(0x80) | UInt8(webSocketOpcode: opcode))
+        frame.writeInteger(UInt8(0x80) | (compressed ? 0x40 : 0) | UInt8(webSocketOpcode: opcode))
         if length < 126 {
             frame.writeInteger(UInt8(length))
         } else if length <= Int(UInt16.max) {

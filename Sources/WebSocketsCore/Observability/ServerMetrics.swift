@@ -37,6 +37,9 @@ public final class ServerMetrics: Sendable {
     private let heapInUse: CoreMetrics.Gauge
     private let openDescriptors: CoreMetrics.Gauge
     package let messageRequestLatency: CoreMetrics.Timer
+    /// permessage-deflate's bytes: `[direction][form]`, direction `out` then `in`, form `uncompressed` then
+    /// `compressed`.
+    private let compressionBytes: [[Counter]]
 
     /// Metrics in a new registry.
     public init() {
@@ -75,6 +78,22 @@ public final class ServerMetrics: Sendable {
         messageRequestLatency = Timer(
             label: "websockets_site_request_duration_seconds", dimensions: [("endpoint", "message")],
             factory: factory)
+        compressionBytes = ["out", "in"].map { direction in
+            ["uncompressed", "compressed"].map { form in
+                Counter(
+                    label: "websockets_compression_bytes_total",
+                    dimensions: [("direction", direction), ("form", form)],
+                    factory: factory)
+            }
+        }
+    }
+
+    /// Counts a message compressed for sending (once per send, whatever its recipients) or inflated on arrival:
+    /// its payload's bytes before and after.
+    package func compressed(outbound: Bool, uncompressed: Int, compressed: Int) {
+        let counters = compressionBytes[outbound ? 0 : 1]
+        counters[0].increment(by: uncompressed)
+        counters[1].increment(by: compressed)
     }
 
     /// The counter of sends with `sendTo`.

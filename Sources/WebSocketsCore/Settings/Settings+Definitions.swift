@@ -64,6 +64,17 @@ extension Settings {
         .integer(
             "max_message_size", \.maxMessageSize, 16...(64 << 20),
             "largest browser message in bytes; larger closes with 1009"),
+        .boolean(
+            "compression", \.compression,
+            "whether the server accepts the browsers' offers of permessage-deflate: each message compressed once per send, no zlib stream kept per connection"
+        ),
+        .integer(
+            "compression_threshold", \.compressionThreshold, 0...(64 << 20),
+            "messages shorter than this many bytes are sent uncompressed; a compressed message larger than the plain one is sent plain"
+        ),
+        .integer(
+            "compression_level", \.compressionLevel, 1...9,
+            "zlib's level for the messages the server compresses (1 fastest, 9 smallest)"),
         .number("ping_interval", \.pingInterval, 0.05...3600, "seconds between pings"),
         .number(
             "idle_timeout", \.idleTimeout, 0.1...86400,

@@ -51,6 +51,13 @@ public struct Settings: Sendable {
     public var siteConcurrency: Int = 32
     /// The largest message a browser may send, in bytes; a larger one closes the connection with 1009.
     public var maxMessageSize: Int = 64 * 1024
+    /// Whether the server accepts browsers' offers of permessage-deflate (RFC 7692) at the upgrade.
+    public var compression: Bool = true
+    /// Messages shorter than this many bytes are sent uncompressed: below ~64 bytes deflate's block and code
+    /// headers take back most of what a short JSON message saves.
+    public var compressionThreshold: Int = 64
+    /// zlib's level for the messages the server compresses (1 fastest, 9 smallest).
+    public var compressionLevel: Int = 6
     /// The bytes one connection's waiting messages may hold (their text and about 64 bytes each); beyond it new
     /// ones are refused with 429. One message of any allowed size is always taken when none waits.
     public var maxPendingBytes: Int = 256 << 10
