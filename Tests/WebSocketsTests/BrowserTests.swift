@@ -190,6 +190,22 @@ import WebSocketsDemo
             try await page.waitFor("document.getElementById('log').innerText.includes('www')")
             let width = try await page.evaluate("document.documentElement.scrollWidth")
             #expect(width.intValue.map { $0 <= 390 } == true, "\(width)")
+            // Issue 25: the demo's socket negotiated permessage-deflate; the browser's message came compressed and
+            // the server's broadcast of it went out compressed.
+            let extensions = try await page.evaluate(
+                """
+                new Promise((resolve) => {
+                  const ws = new WebSocket(location.origin.replace('http', 'ws') + '/WebSockets');
+                  ws.onopen = () => { resolve(ws.extensions); ws.close(); };
+                  ws.onerror = () => resolve('error');
+                })
+                """)
+            #expect(extensions == "permessage-deflate; server_no_context_takeover; client_no_context_takeover")
+            let server = demo.webSocketsServer
+            #expect(CompressionTests.counter(server, CompressionTests.inCompressed) > 0)
+            #expect(
+                CompressionTests.counter(server, CompressionTests.outUncompressed)
+                    > CompressionTests.counter(server, CompressionTests.outCompressed) * 3)
         }
     }
 
@@ -243,6 +259,46 @@ import WebSocketsDemo
             // Signing out closes the tab's socket for good: Ben's dot turns grey after the grace, and stays listed.
             try await ben.evaluate("document.getElementById('logout').click(); true")
             try await ann.waitFor("\(benDot).className === 'dot'")
+        }
+    }
+
+    /// Issue 25: headless Chromium logs in on the PHP site and opens its WebSocket, which negotiates
+    /// permessage-deflate; the site's replies and a page's send arrive through it.
+    @Test func chromiumTalksToThePHPSiteCompressed() async throws {
+        try await PHPSiteTests.withPHPSite { phpPort, serverPort, get in
+            let browser = try await Chromium.launch()
+            defer { browser.kill() }
+            let page = try await browser.open(
+                "http://127.0.0.1:\(phpPort)/login.php?user=42", in: try await browser.newContext())
+            try await page.waitFor("document.body && document.body.innerText.includes('Logged in as user 42')")
+            let name = String(repeating: "Zoe ", count: 50)
+            let result = try await page.evaluate(
+                """
+                new Promise((resolve) => {
+                  const ws = new WebSocket('ws://127.0.0.1:\(serverPort)/WebSockets'), seen = [];
+                  ws.onopen = () => ws.send(JSON.stringify(['Client/authentication', null]));
+                  ws.onmessage = (event) => {
+                    const message = JSON.parse(event.data);
+                    seen.push(message[0]);
+                    if (message[0] === 'Client/authentication') ws.send(JSON.stringify(['hello', '\(name)']));
+                    if (message[0] === 'hello') {
+                      if (message[1] !== 'Hello, \(name)!') seen.push('wrong reply');
+                      window.socket = ws;
+                      resolve({ extensions: ws.extensions, seen });
+                    }
+                  };
+                  ws.onerror = () => resolve({ error: true });
+                })
+                """)
+            #expect(
+                result["extensions"] == "permessage-deflate; server_no_context_takeover; client_no_context_takeover")
+            #expect(result["seen"] == ["Client/authentication", "hello"])
+            // A page of the site sends to the tab through the server.
+            try await page.evaluate(
+                "window.news = null; window.socket.onmessage = (event) => { window.news = event.data; }; true")
+            _ = try await get("http://127.0.0.1:\(phpPort)/notify.php")
+            try await page.waitFor("window.news !== null")
+            #expect(try await page.evaluate("window.news") == #"["news",{"title":"Hi"}]"#)
         }
     }
 }

@@ -27,13 +27,13 @@ import Testing
         return files
     }
 
-    @Test func theREADMEsPHPSiteRunsAsWritten() async throws {
-        let files = try Self.readmeFiles()
-        #expect(
-            Set(files.keys) == [
-                "websockets.php", "api/WebSockets/session.php", "api/WebSockets/message.php", "notify.php",
-                "login.php", "router.php",
-            ])
+    /// Runs `body` with the README's PHP site served by `php -S` and the real `websockets` binary in front of it:
+    /// the site's port, the server's, and a GET through curl (headers only).
+    static func withPHPSite(
+        _ body: (_ phpPort: Int, _ serverPort: Int, _ get: @Sendable (String) async throws -> String) async throws
+            -> Void
+    ) async throws {
+        let files = try readmeFiles()
         let directory = try ServerProcess.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         for (path, code) in files {
@@ -74,31 +74,44 @@ import Testing
             return site.contains("200 OK") && health.contains("200 OK")
         }
 
-        // Log in as user 42 on the PHP site; its session cookie opens the WebSocket.
-        let login = try await get("http://127.0.0.1:\(phpPort)/login.php?user=42")
-        let cookie = try #require(
-            login.split(separator: "\r\n").first { $0.lowercased().hasPrefix("set-cookie:") }?
-                .dropFirst("set-cookie:".count).split(separator: ";").first?.trimmingCharacters(in: .whitespaces))
-        let tab = try await TestWebSocket.connect(port: serverPort, headers: [("Cookie", cookie)])
-        try await tab.send("Client/authentication", nil)
-        #expect(try await tab.nextMessage() == Message(action: "Client/authentication", details: "ok"))
+        try await body(phpPort, serverPort, get)
+    }
 
-        try await tab.send("hello", "Zoe")
-        #expect(try await tab.nextMessage() == Message(action: "hello", details: "Hello, Zoe!"))
-        #expect(try await tab.nextMessage() == Message(action: "hello:elsewhere", details: "Zoe"))
-        try await tab.send("hello", "")
-        #expect(try await tab.nextMessage() == Message(action: "hello:error", details: [400, "Say your name"]))
+    @Test func theREADMEsPHPSiteRunsAsWritten() async throws {
+        let files = try Self.readmeFiles()
+        #expect(
+            Set(files.keys) == [
+                "websockets.php", "api/WebSockets/session.php", "api/WebSockets/message.php", "notify.php",
+                "login.php", "router.php",
+            ])
+        try await Self.withPHPSite { phpPort, serverPort, get in
+            // Log in as user 42 on the PHP site; its session cookie opens the WebSocket.
+            let login = try await get("http://127.0.0.1:\(phpPort)/login.php?user=42")
+            let cookie = try #require(
+                login.split(separator: "\r\n").first { $0.lowercased().hasPrefix("set-cookie:") }?
+                    .dropFirst("set-cookie:".count).split(separator: ";").first?.trimmingCharacters(in: .whitespaces))
+            let tab = try await TestWebSocket.connect(port: serverPort, headers: [("Cookie", cookie)])
+            try await tab.send("Client/authentication", nil)
+            #expect(try await tab.nextMessage() == Message(action: "Client/authentication", details: "ok"))
 
-        // The page sender reaches the tab (user 42 is in group 1); its logout closes it.
-        _ = try await get("http://127.0.0.1:\(phpPort)/notify.php")
-        #expect(try await tab.nextMessage() == Message(action: "news", details: ["title": "Hi"]))
-        _ = try await get("http://127.0.0.1:\(phpPort)/notify.php?logout=42")
-        let close = try await tab.nextClose()
-        #expect(close.before == [Message(action: "news", details: ["title": "Hi"]), Message(action: "Server/close")])
+            try await tab.send("hello", "Zoe")
+            #expect(try await tab.nextMessage() == Message(action: "hello", details: "Hello, Zoe!"))
+            #expect(try await tab.nextMessage() == Message(action: "hello:elsewhere", details: "Zoe"))
+            try await tab.send("hello", "")
+            #expect(try await tab.nextMessage() == Message(action: "hello:error", details: [400, "Say your name"]))
 
-        // Without the PHP session cookie, the site says 401 and the tab is refused.
-        let stranger = try await TestWebSocket.connect(port: serverPort)
-        try await stranger.send("Client/authentication", nil)
-        #expect(try await stranger.nextClose().code == 1008)
+            // The page sender reaches the tab (user 42 is in group 1); its logout closes it.
+            _ = try await get("http://127.0.0.1:\(phpPort)/notify.php")
+            #expect(try await tab.nextMessage() == Message(action: "news", details: ["title": "Hi"]))
+            _ = try await get("http://127.0.0.1:\(phpPort)/notify.php?logout=42")
+            let close = try await tab.nextClose()
+            #expect(
+                close.before == [Message(action: "news", details: ["title": "Hi"]), Message(action: "Server/close")])
+
+            // Without the PHP session cookie, the site says 401 and the tab is refused.
+            let stranger = try await TestWebSocket.connect(port: serverPort)
+            try await stranger.send("Client/authentication", nil)
+            #expect(try await stranger.nextClose().code == 1008)
+        }
     }
 }
