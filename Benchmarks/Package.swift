@@ -12,6 +12,7 @@ let package = Package(
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
     ],
     targets: [
+        .systemLibrary(name: "BenchZlib"),
         .target(
             name: "BenchmarkSupport",
             dependencies: [
@@ -28,6 +29,7 @@ let package = Package(
             name: "LoadGenerator",
             dependencies: [
                 "BenchmarkSupport",
+                "BenchZlib",
                 .product(name: "WebSockets", package: "websockets"),
                 .product(name: "WebSocketsLaunch", package: "websockets"),
                 .product(name: "NIOCore", package: "swift-nio"),

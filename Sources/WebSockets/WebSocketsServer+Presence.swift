@@ -86,7 +86,9 @@ extension WebSocketsServer {
         let watchers = hub.presenceWatchers(of: change.user.indexKey, groups: Set(change.groups))
         guard !watchers.isEmpty else { return }
         let message = Message(action: change.online ? "Presence/online" : "Presence/offline", details: change.user)
-        for connection in watchers { connection.send(message) }
+        // Encoded (and compressed, if a watcher negotiated it) once for all of them.
+        let frame = hub.frame(message, for: watchers)
+        for connection in watchers { connection.write(frame, bypassingHold: true) }
     }
 
     /// After authentication: the users this browser may see that are online now, as `Presence/snapshot`

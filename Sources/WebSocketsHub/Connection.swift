@@ -227,6 +227,12 @@ public final class Connection: Sendable {
         withHandler { $0.write(frame: $0.textFrame(payload), bypassingHold: bypassingHold) }
     }
 
+    /// Writes `frame` (made once for several connections) in the form this connection negotiated, from any thread.
+    package func write(_ frame: OutboundFrame, bypassingHold: Bool = false) {
+        let window = deflateWindow
+        withHandler { $0.write(frame: frame.bytes(forWindow: window), bypassingHold: bypassingHold) }
+    }
+
     /// Runs `body` with the connection's handler on its loop: at once when called there, else queued. A
     /// connection's messages are handled on its loop (see ``LoopTaskExecutor``), so what the handling does to the
     /// connection (a reply, a replay, a snapshot, a close) then happens in the order it was done; queueing only some

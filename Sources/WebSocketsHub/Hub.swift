@@ -241,6 +241,11 @@ public final class Hub: Sendable {
         return count
     }
 
+    /// The frames of `message` for `connections`: compressed once when one of them negotiated it.
+    package func frame(_ message: Message, for connections: [Connection]) -> OutboundFrame {
+        compression.textFrame(message.encoded(), compressing: connections.contains { $0.deflateWindow != 0 })
+    }
+
     /// Sends `message` to `connection` alone (an in-process handler's reply): counted and checked as a send to that
     /// connection, but written at once when called on the connection's loop, where in-process handlers run, rather
     /// than queued for the loop's writer (a lock, a task and a lookup by id fewer per echo).

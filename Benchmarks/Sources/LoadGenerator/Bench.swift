@@ -16,6 +16,8 @@ final class Bench {
         var failed: Int
         /// The server's write system calls per delivery: below 1 when frames leave in batches.
         var writesPerDelivery: Double = .nan
+        /// The bytes on the wire per delivery, frame header included.
+        var bytesPerDelivery: Double = .nan
 
         /// ` (N failed)` when some sends failed, for the printed lines.
         var failedNote: String { failed > 0 ? " (\(failed) failed)" : "" }
@@ -37,18 +39,42 @@ final class Bench {
         case pipelined = "one pipelined connection"
     }
 
-    /// Appended to every broadcast's details (`,"pad":"xxx…"`) to make its frame about `--message-bytes` long.
+    /// Appended to every broadcast's details (`,"pad":"…"`) to make its frame about `--message-bytes` long.
     private let padding: String
+    /// Whether the clients offer permessage-deflate.
+    let compression: Bool
 
-    init(peer: Peer, key: String, curl: CurlClient, pipelineDepth: Int = 8, messageBytes: Int = 0) {
+    init(
+        peer: Peer, key: String, curl: CurlClient, pipelineDepth: Int = 8, messageBytes: Int = 0,
+        compression: Bool = false
+    ) {
         // `["b",{"ts":<16 to 19 digits>}]` is about 28 bytes; `,"pad":""` adds 9, then the padding itself.
         let pad = messageBytes - 28 - 9
-        self.padding = pad > 0 ? ",\"pad\":\"" + String(repeating: "x", count: pad) + "\"" : ""
+        self.padding = pad > 0 ? ",\"pad\":\"" + Self.prose(count: pad) + "\"" : ""
+        self.compression = compression
         self.peer = peer
         self.key = key
         self.publisher = Publisher(curl: curl, inFlightLimit: 8)
         self.curl = curl
         self.pipelined = PipelinedPublisher(port: peer.port, depth: pipelineDepth)
+    }
+
+    /// `count` characters of words as a chat line or a notification has them, the same every run: what a message
+    /// holds decides what compression saves (a run of one letter shrinks 100-fold, a chat line 2 to 3 times).
+    static func prose(count: Int) -> String {
+        let words = [
+            "the", "order", "was", "shipped", "to", "your", "address", "and", "will", "arrive", "on", "Monday",
+            "Anna", "replied", "in", "thread", "about", "invoice", "#4821", "please", "check", "new", "comment",
+            "from", "Ben", "status", "changed", "pending", "approved", "user", "joined", "channel", "general",
+            "meeting", "at", "3pm", "room", "B", "price", "updated", "EUR", "12.50", "item", "stock", "low",
+        ]
+        var state: UInt64 = 42
+        var text = ""
+        while text.count < count {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            text += (text.isEmpty ? "" : " ") + words[Int((state >> 33) % UInt64(words.count))]
+        }
+        return String(text.prefix(count))
     }
 
     /// The server's heap in use (its `websockets_heap_in_use_bytes` metric) in KiB, or -1 where it has none.
@@ -72,12 +98,12 @@ final class Bench {
                 next += 1
                 let user = index % users + 1
                 let tab = index / users + 1
-                group.addTask { [peer, recorder] in
+                group.addTask { [peer, recorder, compression] in
                     try await Subscriber.connect(
                         port: peer.port, path: peer.path(user: user),
                         cookie: sharedSessions ? "sid=\(user)-shared" : "sid=\(user)-\(tab)",
                         dialect: peer.dialect, recorder: recorder,
-                        localAddress: index < 25_000 ? nil : "127.0.0.\(2 + index / 25_000)")
+                        localAddress: index < 25_000 ? nil : "127.0.0.\(2 + index / 25_000)", compression: compression)
                 }
             }
             while next < min(count, start + inFlight) { add() }
@@ -124,6 +150,7 @@ final class Bench {
             try? await Task.sleep(for: .milliseconds(10))
         }
         let received = recorder.received
+        let bytes = recorder.bytes
         // Over the publishing window at least: the last send leaves 1/rate before the window's end.
         let elapsed = max(seconds, Double(recorder.lastReceipt &- start) / 1e9)
         let cpu = peer.cpuSeconds - cpuBefore
@@ -132,7 +159,8 @@ final class Bench {
         return Step(
             offered: rate, delivered: elapsed > 0 ? Double(received) / elapsed : 0, p50: p50, p99: p99, p999: p999,
             cpuPerDelivery: received > 0 ? cpu * 1e6 / Double(received) : .nan, failed: failed,
-            writesPerDelivery: received > 0 ? Double(writes) / Double(received) : .nan)
+            writesPerDelivery: received > 0 ? Double(writes) / Double(received) : .nan,
+            bytesPerDelivery: received > 0 ? Double(bytes) / Double(received) : .nan)
     }
 
     /// Waits until nothing has arrived for half a second (at most 30 s): an overloaded step's backlog must not

@@ -11,7 +11,7 @@ import WebSocketsLaunch
 ///                       [--users 19000]
 ///                       [--storm 10000] [--sessions 1000] [--echo 100] [--pipeline-depth 8] [--message-bytes 28]
 ///                       [--idle-only yes] [--only broadcast,echo,targeted]
-///                       [--broadcast-rates 5.9,10 [--publisher pipelined|concurrent]]
+///                       [--broadcast-rates 5.9,10 [--publisher pipelined|concurrent]] [--compression yes]
 ///     LoadGenerator soak [--minutes 30] [--population 5000] [--churn 50]   (issue 23's soak: see Soak)
 ///     LoadGenerator measure-write-floor CONNECTIONS RATE SECONDS   (the kernel's cost of a bare write per delivery)
 ///
@@ -75,6 +75,8 @@ struct LoadGenerator {
         var siteDelay = 0
         /// The scenarios to run after the idle figures (`broadcast`, `echo`, `targeted`); all when empty.
         var only: Set<String> = []
+        /// Whether the clients offer permessage-deflate (as browsers do).
+        var compression = false
 
         /// Whether `scenario` is measured in this run.
         func runs(_ scenario: String) -> Bool { only.isEmpty || only.contains(scenario) }
@@ -105,6 +107,7 @@ struct LoadGenerator {
                 case "--churn-only": churnOnly = value == "yes"
                 case "--site-delay-ms": siteDelay = Int(value) ?? 0
                 case "--only": only = Set(value.split(separator: ",").map(String.init))
+                case "--compression": compression = value == "yes"
                 default: break
                 }
                 index += 2
@@ -190,7 +193,7 @@ struct LoadGenerator {
             defer { peer.stop() }
             let bench = Bench(
                 peer: peer, key: key, curl: curl, pipelineDepth: options.pipelineDepth,
-                messageBytes: options.messageBytes)
+                messageBytes: options.messageBytes, compression: options.compression)
             do {
                 try await measure(peer: peer, bench: bench, options: options, report: &report)
             } catch {
@@ -264,6 +267,7 @@ struct LoadGenerator {
 
     static func measure(peer: Peer, bench: Bench, options: Options, report: inout Report) async throws {
         let kind = peer.kind
+        if options.compression { say("Clients offer permessage-deflate.") }
         try await Task.sleep(for: .seconds(1))
         let rssBase = peer.rssKiB
         let started = ContinuousClock.now
@@ -291,9 +295,10 @@ struct LoadGenerator {
                     model: options.publisher)
                 say(
                     String(
-                        format: "  %.1f broadcasts/s: %.0f delivered/s, p50/p99/p99.9 %.1f/%.1f/%.1f ms, %.2f µs CPU "
-                            + "and %.2f write calls per delivery", rate, step.delivered, step.p50, step.p99,
-                        step.p999, step.cpuPerDelivery, step.writesPerDelivery)
+                        format: "  %.1f broadcasts/s: %.0f delivered/s, p50/p99/p99.9 %.1f/%.1f/%.1f ms, %.2f µs CPU, "
+                            + "%.2f write calls and %.1f bytes on the wire per delivery", rate, step.delivered,
+                        step.p50, step.p99, step.p999, step.cpuPerDelivery, step.writesPerDelivery,
+                        step.bytesPerDelivery)
                         + step.failedNote)
             }
             return
@@ -335,12 +340,13 @@ struct LoadGenerator {
         report.set(kind, "targetedPipelinedPeak", pipelined)
     }
 
-    /// Prints one step of a ladder: offered sends/s, delivered/s, latency, CPU and write calls per delivery.
+    /// Prints one step of a ladder: offered sends/s, delivered/s, latency, CPU, write calls and bytes on the wire per
+    /// delivery.
     static func log(_ step: Bench.Step) {
         say(
             String(
-                format: "  %8.1f  %10.0f  %8.1f %8.1f %8.1f  %6.2f  %5.2f%@", step.offered, step.delivered,
-                step.p50, step.p99, step.p999, step.cpuPerDelivery, step.writesPerDelivery,
+                format: "  %8.1f  %10.0f  %8.1f %8.1f %8.1f  %6.2f  %5.2f  %7.1f%@", step.offered, step.delivered,
+                step.p50, step.p99, step.p999, step.cpuPerDelivery, step.writesPerDelivery, step.bytesPerDelivery,
                 step.failedNote))
     }
 
@@ -349,7 +355,7 @@ struct LoadGenerator {
         let kind = peer.kind
         say(
             "Broadcast to \(options.subscribers) (3 s steps), \(Bench.PublisherModel.concurrent.rawValue): offered "
-                + "sends/s, delivered/s, p50/p99/p99.9 ms, CPU µs and write calls per delivery")
+                + "sends/s, delivered/s, p50/p99/p99.9 ms, CPU µs, write calls and wire bytes per delivery")
         let peak = await bench.ladder(start: 2, users: nil, deliveriesPerSend: options.subscribers, log: log)
         let best = peak.delivered
         report.set(kind, "broadcastMax", best)

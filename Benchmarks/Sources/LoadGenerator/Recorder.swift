@@ -8,6 +8,8 @@ final class Recorder: Sendable {
     private struct State {
         var ready = 0
         var received = 0
+        /// The bytes on the wire of the timestamped frames, headers included.
+        var bytes = 0
         var last: UInt64 = 0
         var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three)
     }
@@ -20,6 +22,8 @@ final class Recorder: Sendable {
 
     var ready: Int { state.withLockedValue { $0.ready } }
     var received: Int { state.withLockedValue { $0.received } }
+    /// The bytes on the wire of the messages received since the last reset.
+    var bytes: Int { state.withLockedValue { $0.bytes } }
     /// When the last timestamped message was read.
     var lastReceipt: UInt64 { state.withLockedValue { $0.last } }
 
@@ -33,11 +37,12 @@ final class Recorder: Sendable {
         }
     }
 
-    /// Records the messages of one read, stamped `sent`, under one lock.
-    func record(sent: [UInt64]) {
+    /// Records the messages of one read, stamped `sent`, `bytes` on the wire in all, under one lock.
+    func record(sent: [UInt64], bytes: Int = 0) {
         let now = DispatchTime.now().uptimeNanoseconds
         state.withLockedValue { state in
             state.received += sent.count
+            state.bytes += bytes
             state.last = now
             for stamp in sent { _ = state.histogram.record(now > stamp ? now - stamp : 0) }
         }
@@ -47,6 +52,7 @@ final class Recorder: Sendable {
     func reset() {
         state.withLockedValue { state in
             state.received = 0
+            state.bytes = 0
             state.histogram.reset()
         }
     }

@@ -1,3 +1,4 @@
+import BenchZlib
 import Dispatch
 import Foundation
 import NIOCore
@@ -27,14 +28,19 @@ enum Subscriber {
     ///
     /// The client speaks the protocol on the bytes (``Reader``): with NIO's HTTP and WebSocket codecs, the one
     /// generator core saturated at about 600,000 frames/s and measured its own limit instead of the servers'.
+    ///
+    /// With `compression`, the client offers permessage-deflate as Chromium does (`permessage-deflate;
+    /// client_max_window_bits`) and reads compressed frames (``StampCache``).
     static func connect(
-        port: Int, path: String, cookie: String, dialect: Dialect, recorder: Recorder, localAddress: String?
+        port: Int, path: String, cookie: String, dialect: Dialect, recorder: Recorder, localAddress: String?,
+        compression: Bool = false
     ) async throws -> any Channel {
         let upgraded = group.next().makePromise(of: Void.self)
         let key = Data((0..<16).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()
         let request =
             "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nCookie: \(cookie)\r\nUpgrade: websocket\r\n"
-            + "Connection: Upgrade\r\nSec-WebSocket-Key: \(key)\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            + "Connection: Upgrade\r\nSec-WebSocket-Key: \(key)\r\nSec-WebSocket-Version: 13\r\n"
+            + (compression ? "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n" : "") + "\r\n"
         // Reusable addresses: a previous run's closed connections linger in TIME_WAIT on the same source ports.
         var bootstrap = ClientBootstrap(group: group).channelOption(.socketOption(.so_reuseaddr), value: 1)
         if let localAddress { bootstrap = bootstrap.bind(to: try SocketAddress(ipAddress: localAddress, port: 0)) }
@@ -111,6 +117,8 @@ enum Subscriber {
         /// Bytes of a frame (or of the answer's head) that the last read ended in the middle of.
         private var pending = ByteBuffer()
         private var stamps: [UInt64] = []
+        /// The bytes on the wire (headers included) of the timestamped frames of the current read.
+        private var stampedBytes = 0
 
         init(recorder: Recorder, dialect: Dialect, request: String, upgraded: EventLoopPromise<Void>) {
             self.recorder = recorder
@@ -146,11 +154,22 @@ enum Subscriber {
                 if dialect == .plain { recorder.markReady() }
                 upgraded.succeed()
             }
-            while let (opcode, payload) = Self.nextFrame(&buffer) {
-                switch opcode {
+            while let (first, payload, size) = Self.nextFrame(&buffer) {
+                switch first & 0x0F {
+                case 0x1 where first & 0x40 != 0:
+                    // Compressed (RSV1): every subscriber of a broadcast gets the same bytes, inflated once.
+                    guard let (text, stamp) = StampCache.shared.lookup(payload) else { break }
+                    if let stamp {
+                        stamps.append(stamp)
+                        stampedBytes += size
+                        if echoing { sendEcho(channel: context.channel) }
+                    } else {
+                        control(text, context: context)
+                    }
                 case 0x1:
                     if let stamp = payload.withUnsafeReadableBytes({ timestamp(in: $0) }) {
                         stamps.append(stamp)
+                        stampedBytes += size
                         if echoing { sendEcho(channel: context.channel) }
                     } else {
                         control(String(buffer: payload), context: context)
@@ -168,13 +187,15 @@ enum Subscriber {
 
         func channelReadComplete(context: ChannelHandlerContext) {
             if !stamps.isEmpty {
-                recorder.record(sent: stamps)
+                recorder.record(sent: stamps, bytes: stampedBytes)
                 stamps.removeAll(keepingCapacity: true)
+                stampedBytes = 0
             }
         }
 
-        /// The next whole frame of `buffer` (a server's: unmasked), consumed; `nil` when it is not all there.
-        private static func nextFrame(_ buffer: inout ByteBuffer) -> (UInt8, ByteBuffer)? {
+        /// The next whole frame of `buffer` (a server's: unmasked), consumed: its first byte, its payload and its
+        /// size on the wire; `nil` when it is not all there.
+        private static func nextFrame(_ buffer: inout ByteBuffer) -> (UInt8, ByteBuffer, Int)? {
             let start = buffer.readerIndex
             guard let first = buffer.getInteger(at: start, as: UInt8.self),
                 let second = buffer.getInteger(at: start + 1, as: UInt8.self)
@@ -193,7 +214,7 @@ enum Subscriber {
             guard buffer.readableBytes >= header + length else { return nil }
             buffer.moveReaderIndex(forwardBy: header)
             let payload = buffer.readSlice(length: length)!
-            return (first & 0x0F, payload)
+            return (first, payload, header + length)
         }
 
         /// The messages that are not timestamped: authentication, Engine.IO's open, connect and ping.
@@ -222,5 +243,65 @@ enum Subscriber {
             let stamp = DispatchTime.now().uptimeNanoseconds
             write((dialect == .socketIO ? "42" : "") + #"["echo",{"ts":\#(stamp)}]"#, channel: channel)
         }
+    }
+}
+
+/// The compressed payloads the clients read lately, with their text and timestamp: a broadcast reaches every
+/// subscriber as the same bytes, so the generator inflates it once, not once per subscriber (which would measure
+/// the generator's zlib rather than the server).
+final class StampCache: @unchecked Sendable {
+    // @unchecked: used only by the clients' readers, which all run on `Subscriber.group`'s one thread.
+    static let shared = StampCache()
+    /// Enough for every broadcast of several seconds at the highest rates measured: a smaller cache (32) let readers
+    /// that lagged behind miss it, inflate once per subscriber, lag further, and saturated the generator.
+    private static let capacity = 16_384
+    private var entries: [ByteBuffer: (text: String, stamp: UInt64?)] = [:]
+    private var order: [ByteBuffer] = []
+    private var evicted = 0
+    /// Reused for every inflation (the messages measured are at most a few KiB).
+    private var output = [UInt8](repeating: 0, count: 256 << 10)
+    /// The last payload found: most frames read one after another are the same broadcast, and comparing bytes costs
+    /// less than hashing them (hashing each 1 KB frame made the generator the limit at 2.3 M deliveries/s).
+    private var last: (payload: ByteBuffer, text: String, stamp: UInt64?)?
+
+    /// Whether two payloads hold the same bytes, compared with `memcmp` (ByteBuffer's `==` walks them one by one).
+    private static func same(_ a: ByteBuffer, _ b: ByteBuffer) -> Bool {
+        guard a.readableBytes == b.readableBytes else { return false }
+        return a.withUnsafeReadableBytes { x in
+            b.withUnsafeReadableBytes { y in memcmp(x.baseAddress!, y.baseAddress!, x.count) == 0 }
+        }
+    }
+
+    /// The text and timestamp of a compressed payload; `nil` when it does not inflate.
+    func lookup(_ payload: ByteBuffer) -> (String, UInt64?)? {
+        if let last, Self.same(last.payload, payload) { return (last.text, last.stamp) }
+        if let entry = entries[payload] {
+            last = (payload, entry.text, entry.stamp)
+            return (entry.text, entry.stamp)
+        }
+        let capacity = output.count
+        let written = payload.withUnsafeReadableBytes { input in
+            output.withUnsafeMutableBufferPointer { output in
+                bench_inflate(
+                    input.baseAddress?.assumingMemoryBound(to: UInt8.self), input.count, output.baseAddress, capacity)
+            }
+        }
+        guard written >= 0 else { return nil }
+        let bytes = output[..<written]
+        let stamp = bytes.withUnsafeBytes { timestamp(in: $0) }
+        let text = String(decoding: bytes, as: UTF8.self)
+        let key = ByteBuffer(bytes: payload.readableBytesView)
+        if order.count - evicted >= Self.capacity {
+            entries[order[evicted]] = nil
+            evicted += 1
+            if evicted > Self.capacity {
+                order.removeFirst(evicted)
+                evicted = 0
+            }
+        }
+        entries[key] = (text, stamp)
+        order.append(key)
+        last = (key, text, stamp)
+        return (text, stamp)
     }
 }
