@@ -14,14 +14,7 @@ import Testing
     }
 
     private func events(_ bytes: [UInt8], inflates: Bool = true, limit: Int = 1_000) -> [InboundEvent] {
-        var assembler = InboundAssembler(maximumMessageSize: limit, inflates: inflates)
-        assembler.append(ByteBuffer(bytes: bytes))
-        var events: [InboundEvent] = []
-        while let event = assembler.next() {
-            events.append(event)
-            if case .refusal = event { break }
-        }
-        return events
+        InboundAssembler.events(of: bytes, maximumMessageSize: limit, inflates: inflates)
     }
 
     private func deflated(_ text: String) -> [UInt8] {
@@ -29,8 +22,7 @@ import Testing
     }
 
     private func refusalCode(_ events: [InboundEvent]) -> UInt16? {
-        guard case .refusal(let code, _, _) = events.last else { return nil }
-        return code.rawValue
+        events.refusalCode
     }
 
     @Test func aCompressedMessageIsInflatedWholeOrAcrossFragments() {

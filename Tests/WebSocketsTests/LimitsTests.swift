@@ -14,19 +14,11 @@ import Testing
 /// swift-nio tests its own handlers.
 @Suite struct LimitsTests {
     private func assembler(_ bytes: [UInt8], maximum: Int = 1000) -> [InboundEvent] {
-        var assembler = InboundAssembler(maximumMessageSize: maximum)
-        assembler.append(ByteBuffer(bytes: bytes))
-        var events: [InboundEvent] = []
-        while let event = assembler.next() {
-            events.append(event)
-            if case .refusal = event { break }
-        }
-        return events
+        InboundAssembler.events(of: bytes, maximumMessageSize: maximum)
     }
 
     private func refusalCode(_ events: [InboundEvent]) -> UInt16? {
-        guard case .refusal(let code, _, _) = events.last else { return nil }
-        return code.rawValue
+        events.refusalCode
     }
 
     @Test func assemblesFragmentsAndAnswersControlFrames() {

@@ -22,6 +22,8 @@ final class TestSite: Sendable {
         var completed: [JSON] = []
         /// When set, a request without a cookie gets a guest session of its own, as PHP sites start one per visitor.
         var guestsWithoutCookie = false
+        /// How long the session `hang` waits before its answer.
+        var hang: Duration = .seconds(10)
         var guestsStarted = 0
         /// The message endpoint's request bodies, as they arrived.
         var messageBodies: [String] = []
@@ -118,7 +120,7 @@ final class TestSite: Sendable {
             case "fail": return .error(.internalServerError)
             case "garbage": return .text("<html>not json</html>")
             case "hang":
-                try? await Task.sleep(for: .seconds(10))
+                try? await Task.sleep(for: state.withLockedValue { $0.hang })
                 return .error(.unauthorized)
             case "slow":
                 try? await Task.sleep(for: .milliseconds(300))
