@@ -9,7 +9,9 @@ import Testing
 /// permessage-deflate against the real server (issue 25), with the clients people use: Node's `ws` and Python's
 /// `websockets` (Debian's node-ws and python3-websockets) negotiate it and exchange compressed messages while a
 /// client without it gets the same sends plain; a bomb and bad deflate data close their own connection only.
-@Suite struct CompressionTests {
+/// One test at a time: each starts a server, and the first starts two interpreters; on 2 cores, beside the rest of
+/// the suite, all at once made other tests' site calls time out.
+@Suite(.serialized) struct CompressionTests {
     /// The value of the counter `name` (with its labels) in `server`'s metrics, 0 when absent.
     static func counter(_ server: WebSocketsServer, _ name: String) -> Int {
         let text = String(decoding: server.metrics.render(), as: UTF8.self)
