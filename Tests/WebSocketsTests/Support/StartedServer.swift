@@ -18,7 +18,8 @@ final class StartedServer: Sendable {
             directory: try ServerProcess.temporaryDirectory(), captureErrors: true)
         let server = StartedServer(process: process, port: port)
         do {
-            try await eventually(timeout: .seconds(20), "the server answers") {
+            // 60 s: it returns once the server answers; at the suite's start, on 2 cores, 20 s was once not enough.
+            try await eventually(timeout: .seconds(60), "the server answers") {
                 await server.get("/WebSockets/health")?.status == 200
             }
         } catch {

@@ -144,7 +144,7 @@ final class TestWebSocket: Sendable {
     }
 
     /// The next message, skipping pings; fails on a close or after `timeout`.
-    func nextMessage(timeout: Duration = .seconds(5)) async throws -> Message {
+    func nextMessage(timeout: Duration = .seconds(10)) async throws -> Message {
         while true {
             switch try await next(timeout: timeout) {
             case .ping: continue
@@ -155,7 +155,7 @@ final class TestWebSocket: Sendable {
     }
 
     /// Messages until a close, which it returns with the messages before it.
-    func nextClose(timeout: Duration = .seconds(5)) async throws -> (code: UInt16, reason: String, before: [Message]) {
+    func nextClose(timeout: Duration = .seconds(10)) async throws -> (code: UInt16, reason: String, before: [Message]) {
         var before: [Message] = []
         while true {
             switch try await next(timeout: timeout) {
