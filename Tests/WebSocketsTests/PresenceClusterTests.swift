@@ -56,7 +56,8 @@ import Testing
 
     /// A presence table locked for longer than the servers' lock timeout (a migration, an administrator's long
     /// transaction): every write and sweep that waited on it fails after 3 s and is counted, and presence catches up
-    /// once the lock is gone.
+    /// once the lock is gone. The lock is held until both servers have counted a failure, however long that takes
+    /// on a loaded machine (a fixed 4.5 s missed one server's failed sweep in CI).
     @Test func aLockedPresenceTableIsCountedAndCaughtUpWith() async throws {
         let cluster = try await Cluster.start(2) { $0.presenceGrace = 3 }
         defer { cluster.postgres.shutdown() }
@@ -65,13 +66,19 @@ import Testing
             try await eventually(timeout: .seconds(5)) { count(cluster.site, "User/online") == 1 }
             #expect(cluster.servers.map(presenceFailures) == [0, 0])
 
-            async let locked = cluster.postgres.psql(
-                "BEGIN; LOCK TABLE websockets_presence IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(4.5); COMMIT;")
-            try await Task.sleep(for: .milliseconds(300))
+            let release = try await cluster.postgres.holding(
+                "LOCK TABLE websockets_presence IN ACCESS EXCLUSIVE MODE")
             let bob = try await cluster.connect("bob", to: 1)
-            _ = try await locked
-            // Each server sweeps every second: its first sweep under the lock failed on PostgreSQL's lock timeout.
-            #expect(cluster.servers.allSatisfy { presenceFailures($0) >= 1 })
+            // Each server sweeps every second: a sweep under the lock fails on PostgreSQL's lock timeout (3 s).
+            do {
+                try await eventually(timeout: .seconds(30)) {
+                    cluster.servers.allSatisfy { presenceFailures($0) >= 1 }
+                }
+            } catch {
+                try await release()
+                throw error
+            }
+            try await release()
 
             // Bob, who came while the table was locked, is announced once it is free; alice stayed throughout.
             try await eventually(timeout: .seconds(10)) { count(cluster.site, "User/online", user: 2) == 1 }

@@ -61,6 +61,42 @@ final class PostgresServer: Sendable {
             asPostgres: false)
     }
 
+    /// A transaction that runs `sql` (a `LOCK TABLE`, say) and stays open until the returned release is called:
+    /// the lock is held for as long as the test needs, whatever the machine's speed, not for a guessed time. Returns
+    /// once `sql` has run; the release commits and returns when psql has ended.
+    func holding(_ sql: String) async throws -> @Sendable () async throws -> Void {
+        let marks = NSTemporaryDirectory() + "websockets-lock-\(UUID().uuidString)"
+        let script = """
+            BEGIN;
+            \(sql);
+            \\! touch \(marks).held
+            \\! while [ ! -e \(marks).release ]; do sleep 0.02; done
+            COMMIT;
+            """
+        try script.write(toFile: marks + ".sql", atomically: true, encoding: .utf8)
+        // `.ended` tells the wait below that psql stopped before taking the lock (bad SQL): its error is thrown then.
+        let session = Task {
+            try await shell(
+                "PGSSLMODE=disable psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p \(port) -U postgres -d postgres -f \(marks).sql; status=$?; touch \(marks).ended; exit $status",
+                asPostgres: false)
+        }
+        let files = FileManager.default
+        while !files.fileExists(atPath: marks + ".held") {
+            if files.fileExists(atPath: marks + ".ended") {
+                _ = try await session.value
+                throw TestWebSocket.Failure(description: "psql ended without running \(sql)")
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        return {
+            files.createFile(atPath: marks + ".release", contents: nil)
+            defer {
+                for suffix in [".sql", ".held", ".release", ".ended"] { try? files.removeItem(atPath: marks + suffix) }
+            }
+            _ = try await session.value
+        }
+    }
+
     func shutdown() {
         // Immediate: the test is over, nothing needs to be flushed.
         // Waits here (a defer cannot await): an immediate stop takes a few milliseconds.
