@@ -108,6 +108,15 @@ let package = Package(
             name: "WebSocketsDemo",
             dependencies: ["WebSockets", logging] + nio("NIOHTTP1", "NIOConcurrencyHelpers")
         ),
+        // The invariants the fuzzers assert, one per parser a stranger's bytes reach (Fuzz/README.md); the corpus
+        // test replays the kept inputs through them.
+        .target(
+            name: "WebSocketsFuzzChecks",
+            dependencies: ["WebSockets", "WebSocketsConnection", "WebSocketsCore", "WebSocketsProtocol", logging]
+                + nio("NIOCore", "NIOConcurrencyHelpers")
+        ),
+        // libFuzzer's entry when built with -sanitize=fuzzer -DFUZZING (Fuzz/run.sh), a replay of inputs otherwise.
+        .executableTarget(name: "websockets-fuzz", dependencies: ["WebSocketsFuzzChecks", logging]),
         // `websockets send` inserts into the cluster's table or posts through libcurl.
         .executableTarget(
             name: "websockets",
@@ -120,7 +129,8 @@ let package = Package(
             name: "WebSocketsTests",
             dependencies: [
                 "WebSockets", "WebSocketsCore", "WebSocketsConnection", "WebSocketsHub", "WebSocketsSite",
-                "WebSocketsCluster", "WebSocketsProtocol", "WebSocketsLaunch", "WebSocketsDemo", logging,
+                "WebSocketsCluster", "WebSocketsProtocol", "WebSocketsLaunch", "WebSocketsDemo", "WebSocketsFuzzChecks",
+                logging,
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ] + nio("NIOCore", "NIOPosix", "NIOHTTP1", "NIOWebSocket", "NIOConcurrencyHelpers", "NIOEmbedded")
         ),

@@ -515,13 +515,21 @@ import Testing
             }
             #expect(await idle.waitForClose(timeout: .seconds(6)))
             #expect(await slow.waitForClose(timeout: .seconds(6)))
-            // A keep-alive connection that answered is closed once idle too.
-            let kept = try await RawSocket.connect(port: harness.port)
-            try await kept.write(Array("GET /WebSockets/health HTTP/1.1\r\nHost: x\r\n\r\n".utf8))
-            #expect(await kept.waitForClose(timeout: .seconds(6)))
-            #expect(String(decoding: kept.received, as: UTF8.self).hasPrefix("HTTP/1.1 200"))
+            // A keep-alive connection that answered is closed once idle too. Its request must arrive within the idle
+            // timeout of the connection's accept, which a loaded machine may not manage (in CI the request came
+            // after the close): a connection closed before its answer is counted and tried again.
+            var attempts = 0
+            var answered = false
+            while !answered && attempts < 5 {
+                attempts += 1
+                let kept = try await RawSocket.connect(port: harness.port)
+                try? await kept.write(Array("GET /WebSockets/health HTTP/1.1\r\nHost: x\r\n\r\n".utf8))
+                #expect(await kept.waitForClose(timeout: .seconds(6)))
+                answered = String(decoding: kept.received, as: UTF8.self).hasPrefix("HTTP/1.1 200")
+            }
+            #expect(answered)
             let metrics = try await harness.http("GET", "/metrics").body
-            #expect(metrics.contains(#"websockets_closed_total{reason="http_timeout"} 3"#))
+            #expect(metrics.contains(#"websockets_closed_total{reason="http_timeout"} \#(2 + attempts)"#))
         }
     }
 

@@ -33,6 +33,8 @@ package struct InboundAssembler {
     private var fragments: ByteBuffer?
     /// Whether the unfinished message is compressed (its first frame had RSV1).
     private var fragmentsCompressed = false
+    /// The UTF-8 check of the uncompressed message being received, fragment by fragment.
+    private var text = UTF8Validation()
     private let maximumMessageSize: Int
 
     /// `inflates`: the connection negotiated permessage-deflate.
@@ -50,7 +52,7 @@ package struct InboundAssembler {
 
     /// Gives the bytes kept between reads (an incomplete frame) storage of their own:
     /// what was appended may be a slice of a buffer the caller reuses (``SocketLoop/readBuffer``).
-    mutating func detach() {
+    package mutating func detach() {
         // Fragments are unmasked copies already (``ClientFrameReader`` unmasks each payload into storage of its own).
         reader.detach()
     }
@@ -84,6 +86,10 @@ package struct InboundAssembler {
                 return .refusal(
                     code: .protocolError, reason: "A new message began inside a fragmented one", metric: .protocol)
             }
+            if !frame.compressed {
+                text = UTF8Validation()
+                if let refusal = checkText(frame.payload, last: frame.fin) { return refusal }
+            }
             if frame.fin { return finish(frame.payload, compressed: frame.compressed) }
             fragments = frame.payload
             fragmentsCompressed = frame.compressed
@@ -102,6 +108,7 @@ package struct InboundAssembler {
                     code: .messageTooLarge, reason: "Message larger than \(maximumMessageSize) bytes",
                     metric: .tooLarge)
             }
+            if !fragmentsCompressed, let refusal = checkText(data, last: frame.fin) { return refusal }
             buffer.writeBuffer(&data)
             if frame.fin {
                 fragments = nil
@@ -133,6 +140,11 @@ package struct InboundAssembler {
         guard compressed else { return .message(payload) }
         do {
             let inflated = try PermessageDeflate.decompress(payload, limit: maximumMessageSize)
+            // Checked whole: its fragments are deflate data, and it is inflated only once it has all arrived.
+            var check = UTF8Validation()
+            guard inflated.withUnsafeReadableBytes({ check.append($0) }) && check.isComplete else {
+                return Self.notUTF8
+            }
             return .inflatedMessage(inflated, compressedBytes: payload.readableBytes)
         } catch {
             switch error {
@@ -144,6 +156,19 @@ package struct InboundAssembler {
                 return .refusal(code: .invalidData, reason: "Invalid compressed data", metric: .malformed)
             }
         }
+    }
+
+    /// The refusal of a text message that is not UTF-8 (RFC 6455 section 8.1).
+    private static let notUTF8 = InboundEvent.refusal(
+        code: .invalidData, reason: "Text message is not UTF-8", metric: .malformed)
+
+    /// Checks the next piece of the uncompressed text message being received (`last`: its final fragment); the
+    /// refusal when the piece holds a byte no UTF-8 text can hold there, or when the message ends inside a character.
+    private mutating func checkText(_ piece: ByteBuffer, last: Bool) -> InboundEvent? {
+        guard piece.withUnsafeReadableBytes({ text.append($0) }), !last || text.isComplete else {
+            return Self.notUTF8
+        }
+        return nil
     }
 
     /// The answer to a close frame's payload: empty (no code: answered 1000), or a valid code (echoed) with a

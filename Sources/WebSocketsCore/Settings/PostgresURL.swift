@@ -48,6 +48,10 @@ package struct PostgresURL: Equatable, Sendable {
         }
         self.host = host
         port = components.port ?? 5432
+        // A port no socket can have was taken as given and failed only when the bus connected (found by the fuzzer).
+        guard (1...65535).contains(port) else {
+            throw SettingsError(description: "postgres URL: port \(port) is not between 1 and 65535")
+        }
         username = components.user ?? "postgres"
         password = components.password
         database = components.path.split(separator: "/").first.map(String.init)

@@ -27,7 +27,7 @@ package struct TrustedProxies: Sendable, Equatable {
     }
 
     /// The default: a proxy on this machine.
-    static let loopback = try! TrustedProxies(["127.0.0.1", "::1"])
+    package static let loopback = try! TrustedProxies(["127.0.0.1", "::1"])
 
     let ranges: [Range]
 
