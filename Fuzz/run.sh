@@ -48,13 +48,19 @@ fuzz_one() {
         -artifact_prefix="Fuzz/findings/$target-" "$work/$target/new" "Fuzz/corpus/$target" \
         > "$work/$target/log" 2>&1 || status=$?
     local runs cov features rss
-    runs=$(grep -o 'stat::number_of_executed_units: [0-9]*' "$work/$target/log" | grep -o '[0-9]*$' || echo "?")
-    rss=$(grep -o 'stat::peak_rss_mb: [0-9]*' "$work/$target/log" | grep -o '[0-9]*$' || echo "?")
+    runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$work/$target/log" | grep -o '[0-9]*$' || echo "?")
+    rss=$(grep -o 'stat::peak_rss_mb: *[0-9]*' "$work/$target/log" | grep -o '[0-9]*$' || echo "?")
     cov=$(grep -o 'cov: [0-9]*' "$work/$target/log" | tail -n 1 | grep -o '[0-9]*' || echo "?")
     features=$(grep -o 'ft: [0-9]*' "$work/$target/log" | tail -n 1 | grep -o '[0-9]*' || echo "?")
     if [ "$status" -ne 0 ]; then
         echo "FINDING $target (exit $status): its input is in Fuzz/findings/$target-*; the log's end:"
         grep -v "^#" "$work/$target/log" | tail -n 40
+        for input in Fuzz/findings/"$target"-*; do
+            [ -f "$input" ] || continue
+            echo "$input, $(stat -c %s "$input") bytes (base64):"
+            base64 -w 0 "$input" | head -c 65536
+            echo
+        done
     fi
     if [ "$keep" = 1 ] && [ "$status" -eq 0 ]; then
         WEBSOCKETS_FUZZ_TARGET="$target" ASAN_OPTIONS=detect_leaks=0 "$binary" -merge=1 -max_len=8192 \

@@ -30,6 +30,25 @@ import WebSocketsFuzzChecks
         return 0
     }
 
+    /// libFuzzer's driver (compiler-rt's FuzzerDriver.cpp).
+    @_silgen_name("LLVMFuzzerRunDriver")
+    func runFuzzerDriver(
+        _ argc: UnsafeMutablePointer<CInt>,
+        _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
+        _ test: @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt
+    ) -> CInt
+
+    /// The process's entry: SwiftPM links an executable's `main` to `<module>_main`, so libFuzzer's own `main` is
+    /// not the one that runs; this hands the arguments to libFuzzer's driver as its `main` would.
+    @_cdecl("websockets_fuzz_main")
+    public func fuzzMain(
+        _ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>
+    ) -> CInt {
+        var count = argc
+        var arguments: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = argv
+        return runFuzzerDriver(&count, &arguments) { data, size in fuzzerTestOneInput(data, size) }
+    }
+
     /// One input: a broken invariant stops the fuzzer, which keeps the input as `crash-<sha1>`.
     @_cdecl("LLVMFuzzerTestOneInput")
     public func fuzzerTestOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {

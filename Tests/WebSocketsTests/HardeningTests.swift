@@ -64,7 +64,8 @@ import Testing
     // only the latest ping of a read is answered. Issue 23: 4 unauthenticated tabs that never read send 2,000,000
     // empty pings each (12 MB) to `websockets start`; the server's peak memory grows by under 64 MiB, or a tab is
     // closed as a slow reader and counted. On 226b087: +261 MiB, 2 of 4 tabs closed.
-    @Test func pingFloodsThatNeverReadCostNextToNothing() async throws {
+    @Test(.disabled(if: TestPatience.sanitized, TestPatience.memoryFiguresAreTheSanitizers))
+    func pingFloodsThatNeverReadCostNextToNothing() async throws {
         let site = try await TestSite.start()
         try await withTeardown({ await site.shutdown() }) {
             let server = try await StartedServer.start(site: site, ["--authentication-timeout", "120"])
@@ -104,7 +105,8 @@ import Testing
     // 64 KiB at a time) made the server keep every byte it had read behind the frames still incomplete: one such tab
     // held 67 MB after 10 s. 500 messages of 60 KB (30 MB) from a tab that never reads: the server's peak memory
     // grows by under 12 MiB (+57 MiB for 60 MB before).
-    @Test func aTabStreamingLargeFramesHoldsAFrameNotTheStream() async throws {
+    @Test(.disabled(if: TestPatience.sanitized, TestPatience.memoryFiguresAreTheSanitizers))
+    func aTabStreamingLargeFramesHoldsAFrameNotTheStream() async throws {
         let site = try await TestSite.start()
         try await withTeardown({ await site.shutdown() }) {
             let server = try await StartedServer.start(site: site, ["--authentication-timeout", "120"])
@@ -183,7 +185,8 @@ import Testing
     // Issue 23: 3 HTTP connections send 40,000 pipelined requests for the client script each (5.6 MB in all) and
     // never read. An answer the connection cannot take is held until it can, and the next request is not read
     // meanwhile: the server's peak memory grows by under 64 MiB. On 226b087: +1,468 MiB.
-    @Test func pipelinedRequestsThatAreNeverReadHoldOneAnswer() async throws {
+    @Test(.disabled(if: TestPatience.sanitized, TestPatience.memoryFiguresAreTheSanitizers))
+    func pipelinedRequestsThatAreNeverReadHoldOneAnswer() async throws {
         let site = try await TestSite.start()
         try await withTeardown({ await site.shutdown() }) {
             let server = try await StartedServer.start(site: site)
@@ -261,7 +264,8 @@ import Testing
     // server-wide for connections not authenticated yet (`max_unauthenticated_bytes`); the rest is refused (429) and
     // counted. On 226b087 every message waited with its parsed tree: +2,428 MiB here (+445 MiB in the issue's
     // release build).
-    @Test func messagesWaitingForASlowSessionCheckAreBoundedInBytes() async throws {
+    @Test(.disabled(if: TestPatience.sanitized, TestPatience.memoryFiguresAreTheSanitizers))
+    func messagesWaitingForASlowSessionCheckAreBoundedInBytes() async throws {
         let site = try await TestSite.start()
         try await withTeardown({ await site.shutdown() }) {
             // `max_pending_bytes` at 64 KiB: each tab's second waiting message is refused. With the default (256 KiB,
@@ -312,7 +316,8 @@ import Testing
     // the site takes 10 s over the first, so the rest wait. What waits is their text, up to `max_pending_bytes` per
     // tab, not their parsed trees: the server's peak memory grows by under 64 MiB. On 226b087 all 64 waited with
     // their trees (+355 MiB in the issue).
-    @Test func messagesWaitingForASlowSiteHoldTheirTextOnly() async throws {
+    @Test(.disabled(if: TestPatience.sanitized, TestPatience.memoryFiguresAreTheSanitizers))
+    func messagesWaitingForASlowSiteHoldTheirTextOnly() async throws {
         let site = try await TestSite.start()
         try await withTeardown({ await site.shutdown() }) {
             site.state.withLockedValue { $0.guestsWithoutCookie = true }
@@ -349,7 +354,8 @@ import Testing
     // Issue 23: memory a burst used is given back once its work is done, while its connections stay open (the
     // trim after 226b087 waited for half of the connections to close). 200 tabs send 4 messages of 60 KB each:
     // about 48 MB waiting for the site and posted to it at once, then freed.
-    @Test func memoryABurstUsedIsGivenBackOnceItsWorkIsDone() async throws {
+    @Test(.disabled(if: TestPatience.sanitized, TestPatience.memoryFiguresAreTheSanitizers))
+    func memoryABurstUsedIsGivenBackOnceItsWorkIsDone() async throws {
         let site = try await TestSite.start()
         try await withTeardown({ await site.shutdown() }) {
             site.state.withLockedValue { $0.guestsWithoutCookie = true }
@@ -392,7 +398,8 @@ import Testing
     // a site whose message endpoint never answers: their `Client/authentication` events all wait. The server's heap
     // grows by under 6 KiB per tab, the tab itself included; each waiting event held its connection's suspended
     // drain before (release build, 19,000 tabs, a site taking 2 s an event: 17.07 KiB per tab before, 3.82 after).
-    @Test func eventsWaitingForASlowSiteHoldLittle() async throws {
+    @Test(.disabled(if: TestPatience.sanitized, TestPatience.memoryFiguresAreTheSanitizers))
+    func eventsWaitingForASlowSiteHoldLittle() async throws {
         let quiet = try await QuietSite.start()
         defer { quiet.tearDown() }
         let server = quiet.server
@@ -585,13 +592,26 @@ import Testing
 
     // 4. Authentication timeout.
     @Test func aConnectionThatNeverAuthenticatesIsClosed() async throws {
-        // 5 s: under the whole suite's load an authentication took over a second here, and once over 3 s.
-        let harness = try await Harness.start { $0.authenticationTimeout = 5 }
+        // The member must authenticate within the timeout, which depends on the machine's speed (under the suite's
+        // load one took over 3 s, under ThreadSanitizer over 5 s): when it could not, the server was right to close
+        // it, and the test starts again with a timeout four times as long.
+        var timeout = 5.0
+        var started: (Harness, TestWebSocket)?
+        while started == nil {
+            let harness = try await Harness.start { $0.authenticationTimeout = timeout }
+            do {
+                started = (harness, try await harness.connect("alice"))
+            } catch let failure as TestWebSocket.Failure where timeout < 80 {
+                print("the member did not authenticate within \(timeout) s (\(failure)): again with \(timeout * 4) s")
+                await harness.stop()
+                timeout *= 4
+            }
+        }
+        let (harness, member) = try #require(started)
         try await withTeardown({ await harness.stop() }) {
-            // One that authenticates in time stays past the deadline.
-            let member = try await harness.connect("alice")
+            // One that authenticated in time stays past the deadline.
             let lurker = try await TestWebSocket.connect(port: harness.port)
-            let close = try await lurker.nextClose(timeout: .seconds(10))
+            let close = try await lurker.nextClose(timeout: .seconds(timeout + 5))
             #expect(close.code == 1008)
             #expect(close.reason == "Authentication timeout")
             harness.server.sendToClients("still", "here", .specificUsers, 1)
@@ -739,7 +759,7 @@ final class RawSocket: Sendable {
 
     /// Whether the server closed the connection within `timeout`.
     func waitForClose(timeout: Duration) async -> Bool {
-        let deadline = ContinuousClock.now + timeout
+        let deadline = ContinuousClock.now + TestPatience.scaled(timeout)
         while !isClosed && ContinuousClock.now < deadline {
             try? await Task.sleep(for: .milliseconds(10))
         }

@@ -255,7 +255,7 @@ struct Harness: Sendable {
         let result = await client.perform(
             HTTPClientRequest(
                 method: method, url: "http://127.0.0.1:\(port)\(path)", headers: headers,
-                body: body.map { Array($0.utf8) }))
+                body: body.map { Array($0.utf8) }, timeout: TestPatience.scaled(.seconds(10))))
         await client.shutdown()
         let response = try result.get()
         return (response.status, String(decoding: response.body, as: UTF8.self))
@@ -268,7 +268,7 @@ struct Harness: Sendable {
 func eventually(
     timeout: Duration = .seconds(15), _ what: String = "condition", _ condition: @Sendable () async throws -> Bool
 ) async throws {
-    let deadline = ContinuousClock.now + timeout
+    let deadline = ContinuousClock.now + TestPatience.scaled(timeout)
     while ContinuousClock.now < deadline {
         if try await condition() { return }
         try await Task.sleep(for: .milliseconds(20))

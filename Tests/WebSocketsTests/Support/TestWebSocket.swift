@@ -120,12 +120,19 @@ final class TestWebSocket: Sendable {
         try await promise.futureResult.get()
     }
 
-    /// The next event, pings included; fails after `timeout`.
+    /// The next event, pings included; fails after `timeout` (scaled by ``TestPatience``).
     func next(timeout: Duration = .seconds(5)) async throws -> Event {
-        let deadline = ContinuousClock.now + timeout
+        try await next(before: ContinuousClock.now + TestPatience.scaled(timeout))
+    }
+
+    /// The next event, pings included; fails once `deadline` has passed.
+    private func next(before deadline: ContinuousClock.Instant) async throws -> Event {
+        let start = ContinuousClock.now
         while true {
             if let event = inbox.pop() { return event }
-            if ContinuousClock.now >= deadline { throw Failure(description: "no event within \(timeout)") }
+            if ContinuousClock.now >= deadline {
+                throw Failure(description: "no event within \(deadline - start)")
+            }
             try await Task.sleep(for: .milliseconds(5))
         }
     }
@@ -133,9 +140,9 @@ final class TestWebSocket: Sendable {
     /// The next text frame's whole text (to see what the server wrote, byte for byte), skipping pings, which the
     /// server may send at any moment of a test; fails on a close or after `timeout`.
     func nextText(timeout: Duration = .seconds(5)) async throws -> String {
-        let deadline = ContinuousClock.now + timeout
+        let deadline = ContinuousClock.now + TestPatience.scaled(timeout)
         while true {
-            switch try await next(timeout: deadline - ContinuousClock.now) {
+            switch try await next(before: deadline) {
             case .text(let text): return text
             case .ping: continue
             case let other: throw Failure(description: "expected a message, got \(other)")
