@@ -4,6 +4,9 @@
 ///
 /// The rules are RFC 3629's: no overlong forms, no surrogates (U+D800–U+DFFF), nothing past U+10FFFF. Right after
 /// some lead bytes the next byte's range is narrower than 0x80–0xBF; that range is all the state a character needs.
+/// Its cost (`swiftc -O`, one core): 45 ns for a 93-byte ASCII message, 4.7 µs for 64 KiB of ASCII (14 GB/s),
+/// 2.4 µs for 1,600 bytes of Greek, Chinese and German (0.66 GB/s); the standard library's `String(validating:)`,
+/// which also builds the string, took 291 ns, 6.0 µs and 1.8 µs.
 package struct UTF8Validation: Equatable, Sendable {
     /// Continuation bytes still expected in the current character.
     private var needed = 0
