@@ -15,7 +15,12 @@ struct WebSocketUpgrader: HTTPServerProtocolUpgrader {
     private let makeHandler: MakeHandler
 
     var supportedProtocol: String { handshake.supportedProtocol }
-    var requiredUpgradeHeaders: [String] { handshake.requiredUpgradeHeaders }
+    /// `Upgrade` must be named in the request's `Connection` header (RFC 6455 4.2.1), which NIO's upgrader does not
+    /// ask for. It is what SwiftNIO's HTTP parser asks before it stops parsing at the request's end: an upgrade it
+    /// did not see as one let it parse the requests behind it in the packet, which the upgrade handler then gave to
+    /// the connection's handler as parsed requests instead of bytes, a trap that stopped the server (found by the
+    /// HTTP fuzz target; `UpgradeHandshakeTests`). Without it the request is answered 400 as HTTP.
+    var requiredUpgradeHeaders: [String] { handshake.requiredUpgradeHeaders + ["upgrade"] }
 
     /// `shouldUpgrade` decides as for NIO's upgrader: extra response headers, or `nil` to refuse.
     init(
