@@ -92,6 +92,7 @@ extension WebSocketsServer {
             "uptime": .double((seconds * 1000).rounded() / 1000),
             "server": .string(address),
             "pid": .int(Int64(getpid())),
+            "version": .string(Self.version),
         ])
     }
 

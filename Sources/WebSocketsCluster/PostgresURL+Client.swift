@@ -10,7 +10,7 @@ extension PostgresURL {
             host: host, port: port, username: username, password: password, database: database, tls: try tls())
         configuration.options.minimumConnections = 1
         configuration.options.maximumConnections = 8
-        configuration.options.connectTimeout = .seconds(2)
+        configuration.options.connectTimeout = .seconds(Int64(connectTimeout))
         configuration.options.additionalStartupParameters = [
             ("statement_timeout", PostgresDeadline.setting(PostgresDeadline.statement)),
             ("lock_timeout", PostgresDeadline.setting(PostgresDeadline.lockWait)),

@@ -10,6 +10,7 @@ struct CLI: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "websockets",
         abstract: "A real-time WebSocket server in front of any web site.",
+        version: WebSocketsServer.version,
         subcommands: [DemoCommand.self, StartCommand.self, SendCommand.self, SuperviseCommand.self, WebCommand.self]
     )
 

@@ -29,7 +29,7 @@ import Testing
         static func server(
             site: TestSite, postgres: PostgresServer, port: Int = 0, adjust: (inout Settings) -> Void = { _ in }
         ) async throws -> WebSocketsServer {
-            var settings = Settings(site: site.url, securityKey: site.key)
+            var settings = Harness.settings(for: site)
             settings.listenPort = port
             settings.postgres = postgres.url
             adjust(&settings)

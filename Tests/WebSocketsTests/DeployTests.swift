@@ -98,7 +98,9 @@ import Testing
     @Test func theSystemdUnitStartsTheServerAsTheREADMESays() throws {
         let unit = try String(
             contentsOf: Self.root.appendingPathComponent("deploy/websockets.service"), encoding: .utf8)
-        #expect(unit.contains("ExecStart=/usr/local/bin/websockets start https://example.com"))
+        // As the Debian package installs it: the binary, its settings file and its user.
+        #expect(unit.contains("ExecStart=/usr/bin/websockets start --settings /etc/websockets/websockets.json"))
+        #expect(unit.contains("User=websockets"))
         // Status 2 is a settings mistake: systemd must not restart it forever.
         #expect(unit.contains("RestartPreventExitStatus=2"))
         #expect(unit.contains("UMask=0077"))

@@ -476,10 +476,11 @@ import Testing
     @Test func waitingMessagesAreCappedAndDiscardedAtTheClose() async throws {
         // The site takes 10 s for "slow" and the server gives up after 8: the first is in flight, four wait, the rest
         // are refused. (With the harness's 3 s, a loaded machine once took longer than that to close the socket,
-        // and the second message was posted before the close.)
+        // and the second message was posted before the close.) Times the tests' patience: under ThreadSanitizer with
+        // both cores busy the session request took over 8 s; the in-flight message then ends at 10 s, the close after.
         let harness = try await Harness.start {
             $0.maxPendingMessages = 4
-            $0.siteTimeout = 8
+            $0.siteTimeout = 8 * TestPatience.factor
         }
         try await withTeardown({ await harness.stop() }) {
             let socket = try await harness.connect("alice")
@@ -633,7 +634,7 @@ import Testing
             var expire: Int64
             var socket: TestWebSocket
             while true {
-                expire = Int64(Date().timeIntervalSince1970) + 4
+                expire = Int64(Date().timeIntervalSince1970) + Int64(4 * TestPatience.factor)
                 harness.site.addSession("brief\(attempt)", user: 9, expire: expire)
                 do {
                     socket = try await harness.connect("brief\(attempt)")

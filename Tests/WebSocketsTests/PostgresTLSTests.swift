@@ -111,7 +111,7 @@ import Testing
     @Test func requireAgainstAServerWithoutTLSDoesNotStart() async throws {
         let postgres = try await PostgresServer.start()
         defer { postgres.shutdown() }
-        let outcome = try await start(postgres, url: postgres.url + "?sslmode=require")
+        let outcome = try await start(postgres, url: postgres.url + "&sslmode=require")
         #expect(!outcome.started)
         #expect(outcome.status != 0)
         #expect(
@@ -142,6 +142,18 @@ import Testing
         #expect(throws: SettingsError.self) { try PostgresURL(parsing: "postgres://h/d?sslmode=maybe") }
         #expect(throws: SettingsError.self) { try PostgresURL(parsing: "postgres://h/d?sslcert=/c.pem") }
         #expect(throws: SettingsError.self) { try PostgresURL(parsing: "mysql://h/d") }
+        // libpq's connect_timeout: whole seconds, 1 read as 2; 2 where the URL is silent; never without a limit.
+        #expect(plain.connectTimeout == 2)
+        #expect(try PostgresURL(parsing: "postgres://h/d?connect_timeout=9").connectTimeout == 9)
+        #expect(try PostgresURL(parsing: "postgres://h/d?connect_timeout=1").connectTimeout == 2)
+        #expect(
+            try PostgresURL(parsing: "postgres://h/d?connect_timeout=9").connectionConfiguration().options
+                .connectTimeout == .seconds(9))
+        for refused in ["0", "-1", "2.5", "", "3601"] {
+            #expect(throws: SettingsError.self) {
+                try PostgresURL(parsing: "postgres://h/d?connect_timeout=\(refused)")
+            }
+        }
         // The setting's values are checked as the file, the variable or the flag gives them.
         let loader = SettingsLoader(
             path: "/nonexistent/websockets.json", environment: [:],

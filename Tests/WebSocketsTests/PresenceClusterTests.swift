@@ -99,8 +99,9 @@ import Testing
 
     @Test func aPostgresRestartMakesNoDuplicateOrMissingEvent() async throws {
         // A grace of 3 s: each server writes again within 800 ms of PostgreSQL's return, then a sweep takes up to
-        // 1.2 s; with 1 s, a user who moved servers during the outage could be swept before the write.
-        let cluster = try await Cluster.start(2) { $0.presenceGrace = 3 }
+        // 1.2 s; with 1 s, a user who moved servers during the outage could be swept before the write. Times the tests'
+        // patience: under ThreadSanitizer with both cores busy the write came after 3 s.
+        let cluster = try await Cluster.start(2) { $0.presenceGrace = 3 * TestPatience.factor }
         defer { cluster.postgres.shutdown() }
         try await withTeardown({ await cluster.stopServers() }) {
             let first = try await cluster.connect("alice", to: 0)
@@ -117,8 +118,9 @@ import Testing
             }
             await bob.close()
             // Long enough for every write begun during the outage to have failed (each has 2 s): bob's whole stay must
-            // be told from what the server kept, not from a write that happened to wait for the database.
-            try await Task.sleep(for: .seconds(3))
+            // be told from what the server kept, not from a write that happened to wait for the database. (Times the
+            // tests' patience, as the connection attempts' timeout in the URL.)
+            try await Task.sleep(for: TestPatience.scaled(.seconds(3)))
             try await cluster.postgres.start()
 
             // Back: alice never left (no event); bob came and went: one online, then one offline.

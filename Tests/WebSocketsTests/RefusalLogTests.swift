@@ -25,6 +25,7 @@ import Testing
                         body: Array(#"["x", 1, 1]"#.utf8), timeout: .seconds(10))
                 ).get()
             }
+            let started = ContinuousClock.now
             let statuses = await withTaskGroup(of: Int.self) { group in
                 for _ in 0..<3000 {
                     group.addTask { await request("POST", "/WebSockets/send", key: "wrong").map(\.status) ?? 0 }
@@ -37,9 +38,12 @@ import Testing
             #expect(await server.metric(#"websockets_refused_total{reason="send_key"}"#) == 3000)
             await client.shutdown()
             let (_, output) = await server.stop()
+            let elapsed = ContinuousClock.now - started
             let lines = output.split(separator: "\n").filter { $0.contains("send refused: wrong or missing key") }
-            // The first at once; one more per 10 s at most.
-            #expect((1...3).contains(lines.count), "\(lines.count) lines")
+            // The first at once; one more per 10 s at most, and the rest's count at the stop. (A fixed 1 to 3 held
+            // only while the flood took under 20 s: under ThreadSanitizer with both cores busy it took longer.)
+            let tenSeconds = Int(elapsed / .seconds(10))
+            #expect((1...(2 + tenSeconds)).contains(lines.count), "\(lines.count) lines in \(elapsed)")
             #expect(lines.first?.contains("count=1") == true)
             // The rest are told at the latest when the server stops: 3,000 in all.
             let counts = lines.compactMap { line in

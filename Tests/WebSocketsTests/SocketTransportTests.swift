@@ -40,8 +40,7 @@
         /// serves it: messages, replies, a close by the server and one by the browser.
         @Test func withoutLoopsOfOursAConnectionStaysASwiftNIOChannel() async throws {
             let site = try await TestSite.start()
-            var settings = Settings(site: site.url, securityKey: site.key)
-            settings.listenPort = 0
+            var settings = Harness.settings(for: site)
             settings.messageEndpoint = "none"
             let server = WebSocketsServer(settings: settings)
             server.runtime.withLockedValue { $0.socketLoopsWanted = false }
@@ -140,7 +139,7 @@
             address.sin_family = sa_family_t(AF_INET)
             address.sin_port = UInt16(port).bigEndian
             address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            var timeout = timeval(tv_sec: 5, tv_usec: 0)
+            var timeout = timeval(tv_sec: Int(5 * TestPatience.factor), tv_usec: 0)
             setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
             let result = withUnsafePointer(to: &address) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {

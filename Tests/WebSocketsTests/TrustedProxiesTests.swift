@@ -87,8 +87,9 @@ import Testing
         let client = CurlClient(maximumConcurrency: 1)
         func get(_ key: String, from address: String) async -> Int? {
             let url = "http://127.0.0.1:\(web.port)/WebSockets/\(key)"
-            return try? await client.perform(HTTPClientRequest(url: url, headers: [("X-Forwarded-For", address)])).get()
-                .status
+            let request = HTTPClientRequest(
+                url: url, headers: [("X-Forwarded-For", address)], timeout: TestPatience.scaled(.seconds(10)))
+            return try? await client.perform(request).get().status
         }
         // Five wrong keys (each after the pause the one before set: 0.5, 1, 2, 4 s), so that the pause now, 8 s, is far
         // longer than a request takes on a loaded machine.

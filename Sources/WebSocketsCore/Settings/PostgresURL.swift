@@ -6,6 +6,8 @@ import WebSocketsProtocol
 /// A PostgreSQL URL, `postgres://user:password@host:port/database?sslmode=verify-full&sslrootcert=/path`, read as
 /// libpq reads it: the URL's `sslmode` and `sslrootcert` win over the `postgres_sslmode` and `postgres_sslrootcert`
 /// settings (as libpq's parameters win over `PGSSLMODE`), and where neither says, the mode is `prefer`.
+/// `connect_timeout` is libpq's too (whole seconds, 1 read as 2), except that it is 2 s where the URL is silent and
+/// that a server never waits without limit (0 is refused).
 package struct PostgresURL: Equatable, Sendable {
     /// libpq's `sslmode`.
     package enum SSLMode: String, CaseIterable, Sendable {
@@ -35,6 +37,8 @@ package struct PostgresURL: Equatable, Sendable {
     /// `sslrootcert`: a file of PEM certificates, `system` for the system's roots, or `nil` (libpq's default,
     /// `~/.postgresql/root.crt`, where a mode verifies).
     package var sslRootCert: String?
+    /// `connect_timeout`: how long one connection attempt may take, in seconds (2 unless the URL says).
+    package var connectTimeout: Int = 2
 
     /// Reads `url`; `defaultMode` and `defaultRootCert` apply where the URL gives no `sslmode` or `sslrootcert`.
     package init(parsing url: String, defaultMode: String? = nil, defaultRootCert: String? = nil) throws(SettingsError)
@@ -61,10 +65,21 @@ package struct PostgresURL: Equatable, Sendable {
             switch item.name {
             case "sslmode": modeText = item.value ?? ""
             case "sslrootcert": rootCert = item.value ?? ""
+            case "connect_timeout":
+                // libpq: whole seconds, at least 2 (1 is read as 2). A server that waits forever for a database
+                // that does not answer never reports it, so libpq's 0 ("no limit") is refused; an hour is plenty.
+                guard let seconds = item.value.flatMap({ Int($0) }), (1...3600).contains(seconds) else {
+                    throw SettingsError(
+                        description:
+                            "postgres URL: connect_timeout \"\(item.value ?? "")\" must be whole seconds from 1 to 3600"
+                    )
+                }
+                connectTimeout = max(2, seconds)
             default:
                 // Refused rather than ignored: a parameter such as sslcert would otherwise be silently dropped.
                 throw SettingsError(
-                    description: "postgres URL: unsupported parameter \"\(item.name)\"; supported: sslmode, sslrootcert"
+                    description:
+                        "postgres URL: unsupported parameter \"\(item.name)\"; supported: sslmode, sslrootcert, connect_timeout"
                 )
             }
         }
@@ -144,7 +159,7 @@ package struct PostgresURL: Equatable, Sendable {
         }
         var configuration = PostgresConnection.Configuration(
             host: host, port: port, username: username, password: password, database: database, tls: tls)
-        configuration.options.connectTimeout = .seconds(2)
+        configuration.options.connectTimeout = .seconds(Int64(connectTimeout))
         return configuration
     }
 

@@ -23,7 +23,7 @@ extension Settings {
             "comma-separated list, or `*`; other browser origins get 403 at the upgrade"),
         .optionalString(
             "postgres", \.postgres, default: "none",
-            "a PostgreSQL URL: the servers form a cluster (see \"Several servers\"); `?sslmode=` and `?sslrootcert=` as libpq reads them"
+            "a PostgreSQL URL: the servers form a cluster (see \"Several servers\"); `?sslmode=`, `?sslrootcert=` and `?connect_timeout=` as libpq reads them"
         ),
         .choice(
             "postgres_sslmode", \.postgresSSLMode, PostgresURL.SSLMode.allCases.map(\.rawValue), default: "`prefer`",

@@ -37,7 +37,11 @@ final class PostgresServer: Sendable {
         self.binaries = binaries
     }
 
-    var url: String { "postgres://postgres@127.0.0.1:\(port)/postgres" }
+    /// The server's URL, with libpq's `connect_timeout` scaled by the tests' patience: under ThreadSanitizer, with
+    /// both cores busy, a connection to PostgreSQL on loopback took over the 2 s a server waits by default.
+    var url: String {
+        "postgres://postgres@127.0.0.1:\(port)/postgres?connect_timeout=\(Int(2 * TestPatience.factor))"
+    }
 
     func start() async throws {
         let tls =

@@ -52,6 +52,12 @@ final class ServerProcess: @unchecked Sendable {
         process.arguments = arguments
         process.currentDirectoryURL = URL(fileURLWithPath: directory)
         var merged = ProcessInfo.processInfo.environment
+        // The tests' patience reaches the process's waits for the site (variables lose to the flags a test of
+        // those timeouts gives): under ThreadSanitizer with both cores busy, a session answer took over 5 s.
+        if TestPatience.factor > 1 {
+            merged["WEBSOCKETS_SITE_TIMEOUT"] = "\(5 * TestPatience.factor)"
+            merged["WEBSOCKETS_AUTHENTICATION_TIMEOUT"] = "\(10 * TestPatience.factor)"
+        }
         for (name, value) in environment { merged[name] = value }
         process.environment = merged
         output = Pipe()

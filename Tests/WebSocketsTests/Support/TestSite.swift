@@ -7,7 +7,7 @@ import WebSocketsSite
 /// A real site on loopback implementing the contract's session and message endpoints.
 ///
 /// The session cookie `sid` says who the browser is, and a few names switch the session endpoint's behaviour:
-/// `reject` (401), `fail` (500), `garbage` (200 with HTML), `hang` (answers after 10 s), `slow` (300 ms, then a
+/// `reject` (401), `fail` (500), `garbage` (200 with HTML), `hang` (answers after 10 s, times the tests' patience, as `slow` below), `slow` (300 ms, then a
 /// valid session). Message actions do the same for the message endpoint: `hello` (replies to the connection),
 /// `boom` (500), `slow` (answers after 10 s), `linger` (after 3 s), `pause` (answers after 400 ms), `broadcast` (sends to everyone).
 /// The session `bound` is valid only from the User-Agent `owner-agent` (a site that binds sessions to it);
@@ -23,7 +23,7 @@ final class TestSite: Sendable {
         /// When set, a request without a cookie gets a guest session of its own, as PHP sites start one per visitor.
         var guestsWithoutCookie = false
         /// How long the session `hang` waits before its answer.
-        var hang: Duration = .seconds(10)
+        var hang: Duration = TestPatience.scaled(.seconds(10))
         var guestsStarted = 0
         /// The message endpoint's request bodies, as they arrived.
         var messageBodies: [String] = []
@@ -143,7 +143,7 @@ final class TestSite: Sendable {
                 ])
             case "boom": return .error(.internalServerError)
             case "slow":
-                try? await Task.sleep(for: .seconds(10))
+                try? await Task.sleep(for: TestPatience.scaled(.seconds(10)))
                 return HTTPServerResponse()
             case "verbatim":
                 return HTTPServerResponse(
@@ -210,15 +210,24 @@ struct Harness: Sendable {
 
     static func start(_ adjust: (inout Settings) -> Void = { _ in }) async throws -> Harness {
         let site = try await TestSite.start()
-        var settings = Settings(site: site.url, securityKey: site.key)
-        settings.listenPort = 0
-        // Generous: at the suite's start 49 suites begin at once on 2 cores, and in CI (right after the build) a
-        // good session request took over 3 s. Tests of timeouts set their own.
-        settings.siteTimeout = 10
+        var settings = settings(for: site)
         adjust(&settings)
         let server = WebSocketsServer(settings: settings)
         try await server.start()
         return Harness(site: site, server: server)
+    }
+
+    /// The settings of an in-process server in front of `site`, on a free port.
+    static func settings(for site: TestSite) -> Settings {
+        var settings = Settings(site: site.url, securityKey: site.key)
+        settings.listenPort = 0
+        // Generous: at the suite's start 49 suites begin at once on 2 cores, and in CI (right after the build) a
+        // good session request took over 3 s. Tests of timeouts set their own. Both scale with the tests' patience:
+        // under ThreadSanitizer with both cores busy, 46 tests saw their tabs closed by the 10 s authentication
+        // timeout while the site's answer was still on its way.
+        settings.siteTimeout = 10 * TestPatience.factor
+        settings.authenticationTimeout = 10 * TestPatience.factor
+        return settings
     }
 
     var port: Int { server.port }
