@@ -84,7 +84,7 @@ extension WebSocketsServer {
     /// The options of every connection's channel, however it was accepted.
     private func applyConnectionOptions(_ channel: any Channel) throws {
         guard let options = channel.syncOptions else { return }
-        try options.setOption(.socketOption(.tcp_nodelay), value: 1)
+        try options.setOption(.tcpOption(.tcp_nodelay), value: 1)
         try options.setOption(.writeBufferWaterMark, value: outboundWaterMark)
         // Each connection keeps its receive buffer between reads: start it small (browsers' messages are small) and
         // let it grow for a connection that reads more.

@@ -35,6 +35,14 @@ struct PackageTests {
             try await Self.run("/usr/bin/dpkg-query", ["-W", "-f=${Status}", "websockets"]).output
                 .contains("installed") == false, "the package is installed already: this test would remove it")
 
+        // Whatever happens below, the machine is left without the package.
+        try await withTeardown({ _ = try? await Self.run("/usr/bin/dpkg", ["-P", "websockets"]) }) {
+            try await Self.cycle(deb)
+        }
+    }
+
+    /// Install, run, upgrade, remove and purge, checking each.
+    static func cycle(_ deb: String) async throws {
         // Install.
         let install = try await Self.run("/usr/bin/dpkg", ["-i", deb])
         try #require(install.status == 0, "\(install.output)")
@@ -43,8 +51,9 @@ struct PackageTests {
         #expect(try await Self.ownership("/usr/share/doc/websockets/examples/nginx-site.conf") == "644 root root")
         #expect(try await Self.ownership("/etc/websockets") == "750 root websockets")
         #expect(try await Self.ownership(Self.settingsPath) == "600 websockets websockets")
-        let user = try await Self.run("/usr/bin/getent", ["passwd", "websockets"]).output.split(separator: ":")
-        try #require(user.count >= 7, "no websockets user")
+        let user = try await Self.run("/usr/bin/getent", ["passwd", "websockets"]).output.split(
+            separator: ":", omittingEmptySubsequences: false)
+        try #require(user.count == 7, "no websockets user")
         #expect(Int(user[2]).map { $0 < 1000 } == true, "a system user: \(user)")
         #expect(user[6].hasSuffix("nologin\n") || user[6].hasSuffix("false\n"), "\(user)")
         let version = try await Self.run("/usr/bin/websockets", ["--version"])
@@ -106,14 +115,12 @@ struct PackageTests {
                     + ["--site", site.url, "--listen-port", "\(port)"],
                 directory: directory, captureErrors: true, executable: "/usr/bin/setpriv")
             defer { server.stop() }
-            try await eventually(timeout: .seconds(30), "the installed server answers") {
-                let client = CurlClient(maximumConcurrency: 1)
-                let health = try? await client.perform(
-                    HTTPClientRequest(url: "http://127.0.0.1:\(port)/WebSockets/health")
-                ).get()
-                await client.shutdown()
-                return health?.status == 200
-                    && String(decoding: health?.body ?? [], as: UTF8.self).contains(WebSocketsServer.version)
+            do {
+                try await answers(port: port)
+            } catch {
+                kill(server.process.processIdentifier, SIGTERM)
+                Issue.record("the installed server wrote: \(await server.finish().output)")
+                throw error
             }
             let tab = try await TestWebSocket.authenticated(port: port, sid: "alice")
             try await tab.send("hello", "package")
@@ -123,6 +130,19 @@ struct PackageTests {
             let (status, output) = await server.finish()
             #expect(status == 0, "\(output)")
             #expect(!output.contains(key))
+        }
+    }
+
+    /// Waits until the server on `port` answers its health check with this build's version.
+    static func answers(port: Int) async throws {
+        try await eventually(timeout: .seconds(30), "the installed server answers") {
+            let client = CurlClient(maximumConcurrency: 1)
+            let health = try? await client.perform(
+                HTTPClientRequest(url: "http://127.0.0.1:\(port)/WebSockets/health")
+            ).get()
+            await client.shutdown()
+            return health?.status == 200
+                && String(decoding: health?.body ?? [], as: UTF8.self).contains(WebSocketsServer.version)
         }
     }
 }

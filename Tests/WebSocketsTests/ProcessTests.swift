@@ -9,6 +9,34 @@ import Testing
 @testable import WebSocketsSite
 
 @Suite struct ProcessTests {
+    /// As a user without privileges, as the Debian package's unit runs it. Every connection used to be refused
+    /// then ("accepted connection not set up", EACCES): `.socketOption(.tcp_nodelay)` is SOL_SOCKET's option 1,
+    /// SO_DEBUG, which only a privileged process may set, and the suite ran as root. Found by `PackageTests`.
+    @Test(.enabled(if: getuid() == 0, "needs root to become another user"))
+    func anUnprivilegedServerServes() async throws {
+        let site = try await TestSite.start()
+        try await withTeardown({ await site.shutdown() }) {
+            let directory = try ServerProcess.temporaryDirectory()
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            let port = try ServerProcess.freePort()
+            let server = try ServerProcess(
+                [
+                    "--reuid=nobody", "--regid=nogroup", "--clear-groups", ServerProcess.executable.path, "start",
+                    site.url, "--listen-port", "\(port)", "--security-key", site.key,
+                ], directory: directory, captureErrors: true, executable: "/usr/bin/setpriv")
+            defer { server.stop() }
+            try await PackageTests.answers(port: port)
+            let tab = try await TestWebSocket.authenticated(port: port, sid: "alice")
+            try await tab.send("hello", "nobody")
+            #expect(try await tab.nextMessage() == Message(action: "hello", details: "Hello, nobody!"))
+            await tab.close()
+            kill(server.process.processIdentifier, SIGTERM)
+            let (status, output) = await server.finish()
+            #expect(status == 0, "\(output)")
+            #expect(!output.contains("not set up"), "\(output)")
+        }
+    }
+
     @Test func startSendAndGracefulStopAsAProcess() async throws {
         let directory = try ServerProcess.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }

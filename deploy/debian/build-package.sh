@@ -12,7 +12,9 @@ output="${1:-.build-package}"
 scratch=.build-package
 mkdir -p "$output"
 
-swift build -c release --static-swift-stdlib --product websockets --scratch-path "$scratch" 2>&1 | tail -n 1
+# Symbols bound at start (lintian's hardening-no-bindnow): the relocation table is then made read-only.
+swift build -c release --static-swift-stdlib --product websockets --scratch-path "$scratch" \
+    -Xlinker -z -Xlinker now 2>&1 | tail -n 1
 binary="$scratch/release/websockets"
 version=$("$binary" --version)
 architecture=$(dpkg --print-architecture)
