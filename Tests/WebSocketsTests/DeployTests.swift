@@ -107,4 +107,15 @@ import Testing
         let readme = try String(contentsOf: Self.root.appendingPathComponent("README.md"), encoding: .utf8)
         #expect(readme.contains("deploy/websockets.service") && readme.contains("deploy/nginx-site.conf"))
     }
+
+    /// The version is said once (`WebSocketsServer.version`): the package's changelog begins with it (the build
+    /// script refuses otherwise) and the README's install commands name its package.
+    @Test func theReadmeAndTheChangelogNameThisVersion() throws {
+        let version = WebSocketsServer.version
+        let readme = try String(contentsOf: Self.root.appendingPathComponent("README.md"), encoding: .utf8)
+        #expect(readme.contains("apt install ./websockets_\(version)_amd64.deb"))
+        let changelog = try String(
+            contentsOf: Self.root.appendingPathComponent("deploy/debian/changelog"), encoding: .utf8)
+        #expect(changelog.hasPrefix("websockets (\(version)) "))
+    }
 }
