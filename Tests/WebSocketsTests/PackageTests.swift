@@ -115,22 +115,29 @@ struct PackageTests {
                     + ["--site", site.url, "--listen-port", "\(port)"],
                 directory: directory, captureErrors: true, executable: "/usr/bin/setpriv")
             defer { server.stop() }
-            do {
-                try await answers(port: port)
-            } catch {
-                kill(server.process.processIdentifier, SIGTERM)
-                Issue.record("the installed server wrote: \(await server.finish().output)")
-                throw error
-            }
-            let tab = try await TestWebSocket.authenticated(port: port, sid: "alice")
-            try await tab.send("hello", "package")
-            #expect(try await tab.nextMessage() == Message(action: "hello", details: "Hello, package!"))
-            await tab.close()
-            kill(server.process.processIdentifier, SIGTERM)
-            let (status, output) = await server.finish()
-            #expect(status == 0, "\(output)")
+            let output = try await helloAndStop(server, port: port)
             #expect(!output.contains(key))
         }
+    }
+
+    /// Waits for `server` on `port` to answer, sees a message go through the site and back, stops it with SIGTERM
+    /// and expects status 0; what it wrote (recorded as an issue when it never answered).
+    static func helloAndStop(_ server: ServerProcess, port: Int) async throws -> String {
+        do {
+            try await answers(port: port)
+        } catch {
+            kill(server.process.processIdentifier, SIGTERM)
+            Issue.record("the server wrote: \(await server.finish().output)")
+            throw error
+        }
+        let tab = try await TestWebSocket.authenticated(port: port, sid: "alice")
+        try await tab.send("hello", "package")
+        #expect(try await tab.nextMessage() == Message(action: "hello", details: "Hello, package!"))
+        await tab.close()
+        kill(server.process.processIdentifier, SIGTERM)
+        let (status, output) = await server.finish()
+        #expect(status == 0, "\(output)")
+        return output
     }
 
     /// Waits until the server on `port` answers its health check with this build's version.

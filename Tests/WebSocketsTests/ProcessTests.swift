@@ -25,14 +25,7 @@ import Testing
                     site.url, "--listen-port", "\(port)", "--security-key", site.key,
                 ], directory: directory, captureErrors: true, executable: "/usr/bin/setpriv")
             defer { server.stop() }
-            try await PackageTests.answers(port: port)
-            let tab = try await TestWebSocket.authenticated(port: port, sid: "alice")
-            try await tab.send("hello", "nobody")
-            #expect(try await tab.nextMessage() == Message(action: "hello", details: "Hello, nobody!"))
-            await tab.close()
-            kill(server.process.processIdentifier, SIGTERM)
-            let (status, output) = await server.finish()
-            #expect(status == 0, "\(output)")
+            let output = try await PackageTests.helloAndStop(server, port: port)
             #expect(!output.contains("not set up"), "\(output)")
         }
     }
