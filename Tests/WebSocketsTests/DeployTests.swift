@@ -104,8 +104,8 @@ import Testing
         // Status 2 is a settings mistake: systemd must not restart it forever.
         #expect(unit.contains("RestartPreventExitStatus=2"))
         #expect(unit.contains("UMask=0077"))
-        let readme = try String(contentsOf: Self.root.appendingPathComponent("README.md"), encoding: .utf8)
-        #expect(readme.contains("deploy/websockets.service") && readme.contains("deploy/nginx-site.conf"))
+        let page = try String(contentsOf: Self.root.appendingPathComponent("docs/production.md"), encoding: .utf8)
+        #expect(page.contains("deploy/websockets.service") && page.contains("deploy/nginx-site.conf"))
     }
 
     /// The version is said once (`WebSocketsServer.version`): the package's changelog begins with it (the build

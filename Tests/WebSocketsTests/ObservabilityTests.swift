@@ -9,19 +9,18 @@ import Testing
 @testable import WebSocketsSite
 
 @Suite struct ObservabilityTests {
-    /// Every label the server counts under `closed`, `dropped` and `refused` is explained in the README's metrics
-    /// list: the labels are one list each (``ClosedReason``, ``DroppedReason``, ``RefusedReason``).
+    /// Every label the server counts under `closed`, `dropped` and `refused` is explained in the metrics page
+    /// (docs/health-and-metrics.md): the labels are one list each (``ClosedReason``, ``DroppedReason``,
+    /// ``RefusedReason``).
     @Test func theReadmeNamesEveryReasonLabel() throws {
-        let readme = try String(
-            contentsOfFile: DeployTests.root.appendingPathComponent("README.md").path, encoding: .utf8)
-        let start = try #require(readme.range(of: "## Health and metrics"))
-        let end = try #require(readme.range(of: "## Benchmarks"))
-        let section = readme[start.upperBound..<end.lowerBound]
+        let section = try String(
+            contentsOfFile: DeployTests.root.appendingPathComponent("docs/health-and-metrics.md").path,
+            encoding: .utf8)
         let labels =
             ClosedReason.allCases.map(\.rawValue) + DroppedReason.allCases.map(\.rawValue)
             + RefusedReason.allCases.map(\.rawValue)
         for label in labels {
-            #expect(section.contains("`\(label)`"), "the README does not name `\(label)`")
+            #expect(section.contains("`\(label)`"), "docs/health-and-metrics.md does not name `\(label)`")
         }
     }
 

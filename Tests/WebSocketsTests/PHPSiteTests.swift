@@ -8,14 +8,18 @@ import Testing
 @testable import WebSocketsHub
 @testable import WebSocketsSite
 
-/// The README's PHP site, as written: its files are taken from README.md (each block that starts with
+/// The PHP site of docs/site.md, as written: its files are taken from the page (each block that starts with
 /// `<?php // <path>`), served by PHP's built-in server (Debian's php-cli and php-curl), in front of the real
-/// `websockets` binary, with a real WebSocket client.
+/// `websockets` binary, with a real WebSocket client. The README shows three of them, which must be the same.
 @Suite struct PHPSiteTests {
-    /// The README's PHP files by path.
+    /// The site page's PHP files by path.
     static func readmeFiles() throws -> [String: String] {
-        let readme = try String(
-            contentsOf: DeployTests.root.appendingPathComponent("README.md"), encoding: .utf8)
+        try phpFiles(in: "docs/site.md")
+    }
+
+    /// The PHP files written in the Markdown file at `path` (from the repository's root), by their paths.
+    static func phpFiles(in path: String) throws -> [String: String] {
+        let readme = try String(contentsOf: DeployTests.root.appendingPathComponent(path), encoding: .utf8)
         var files: [String: String] = [:]
         for block in readme.components(separatedBy: "```php\n").dropFirst() {
             guard let end = block.range(of: "\n```") else { continue }
@@ -75,6 +79,14 @@ import Testing
         }
 
         try await body(phpPort, serverPort, get)
+    }
+
+    /// The README's shortest site's side is the site page's files, not a copy that could drift from them.
+    @Test func theREADMEsPHPFilesAreTheSitePagesFiles() throws {
+        let readme = try Self.phpFiles(in: "README.md")
+        let page = try Self.readmeFiles()
+        #expect(Set(readme.keys) == ["websockets.php", "api/WebSockets/session.php", "api/WebSockets/message.php"])
+        for (path, code) in readme { #expect(page[path] == code, "\(path) differs from docs/site.md") }
     }
 
     @Test func theREADMEsPHPSiteRunsAsWritten() async throws {

@@ -119,10 +119,11 @@ import Testing
         #expect(settings.allows(origin: "https://evil.example"))
     }
 
-    /// The README's settings table is the one `Settings.definitions` makes; `UPDATE_README=1` rewrites it.
+    /// The settings page's table (docs/settings.md) is the one `Settings.definitions` makes; `UPDATE_README=1`
+    /// rewrites it.
     @Test func readmeListsEverySetting() throws {
         let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent("README.md").path
+            .deletingLastPathComponent().appendingPathComponent("docs/settings.md").path
         let readme = try String(contentsOfFile: path, encoding: .utf8)
         let start = try #require(readme.range(of: "<!-- settings table"))
         let startLine = try #require(readme[start.upperBound...].range(of: "-->\n"))
