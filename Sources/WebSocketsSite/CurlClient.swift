@@ -6,7 +6,7 @@ import WebSocketsProtocol
 
 /// An HTTP client on libcurl's multi interface: one thread drives every transfer, keep-alive connections are
 /// reused from the multi handle's cache, each transfer has a hard timeout, and at most `maximumConcurrency`
-/// transfers run at once; the rest wait in ``SiteLanes``: session checks first, message posts taking turns by owner.
+/// transfers run at once; the rest wait in `SiteLanes`: session checks first, message posts taking turns by owner.
 ///
 /// Callers never block a thread: `perform` suspends until the curl thread completes the transfer.
 public final class CurlClient: Sendable {

@@ -66,6 +66,10 @@ struct PackageTests {
         }
         #expect(!needed.isEmpty)
         #expect(Set(needed).isSubset(of: Self.allowedLibraries), "\(Set(needed).subtracting(Self.allowedLibraries))")
+        // Nor looks for libraries in a folder of the build machine (a Swift toolchain's): SwiftPM's `$ORIGIN`, the
+        // binary's own folder, is the only search path.
+        let paths = dynamic.split(separator: "\n").filter { $0.contains("(RPATH)") || $0.contains("(RUNPATH)") }
+        #expect(paths.allSatisfy { $0.hasSuffix("[$ORIGIN]") }, "\(paths)")
 
         // The settings file made at the install: the placeholder site and a key of 56 hex characters.
         let settings = try JSON(parsing: String(contentsOfFile: Self.settingsPath, encoding: .utf8))
