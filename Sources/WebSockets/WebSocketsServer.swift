@@ -255,7 +255,7 @@ public final class WebSocketsServer: Service, Sendable {
         for connection in hub.allConnections() {
             connection.close(code: .goingAway, reason: "Server shutting down")
         }
-        // The stop's bound (README, "Stopping"): site_timeout + 2 s for the site to take the last events, then at
+        // The stop's bound (docs/production.md): site_timeout + 2 s for the site to take the last events, then at
         // most 10 s for the rest, whatever the site, PostgreSQL and the other servers do meanwhile.
         await waitForDrains(limit: .seconds(settings.siteTimeout + 2))
         // What the site has not taken by now fails at once (counted below), so that nothing after waits for it.
