@@ -20,8 +20,17 @@ import Testing
             let postgres = try await PostgresServer.start()
             let site = try await TestSite.start()
             var servers: [WebSocketsServer] = []
-            for _ in 0..<count {
-                servers.append(try await Cluster.server(site: site, postgres: postgres, adjust: adjust))
+            do {
+                for _ in 0..<count {
+                    servers.append(try await Cluster.server(site: site, postgres: postgres, adjust: adjust))
+                }
+            } catch {
+                // The caller's teardown never sees a cluster that did not start: what did start is stopped here (a
+                // server that could not connect in time once left its PostgreSQL running after the suite).
+                for server in servers { await server.shutdown() }
+                await site.shutdown()
+                postgres.shutdown()
+                throw error
             }
             return Cluster(postgres: postgres, site: site, servers: servers)
         }
