@@ -1,5 +1,5 @@
 /// Why the server closed a connection: the `reason` label of `websockets_closed_total`. One list, so that a label
-/// is never misspelt at one call site and the README's list can be checked against it.
+/// is never misspelt at one call site and the metrics page's list can be checked against it.
 package enum ClosedReason: String, Sendable, CaseIterable {
     case idle
     case `protocol`

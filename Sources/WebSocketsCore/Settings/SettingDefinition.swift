@@ -2,7 +2,7 @@ import WebSocketsProtocol
 
 /// One setting, declared once: its name, the kind of value it takes, its allowed values, its help, and how it is
 /// read from and written to ``Settings``. The settings file, the `WEBSOCKETS_*` variables, the command line's
-/// flags, the help text, the README table and the checks all come from ``Settings/definitions``.
+/// flags, the help text, the settings page's table and the checks all come from ``Settings/definitions``.
 public struct SettingDefinition: Sendable {
     /// The kind of value a setting takes.
     public enum Kind: Sendable {
@@ -24,7 +24,7 @@ public struct SettingDefinition: Sendable {
     public let kind: Kind
     /// What the setting does, one line.
     public let help: String
-    /// The default, as the README and the help show it.
+    /// The default, as the settings page and the help show it.
     public let defaultDescription: String
     /// The allowed values, in words (empty: any value of the kind).
     public let allowed: String

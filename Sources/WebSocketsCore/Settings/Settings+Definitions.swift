@@ -1,7 +1,7 @@
 import WebSocketsProtocol
 
 extension Settings {
-    /// Every setting, once: the file, the variables, the flags, the help, the README table and the checks are all
+    /// Every setting, once: the file, the variables, the flags, the help, the settings page's table and the checks are all
     /// made from this list. The ranges refuse what would crash or spin the server (a ping interval of 0 divided
     /// the sweep's tick by zero; a negative one scheduled a timer that fired without pause).
     public static let definitions: [SettingDefinition] = [
@@ -159,7 +159,7 @@ extension Settings {
         }
     }
 
-    /// The Markdown table of every setting, as the README shows it.
+    /// The Markdown table of every setting, as docs/settings.md shows it.
     public static var markdownTable: String {
         var lines = ["| setting | default | allowed | meaning |", "| --- | --- | --- | --- |"]
         for definition in definitions {
