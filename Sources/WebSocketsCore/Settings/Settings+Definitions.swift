@@ -1,9 +1,9 @@
 import WebSocketsProtocol
 
 extension Settings {
-    /// Every setting, once: the file, the variables, the flags, the help, the settings page's table and the checks are all
-    /// made from this list. The ranges refuse what would crash or spin the server (a ping interval of 0 divided
-    /// the sweep's tick by zero; a negative one scheduled a timer that fired without pause).
+    /// Every setting, once: the file, the variables, the flags, the help, the settings page's table and the checks
+    /// are all made from this list. The ranges refuse what would crash or spin the server (a ping interval of 0
+    /// divided the sweep's tick by zero; a negative one scheduled a timer that fired without pause).
     public static let definitions: [SettingDefinition] = [
         .string("site", \.site, default: "—", "the site's address; `websockets start <site>` gives it too"),
         .string(
