@@ -36,6 +36,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        // HMAC-SHA256 for the status page's sign-in cookie; postgres-nio builds it already (SCRAM-SHA-256).
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
     ],
     targets: [
         .systemLibrary(
@@ -95,13 +97,14 @@ let package = Package(
                 "WebSocketsCluster", "WebSocketsSite", "WebSocketsHub", "WebSocketsConnection", "WebSocketsCore",
                 "WebSocketsProtocol", logging, lifecycle,
             ] + nio("NIOCore", "NIOPosix", "NIOHTTP1", "NIOWebSocket", "NIOConcurrencyHelpers") + metrics + postgres
+                + [.product(name: "Crypto", package: "swift-crypto")]
         ),
         // What only the command line needs: the supervisor, web start, posix_spawn and the wrong-key limiter. An
         // application that embeds the server does not carry it. Web start asks the site through the same libcurl
         // client as the server.
         .target(
             name: "WebSocketsLaunch",
-            dependencies: ["WebSockets", "WebSocketsSite", "CLaunch", logging, lifecycle]
+            dependencies: ["WebSockets", "WebSocketsCore", "WebSocketsSite", "CLaunch", logging, lifecycle]
                 + nio("NIOCore", "NIOPosix", "NIOHTTP1", "NIOConcurrencyHelpers")
         ),
         .target(

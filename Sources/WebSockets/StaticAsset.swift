@@ -39,4 +39,8 @@ struct StaticAsset: Sendable {
 
     static let classicClient = StaticAsset(ClientScript.classic, contentType: "text/javascript; charset=utf-8")
     static let moduleClient = StaticAsset(ClientScript.module, contentType: "text/javascript; charset=utf-8")
+    static let typeDeclarations = StaticAsset(
+        ClientScript.declarations, contentType: "application/typescript; charset=utf-8")
+    static let moduleTypeDeclarations = StaticAsset(
+        ClientScript.moduleDeclarations, contentType: "application/typescript; charset=utf-8")
 }

@@ -14,6 +14,8 @@ extension WebSocketsServer {
         switch (request.method, request.path) {
         case (.POST, "/WebSockets/send"):
             return await acceptSends(request)
+        case (_, let path) where Self.isStatusRequest(path):
+            return await respondToStatus(request)
         default:
             switch respondImmediately(to: request) {
             case .response(let response): return response
@@ -63,6 +65,10 @@ extension WebSocketsServer {
             return StaticAsset.classicClient.response(to: request)
         case (.GET, "/WebSockets/client.mjs"), (.GET, "/WebSockets/WebSockets.mjs"):
             return StaticAsset.moduleClient.response(to: request)
+        case (.GET, "/WebSockets/client.d.ts"), (.GET, "/WebSockets/WebSockets.d.ts"):
+            return StaticAsset.typeDeclarations.response(to: request)
+        case (.GET, "/WebSockets/client.d.mts"), (.GET, "/WebSockets/WebSockets.d.mts"):
+            return StaticAsset.moduleTypeDeclarations.response(to: request)
         case (_, "/WebSockets/send"):
             return .error(.methodNotAllowed)
         case (_, "/WebSockets"), (_, "/WebSockets/"):

@@ -26,7 +26,8 @@ import WebSocketsSite
                 for index in 0..<max(1, count) {
                     loops.append(
                         try SocketLoop(
-                            name: "websockets-socket-\(index)", outbound: outboundWaterMark))
+                            name: "websockets-socket-\(index)", outbound: outboundWaterMark,
+                            bytesOut: metrics.status.bytesOut))
                 }
             } catch {
                 logger.warning(

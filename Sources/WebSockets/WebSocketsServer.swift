@@ -43,7 +43,7 @@ public final class WebSocketsServer: Service, Sendable {
     /// ``address``, kept when the server starts (every event carries it: formatting it per message was 1.4% of an
     /// echo's profile).
     let advertisedAddress = NIOLockedValueBox("")
-    private let curl: CurlClient
+    let curl: CurlClient
     let group: any EventLoopGroup
     let additionalResponder: (@Sendable (HTTPServerRequest) async -> HTTPServerResponse?)?
     private let serverID: String
@@ -57,6 +57,7 @@ public final class WebSocketsServer: Service, Sendable {
         var listener: Listener?
         var trimTimer: RepeatedTask?
         var presenceTimer: RepeatedTask?
+        var statusTimer: RepeatedTask?
         /// Announces the cluster's presence decisions this server made.
         var presenceAnnouncer: Task<Void, Never>?
         var port = 0
@@ -84,6 +85,12 @@ public final class WebSocketsServer: Service, Sendable {
     let presence: NIOLockedValueBox<PresenceLedger>
     /// What every connection's handler shares: limits, metrics, refusals.
     let connectionEnvironment: ConnectionEnvironment
+    /// Who may see the status page.
+    let statusAccess: StatusAccess
+    /// Wrong keys at the status page's sign-in, by address.
+    let statusLimiter = AttemptLimiter()
+    /// The status page's samples and the cluster's pool as last read.
+    let status = NIOLockedValueBox(StatusState())
 
     /// A server for `settings`; `additionalRoutes` answers HTTP requests the server has no route for (a site
     /// served from the same port, as the demo does), returning `nil` to fall through to 404.
@@ -93,6 +100,7 @@ public final class WebSocketsServer: Service, Sendable {
         additionalRoutes: (@Sendable (HTTPServerRequest) async -> HTTPServerResponse?)? = nil
     ) {
         self.settings = settings
+        statusAccess = StatusAccess(securityKey: settings.securityKey)
         let mode = ClusterMode(settings: settings)
         self.mode = mode
         self.proxies = TrustedProxies(settings: settings)
@@ -193,6 +201,7 @@ public final class WebSocketsServer: Service, Sendable {
         let timers = group.next()
         startTrimming(on: timers)
         startPresenceTimer(on: timers)
+        startStatusSampling(on: timers)
         do {
             try await bus.start()
         } catch {
@@ -249,6 +258,7 @@ public final class WebSocketsServer: Service, Sendable {
         runtime.withLockedValue {
             $0.trimTimer?.cancel()
             $0.presenceTimer?.cancel()
+            $0.statusTimer?.cancel()
         }
         logger.info("shutting down")
         await listener.close()

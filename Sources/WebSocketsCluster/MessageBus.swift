@@ -22,6 +22,10 @@ package protocol MessageBus: Sendable {
     var presenceDecisions: AsyncStream<PresenceLedger.Change> { get }
     /// Every presence decision of the cluster, for this server's watching browsers; none on a single server.
     var presenceObserved: AsyncStream<PresenceLedger.Change> { get }
+    /// Every server of the cluster's pool, as the status page shows them; `nil` on a single server.
+    func poolMembers() async throws -> [PoolMember]?
+    /// Whether this server hears the cluster's notifications now; `true` on a single server.
+    var isListening: Bool { get }
     func start() async throws
     func shutdown() async
 }
@@ -31,6 +35,10 @@ extension MessageBus {
     package var presenceDecisions: AsyncStream<PresenceLedger.Change> { AsyncStream { $0.finish() } }
     /// None: the server tells its browsers as it decides.
     package var presenceObserved: AsyncStream<PresenceLedger.Change> { AsyncStream { $0.finish() } }
+    /// No pool: a single server.
+    package func poolMembers() async throws -> [PoolMember]? { nil }
+    /// Nothing to hear.
+    package var isListening: Bool { true }
 }
 
 /// The bus of a single server: a send is delivered to this server's connections at once.

@@ -13,14 +13,39 @@ package struct PoolMembership: Sendable {
     package let serverID: String
     package let address: NIOLockedValueBox<String>
     package let retention: Int
+    /// This server's connections and the id of the last message it applied, for the status page's pool.
+    package let figures: @Sendable () -> (connections: Int, head: Int64)
 
-    /// Writes this server's heartbeat.
+    /// Writes this server's heartbeat, with its connections and how many messages it had yet to apply.
     func heartbeat() async throws {
+        let (connections, head) = figures()
         try await client.query(
             """
-            INSERT INTO websockets_pool (address, server, heartbeat) VALUES (\(address.withLockedValue { $0 }), \(serverID), now())
-            ON CONFLICT (address) DO UPDATE SET server = EXCLUDED.server, heartbeat = now()
+            INSERT INTO websockets_pool (address, server, heartbeat, connections, behind)
+            VALUES (\(address.withLockedValue { $0 }), \(serverID), now(), \(connections),
+                greatest((SELECT coalesce(max(id), 0) FROM websockets_messages) - \(head), 0))
+            ON CONFLICT (address) DO UPDATE SET server = EXCLUDED.server, heartbeat = now(),
+                connections = EXCLUDED.connections, behind = EXCLUDED.behind
             """, logger: logger)
+    }
+
+    /// Every server of the pool as its last heartbeat left it, freshest first (at most 256 rows).
+    package func members() async throws -> [PoolMember] {
+        let rows = try await client.query(
+            """
+            SELECT address, server, connections, behind, extract(epoch FROM now() - heartbeat)::float8
+            FROM websockets_pool ORDER BY heartbeat DESC LIMIT 256
+            """, logger: logger)
+        var members: [PoolMember] = []
+        for try await (address, server, connections, behind, age) in rows.decode(
+            (String, String, Int32, Int64, Double).self)
+        {
+            members.append(
+                PoolMember(
+                    address: address, server: server, connections: Int(connections), behind: behind,
+                    heartbeatAge: age))
+        }
+        return members
     }
 
     /// Heartbeats and upkeep until cancelled.

@@ -70,8 +70,10 @@ package final class PostgresBus: MessageBus, Sendable {
         self.logger = logger
         self.serverID = serverID
         maxSendSize = settings.maxSendSize
+        let reader = self.reader
         pool = PoolMembership(
-            client: client, logger: logger, serverID: serverID, address: address, retention: retention)
+            client: client, logger: logger, serverID: serverID, address: address, retention: retention,
+            figures: { (hub.counts.connections, reader.withLockedValue { $0?.head ?? 0 }) })
         // Two replays at once per core: a storm waits its turn (at most 1,024 waiting) instead of reading the table
         // 40 times at once.
         replay = MessageReplay(
@@ -80,7 +82,6 @@ package final class PostgresBus: MessageBus, Sendable {
         presenceSync = PresenceSync(
             client: client, logger: logger, metrics: metrics, serverID: serverID, grace: settings.presenceGrace,
             ledger: presence)
-        let reader = self.reader
         publisher = BusPublisher(
             client: client, hub: hub, metrics: metrics, logger: logger, serverID: serverID,
             maxSendSize: settings.maxSendSize, isListening: { reader.withLockedValue { $0?.isListening ?? false } })
@@ -94,6 +95,11 @@ package final class PostgresBus: MessageBus, Sendable {
 
     /// The id of the last message this server applied.
     package var head: Int64 { reader.withLockedValue { $0?.head ?? 0 } }
+
+    /// Every server of the pool (``PoolMembership/members()``), within 2 s.
+    package func poolMembers() async throws -> [PoolMember]? {
+        try await PostgresDeadline.bounded(.seconds(2)) { [pool] in try await pool.members() }
+    }
 
     // MARK: Lifecycle
 

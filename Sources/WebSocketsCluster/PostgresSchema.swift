@@ -24,6 +24,12 @@ package enum PostgresSchema {
                 CREATE TABLE IF NOT EXISTS websockets_pool (
                     address text PRIMARY KEY, server text NOT NULL, heartbeat timestamptz NOT NULL DEFAULT now())
                 """, logger: logger)
+            // What the status page shows of every server (added in 0.9: a table made before has them added).
+            try await connection.query(
+                """
+                ALTER TABLE websockets_pool ADD COLUMN IF NOT EXISTS connections integer NOT NULL DEFAULT 0,
+                    ADD COLUMN IF NOT EXISTS behind bigint NOT NULL DEFAULT 0
+                """, logger: logger)
             try await connection.query(
                 """
                 CREATE TABLE IF NOT EXISTS websockets_messages (

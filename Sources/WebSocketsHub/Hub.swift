@@ -26,6 +26,8 @@ public final class Hub: Sendable {
         var byWatchedUser: [String: [Connection]] = [:]
         var byWatchedGroup: [String: [Connection]] = [:]
         var authenticated = 0
+        /// Authenticated connections of guests (the site said `guest`).
+        var guests = 0
     }
 
     private let indexes = NIOLockedValueBox(Indexes())
@@ -52,6 +54,9 @@ public final class Hub: Sendable {
             return shard
         }
     }
+
+    /// How many authenticated connections are guests'.
+    package var guestCount: Int { indexes.withLockedValue { $0.guests } }
 
     /// How many connections are open, and how many of them are authenticated.
     public var counts: (connections: Int, authenticated: Int) {
@@ -82,6 +87,7 @@ public final class Hub: Sendable {
         indexes.withLockedValue { indexes in
             guard indexes.all[connection.id] != nil else { return }
             indexes.authenticated += 1
+            if session.guest { indexes.guests += 1 }
             indexes.byUser[session.user.indexKey, default: []].append(connection)
             indexes.bySession[session.session, default: []].append(connection)
             for group in Set(session.groups.map(\.indexKey)) {
@@ -123,6 +129,7 @@ public final class Hub: Sendable {
             if connection.deflateWindow != 0 { indexes.compressing -= 1 }
             guard let session else { return }
             indexes.authenticated -= 1
+            if session.guest { indexes.guests -= 1 }
             Self.remove(connection, key: session.user.indexKey, from: &indexes.byUser)
             Self.remove(connection, key: session.session, from: &indexes.bySession)
             for group in Set(session.groups.map(\.indexKey)) {

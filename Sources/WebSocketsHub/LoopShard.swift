@@ -212,7 +212,7 @@ package final class LoopShard: Sendable {
         if takeQueued(local, now: now) { eventLoop.execute { self.drain() } }
         var first = false
         let count = catchUp(handler, local: local, now: now, first: &first)
-        if count > 0 { metrics.messagesOut.increment(by: count) }
+        metrics.messagesOut(count)
     }
 
     /// Queues for `handler` the broadcasts it has not had, as one buffer; how many frames were queued, and in
@@ -239,7 +239,7 @@ package final class LoopShard: Sendable {
     }
 
     private func record(frames: Int, flushes: Int) {
-        if frames > 0 { metrics.messagesOut.increment(by: frames) }
+        metrics.messagesOut(frames)
         if flushes > 0 { metrics.flushes.increment(by: flushes) }
     }
 

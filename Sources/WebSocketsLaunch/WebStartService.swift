@@ -4,6 +4,7 @@ import NIOConcurrencyHelpers
 import NIOHTTP1
 import ServiceLifecycle
 import WebSockets
+import WebSocketsCore
 import WebSocketsSite
 
 /// The web-start service (`websockets web <site>`): for hosting where an operator can open a URL but not keep a

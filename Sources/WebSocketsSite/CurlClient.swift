@@ -38,6 +38,11 @@ public final class CurlClient: Sendable {
         thread.start()
     }
 
+    /// The site's lanes now: session checks and message posts waiting, calls under way.
+    package var laneFigures: (waitingSessions: Int, waitingMessages: Int, running: Int) {
+        state.withLockedValue { $0.lanes.figures }
+    }
+
     /// Performs one request; never throws past its timeout.
     public func perform(_ request: HTTPClientRequest) async -> Result<HTTPClientResponse, HTTPClientError> {
         await perform(request, lane: .session)

@@ -77,7 +77,7 @@ package final class SiteClient: Sendable {
             timeout: timeout)
         let start = ContinuousClock.now
         let result = await curl.perform(request, lane: .session)
-        metrics.record(metrics.sessionRequestLatency, since: start)
+        metrics.siteCall("session", since: start)
         switch result {
         case .failure(let error):
             metrics.siteFailure(endpoint: "session", reason: error == .timeout ? "timeout" : "transport")
@@ -149,7 +149,7 @@ package final class SiteClient: Sendable {
     private func sends(
         from result: Result<HTTPClientResponse, HTTPClientError>, endpoint: String, since start: ContinuousClock.Instant
     ) -> Result<[Send], SiteCallError> {
-        metrics.record(metrics.messageRequestLatency, since: start)
+        metrics.siteCall("message", since: start)
         switch result {
         case .failure(.cancelled):
             return .failure(.cancelled)

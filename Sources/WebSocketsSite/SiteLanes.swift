@@ -35,6 +35,16 @@ package struct SiteLanes<Item> {
     private var runningByOwner: [String: Int] = [:]
     private(set) var running = 0
     private var runningMessages = 0
+    /// Message posts waiting, kept as they come and go so that the status page reads a number, not the queues.
+    private(set) var waitingMessages = 0
+
+    /// Session checks waiting.
+    package var waitingSessions: Int { sessions.count }
+
+    /// What the lanes hold now: checks and posts waiting, calls under way.
+    package var figures: (waitingSessions: Int, waitingMessages: Int, running: Int) {
+        (sessions.count, waitingMessages, running)
+    }
 
     /// Lanes for `capacity` calls at once: a quarter reserved for session checks and a quarter the most one owner
     /// may hold (at least one each, and all of it for a capacity under 4, such as the command line's client).
@@ -46,7 +56,7 @@ package struct SiteLanes<Item> {
 
     /// How many calls wait.
     package var waiting: Int {
-        sessions.count + messages.values.reduce(0) { $0 + $1.count }
+        sessions.count + waitingMessages
     }
 
     /// Queues `item` in `lane`, to start after the posts of `key` already queued or under way.
@@ -60,6 +70,7 @@ package struct SiteLanes<Item> {
                 turns.append(owner)
             }
             messages[owner]!.append((item, key))
+            waitingMessages += 1
         }
     }
 
@@ -81,6 +92,7 @@ package struct SiteLanes<Item> {
             }
             messages[owner] = nil
             let (item, key) = queue.removeFirst()
+            waitingMessages -= 1
             if let key { runningKeys.insert(key) }
             if queue.isEmpty {
                 // An owner with nothing waiting leaves the turns; it joins at the back with its next post.
@@ -113,6 +125,7 @@ package struct SiteLanes<Item> {
         sessions.removeAll()
         messages = [:]
         turns.removeAll()
+        waitingMessages = 0
         return items
     }
 }

@@ -37,7 +37,7 @@ extension WebSocketConnectionHandler {
     }
 
     private func handle(text buffer: ByteBuffer) {
-        environment.metrics.messagesIn.increment()
+        environment.metrics.messageIn()
         let message: Message
         do {
             message = try buffer.withUnsafeReadableBytes { raw in

@@ -114,7 +114,7 @@ package final class WebSocketConnectionHandler {
             count += 1
         }
         for (frame, id) in waiting where queue(frame: frame, id: id) != .notWritten { count += 1 }
-        environment.metrics.messagesOut.increment(by: count)
+        environment.metrics.messagesOut(count)
         flushQueued()
     }
 
@@ -131,7 +131,7 @@ package final class WebSocketConnectionHandler {
     ) {
         delegate?.catchUp(self)
         if queue(frame: frame, id: id, bypassingHold: bypassingHold, now: now) != .notWritten {
-            environment.metrics.messagesOut.increment()
+            environment.metrics.messagesOut()
         }
         if flush { flushQueued() }
     }

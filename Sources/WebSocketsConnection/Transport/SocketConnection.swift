@@ -133,6 +133,7 @@ import WebSocketsProtocol
                     close()
                     return
                 }
+                loop.unpublishedBytes += written
                 if output.consume(written) { handler?.writabilityChanged(true) }
             }
             guard isOpen else { return }

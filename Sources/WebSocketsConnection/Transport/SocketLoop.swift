@@ -72,10 +72,17 @@ import WebSocketsProtocol
 
         /// How many connections the loop has open.
         private(set) var connectionCount = 0
+        /// Bytes the kernel took from this loop's sockets since they were last added to ``bytesOut``: added once per
+        /// turn of the loop rather than per write, so that counting costs a broadcast's thousands of writes nothing.
+        var unpublishedBytes = 0
+        /// Where the loop adds the bytes it wrote (the status page's bytes out).
+        private let bytesOut: Tally?
 
-        /// Starts the loop's thread; `outbound` bounds what one connection may have queued (see ``OutputQueue``).
-        package init(name: String, outbound: ChannelOptions.Types.WriteBufferWaterMark) throws {
+        /// Starts the loop's thread; `outbound` bounds what one connection may have queued (see ``OutputQueue``);
+        /// the bytes written are added to `bytesOut`.
+        package init(name: String, outbound: ChannelOptions.Types.WriteBufferWaterMark, bytesOut: Tally? = nil) throws {
             self.name = name
+            self.bytesOut = bytesOut
             self.outbound = outbound
             self.afterlife = DispatchQueue(label: name + "-stopped")
             _ = Self.ignoringSIGPIPE
@@ -296,6 +303,10 @@ import WebSocketsProtocol
                     let bodies = later
                     later = []
                     for body in bodies { body() }
+                }
+                if unpublishedBytes > 0 {
+                    bytesOut?.add(unpublishedBytes)
+                    unpublishedBytes = 0
                 }
                 if stopping {
                     finish()

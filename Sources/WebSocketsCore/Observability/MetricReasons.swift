@@ -49,4 +49,6 @@ package enum RefusedReason: String, Sendable, CaseIterable {
     case siteBacklog = "site_backlog"
     case sendKey = "send_key"
     case internalKey = "internal_key"
+    /// A wrong key at the status page's sign-in, or a sign-in from an address that must wait.
+    case statusKey = "status_key"
 }

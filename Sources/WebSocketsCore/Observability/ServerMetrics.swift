@@ -8,14 +8,16 @@ import WebSocketsProtocol
 public final class ServerMetrics: Sendable {
     /// The registry `/metrics` renders.
     public let registry: PrometheusCollectorRegistry
+    /// The same events for the status page, which reads them every 2 s.
+    package let status = StatusCounters()
     private let factory: PrometheusMetricsFactory
 
     package let connections: CoreMetrics.Gauge
     package let authenticatedConnections: CoreMetrics.Gauge
     /// Bytes held by the events waiting for the site (`max_site_backlog_bytes`).
     package let siteBacklog: CoreMetrics.Gauge
-    package let messagesIn: Counter
-    package let messagesOut: Counter
+    private let messagesIn: Counter
+    private let messagesOut: Counter
     /// Flushes of frames to browsers by the loops' writers: `messages_out / flushes` is the frames each write
     /// carried.
     package let flushes: Counter
@@ -32,11 +34,11 @@ public final class ServerMetrics: Sendable {
     package let socketLoops: CoreMetrics.Gauge
     /// Times freed memory was given back to the system (``MemoryTrimPolicy``).
     package let memoryTrims: Counter
-    package let sessionRequestLatency: CoreMetrics.Timer
+    private let sessionRequestLatency: CoreMetrics.Timer
     private let residentMemory: CoreMetrics.Gauge
     private let heapInUse: CoreMetrics.Gauge
     private let openDescriptors: CoreMetrics.Gauge
-    package let messageRequestLatency: CoreMetrics.Timer
+    private let messageRequestLatency: CoreMetrics.Timer
     /// permessage-deflate's bytes: `[direction][form]`, direction `out` then `in`, form `uncompressed` then
     /// `compressed`.
     private let compressionBytes: [[Counter]]
@@ -101,8 +103,34 @@ public final class ServerMetrics: Sendable {
         sends[sendTo.rawValue - 1]
     }
 
+    /// Counts a message read from a browser.
+    package func messageIn() {
+        messagesIn.increment()
+        status.messagesIn.add()
+    }
+
+    /// Counts `count` frames queued for browsers.
+    package func messagesOut(_ count: Int = 1) {
+        guard count > 0 else { return }
+        messagesOut.increment(by: count)
+        status.messagesOut.add(count)
+    }
+
+    /// Records a call to the site's `endpoint` (`session` or `message`) that began at `start`.
+    package func siteCall(_ endpoint: String, since start: ContinuousClock.Instant) {
+        let nanoseconds = Self.nanoseconds(since: start)
+        if endpoint == "session" {
+            sessionRequestLatency.recordNanoseconds(nanoseconds)
+            status.sessionChecks.record(nanoseconds: nanoseconds)
+        } else {
+            messageRequestLatency.recordNanoseconds(nanoseconds)
+            status.messagePosts.record(nanoseconds: nanoseconds)
+        }
+    }
+
     /// Counts a failed call to the site; `reason` is a short word such as `timeout` or `status`.
     package func siteFailure(endpoint: String, reason: String) {
+        status.siteFailed(endpoint: endpoint, reason: reason)
         Counter(
             label: "websockets_site_failures_total", dimensions: [("endpoint", endpoint), ("reason", reason)],
             factory: factory
@@ -111,6 +139,7 @@ public final class ServerMetrics: Sendable {
 
     /// Counts messages accepted for delivery (to a browser or to the site) that did not get there, by reason.
     package func dropped(reason: DroppedReason, count: Int = 1) {
+        status.dropped(reason, count: count)
         Counter(label: "websockets_dropped_total", dimensions: [("reason", reason.rawValue)], factory: factory)
             .increment(by: count)
     }
@@ -118,12 +147,14 @@ public final class ServerMetrics: Sendable {
     /// Counts a browser's message refused before it was accepted (`rate`: over `message_rate`; `pending`: over
     /// `max_pending_messages`), answered with 429.
     package func refused(reason: RefusedReason) {
+        status.refused(reason)
         Counter(label: "websockets_refused_total", dimensions: [("reason", reason.rawValue)], factory: factory)
             .increment()
     }
 
     /// Counts a connection the server closed, by reason.
     package func closed(reason: ClosedReason) {
+        status.closed(reason)
         Counter(label: "websockets_closed_total", dimensions: [("reason", reason.rawValue)], factory: factory)
             .increment()
     }
@@ -144,11 +175,9 @@ public final class ServerMetrics: Sendable {
         Counter(label: "websockets_replays_total", dimensions: [("result", result)], factory: factory).increment()
     }
 
-    /// Records the time from `start` to now in `timer`.
-    package func record(_ timer: CoreMetrics.Timer, since start: ContinuousClock.Instant) {
+    private static func nanoseconds(since start: ContinuousClock.Instant) -> Int64 {
         let elapsed = ContinuousClock.now - start
-        timer.recordNanoseconds(
-            elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
+        return elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000
     }
 
     /// Records what the process holds now (`process_resident_memory_bytes`, `websockets_heap_in_use_bytes`,

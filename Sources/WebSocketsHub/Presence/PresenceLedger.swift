@@ -133,6 +133,9 @@ package struct PresenceLedger: Sendable {
     }
 
     /// Whether anyone is leaving (the timer has something to do).
+    /// How many users this server counts online (tabs here, or gone within the grace).
+    package var onlineCount: Int { entries.count }
+
     package var hasLeaving: Bool { entries.values.contains { $0.leavingSince != nil } }
 
     /// This server's tab counts of the users that changed since the last call (0: none left here).
