@@ -55,6 +55,9 @@ public final class DemoSite: Sendable {
         return site
     }
 
+    /// This run's security key (new at each start): what the status page's sign-in asks for.
+    public var securityKey: String { key }
+
     /// The page's address.
     public var url: String { "http://127.0.0.1:\(webSocketsServer.port)/" }
 

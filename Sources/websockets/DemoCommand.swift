@@ -22,6 +22,9 @@ struct DemoCommand: AsyncParsableCommand {
             try await DemoSite.start(port: listenPort, logger: logger)
         }
         print("Demo running: open \(demo.url) in two browsers (or a private window) and chat. Ctrl-C stops it.")
+        // The key is this run's own, made at start and known to nothing else: printed (not logged) so that the
+        // status page can be tried.
+        print("Status page: \(demo.url)WebSockets/status, with this run's key \(demo.securityKey)")
         fflush(nil)
         let group = ServiceGroup(
             configuration: .init(

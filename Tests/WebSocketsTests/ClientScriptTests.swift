@@ -24,6 +24,11 @@ import Testing
             #expect(served.body == (try publicFile("WebSockets.js")))
             #expect(
                 (try await harness.http("GET", "/WebSockets/client.mjs")).body == (try publicFile("WebSockets.mjs")))
+            #expect(
+                (try await harness.http("GET", "/WebSockets/client.d.ts")).body == (try publicFile("WebSockets.d.ts")))
+            #expect(
+                (try await harness.http("GET", "/WebSockets/client.d.mts")).body
+                    == (try publicFile("WebSockets.d.mts")))
             let etag = StaticAsset.classicClient.etag
             let revalidated = try await harness.http("GET", "/WebSockets/client.js", headers: [("If-None-Match", etag)])
             #expect(revalidated.status == 304)
