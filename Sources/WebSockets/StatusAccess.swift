@@ -72,7 +72,8 @@ struct StatusAccess: Sendable {
     }
 
     private static func cookieValue(_ token: String, maxAge: Int64, secure: Bool) -> String {
-        "\(cookieName)=\(token); Path=\(path); Max-Age=\(maxAge); HttpOnly; SameSite=Strict" + (secure ? "; Secure" : "")
+        "\(cookieName)=\(token); Path=\(path); Max-Age=\(maxAge); HttpOnly; SameSite=Strict"
+            + (secure ? "; Secure" : "")
     }
 
     /// The status cookie's value among `headers`' cookies.

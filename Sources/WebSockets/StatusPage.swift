@@ -4,7 +4,9 @@ import WebSocketsProtocol
 /// The status page's HTML (its script and styles are ``StatusAsset``s) and the headers every answer under
 /// `/WebSockets/status` carries: never cached, never framed, scripts and styles from this server only.
 enum StatusPage {
-    /// Headers that keep the page's answers out of caches, frames and other origins' reach.
+    /// Headers that keep the page's answers out of caches, frames and other origins' reach. The referrer policy is
+    /// `same-origin`, not `no-referrer`: under `no-referrer` Chromium sends `Origin: null` with the page's own form,
+    /// and the sign-in, which asks for the page's origin, refused every key.
     static let securityHeaders: [(String, String)] = [
         ("Cache-Control", "no-store"),
         (
@@ -12,7 +14,7 @@ enum StatusPage {
             "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; "
                 + "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
         ),
-        ("X-Frame-Options", "DENY"), ("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-referrer"),
+        ("X-Frame-Options", "DENY"), ("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "same-origin"),
     ]
 
     /// `response` with ``securityHeaders``.
@@ -41,7 +43,6 @@ enum StatusPage {
         <head>
         <meta charset="utf-8">
         <meta name="viewport" content="width=device-width, initial-scale=1">
-        <meta name="referrer" content="no-referrer">
         <title>\(title)</title>
         <link rel="stylesheet" href="/WebSockets/status.css">
         </head>

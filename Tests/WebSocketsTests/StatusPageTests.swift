@@ -10,10 +10,16 @@ import Testing
 @Suite(.serialized) struct StatusPageTests {
     /// Signs in over HTTP as the form does (with curl, which shows the answer's headers); the cookie's `name=value`.
     private func signIn(_ harness: Harness) throws -> String {
+        try signIn(port: harness.port, key: harness.key)
+    }
+
+    private func signIn(port: Int, key: String) throws -> String {
         let answer = try run(
             "/usr/bin/curl",
-            ["-s", "-i", "-X", "POST", "-H", "Origin: http://127.0.0.1:\(harness.port)", "--data-urlencode",
-             "key=\(harness.key)", "http://127.0.0.1:\(harness.port)/WebSockets/status"],
+            [
+                "-s", "-i", "-X", "POST", "-H", "Origin: http://127.0.0.1:\(port)", "--data-urlencode",
+                "key=\(key)", "http://127.0.0.1:\(port)/WebSockets/status",
+            ],
             in: NSTemporaryDirectory())
         #expect(answer.output.hasPrefix("HTTP/1.1 303"))
         let line = try #require(
@@ -37,7 +43,10 @@ import Testing
                     body: #"["x", null, 1, null]"#
                 ).status == 403)
             // A forged cookie, and the send key where the cookie belongs, are not a sign-in.
-            let forged = ("Cookie", "websockets_status=\(Int(Date().timeIntervalSince1970) + 60).\(String(repeating: "0", count: 64))")
+            let forged = (
+                "Cookie",
+                "websockets_status=\(Int(Date().timeIntervalSince1970) + 60).\(String(repeating: "0", count: 64))"
+            )
             #expect(try await harness.http("GET", "/WebSockets/status/data", headers: [forged]).status == 401)
             #expect(
                 try await harness.http("GET", "/WebSockets/status/data", headers: [("X-WebSockets-Key", harness.key)])
@@ -87,6 +96,30 @@ import Testing
         }
     }
 
+    @Test func neitherTheKeyNorTheCookieReachesTheLog() async throws {
+        let site = try await TestSite.start()
+        // Every log line the server can write.
+        let server = try await StartedServer.start(site: site, environment: ["WEBSOCKETS_LOG_LEVEL": "trace"])
+        try await withTeardown({
+            server.kill()
+            await site.shutdown()
+        }) {
+            let cookie = try signIn(port: server.port, key: site.key)
+            let token = String(cookie.split(separator: "=")[1])
+            let client = CurlClient(maximumConcurrency: 1)
+            let data = await client.perform(
+                HTTPClientRequest(
+                    url: "http://127.0.0.1:\(server.port)/WebSockets/status/data", headers: [("Cookie", cookie)],
+                    timeout: .seconds(10)))
+            await client.shutdown()
+            #expect(try data.get().status == 200)
+            let output = await server.stop().output
+            #expect(output.contains("status page: signed in"))
+            #expect(!output.contains(site.key))
+            #expect(!output.contains(token))
+        }
+    }
+
     @Test func theClientsTypeDeclarationsAreServedAndCheckTypedCode() async throws {
         let tsc = "/usr/bin/tsc"
         try #require(FileManager.default.isExecutableFile(atPath: tsc), "tsc (Debian's node-typescript)")
@@ -95,50 +128,55 @@ import Testing
             let folder = NSTemporaryDirectory() + "websockets-tsc-\(UUID().uuidString)"
             try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
             defer { try? FileManager.default.removeItem(atPath: folder) }
-            for (path, file) in [("/WebSockets/client.d.ts", "WebSockets.d.ts"), ("/WebSockets/client.d.mts", "WebSockets.d.mts")] {
+            for (path, file) in [
+                ("/WebSockets/client.d.ts", "WebSockets.d.ts"), ("/WebSockets/client.d.mts", "WebSockets.d.mts"),
+            ] {
                 let served = try await harness.http("GET", path)
                 #expect(served.status == 200)
                 try served.body.write(toFile: folder + "/" + file, atomically: true, encoding: .utf8)
             }
             // Typed code as a page writes it, for the classic script and for the module.
             try """
-                /// <reference path="./WebSockets.d.ts" />
-                const badge = { textContent: '' };
-                cs.WebSockets
-                  .on('hello', (greeting: string, count: number) => console.log(greeting, count), (code, message) => {
-                    const c: number = code;
-                    const m: string = message;
-                    console.warn(c, m);
-                  })
-                  .on('Client/state', (state) => { badge.textContent = state; })
-                  .once('Client/authentication', (details) => console.log(details['user']))
-                  .off('hello')
-                  .send('hello', { name: 'Ann', tags: ['a', 1, null] })
-                  .send('ping');
-                const online: boolean = cs.WebSockets.state === 'online';
-                const queued: number = cs.WebSockets.queued;
-                const last: number | null = cs.WebSockets.lastId;
-                console.log(online, queued, last);
-                """.write(toFile: folder + "/page.ts", atomically: true, encoding: .utf8)
+            /// <reference path="./WebSockets.d.ts" />
+            const badge = { textContent: '' };
+            cs.WebSockets
+              .on('hello', (greeting: string, count: number) => console.log(greeting, count), (code, message) => {
+                const c: number = code;
+                const m: string = message;
+                console.warn(c, m);
+              })
+              .on('Client/state', (state) => { badge.textContent = state; })
+              .once('Client/authentication', (details) => console.log(details['user']))
+              .off('hello')
+              .send('hello', { name: 'Ann', tags: ['a', 1, null] })
+              .send('ping');
+            const online: boolean = cs.WebSockets.state === 'online';
+            const queued: number = cs.WebSockets.queued;
+            const last: number | null = cs.WebSockets.lastId;
+            console.log(online, queued, last);
+            """.write(toFile: folder + "/page.ts", atomically: true, encoding: .utf8)
             try """
-                import WebSockets from './WebSockets.mjs';
-                WebSockets.on('Client/state', (state) => console.log(state)).send('hello', 'Ann');
-                const n: number = WebSockets.queued;
-                console.log(n);
-                """.write(toFile: folder + "/module.mts", atomically: true, encoding: .utf8)
+            import WebSockets from './WebSockets.mjs';
+            WebSockets.on('Client/state', (state) => console.log(state)).send('hello', 'Ann');
+            const n: number = WebSockets.queued;
+            console.log(n);
+            """.write(toFile: folder + "/module.mts", atomically: true, encoding: .utf8)
             let good = try run(
-                tsc, ["--noEmit", "--strict", "--module", "node16", "--moduleResolution", "node16", "--lib", "es2017,dom",
-                      "page.ts", "module.mts"], in: folder)
+                tsc,
+                [
+                    "--noEmit", "--strict", "--module", "node16", "--moduleResolution", "node16", "--lib", "es2017,dom",
+                    "page.ts", "module.mts",
+                ], in: folder)
             #expect(good.status == 0, "\(good.output)")
             // And what the declarations must refuse: a state that does not exist, details that are not JSON, a
             // number where the action goes.
             try """
-                /// <reference path="./WebSockets.d.ts" />
-                const s: 'open' = cs.WebSockets.state;
-                cs.WebSockets.send('x', () => 1);
-                cs.WebSockets.on(42, () => {});
-                cs.WebSockets.state = 'online';
-                """.write(toFile: folder + "/wrong.ts", atomically: true, encoding: .utf8)
+            /// <reference path="./WebSockets.d.ts" />
+            const s: 'open' = cs.WebSockets.state;
+            cs.WebSockets.send('x', () => 1);
+            cs.WebSockets.on(42, () => {});
+            cs.WebSockets.state = 'online';
+            """.write(toFile: folder + "/wrong.ts", atomically: true, encoding: .utf8)
             let bad = try run(tsc, ["--noEmit", "--strict", "--lib", "es2017,dom", "wrong.ts"], in: folder)
             #expect(bad.status != 0)
             for line in ["wrong.ts(2,", "wrong.ts(3,", "wrong.ts(4,", "wrong.ts(5,"] {

@@ -39,7 +39,9 @@ import Testing
         #expect(!StatusAccess(securityKey: "").admits(headers(cookie: "websockets_status=\(token)"), now: now))
         // The cookie's own attributes: no script reads it, no other site sends it, HTTPS only when the page was.
         let cookie = try #require(access.signInCookie(expiry: now + 60, secure: false))
-        #expect(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict") && cookie.contains("Path=/WebSockets/status"))
+        #expect(
+            cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict")
+                && cookie.contains("Path=/WebSockets/status"))
         #expect(!cookie.contains("the key") && !cookie.contains("Secure"))
         #expect(try #require(access.signInCookie(expiry: now + 60, secure: true)).hasSuffix("; Secure"))
     }
@@ -48,8 +50,10 @@ import Testing
         let access = StatusAccess(securityKey: "the key")
         let cookie = "websockets_status=" + (try #require(access.token(expiry: now + 60)))
         #expect(access.admitsAction(headers(cookie: cookie, origin: "http://127.0.0.1:8080", action: true), now: now))
-        #expect(access.admitsAction(
-            headers(cookie: cookie, origin: "https://rt.example.com", host: "rt.example.com", action: true), now: now))
+        #expect(
+            access.admitsAction(
+                headers(cookie: cookie, origin: "https://rt.example.com", host: "rt.example.com", action: true),
+                now: now))
         #expect(!access.admitsAction(headers(cookie: cookie, origin: "http://127.0.0.1:8080"), now: now))
         #expect(!access.admitsAction(headers(cookie: cookie, origin: "http://evil.example", action: true), now: now))
         #expect(!access.admitsAction(headers(cookie: cookie, action: true), now: now))

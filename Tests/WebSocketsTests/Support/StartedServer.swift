@@ -10,12 +10,14 @@ final class StartedServer: Sendable {
     private let client: CurlClient
     private let ended: Task<(status: Int32, output: String), Never>
 
-    /// Starts a server for `site` with `extra` arguments and waits until its health check answers.
-    static func start(site: TestSite, _ extra: [String] = []) async throws -> StartedServer {
+    /// Starts a server for `site` with `extra` arguments (and `environment`'s variables) and waits until its health check answers.
+    static func start(site: TestSite, _ extra: [String] = [], environment: [String: String] = [:]) async throws
+        -> StartedServer
+    {
         let port = try ServerProcess.freePort()
         let process = try ServerProcess(
             ["start", site.url, "--listen-port", "\(port)", "--security-key", site.key] + extra,
-            directory: try ServerProcess.temporaryDirectory(), captureErrors: true)
+            directory: try ServerProcess.temporaryDirectory(), environment: environment, captureErrors: true)
         let server = StartedServer(process: process, port: port)
         do {
             // 60 s: it returns once the server answers; at the suite's start, on 2 cores, 20 s was once not enough.
