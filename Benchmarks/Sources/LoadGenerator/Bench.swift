@@ -27,7 +27,7 @@ final class Bench {
     let key: String
     let recorder = Recorder()
     let publisher: Publisher
-    private let curl: CurlClient
+    let curl: CurlClient
     let pipelined: PipelinedPublisher
     private(set) var channels: [any Channel] = []
 

@@ -265,11 +265,22 @@ struct LoadGenerator {
         report.churn = result
     }
 
+    /// One status page viewer's cost with `connections` open (``StatusProbe``).
+    static func probeStatus(peer: Peer, bench: Bench, connections: Int) async throws {
+        let result = try await StatusProbe.run(peer: peer, key: bench.key, curl: bench.curl)
+        say(
+            String(
+                format: "Status page data with %d connections open: %.1f µs server CPU and %.2f ms per fetch, %d bytes",
+                connections, result.cpuMicroseconds, result.milliseconds, result.bytes))
+    }
+
     static func measure(peer: Peer, bench: Bench, options: Options, report: inout Report) async throws {
         let kind = peer.kind
         if options.compression { say("Clients offer permessage-deflate.") }
         try await Task.sleep(for: .seconds(1))
         let rssBase = peer.rssKiB
+        let probesStatus = kind == .ours || kind == .oursWithoutEvents
+        if probesStatus { try await probeStatus(peer: peer, bench: bench, connections: 0) }
         let started = ContinuousClock.now
         try await bench.connect(upTo: options.subscribers, users: options.users)
         say("\(options.subscribers) clients ready in \(ContinuousClock.now - started)")
@@ -284,6 +295,7 @@ struct LoadGenerator {
         if kind == .ours || kind == .oursWithoutEvents {
             say("Heap in use: \(await bench.heapInUseKiB()) KiB")
         }
+        if probesStatus { try await probeStatus(peer: peer, bench: bench, connections: options.idle) }
         say(
             "Idle RSS per connection: \(report.value(kind, "idle10k")) KiB at \(options.subscribers), "
                 + "\(report.value(kind, "idle19k")) KiB at \(options.idle) (RSS \(rssBase) KiB before)")
