@@ -14,8 +14,6 @@ extension WebSocketsServer {
         switch (request.method, request.path) {
         case (.POST, "/WebSockets/send"):
             return await acceptSends(request)
-        case (_, let path) where Self.isStatusRequest(path):
-            return await respondToStatus(request)
         default:
             switch respondImmediately(to: request) {
             case .response(let response): return response
@@ -39,6 +37,7 @@ extension WebSocketsServer {
             guard mode.answersSendsOnTheLoop, request.body.count <= 65536 else { return nil }
             return acceptSendsHere(request)
         }
+        if Self.isStatusRequest(request.path) { return respondToStatus(request) }
         return immediateResponse(to: request).map(ImmediateAnswer.response)
     }
 

@@ -37,46 +37,55 @@ extension WebSocketsServer {
         path == StatusAccess.path || path.hasPrefix(StatusAccess.path + "/") || path == "/WebSockets/status.css"
     }
 
-    /// Answers the status page's requests (``StatusAccess`` says who may).
-    func respondToStatus(_ request: HTTPServerRequest) async -> HTTPServerResponse {
+    /// Answers the status page's requests (``StatusAccess`` says who may): on the event loop, but for a test send
+    /// and, in a cluster, the data (which may read the pool from PostgreSQL).
+    func respondToStatus(_ request: HTTPServerRequest) -> ImmediateAnswer {
         let now = Int64(Date().timeIntervalSince1970)
         let signedIn = statusAccess.admits(request.headers, now: now)
         switch (request.method, request.path) {
         case (.GET, "/WebSockets/status.css"):
-            return StatusAsset.style.response(to: request)
+            return .response(StatusAsset.style.response(to: request))
         case (.GET, StatusAccess.path):
-            return StatusPage.response(signedIn ? StatusPage.status : StatusPage.signIn(message: nil))
+            return .response(StatusPage.response(signedIn ? StatusPage.status : StatusPage.signIn(message: nil)))
         case (.POST, StatusAccess.path):
-            return signIn(request, now: now)
+            return .response(signIn(request, now: now))
         case (.GET, StatusAccess.path + "/app.js"):
-            guard signedIn else { return StatusPage.secured(.error(.unauthorized, "Sign in first")) }
-            return StatusAsset.script.response(to: request)
+            guard signedIn else { return .response(StatusPage.secured(.error(.unauthorized, "Sign in first"))) }
+            return .response(StatusAsset.script.response(to: request))
         case (.GET, StatusAccess.path + "/data"):
-            guard signedIn else { return StatusPage.secured(.error(.unauthorized, "Sign in first")) }
-            return StatusPage.secured(.json(await statusReport().json))
+            guard signedIn else { return .response(StatusPage.secured(.error(.unauthorized, "Sign in first"))) }
+            guard mode.findsServersInThePool else { return .response(StatusPage.secured(.json(statusReport().json))) }
+            return .task { [self] in
+                await readPoolIfDue()
+                return StatusPage.secured(.json(statusReport().json))
+            }
         case (.POST, StatusAccess.path + "/send"):
             guard statusAccess.admitsAction(request.headers, now: now) else {
-                return StatusPage.secured(.error(.forbidden, "Sign in first, from the status page"))
+                return .response(StatusPage.secured(.error(.forbidden, "Sign in first, from the status page")))
             }
             let sends: [Send]
             do {
                 sends = try Send.list(parsing: request.body)
             } catch {
-                return StatusPage.secured(.error(.badRequest, "\(error)"))
+                return .response(StatusPage.secured(.error(.badRequest, "\(error)")))
             }
             logger.info("status page: test send", metadata: ["sends": "\(sends.count)"])
-            let delivered = await router.perform(sends)
-            var body: [String: JSON] = ["accepted": .int(Int64(sends.count))]
-            if let delivered { body["delivered"] = .int(Int64(delivered)) }
-            return StatusPage.secured(.json(.object(body), status: .accepted))
+            return .task { [self] in
+                let delivered = await router.perform(sends)
+                var body: [String: JSON] = ["accepted": .int(Int64(sends.count))]
+                if let delivered { body["delivered"] = .int(Int64(delivered)) }
+                return StatusPage.secured(.json(.object(body), status: .accepted))
+            }
         case (.POST, StatusAccess.path + "/signout"):
-            guard StatusAccess.isSameOrigin(request.headers) else { return StatusPage.secured(.error(.forbidden)) }
+            guard StatusAccess.isSameOrigin(request.headers) else {
+                return .response(StatusPage.secured(.error(.forbidden)))
+            }
             var response = StatusPage.redirect()
             response.headers.add(
                 name: "Set-Cookie", value: StatusAccess.signOutCookie(secure: Self.isSecure(request.headers)))
-            return response
+            return .response(response)
         default:
-            return StatusPage.secured(.error(.notFound))
+            return .response(StatusPage.secured(.error(.notFound)))
         }
     }
 
@@ -115,8 +124,8 @@ extension WebSocketsServer {
         headers.first(name: "origin")?.hasPrefix("https://") ?? false
     }
 
-    /// The page's data now; in a cluster the pool is read at most once every 2 s, whatever the viewers.
-    func statusReport() async -> StatusReport {
+    /// The page's data now, from counters and the sampler (and the pool as last read, in a cluster).
+    func statusReport() -> StatusReport {
         let counts = hub.counts
         let uptime = ContinuousClock.now - startedAt
         let live = StatusReport.Live(
@@ -125,7 +134,6 @@ extension WebSocketsServer {
             connections: counts.connections, authenticated: counts.authenticated, guests: hub.guestCount,
             usersOnline: presence.withLockedValue { $0.onlineCount }, siteBacklogBytes: siteBacklog.bytes,
             lanes: curl.laneFigures, httpConnections: httpConnectionCount)
-        if mode.findsServersInThePool { await readPoolIfDue() }
         return status.withLockedValue { state in
             StatusReport(
                 live: live, sampler: state.sampler,
@@ -138,6 +146,7 @@ extension WebSocketsServer {
         }
     }
 
+    /// Reads the cluster's pool when the last reading is 2 s old and none is under way, whatever the viewers.
     private func readPoolIfDue() async {
         let now = ContinuousClock.now
         let due = status.withLockedValue { state -> Bool in

@@ -14,8 +14,8 @@ import WebSocketsCore
 /// refusal, compression's agreement, `X-Forwarded-For`, cookies) and, once upgraded, the socket loop's frames and
 /// the messages. Its site does not answer (a refused connection), so authentication fails quickly.
 ///
-/// The invariants: whatever comes back is HTTP (a status line first), a send is accepted (`202`) only from a
-/// request that carries the key, and the server is still there for the next input (a trap would end the process).
+/// The invariants: whatever comes back is HTTP (a status line first), a send is accepted (`202`) and the status
+/// page signs in only a request that carries the key, the status page's data never comes back, and the server is still there for the next input (a trap would end the process).
 package enum HTTPHeadCheck {
     /// The key the server is given: an input that does not hold it must never get a send accepted.
     package static let key = "fuzz-key-3f9c1b7e5a2d4c8f9e0b1a2c3d4e5f60"
@@ -41,6 +41,13 @@ package enum HTTPHeadCheck {
         if text.contains("HTTP/1.1 202") || text.contains("HTTP/1.0 202") {
             let input = String(decoding: bytes, as: UTF8.self)
             try expect(input.contains(key), "a send was accepted from a request without the key")
+        }
+        // The status page (issue 28): its data is never shown, and its sign-in never given, to a request without
+        // the key (a cookie is an HMAC under the key: no input can forge one).
+        try expect(!text.contains("\"users_online\""), "the status page's data was shown without a sign-in")
+        if text.contains("websockets_status=") && !text.contains("websockets_status=;") {
+            let input = String(decoding: bytes, as: UTF8.self)
+            try expect(input.contains(key), "the status page signed in a request without the key")
         }
     }
 
