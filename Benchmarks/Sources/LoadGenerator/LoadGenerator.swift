@@ -270,8 +270,9 @@ struct LoadGenerator {
         let result = try await StatusProbe.run(peer: peer, key: bench.key, curl: bench.curl)
         say(
             String(
-                format: "Status page data with %d connections open: %.1f µs server CPU and %.2f ms per fetch, %d bytes",
-                connections, result.cpuMicroseconds, result.milliseconds, result.bytes))
+                format: "Status page data with %d connections open: %.1f µs server CPU and %.2f ms per fetch, %d bytes "
+                    + "(GET /WebSockets/health: %.1f µs)",
+                connections, result.cpuMicroseconds, result.milliseconds, result.bytes, result.healthCPUMicroseconds))
     }
 
     static func measure(peer: Peer, bench: Bench, options: Options, report: inout Report) async throws {
