@@ -24,11 +24,20 @@ package enum PostgresSchema {
                 CREATE TABLE IF NOT EXISTS websockets_pool (
                     address text PRIMARY KEY, server text NOT NULL, heartbeat timestamptz NOT NULL DEFAULT now())
                 """, logger: logger)
-            // What the status page shows of every server (added in 0.9: a table made before has them added).
+            // What the status page shows of every server (added in 0.9: a table made before has them added). Only
+            // when missing: ALTER TABLE takes the table's ACCESS EXCLUSIVE lock even when there is nothing to add,
+            // and every other server's heartbeat and presence sweep would wait behind it at each start.
             try await connection.query(
                 """
-                ALTER TABLE websockets_pool ADD COLUMN IF NOT EXISTS connections integer NOT NULL DEFAULT 0,
-                    ADD COLUMN IF NOT EXISTS behind bigint NOT NULL DEFAULT 0
+                DO $$ BEGIN
+                    IF NOT EXISTS (SELECT 1 FROM information_schema.columns
+                        WHERE table_schema = current_schema() AND table_name = 'websockets_pool'
+                        AND column_name = 'behind')
+                    THEN
+                        ALTER TABLE websockets_pool ADD COLUMN IF NOT EXISTS connections integer NOT NULL DEFAULT 0,
+                            ADD COLUMN IF NOT EXISTS behind bigint NOT NULL DEFAULT 0;
+                    END IF;
+                END $$
                 """, logger: logger)
             try await connection.query(
                 """
