@@ -88,7 +88,7 @@ extension WebSocketsServer {
     private func health() -> HTTPServerResponse {
         let counts = hub.counts
         let uptime = ContinuousClock.now - startedAt
-        let seconds = Double(uptime.components.seconds) + Double(uptime.components.attoseconds) / 1e18
+        let seconds = uptime.inSeconds
         guard isReady else { return .json(["status": "starting"], status: .serviceUnavailable) }
         return .json([
             "status": isStopping ? "stopping" : "ok",

@@ -41,7 +41,8 @@ extension WebSocketsServer {
     /// and, in a cluster, the data (which may read the pool from PostgreSQL).
     func respondToStatus(_ request: HTTPServerRequest) -> ImmediateAnswer {
         let now = Int64(Date().timeIntervalSince1970)
-        let signedIn = statusAccess.admits(request.headers, now: now)
+        // The HMAC is checked only for the answers that depend on it (not for the styles or the sign-in's post).
+        var signedIn: Bool { statusAccess.admits(request.headers, now: now) }
         switch (request.method, request.path) {
         case (.GET, "/WebSockets/status.css"):
             return .response(StatusAsset.style.response(to: request))
@@ -130,7 +131,7 @@ extension WebSocketsServer {
         let uptime = ContinuousClock.now - startedAt
         let live = StatusReport.Live(
             server: address, version: Self.version,
-            uptime: Double(uptime.components.seconds) + Double(uptime.components.attoseconds) / 1e18,
+            uptime: uptime.inSeconds,
             connections: counts.connections, authenticated: counts.authenticated, guests: hub.guestCount,
             usersOnline: presence.withLockedValue { $0.onlineCount }, siteBacklogBytes: siteBacklog.bytes,
             lanes: curl.laneFigures, httpConnections: httpConnectionCount)
@@ -171,8 +172,7 @@ extension WebSocketsServer {
             case .success(let members):
                 state.pool.update(members, now: end)
                 state.database = "ok"
-                state.roundTrip =
-                    Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
+                state.roundTrip = elapsed.inSeconds * 1000
             case .failure(let error):
                 state.database = "unreachable: " + String(String(describing: error).prefix(200))
                 state.roundTrip = nil

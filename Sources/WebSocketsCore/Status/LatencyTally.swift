@@ -3,7 +3,11 @@
 /// a factor of 1.41 and recording one duration is a search over 32 numbers and one atomic add.
 package final class LatencyTally: Sendable {
     /// The buckets' upper bounds, in milliseconds.
-    package static let bounds: [Double] = (0..<32).map { 0.25 * Double.pow2(Double($0) / 2) }
+    package static let bounds: [Double] = (0..<32).map { index in
+        // Exact powers of two at even indexes (1 ms is a bound), times √2 between them.
+        let power = 0.25 * Double(1 << (index / 2))
+        return index.isMultiple(of: 2) ? power : power * 2.0.squareRoot()
+    }
     private let buckets: [Tally] = (0...32).map { _ in Tally() }
 
     /// No duration counted.
@@ -34,18 +38,5 @@ package final class LatencyTally: Sendable {
             if seen >= max(rank, 1) { return index < bounds.count ? bounds[index] : .infinity }
         }
         return .infinity
-    }
-}
-
-extension Double {
-    /// 2 to the power `exponent`, without Foundation.
-    fileprivate static func pow2(_ exponent: Double) -> Double {
-        var result = 1.0
-        var whole = Int(exponent)
-        while whole > 0 {
-            result *= 2
-            whole -= 1
-        }
-        return exponent - exponent.rounded(.down) > 0 ? result * 2.0.squareRoot() : result
     }
 }

@@ -28,8 +28,7 @@ package struct StatusSnapshot: Sendable {
 
     /// `increase` spread over the time from `earlier` to this one: 0 when no time passed.
     package func perSecond(_ increase: Int, since earlier: StatusSnapshot) -> Double {
-        let elapsed = time - earlier.time
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        let seconds = (time - earlier.time).inSeconds
         guard seconds > 0 else { return 0 }
         return Double(max(increase, 0)) / seconds
     }
