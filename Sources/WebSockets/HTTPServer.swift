@@ -38,7 +38,8 @@ public final class HTTPServer: Sendable {
                         try channel.pipeline.syncOperations.addHandler(
                             HTTPConnectionGuard(settings: limits, counter: counter, metrics: metrics, logger: logger))
                     }
-                    try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                    // The handler answers pipelined requests in order itself.
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withPipeliningAssistance: false)
                     let admit: RequestAdmitter = { _, _ in .accepted(bodyLimit: limits == nil ? 4 << 20 : 64 << 10) }
                     try channel.pipeline.syncOperations.addHandler(
                         HTTPRequestHandler(admit: admit, responder: responder))

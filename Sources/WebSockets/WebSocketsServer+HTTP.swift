@@ -18,6 +18,8 @@ extension WebSocketsServer {
             switch respondImmediately(to: request) {
             case .response(let response): return response
             case .task(let work): return await work()
+            case .later(let start):
+                return await withCheckedContinuation { answered in start { answered.resume(returning: $0) } }
             case nil: break
             }
             if let additionalResponder, let response = await additionalResponder(request) {
@@ -28,14 +30,13 @@ extension WebSocketsServer {
     }
 
     /// The answer to a request that needs no waiting, made on the event loop; `nil` for the others: the
-    /// application's routes, a send in a cluster (written to PostgreSQL first), a send body over 64 KiB (parsed
-    /// off the loop so that the loop's other connections do not wait for it) and a send to many (see
-    /// ``acceptSendsHere(_:)``).
+    /// application's routes and a send body over 64 KiB (parsed off the loop so that the loop's other connections
+    /// do not wait for it). A send in a cluster is checked, parsed and handed to the bus on the loop, and answered
+    /// once PostgreSQL has it (``ImmediateAnswer/later(_:)``), while the sends pipelined behind it are handled.
     func respondImmediately(to request: HTTPServerRequest) -> ImmediateAnswer? {
         if request.method == .POST && request.path == "/WebSockets/send" {
-            // In a cluster a send is answered once PostgreSQL took it: not on the loop.
-            guard mode.answersSendsOnTheLoop, request.body.count <= 65536 else { return nil }
-            return acceptSendsHere(request)
+            guard request.body.count <= 65536 else { return nil }
+            return mode.answersSendsOnTheLoop ? acceptSendsHere(request) : submitSends(request)
         }
         if Self.isStatusRequest(request.path) { return respondToStatus(request) }
         return immediateResponse(to: request).map(ImmediateAnswer.response)
@@ -130,6 +131,24 @@ extension WebSocketsServer {
         case .failure(let refusal): return .response(refusal.response)
         case .success(let sends): return .response(deliverHere(sends))
         }
+    }
+
+    /// A send in a cluster, checked and parsed on the loop and handed to the bus at once, in the order of the
+    /// connection's requests; answered once the bus accepted it.
+    private func submitSends(_ request: HTTPServerRequest) -> ImmediateAnswer {
+        switch checkSends(request) {
+        case .failure(let refusal): return .response(refusal.response)
+        case .success(let sends):
+            return .later { [router] answer in
+                router.submit(sends) { delivered in answer(Self.accepted(sends.count, delivered: delivered)) }
+            }
+        }
+    }
+
+    /// Whether a request may be handled while the answers ahead of it on its connection are still owed: a send,
+    /// whose order among the connection's sends is kept by the bus (``AnswerQueue``).
+    static func readsAhead(_ head: HTTPRequestHead) -> Bool {
+        head.method == .POST && HTTPRequestHandler.split(head.uri).0 == "/WebSockets/send"
     }
 
     private func deliverHere(_ sends: [Send]) -> HTTPServerResponse {

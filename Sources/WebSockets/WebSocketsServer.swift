@@ -371,12 +371,17 @@ public final class WebSocketsServer: Service, Sendable {
             })
         let httpHandler = HTTPRequestHandler(
             admit: { [self] head, address in admit(head, address: address) },
+            readsAhead: Self.readsAhead,
             immediate: { [self] request in respondImmediately(to: request) },
             responder: { [self] request in await respond(to: request) })
         let guardHandler = HTTPConnectionGuard(
             settings: settings, counter: httpConnections, metrics: metrics, logger: logger)
         try channel.pipeline.syncOperations.addHandler(guardHandler, name: "websockets-http-guard")
+        // The handler answers pipelined requests in order itself (``AnswerQueue``), so that sends may be handled
+        // while the answers ahead of them are owed; SwiftNIO's pipelining handler held each request until the
+        // answer before it was written.
         try channel.pipeline.syncOperations.configureHTTPServerPipeline(
+            withPipeliningAssistance: false,
             withServerUpgrade: (
                 upgraders: [upgrader],
                 completionHandler: { context in

@@ -24,7 +24,8 @@ package final class BusPublisher: Sendable {
 
     private struct Entry {
         var sends: [Pending]
-        var done: CheckedContinuation<Void, Never>?
+        /// Called once the sends are written (or delivered here during an outage), or given up at shutdown.
+        var done: (@Sendable () -> Void)?
     }
 
     private struct State {
@@ -84,13 +85,13 @@ package final class BusPublisher: Sendable {
         publisherWake.yield()
     }
 
-    /// Queues sends in order and returns once they are written (or delivered here during an outage).
-    func publish(_ sends: [Send]) async {
+    /// Queues sends in order now and calls `done` once they are written (or delivered here during an outage), from
+    /// the publisher's task. Sends queued before its write began share it: a publisher's pipelined requests make
+    /// one insert, not one each.
+    func publish(_ sends: [Send], then done: @escaping @Sendable () -> Void) {
         let sends = carried(sends)
-        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
-            state.withLockedValue { $0.queue.append(Entry(sends: $0.keyed(sends), done: done)) }
-            publisherWake.yield()
-        }
+        state.withLockedValue { $0.queue.append(Entry(sends: $0.keyed(sends), done: done)) }
+        publisherWake.yield()
     }
 
     /// `sends` without those over `max_send_size`, which the cluster does not carry (counted and logged): every
@@ -146,7 +147,7 @@ package final class BusPublisher: Sendable {
             logger.warning("stopped with sends not written to PostgreSQL", metadata: ["count": "\(count)"])
             metrics.dropped(reason: .shutdown, count: count)
         }
-        for entry in left { entry.done?.resume() }
+        for entry in left { entry.done?() }
     }
 
     private func publishLoop() async {
@@ -177,7 +178,7 @@ package final class BusPublisher: Sendable {
                             deliverDuringOutage(pending, error: error)
                         }
                     }
-                    for entry in batch { entry.done?.resume() }
+                    for entry in batch { entry.done?() }
                     let waiters = state.withLockedValue { state -> [CheckedContinuation<Void, Never>] in
                         guard state.queue.isEmpty else { return [] }
                         defer { state.drained = [] }
@@ -274,6 +275,7 @@ package final class BusPublisher: Sendable {
                 RETURNING id)
             SELECT pg_notify('websockets', max(id)::text) FROM rows HAVING count(*) > 0
             """, logger: logger)
+        metrics.clusterWrites.increment()
         let recovered = state.withLockedValue { state -> Bool in
             defer { state.databaseUp = true }
             return !state.databaseUp

@@ -8,8 +8,9 @@ import WebSocketsProtocol
 package protocol MessageBus: Sendable {
     /// Queues sends in order without waiting.
     func enqueue(_ sends: [Send])
-    /// Queues sends in order and returns once they are accepted (written to the database, or delivered here).
-    func publish(_ sends: [Send]) async
+    /// Queues sends in order now and calls `done` once they are accepted (written to the database, or delivered
+    /// here), on any thread.
+    func publish(_ sends: [Send], then done: @escaping @Sendable () -> Void)
     /// The id of the last message this server applied (0 on a single server).
     var head: Int64 { get }
     /// Messages after `after` up to `through` that select `recipient`, in order, holding at most `budget` bytes of
@@ -31,6 +32,13 @@ package protocol MessageBus: Sendable {
 }
 
 extension MessageBus {
+    /// Queues sends in order and returns once they are accepted (written to the database, or delivered here).
+    package func publish(_ sends: [Send]) async {
+        await withCheckedContinuation { (accepted: CheckedContinuation<Void, Never>) in
+            publish(sends) { accepted.resume() }
+        }
+    }
+
     /// None: the server's own ledger decides.
     package var presenceDecisions: AsyncStream<PresenceLedger.Change> { AsyncStream { $0.finish() } }
     /// None: the server tells its browsers as it decides.
@@ -53,8 +61,9 @@ package struct LocalBus: MessageBus {
         for send in sends { hub.deliver(send) }
     }
 
-    package func publish(_ sends: [Send]) async {
+    package func publish(_ sends: [Send], then done: @escaping @Sendable () -> Void) {
         enqueue(sends)
+        done()
     }
 
     package var head: Int64 { 0 }

@@ -178,8 +178,8 @@ package final class PostgresBus: MessageBus, Sendable {
         publisher.enqueue(sends)
     }
 
-    package func publish(_ sends: [Send]) async {
-        await publisher.publish(sends)
+    package func publish(_ sends: [Send], then done: @escaping @Sendable () -> Void) {
+        publisher.publish(sends, then: done)
     }
 
     package func messages(

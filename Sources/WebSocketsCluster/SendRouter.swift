@@ -43,6 +43,16 @@ package struct SendRouter: Sendable {
         return nil
     }
 
+    /// Delivers here what stays here and hands the rest to the bus now, in order; calls `done` once the bus
+    /// accepted them (written to PostgreSQL, or delivered here during an outage), from any thread, with how many
+    /// of this server's connections were written to at once, or `nil` when some sends went to the bus. Unlike
+    /// ``perform(_:)``, the caller need not wait: sends submitted before the bus writes share its write.
+    package func submit(_ sends: [Send], then done: @escaping @Sendable (Int?) -> Void) {
+        let (delivered, shared) = split(sends)
+        guard !shared.isEmpty else { return done(delivered) }
+        bus.publish(shared) { done(nil) }
+    }
+
     private func split(_ sends: [Send]) -> (delivered: Int, shared: [Send]) {
         var delivered = 0
         var shared: [Send] = []

@@ -128,6 +128,59 @@ import Testing
         }
     }
 
+    /// Issue 29: a publisher's pipelined sends in a cluster share PostgreSQL's writes, and their answers keep their
+    /// order. Before, each waited for the answer to the one before it: 8 writes for 8 sends, one round trip each
+    /// (8 in flight were answered in 6.1 ms at p50, 1,100 sends/s on loopback).
+    @Test func pipelinedSendsShareTheirWritesAndAreAnsweredInOrder() async throws {
+        let cluster = try await Cluster.start(2)
+        defer { cluster.postgres.shutdown() }
+        try await withTeardown({ await cluster.stopServers() }) {
+            let alice = try await cluster.connect("alice", to: 1)
+            let publisher = try await RawSocket.connect(port: cluster.servers[0].port)
+            try await withTeardown({ await publisher.close() }) {
+                func writes() async throws -> Int {
+                    let client = CurlClient(maximumConcurrency: 1)
+                    let result = await client.perform(
+                        HTTPClientRequest(
+                            method: "GET", url: "http://127.0.0.1:\(cluster.servers[0].port)/metrics", headers: [],
+                            body: nil, timeout: .seconds(10)))
+                    await client.shutdown()
+                    let metrics = String(decoding: try result.get().body, as: UTF8.self)
+                    let line = metrics.split(separator: "\n").first { $0.hasPrefix("websockets_cluster_writes_total ") }
+                    return Int(line?.split(separator: " ").last ?? "0") ?? 0
+                }
+                func request(_ body: String) -> String {
+                    "POST /WebSockets/send HTTP/1.1\r\nHost: 127.0.0.1\r\nX-WebSockets-Key: \(cluster.site.key)\r\n"
+                        + "Content-Length: \(body.utf8.count)\r\n\r\n\(body)"
+                }
+                // A first request makes the connection read more at once (it starts at 128 bytes, as a browser's).
+                try await publisher.write(Array(request(#"["p", 0, 3, 2]"#).utf8))
+                try await eventually("the first answer") {
+                    String(decoding: publisher.received, as: UTF8.self).contains("HTTP/1.1 202")
+                }
+                let before = try await writes()
+                var requests = ""
+                for number in 0..<9 {
+                    // Request 4 is malformed: its 400 comes in its place, and the sends behind it still go.
+                    requests += request(number == 4 ? "[" : #"["p\#(number)", \#(number), 3, 1]"#)
+                }
+                try await publisher.write(Array(requests.utf8))
+                try await eventually("nine answers") {
+                    String(decoding: publisher.received, as: UTF8.self).components(separatedBy: "HTTP/1.1 ").count == 11
+                }
+                let statuses = String(decoding: publisher.received, as: UTF8.self).components(separatedBy: "HTTP/1.1 ")
+                    .dropFirst(2).map { String($0.prefix(3)) }
+                #expect(statuses == ["202", "202", "202", "202", "400", "202", "202", "202", "202"])
+                var actions: [String] = []
+                for _ in 0..<8 { actions.append(try await alice.nextMessage().action) }
+                #expect(actions == ["p0", "p1", "p2", "p3", "p5", "p6", "p7", "p8"])
+                // The first send may be written alone, while the others are still being read; the rest share.
+                let written = try await writes() - before
+                #expect(written >= 1 && written <= 3, "8 sends in \(written) writes")
+            }
+        }
+    }
+
     @Test func aSendInsideARolledBackTransactionReachesNoOne() async throws {
         let cluster = try await Cluster.start(2)
         defer { cluster.postgres.shutdown() }

@@ -107,7 +107,7 @@ import Testing
         let channel = EmbeddedChannel()
         defer { _ = try? channel.finish() }
         try channel.pipeline.syncOperations.addHandlers([
-            counter, ByteToMessageHandler(HTTPRequestDecoder()), HTTPResponseEncoder(), HTTPServerPipelineHandler(),
+            counter, ByteToMessageHandler(HTTPRequestDecoder()), HTTPResponseEncoder(),
             HTTPRequestHandler(immediate: { request in .response(.text(request.path)) }, responder: { _ in .text("") }),
         ])
         let requests = (1...3).map { "POST /\($0) HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n" }.joined()

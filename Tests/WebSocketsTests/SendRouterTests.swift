@@ -16,7 +16,10 @@ import Testing
         let sent = NIOLockedValueBox<[Send]>([])
         var head: Int64 { 0 }
         func enqueue(_ sends: [Send]) { sent.withLockedValue { $0 += sends } }
-        func publish(_ sends: [Send]) async { enqueue(sends) }
+        func publish(_ sends: [Send], then done: @escaping @Sendable () -> Void) {
+            enqueue(sends)
+            done()
+        }
         func messages(
             after: Int64, through: Int64, for recipient: ReplayRecipient, budget: Int
         ) async throws -> (rows: [(id: Int64, send: Send)], complete: Bool) {

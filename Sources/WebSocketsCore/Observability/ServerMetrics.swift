@@ -34,6 +34,9 @@ public final class ServerMetrics: Sendable {
     package let socketLoops: CoreMetrics.Gauge
     /// Times freed memory was given back to the system (``MemoryTrimPolicy``).
     package let memoryTrims: Counter
+    /// Writes of sends to PostgreSQL by this server, each one insert and one NOTIFY: the sends a cluster carried
+    /// divided by it is how many each write took together.
+    package let clusterWrites: Counter
     private let sessionRequestLatency: CoreMetrics.Timer
     private let residentMemory: CoreMetrics.Gauge
     private let heapInUse: CoreMetrics.Gauge
@@ -72,6 +75,7 @@ public final class ServerMetrics: Sendable {
             label: "websockets_auth_total", dimensions: [("outcome", "site_failure")], factory: factory)
         sessionCacheHits = Counter(label: "websockets_session_cache_hits_total", factory: factory)
         memoryTrims = Counter(label: "websockets_memory_trims_total", factory: factory)
+        clusterWrites = Counter(label: "websockets_cluster_writes_total", factory: factory)
         acceptFailures = Counter(label: "websockets_accept_failures_total", factory: factory)
         socketLoops = Gauge(label: "websockets_socket_loops", factory: factory)
         sessionRequestLatency = Timer(
