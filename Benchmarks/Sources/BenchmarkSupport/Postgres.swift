@@ -10,7 +10,8 @@ public struct Postgres: Sendable {
 
     public var url: String { "postgres://postgres@127.0.0.1:\(port)/postgres" }
 
-    public static func start() throws -> Postgres {
+    /// Starts one; `fsync: false` as the issues' cluster figures were measured (commits cost no disk flush).
+    public static func start(fsync: Bool = true) throws -> Postgres {
         let version = try FileManager.default.contentsOfDirectory(atPath: "/usr/lib/postgresql").sorted().last ?? "15"
         let directory = NSTemporaryDirectory() + "websockets-bench-pg-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -19,7 +20,7 @@ public struct Postgres: Sendable {
         if getuid() == 0 { try run("chown -R postgres:postgres \(directory)", asPostgres: false) }
         try run("\(postgres.binaries)/initdb -D \(directory)/data -U postgres --auth=trust >/dev/null")
         try run(
-            "\(postgres.binaries)/pg_ctl -D \(directory)/data -l \(directory)/log -w -o \"-p \(postgres.port) -k \(directory) -c listen_addresses=127.0.0.1\" start >/dev/null"
+            "\(postgres.binaries)/pg_ctl -D \(directory)/data -l \(directory)/log -w -o \"-p \(postgres.port) -k \(directory) -c listen_addresses=127.0.0.1\(fsync ? "" : " -c fsync=off")\" start >/dev/null"
         )
         return postgres
     }

@@ -12,6 +12,16 @@ import WebSockets
 @main
 struct ClusterLatency {
     static func main() async throws {
+        if CommandLine.arguments.dropFirst().first == "pipelined" {
+            // depth[@rate]: "8@1000" is 8 in flight, 1,000 sends a second.
+            let plan = CommandLine.arguments.dropFirst(2).compactMap { argument -> (depth: Int, rate: Int?)? in
+                let parts = argument.split(separator: "@")
+                guard let depth = Int(parts[0]) else { return nil }
+                return (depth, parts.count > 1 ? Int(parts[1]) : nil)
+            }
+            try await PipelinedCluster.run(plan: plan.isEmpty ? [(1, nil), (8, 550), (8, 2000), (8, nil)] : plan)
+            return
+        }
         let rates = CommandLine.arguments.dropFirst().compactMap(Int.init)
         let plan = rates.isEmpty ? [1000, 10000, 20000, 40000] : rates
         let users = 100

@@ -8,11 +8,14 @@ final class PostgresServer: Sendable {
     let port: Int
     let directory: String
     private let binaries: String
+    /// The `-c` options it starts with.
+    private let settings: String
     /// The certificates of a server started with TLS on.
     let certificates: TestCertificates?
 
     /// A server with TLS on when `tls` (a certificate for `localhost` only, signed by a root the test makes).
-    static func start(tls: Bool = false) async throws -> PostgresServer {
+    /// Starts one; `settings` are passed to the server as `-c name=value`.
+    static func start(tls: Bool = false, settings: [String: String] = [:]) async throws -> PostgresServer {
         let versions = (try? FileManager.default.contentsOfDirectory(atPath: "/usr/lib/postgresql")) ?? []
         guard let version = versions.sorted().last else {
             throw TestWebSocket.Failure(description: "PostgreSQL is not installed (apt-get install postgresql)")
@@ -23,15 +26,19 @@ final class PostgresServer: Sendable {
         let certificates =
             tls ? try await TestCertificates.make(directory: directory + "/tls", names: ["localhost"]) : nil
         let server = PostgresServer(
-            port: try ServerProcess.freePort(), directory: directory, binaries: binaries, certificates: certificates)
+            port: try ServerProcess.freePort(), directory: directory, binaries: binaries, certificates: certificates,
+            settings: settings.sorted { $0.key < $1.key }.map { " -c \($0.key)=\($0.value)" }.joined())
         if getuid() == 0 { try await server.shell("chown -R postgres:postgres \(directory)", asPostgres: false) }
         try await server.shell("\(binaries)/initdb -D \(directory)/data -U postgres --auth=trust -E UTF8 >/dev/null")
         try await server.start()
         return server
     }
 
-    private init(port: Int, directory: String, binaries: String, certificates: TestCertificates?) {
+    private init(
+        port: Int, directory: String, binaries: String, certificates: TestCertificates?, settings: String
+    ) {
         self.certificates = certificates
+        self.settings = settings
         self.port = port
         self.directory = directory
         self.binaries = binaries
@@ -50,12 +57,17 @@ final class PostgresServer: Sendable {
             certificates.map { " -c ssl=on -c ssl_cert_file=\($0.serverCertificate) -c ssl_key_file=\($0.serverKey)" }
             ?? ""
         try await shell(
-            "\(binaries)/pg_ctl -D \(directory)/data -l \(directory)/log -w -o \"-p \(port) -k \(directory) -c listen_addresses=127.0.0.1 -c fsync=off\(tls)\" start >/dev/null"
+            "\(binaries)/pg_ctl -D \(directory)/data -l \(directory)/log -w -o \"-p \(port) -k \(directory) -c listen_addresses=127.0.0.1 -c fsync=off\(tls)\(settings)\" start >/dev/null"
         )
     }
 
     func stop() async throws {
         try await shell("\(binaries)/pg_ctl -D \(directory)/data -m fast -w stop >/dev/null")
+    }
+
+    /// What the server has logged so far.
+    var log: String {
+        (try? String(contentsOfFile: directory + "/log", encoding: .utf8)) ?? ""
     }
 
     /// Runs SQL with psql; its output, tuples only.
