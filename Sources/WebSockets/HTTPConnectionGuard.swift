@@ -9,7 +9,7 @@ import WebSocketsHub
 import WebSocketsProtocol
 import WebSocketsSite
 
-/// What the HTTP handler tells the guard in front of it, as a user outbound event.
+/// What the HTTP handler tells the guard in front of it (``HTTPConnectionGuard/note(_:)``).
 enum HTTPConnectionEvent {
     /// A request's head and body have arrived.
     case requestReceived
@@ -71,6 +71,8 @@ final class HTTPConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     /// The shorter of the two limits: a timer set that far ahead never fires after a deadline set later.
     private let shortest: TimeAmount
     private var counted = false
+    /// Its own context, while it is in the pipeline, for ``note(_:)``.
+    private var context: ChannelHandlerContext?
 
     init(settings: Settings, counter: HTTPConnectionCount, metrics: ServerMetrics, logger: Logger) {
         self.counter = counter
@@ -107,20 +109,23 @@ final class HTTPConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
         context.fireChannelRead(data)
     }
 
-    func triggerUserOutboundEvent(context: ChannelHandlerContext, event: Any, promise: EventLoopPromise<Void>?) {
-        guard let event = event as? HTTPConnectionEvent else {
-            context.triggerUserOutboundEvent(event, promise: promise)
-            return
-        }
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    /// What the HTTP handler behind it tells it, on the connection's loop. A call rather than a user event sent
+    /// down the pipeline: two of those per request went through every outbound handler and a dynamic cast.
+    func note(_ event: HTTPConnectionEvent) {
+        guard let context else { return }
         switch event {
         case .requestReceived: apply(clock.requestReceived(), context: context)
         case .responseSent: apply(clock.responseSent(), context: context)
         case .answerWaiting: apply(clock.answerWaiting(), context: context)
         }
-        promise?.succeed()
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
         timer?.cancel()
         timer = nil
         deadline = nil

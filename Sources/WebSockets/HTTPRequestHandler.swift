@@ -50,6 +50,8 @@ final class HTTPRequestHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private let immediate: ImmediateResponder?
     private let admit: RequestAdmitter
     private let readsAhead: (HTTPRequestHead) -> Bool
+    /// The time limits' handler in front of it, told of each request and answer; `nil`: no limits.
+    private let connectionGuard: HTTPConnectionGuard?
     /// The request being received: its head, once handled, until its end.
     private var head: HTTPRequestHead?
     private var body: [UInt8] = []
@@ -66,6 +68,8 @@ final class HTTPRequestHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// A request was refused, or asked for the connection to close: nothing more is handled, and the connection
     /// closes after the answers owed.
     private var closing = false
+    /// The peer's address, read once: formatting it was a part of every request.
+    private var peerAddress: String?
     /// Whether the connection's reads were made larger.
     private var grownReads = false
     /// Whether a read is under way: answers written meanwhile are flushed at its end.
@@ -81,10 +85,12 @@ final class HTTPRequestHandler: ChannelDuplexHandler, RemovableChannelHandler {
     init(
         admit: @escaping RequestAdmitter = { _, _ in .accepted(bodyLimit: 4 << 20) },
         readsAhead: @escaping (HTTPRequestHead) -> Bool = { _ in false },
+        connectionGuard: HTTPConnectionGuard? = nil,
         immediate: ImmediateResponder? = nil,
         responder: @escaping HTTPResponder
     ) {
         self.admit = admit
+        self.connectionGuard = connectionGuard
         self.readsAhead = readsAhead
         self.immediate = immediate
         self.responder = responder
@@ -142,7 +148,7 @@ final class HTTPRequestHandler: ChannelDuplexHandler, RemovableChannelHandler {
         switch part {
         case .head(let head):
             body = []
-            switch admit(head, context.channel.remoteAddress?.ipAddress ?? "") {
+            switch admit(head, peer(context)) {
             case .refused(let refusal):
                 refuse(refusal, version: head.version, context: context)
                 return
@@ -173,13 +179,13 @@ final class HTTPRequestHandler: ChannelDuplexHandler, RemovableChannelHandler {
                     .recvAllocator,
                     value: AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 16384, maximum: 65536))
             }
-            context.triggerUserOutboundEvent(HTTPConnectionEvent.requestReceived, promise: nil)
+            connectionGuard?.note(.requestReceived)
             let keepAlive = head.isKeepAlive
             if !keepAlive { closing = true }
             let (path, query) = Self.split(head.uri)
             let request = HTTPServerRequest(
                 method: head.method, path: path, query: query, headers: head.headers, body: body,
-                remoteAddress: context.channel.remoteAddress?.ipAddress ?? "")
+                remoteAddress: peer(context))
             body = []
             let work: @Sendable () async -> HTTPServerResponse
             switch immediate?(request) {
@@ -223,13 +229,20 @@ final class HTTPRequestHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
+    private func peer(_ context: ChannelHandlerContext) -> String {
+        if let peerAddress { return peerAddress }
+        let address = context.channel.remoteAddress?.ipAddress ?? ""
+        peerAddress = address
+        return address
+    }
+
     /// Answers at once, after the answers owed, and closes: the rest of the request is not read.
     private func refuse(_ response: HTTPServerResponse, version: HTTPVersion, context: ChannelHandlerContext) {
         closing = true
         head = nil
         body = []
         held.removeAll()
-        context.triggerUserOutboundEvent(HTTPConnectionEvent.requestReceived, promise: nil)
+        connectionGuard?.note(.requestReceived)
         _ = answers.add(version: version, keepAlive: false, readsAhead: false, response: response)
         writeReady(context: context)
     }
@@ -247,7 +260,7 @@ final class HTTPRequestHandler: ChannelDuplexHandler, RemovableChannelHandler {
             guard context.channel.isWritable || !slot.keepAlive else {
                 if !waitingToWrite {
                     waitingToWrite = true
-                    context.triggerUserOutboundEvent(HTTPConnectionEvent.answerWaiting, promise: nil)
+                    connectionGuard?.note(.answerWaiting)
                 }
                 if unflushed {
                     // What was written so far may be what the client waits for to read again.
@@ -266,7 +279,7 @@ final class HTTPRequestHandler: ChannelDuplexHandler, RemovableChannelHandler {
             }
         }
         if wrote && answers.isEmpty {
-            context.triggerUserOutboundEvent(HTTPConnectionEvent.responseSent, promise: nil)
+            connectionGuard?.note(.responseSent)
         }
         if unflushed && !reading {
             unflushed = false
@@ -312,7 +325,7 @@ final class HTTPRequestHandler: ChannelDuplexHandler, RemovableChannelHandler {
             return
         }
         unflushed = false
-        context.triggerUserOutboundEvent(HTTPConnectionEvent.responseSent, promise: nil)
+        connectionGuard?.note(.responseSent)
         let channel = context.channel
         context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
     }

@@ -34,15 +34,15 @@ public final class HTTPServer: Sendable {
             .childChannelInitializer { channel in
                 accepted.withLockedValue { $0 += 1 }
                 return channel.eventLoop.makeCompletedFuture {
-                    if let limits {
-                        try channel.pipeline.syncOperations.addHandler(
-                            HTTPConnectionGuard(settings: limits, counter: counter, metrics: metrics, logger: logger))
+                    let connectionGuard = limits.map {
+                        HTTPConnectionGuard(settings: $0, counter: counter, metrics: metrics, logger: logger)
                     }
+                    if let connectionGuard { try channel.pipeline.syncOperations.addHandler(connectionGuard) }
                     // The handler answers pipelined requests in order itself.
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withPipeliningAssistance: false)
                     let admit: RequestAdmitter = { _, _ in .accepted(bodyLimit: limits == nil ? 4 << 20 : 64 << 10) }
                     try channel.pipeline.syncOperations.addHandler(
-                        HTTPRequestHandler(admit: admit, responder: responder))
+                        HTTPRequestHandler(admit: admit, connectionGuard: connectionGuard, responder: responder))
                 }
             }
             .bind(host: host, port: port).get()

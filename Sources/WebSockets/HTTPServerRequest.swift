@@ -73,6 +73,25 @@ public struct HTTPServerResponse: Sendable {
         self.body = body
     }
 
+    /// Whether every header may be sent as it is: each name a token (RFC 9110 5.6.2), each value free of control
+    /// characters but tabs (no CR or LF that would end the header, or the head, early).
+    var hasValidHeaders: Bool {
+        headers.allSatisfy { name, value in
+            !name.isEmpty && name.utf8.allSatisfy(Self.isTokenByte)
+                && value.utf8.allSatisfy { $0 == 0x09 || ($0 >= 0x20 && $0 != 0x7F) }
+        }
+    }
+
+    private static func isTokenByte(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+            UInt8(ascii: "0")...UInt8(ascii: "9"):
+            return true
+        default:
+            return "!#$%&'*+-.^_`|~".utf8.contains(byte)
+        }
+    }
+
     /// A JSON response.
     public static func json(_ value: JSON, status: HTTPResponseStatus = .ok) -> HTTPServerResponse {
         var body: [UInt8] = []

@@ -23,6 +23,14 @@ extension WebSocketsServer {
             case nil: break
             }
             if let additionalResponder, let response = await additionalResponder(request) {
+                // The server's own answers are written without SwiftNIO's header validation (see `configure`); the
+                // application's are checked here, so that none can split a response.
+                guard response.hasValidHeaders else {
+                    logger.error(
+                        "an application route answered with a header that cannot be sent",
+                        metadata: ["path": "\(request.path)"])
+                    return .error(.internalServerError)
+                }
                 return response
             }
             return .error(.notFound)
@@ -116,10 +124,13 @@ extension WebSocketsServer {
     /// The `202` answer to a send: how many sends were accepted and, when known here, how many connections of this
     /// server they reached.
     private static func accepted(_ count: Int, delivered: Int?) -> HTTPServerResponse {
-        var body: [String: JSON] = ["accepted": .int(Int64(count))]
-        if let delivered { body["delivered"] = .int(Int64(delivered)) }
-        return .json(.object(body), status: .accepted)
+        // Written out rather than through a dictionary and the serializer: it is every send's answer.
+        let body = delivered.map { #"{"accepted":\#(count),"delivered":\#($0)}"# } ?? #"{"accepted":\#(count)}"#
+        return HTTPServerResponse(status: .accepted, headers: jsonHeaders, body: Array(body.utf8))
     }
+
+    /// The headers of a JSON answer, made once.
+    private static let jsonHeaders: HTTPHeaders = ["Content-Type": "application/json"]
 
     /// A send on a single server, checked, parsed, routed and answered on the loop: accepted, then delivered. The
     /// frames are only queued for each event loop's writer here, so the next request pipelined on the connection is
@@ -172,11 +183,11 @@ extension WebSocketsServer {
     }
 
     /// The answer to a send whose key is wrong or missing, or `nil` when the key is right.
-    func sendKeyRefusal(_ headers: HTTPHeaders, address: String) -> HTTPServerResponse? {
+    func sendKeyRefusal(_ headers: HTTPHeaders, address: @autoclosure () -> String) -> HTTPServerResponse? {
         guard let key = headers.first(name: "x-websockets-key"), SecurityKey.matches(key, settings.securityKey) else {
             metrics.refused(reason: .sendKey)
             refusals.refused(
-                "send_key", "send refused: wrong or missing key", logger: logger, metadata: ["ip": "\(address)"])
+                "send_key", "send refused: wrong or missing key", logger: logger, metadata: ["ip": "\(address())"])
             return .error(.forbidden, "Wrong or missing X-WebSockets-Key")
         }
         return nil
