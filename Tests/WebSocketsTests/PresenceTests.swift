@@ -19,8 +19,12 @@ import Testing
         ledger.closed(user: 1, now: start)
         ledger.closed(user: 1, now: start)
         #expect(ledger.status(of: ["1"]) == [PresenceStatus(user: "1", online: true, tabs: 0)])
+        // A close more than the tabs opened (a close seen twice) leaves the user leaving once.
+        ledger.closed(user: 1, now: start)
+        #expect(ledger.hasLeaving)
         // Back within the grace (a reload): nothing.
         #expect(ledger.opened(user: 1, groups: [7]) == nil)
+        #expect(!ledger.hasLeaving)
         #expect(ledger.expire(now: start + .seconds(11)).isEmpty)
         ledger.closed(user: 1, now: start + .seconds(11))
         #expect(ledger.expire(now: start + .seconds(20)).isEmpty)

