@@ -330,8 +330,10 @@ final class HTTPRequestHandler: ChannelDuplexHandler, RemovableChannelHandler {
         context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
     }
 
+    /// The path and the query of `uri`, found in its bytes: walking it by `Character` (grapheme breaking) was
+    /// 1.3% of a targeted send's samples, for three calls a request.
     static func split(_ uri: String) -> (String, String) {
-        guard let mark = uri.firstIndex(of: "?") else { return (uri, "") }
-        return (String(uri[..<mark]), String(uri[uri.index(after: mark)...]))
+        guard let mark = uri.utf8.firstIndex(of: UInt8(ascii: "?")) else { return (uri, "") }
+        return (String(uri[..<mark]), String(uri[uri.utf8.index(after: mark)...]))
     }
 }

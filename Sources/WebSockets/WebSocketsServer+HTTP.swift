@@ -159,7 +159,7 @@ extension WebSocketsServer {
     /// Whether a request may be handled while the answers ahead of it on its connection are still owed: a send,
     /// whose order among the connection's sends is kept by the bus (``AnswerQueue``).
     static func readsAhead(_ head: HTTPRequestHead) -> Bool {
-        head.method == .POST && HTTPRequestHandler.split(head.uri).0 == "/WebSockets/send"
+        head.method == .POST && (head.uri == "/WebSockets/send" || head.uri.hasPrefix("/WebSockets/send?"))
     }
 
     private func deliverHere(_ sends: [Send]) -> HTTPServerResponse {

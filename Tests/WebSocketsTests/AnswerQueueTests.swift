@@ -37,6 +37,17 @@ import Testing
         #expect(queue.mayHandle(readsAhead: true) && queue.mayHandle(readsAhead: false))
     }
 
+    @Test func theHandlerSplitsAURIAtItsFirstQuestionMark() {
+        #expect(HTTPRequestHandler.split("/WebSockets/send") == ("/WebSockets/send", ""))
+        #expect(HTTPRequestHandler.split("/é?x=ü?y") == ("/é", "x=ü?y"))
+        #expect(HTTPRequestHandler.split("?") == ("", ""))
+        #expect(
+            WebSocketsServer.readsAhead(HTTPRequestHead(version: .http1_1, method: .POST, uri: "/WebSockets/send?a")))
+        #expect(
+            !WebSocketsServer.readsAhead(HTTPRequestHead(version: .http1_1, method: .POST, uri: "/WebSockets/sender")))
+        #expect(!WebSocketsServer.readsAhead(HTTPRequestHead(version: .http1_1, method: .GET, uri: "/WebSockets/send")))
+    }
+
     /// Through the handler: sends answered later let the sends behind them be handled at once, a request of
     /// another kind waits for them, and the answers leave in order.
     @Test func laterAnswersLetSendsBehindThemBeHandledAndKeepTheirOrder() throws {
