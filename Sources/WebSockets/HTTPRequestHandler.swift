@@ -160,13 +160,14 @@ final class HTTPRequestHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 return
             }
             self.head = head
-        case .body(var buffer):
+        case .body(let buffer):
             guard let head else { return }
             guard body.count + buffer.readableBytes <= bodyLimit else {
                 refuse(.error(.payloadTooLarge), version: head.version, context: context)
                 return
             }
-            body.append(contentsOf: buffer.readBytes(length: buffer.readableBytes) ?? [])
+            // Copied once, from the buffer into the body (`readBytes` made an array to copy from first).
+            body.append(contentsOf: buffer.readableBytesView)
         case .end:
             guard let head else { return }
             self.head = nil

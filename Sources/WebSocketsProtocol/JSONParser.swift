@@ -85,6 +85,8 @@ package struct JSONParser {
     private mutating func parseElements() throws(JSONError) -> [JSONElement] {
         guard index < bytes.count, bytes[index] == UInt8(ascii: "[") else { throw error("expected an array") }
         var elements: [JSONElement] = []
+        // A send has four: grown one by one, the array was three allocations of every send.
+        elements.reserveCapacity(4)
         try parseArrayElements { (parser: inout JSONParser) throws(JSONError) in
             let start = parser.index
             let value = try parser.parseValue()

@@ -143,5 +143,8 @@ import Testing
         #expect(!SecurityKey.matches("ab", "abc"))
         #expect(!SecurityKey.matches("abcd", "abc"))
         #expect(!SecurityKey.matches("", ""))
+        // A shorter key is not padded into a match, even against a key that ends in the padding's byte.
+        #expect(!SecurityKey.matches("a", "a\0"))
+        #expect(SecurityKey.matches("abc"[...], "abc"))
     }
 }

@@ -10,13 +10,20 @@ public enum SecurityKey {
     /// Compares a presented key with the configured one in time that does not depend on where they differ, so the
     /// key cannot be guessed a character at a time. An empty configured key matches nothing.
     public static func matches(_ presented: some StringProtocol, _ expected: String) -> Bool {
-        let a = Array(presented.utf8)
-        let b = Array(expected.utf8)
-        guard !b.isEmpty else { return false }
-        var difference = UInt8(a.count == b.count ? 0 : 1)
-        for index in 0..<b.count {
-            difference |= (index < a.count ? a[index] : 0) ^ b[index]
+        // Both keys' bytes are walked in place: copied into arrays, the two checks of a send were four of its
+        // allocations.
+        var expectedBytes = expected.utf8.makeIterator()
+        var presentedBytes = presented.utf8.makeIterator()
+        var difference: UInt8 = 0
+        var expectedCount = 0
+        while let byte = expectedBytes.next() {
+            expectedCount += 1
+            difference |= (presentedBytes.next() ?? 0) ^ byte
         }
+        guard expectedCount > 0 else { return false }
+        // A longer presented key differs too (its extra bytes are not compared one by one: the configured key's
+        // length is not the secret).
+        if presentedBytes.next() != nil || presented.utf8.count != expectedCount { difference |= 1 }
         return difference == 0
     }
 }
