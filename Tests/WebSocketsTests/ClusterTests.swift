@@ -275,6 +275,12 @@ import Testing
         defer { cluster.postgres.shutdown() }
         try await withTeardown({ await cluster.stopServers() }) {
             let alice = try await cluster.connect("alice", to: 0)
+            // A server running for a while: its LISTEN connection is up. Under the whole suite's load it once was
+            // not yet when PostgreSQL stopped, and a LISTEN never made is never lost (the flag starts up).
+            try await eventually("the server listens") {
+                try await cluster.postgres.psql(
+                    #"SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN "websockets"%'"#) != "0"
+            }
             try await cluster.postgres.stop()
             // The LISTEN connection's loss is how the server learns it.
             let bus = try #require(cluster.servers[0].bus as? PostgresBus)
