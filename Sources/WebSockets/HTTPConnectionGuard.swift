@@ -124,6 +124,15 @@ final class HTTPConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
+    /// The connection's socket moves to a loop of ours (``PublisherSniffer``), which counts it from now on and
+    /// applies the time limits itself.
+    func handOver() {
+        timer?.cancel()
+        timer = nil
+        deadline = nil
+        counted = false
+    }
+
     func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
         timer?.cancel()

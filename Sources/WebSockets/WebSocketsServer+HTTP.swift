@@ -11,43 +11,71 @@ import WebSocketsSite
 extension WebSocketsServer {
     /// Answers the server's plain HTTP requests.
     func respond(to request: HTTPServerRequest) async -> HTTPServerResponse {
-        switch (request.method, request.path) {
-        case (.POST, "/WebSockets/send"):
-            return await acceptSends(request)
-        default:
-            switch respondImmediately(to: request) {
-            case .response(let response): return response
-            case .task(let work): return await work()
-            case .later(let start):
-                return await withCheckedContinuation { answered in start { answered.resume(returning: $0) } }
-            case nil: break
-            }
-            if let additionalResponder, let response = await additionalResponder(request) {
-                // The server's own answers are written without SwiftNIO's header validation (see `configure`); the
-                // application's are checked here, so that none can split a response.
-                guard response.hasValidHeaders else {
-                    logger.error(
-                        "an application route answered with a header that cannot be sent",
-                        metadata: ["path": "\(request.path)"])
-                    return .error(.internalServerError)
-                }
-                return response
-            }
-            return .error(.notFound)
+        switch respondImmediately(to: request) {
+        case .response(let response): return response
+        case .task(let work): return await work()
+        case .later(let start):
+            return await withCheckedContinuation { answered in start { answered.resume(returning: $0) } }
+        case nil: break
         }
+        if let additionalResponder, let response = await additionalResponder(request) {
+            // The server's own answers are written without SwiftNIO's header validation (see `configure`); the
+            // application's are checked here, so that none can split a response.
+            guard response.hasValidHeaders else {
+                logger.error(
+                    "an application route answered with a header that cannot be sent",
+                    metadata: ["path": "\(request.path)"])
+                return .error(.internalServerError)
+            }
+            return response
+        }
+        return .error(.notFound)
     }
 
-    /// The answer to a request that needs no waiting, made on the event loop; `nil` for the others: the
-    /// application's routes and a send body over 64 KiB (parsed off the loop so that the loop's other connections
-    /// do not wait for it). A send in a cluster is checked, parsed and handed to the bus on the loop, and answered
-    /// once PostgreSQL has it (``ImmediateAnswer/later(_:)``), while the sends pipelined behind it are handled.
+    /// The answer to a request that needs no waiting, made on the event loop; `nil` for the application's routes.
+    /// A send is checked and answered by ``answerSend(body:)``.
     func respondImmediately(to request: HTTPServerRequest) -> ImmediateAnswer? {
         if request.method == .POST && request.path == "/WebSockets/send" {
-            guard request.body.count <= 65536 else { return nil }
-            return mode.answersSendsOnTheLoop ? acceptSendsHere(request) : submitSends(request)
+            if let refusal = sendKeyRefusal(
+                request.headers, address: clientAddress(request.headers, peer: request.remoteAddress))
+            {
+                return .response(refusal)
+            }
+            return answerSend(body: request.body)
         }
         if Self.isStatusRequest(request.path) { return respondToStatus(request) }
         return immediateResponse(to: request).map(ImmediateAnswer.response)
+    }
+
+    /// The answer to a send whose key is right, made on the event loop: on a single server its sends are parsed,
+    /// routed and answered at once; in a cluster they are handed to the bus in the order of the connection's
+    /// requests and answered once the bus accepted them. A body over 64 KiB is parsed on a task, so that the
+    /// loop's other connections do not wait for it. The frames are only queued for each event loop's writer here,
+    /// so the next request pipelined on the connection is read and routed in the same loop turn, and a recipient's
+    /// frames of all of them leave in one `writev` (one publisher connection with 8 sends in flight delivered
+    /// 72,206/s at 12.8 µs CPU and one write per delivery when a broadcast was answered from a task, each in a loop
+    /// turn of its own).
+    func answerSend(body: [UInt8]) -> ImmediateAnswer {
+        guard body.count <= 65536 else {
+            return .task { [self] in
+                switch Self.parseSends(body) {
+                case .failure(let refusal): return refusal.response
+                case .success(let sends):
+                    // In a cluster, accepted once written to PostgreSQL; each server counts its own deliveries.
+                    return Self.accepted(sends.count, delivered: await router.perform(sends))
+                }
+            }
+        }
+        switch Self.parseSends(body) {
+        case .failure(let refusal): return .response(refusal.response)
+        case .success(let sends):
+            guard !mode.answersSendsOnTheLoop else {
+                return .response(Self.accepted(sends.count, delivered: router.enqueue(sends)))
+            }
+            return .later { [router] answer in
+                router.submit(sends) { delivered in answer(Self.accepted(sends.count, delivered: delivered)) }
+            }
+        }
     }
 
     private func immediateResponse(to request: HTTPServerRequest) -> HTTPServerResponse? {
@@ -110,17 +138,6 @@ extension WebSocketsServer {
         ])
     }
 
-    /// `POST /WebSockets/send`: one `[action, details, send_to, target]` or an array of them.
-    private func acceptSends(_ request: HTTPServerRequest) async -> HTTPServerResponse {
-        let sends: [Send]
-        switch checkSends(request) {
-        case .failure(let refusal): return refusal.response
-        case .success(let checked): sends = checked
-        }
-        // In a cluster, accepted once written to PostgreSQL; each server counts its own deliveries.
-        return Self.accepted(sends.count, delivered: await router.perform(sends))
-    }
-
     /// The `202` answer to a send: how many sends were accepted and, when known here, how many connections of this
     /// server they reached.
     private static func accepted(_ count: Int, delivered: Int?) -> HTTPServerResponse {
@@ -132,76 +149,56 @@ extension WebSocketsServer {
     /// The headers of a JSON answer, made once.
     private static let jsonHeaders: HTTPHeaders = ["Content-Type": "application/json"]
 
-    /// A send on a single server, checked, parsed, routed and answered on the loop: accepted, then delivered. The
-    /// frames are only queued for each event loop's writer here, so the next request pipelined on the connection is
-    /// read and routed in the same loop turn, and a recipient's frames of all of them leave in one `writev` (one
-    /// publisher connection with 8 sends in flight delivered 72,206/s at 12.8 µs CPU and one write per delivery when
-    /// a broadcast was answered from a task, each in a loop turn of its own).
-    private func acceptSendsHere(_ request: HTTPServerRequest) -> ImmediateAnswer {
-        switch checkSends(request) {
-        case .failure(let refusal): return .response(refusal.response)
-        case .success(let sends): return .response(deliverHere(sends))
-        }
-    }
-
-    /// A send in a cluster, checked and parsed on the loop and handed to the bus at once, in the order of the
-    /// connection's requests; answered once the bus accepted it.
-    private func submitSends(_ request: HTTPServerRequest) -> ImmediateAnswer {
-        switch checkSends(request) {
-        case .failure(let refusal): return .response(refusal.response)
-        case .success(let sends):
-            return .later { [router] answer in
-                router.submit(sends) { delivered in answer(Self.accepted(sends.count, delivered: delivered)) }
-            }
-        }
-    }
-
     /// Whether a request may be handled while the answers ahead of it on its connection are still owed: a send,
     /// whose order among the connection's sends is kept by the bus (``AnswerQueue``).
     static func readsAhead(_ head: HTTPRequestHead) -> Bool {
+        isSend(head)
+    }
+
+    /// Whether `head` is a send's (`POST /WebSockets/send`, with or without a query).
+    static func isSend(_ head: HTTPRequestHead) -> Bool {
         head.method == .POST && (head.uri == "/WebSockets/send" || head.uri.hasPrefix("/WebSockets/send?"))
     }
 
-    private func deliverHere(_ sends: [Send]) -> HTTPServerResponse {
-        Self.accepted(sends.count, delivered: router.enqueue(sends))
-    }
+    /// How much body a send may bring, once its key was found right.
+    static let sendBodyLimit = 4 << 20
+    /// How much body any other request may bring (the demo's forms, an embedding application's small posts).
+    static let otherBodyLimit = 64 << 10
 
     /// A refused send request's answer.
-    private struct Refusal: Error {
+    struct Refusal: Error {
         let response: HTTPServerResponse
     }
 
     /// How much body a request may bring, or the answer that refuses it from its head alone: a send needs the key
-    /// before its body (up to 4 MiB) is read; every other request may bring 64 KiB (the demo's forms, an embedding
-    /// application's small posts). Refusing from the head keeps a keyless client from making the server hold 4 MiB
-    /// per connection (40 unfinished bodies took 180 MiB before).
+    /// before its body (up to 4 MiB) is read; every other request may bring 64 KiB. Refusing from the head keeps a
+    /// keyless client from making the server hold 4 MiB per connection (40 unfinished bodies took 180 MiB before).
     func admit(_ head: HTTPRequestHead, address: String) -> RequestAdmission {
-        let path = HTTPRequestHandler.split(head.uri).0
-        guard head.method == .POST, path == "/WebSockets/send" else { return .accepted(bodyLimit: 64 << 10) }
+        guard Self.isSend(head) else { return .accepted(bodyLimit: Self.otherBodyLimit) }
         if let refusal = sendKeyRefusal(head.headers, address: address) { return .refused(refusal) }
-        return .accepted(bodyLimit: 4 << 20)
+        return .accepted(bodyLimit: Self.sendBodyLimit)
     }
 
     /// The answer to a send whose key is wrong or missing, or `nil` when the key is right.
     func sendKeyRefusal(_ headers: HTTPHeaders, address: @autoclosure () -> String) -> HTTPServerResponse? {
-        guard let key = headers.first(name: "x-websockets-key"), SecurityKey.matches(key, settings.securityKey) else {
-            metrics.refused(reason: .sendKey)
-            refusals.refused(
-                "send_key", "send refused: wrong or missing key", logger: logger, metadata: ["ip": "\(address())"])
-            return .error(.forbidden, "Wrong or missing X-WebSockets-Key")
-        }
-        return nil
+        let key = headers.first(name: "x-websockets-key")
+        return sendKeyRefusal(
+            matches: key.map { SecurityKey.matches($0, settings.securityKey) } ?? false, address: address())
     }
 
-    /// The sends of a request with the right key.
-    private func checkSends(_ request: HTTPServerRequest) -> Result<[Send], Refusal> {
-        if let refusal = sendKeyRefusal(
-            request.headers, address: clientAddress(request.headers, peer: request.remoteAddress))
-        {
-            return .failure(Refusal(response: refusal))
-        }
+    /// The answer to a send whose key did not match (logged and counted), or `nil` when it did.
+    func sendKeyRefusal(matches: Bool, address: @autoclosure () -> String) -> HTTPServerResponse? {
+        guard !matches else { return nil }
+        metrics.refused(reason: .sendKey)
+        refusals.refused(
+            "send_key", "send refused: wrong or missing key", logger: logger, metadata: ["ip": "\(address())"])
+        return .error(.forbidden, "Wrong or missing X-WebSockets-Key")
+    }
+
+    /// The sends of a send's body, or the answer that refuses it.
+    private static func parseSends(_ body: [UInt8]) -> Result<[Send], Refusal> {
         do {
-            return .success(try Send.list(parsing: request.body))
+            return .success(try Send.list(parsing: body))
         } catch {
             return .failure(Refusal(response: .error(.badRequest, "\(error)")))
         }

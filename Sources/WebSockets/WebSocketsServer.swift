@@ -48,7 +48,7 @@ public final class WebSocketsServer: Service, Sendable {
     let additionalResponder: (@Sendable (HTTPServerRequest) async -> HTTPServerResponse?)?
     private let serverID: String
     let startedAt = ContinuousClock.now
-    private let httpConnections = HTTPConnectionCount()
+    let httpConnections = HTTPConnectionCount()
 
     /// Open HTTP (non-WebSocket) connections.
     var httpConnectionCount: Int { httpConnections.value }
@@ -378,6 +378,11 @@ public final class WebSocketsServer: Service, Sendable {
             immediate: { [self] request in respondImmediately(to: request) },
             responder: { [self] request in await respond(to: request) })
         try channel.pipeline.syncOperations.addHandler(guardHandler, name: "websockets-http-guard")
+        #if os(Linux)
+            if let descriptor, let sniffer = publisherSniffer(of: descriptor, connectionGuard: guardHandler) {
+                try channel.pipeline.syncOperations.addHandler(sniffer, name: "websockets-publisher-sniffer")
+            }
+        #endif
         // The handler answers pipelined requests in order itself (``AnswerQueue``), so that sends may be handled
         // while the answers ahead of them are owed; SwiftNIO's pipelining handler held each request until the
         // answer before it was written.

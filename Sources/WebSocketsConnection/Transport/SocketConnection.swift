@@ -31,6 +31,8 @@ import WebSocketsProtocol
         private var output: OutputQueue
         /// Whether the loop watches the socket for writability (the kernel refused bytes).
         private var watchingWritable = false
+        /// Whether the loop has stopped reading the socket (``pauseReading(_:)``).
+        private var readingPaused = false
         /// Set by ``write(_:thenCloseWithin:)``: close once the queue drains.
         private var closeWhenWritten = false
         private var closeDeadline: Scheduled<Void>?
@@ -72,6 +74,15 @@ import WebSocketsProtocol
                 return
             }
             handler?.received(loop.readBuffer)
+        }
+
+        /// Stops reading the socket (`true`) or reads it again: a handler that cannot take more requests now leaves
+        /// them in the kernel, so that what a client sends ahead is bounded by the socket's buffers, not the server's.
+        /// A reset or hang-up is still reported and read.
+        package func pauseReading(_ paused: Bool) {
+            guard isOpen, paused != readingPaused else { return }
+            readingPaused = paused
+            loop.watch(self, readable: !paused, writable: watchingWritable)
         }
 
         // MARK: Writes
@@ -125,7 +136,7 @@ import WebSocketsProtocol
                     if code == EAGAIN || code == EWOULDBLOCK {
                         if !watchingWritable {
                             watchingWritable = true
-                            loop.watchWritable(self, true)
+                            loop.watch(self, readable: !readingPaused, writable: true)
                         }
                         return
                     }
@@ -139,7 +150,7 @@ import WebSocketsProtocol
             guard isOpen else { return }
             if watchingWritable {
                 watchingWritable = false
-                loop.watchWritable(self, false)
+                loop.watch(self, readable: !readingPaused, writable: false)
             }
             if closeWhenWritten { close() }
         }

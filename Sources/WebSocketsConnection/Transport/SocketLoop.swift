@@ -217,10 +217,11 @@ import WebSocketsProtocol
             connectionCount += 1
         }
 
-        /// Whether the loop reports `connection`'s socket writable (while it has bytes the kernel did not take).
-        func watchWritable(_ connection: SocketConnection, _ watch: Bool) {
+        /// What the loop reports of `connection`'s socket: readable unless its reading is paused, writable while it
+        /// has bytes the kernel did not take.
+        func watch(_ connection: SocketConnection, readable: Bool, writable: Bool) {
             var event = epoll_event()
-            event.events = EPOLLIN.rawValue | (watch ? EPOLLOUT.rawValue : 0)
+            event.events = (readable ? EPOLLIN.rawValue : 0) | (writable ? EPOLLOUT.rawValue : 0)
             event.data.fd = connection.descriptor
             _ = epoll_ctl(epoll, EPOLL_CTL_MOD, connection.descriptor, &event)
         }

@@ -32,6 +32,9 @@ public final class ServerMetrics: Sendable {
     /// The socket loops upgraded connections move to (0: they stay SwiftNIO channels, 1.5 → 3.6 KiB per idle
     /// connection), recorded at start.
     package let socketLoops: CoreMetrics.Gauge
+    /// Connections that began with a send and were moved to a socket loop, read there by the server's own request
+    /// reader instead of SwiftNIO's.
+    package let publisherConnections: Counter
     /// Times freed memory was given back to the system (``MemoryTrimPolicy``).
     package let memoryTrims: Counter
     /// Writes of sends to PostgreSQL by this server, each one insert and one NOTIFY: the sends a cluster carried
@@ -78,6 +81,7 @@ public final class ServerMetrics: Sendable {
         clusterWrites = Counter(label: "websockets_cluster_writes_total", factory: factory)
         acceptFailures = Counter(label: "websockets_accept_failures_total", factory: factory)
         socketLoops = Gauge(label: "websockets_socket_loops", factory: factory)
+        publisherConnections = Counter(label: "websockets_publisher_connections_total", factory: factory)
         sessionRequestLatency = Timer(
             label: "websockets_site_request_duration_seconds", dimensions: [("endpoint", "session")],
             factory: factory)
