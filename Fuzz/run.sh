@@ -7,14 +7,14 @@
 #   --seconds N  each target's time (default 60)
 #   --jobs J     targets fuzzed at once (default 1; one per core is what the machine takes)
 #   --keep       merge the inputs that found new coverage into Fuzz/corpus (minimised), to commit
-#   TARGET       frames utf8 json send session http forwarded postgres-url settings inflate deflate-offer (all
+#   TARGET       frames utf8 json send session http http-reader forwarded postgres-url settings inflate deflate-offer (all
 #                when none is named)
 # Prints, per target, the executions, the coverage (edges) and features at the end, and the peak memory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # The targets, as FuzzTarget names them (FuzzCorpusTests checks that this list is the enum's).
-all_targets=(frames utf8 json send session http forwarded postgres-url settings inflate deflate-offer)
+all_targets=(frames utf8 json send session http http-reader forwarded postgres-url settings inflate deflate-offer)
 seconds=60
 jobs=1
 keep=0

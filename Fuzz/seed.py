@@ -123,6 +123,16 @@ def http():
     ]
     for request in requests:
         write("http", request)
+    # The publishers' reader: a split byte, then a connection's requests (pipelined, chunked, refused).
+    pipelined = b"".join(r for r in requests if r.startswith(b"POST") or r.startswith(b"GET /WebSockets/"))
+    for index, request in enumerate(requests + [
+        pipelined,
+        b"POST /WebSockets/send HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"POST /WebSockets/send?x HTTP/1.0\r\nConnection: keep-alive\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n[]",
+        b"\r\nPOST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1;a=b\r\nx\r\n0\r\nT: 1\r\n\r\n",
+        b"GET / HTTP/1.1\r\nA: b\r\n c\r\n\r\n",
+    ]):
+        write("http-reader", bytes([index * 37 % 256]) + request)
 
 
 def texts():

@@ -11,27 +11,27 @@ import NIOHTTP1
 /// Strict where leniency smuggles requests (RFC 9112): `Content-Length` with `Transfer-Encoding`, differing or
 /// malformed lengths, whitespace before a header's colon, folded lines, bare line feeds and control characters are
 /// errors, after which the connection answers and closes.
-struct HTTPRequestReader {
+package struct HTTPRequestReader {
     /// A request's head, as far as the reader looked at it.
-    struct Head {
-        var method: HTTPMethod
-        var version: HTTPVersion
+    package struct Head {
+        package var method: HTTPMethod
+        package var version: HTTPVersion
         /// Whether the connection stays open after the answer.
-        var keepAlive: Bool
+        package var keepAlive: Bool
         /// `POST /WebSockets/send` (with or without a query): a send.
-        var isSend: Bool
+        package var isSend: Bool
         /// `Expect: 100-continue`.
-        var expectsContinue: Bool
+        package var expectsContinue: Bool
         /// How the body is framed.
-        var framing: Framing
+        package var framing: Framing
         /// Where the request target's bytes are in the head.
-        var target: Range<Int>
+        package var target: Range<Int>
         /// Where the value of `X-WebSockets-Key` is in the head, when given (the first one).
-        var key: Range<Int>?
+        package var key: Range<Int>?
     }
 
     /// How a request's body is framed.
-    enum Framing: Equatable {
+    package enum Framing: Equatable {
         /// `Content-Length` (0 when neither header is given).
         case length(Int)
         /// `Transfer-Encoding: chunked`.
@@ -39,7 +39,7 @@ struct HTTPRequestReader {
     }
 
     /// What the next bytes made.
-    enum Step {
+    package enum Step {
         /// More bytes are needed.
         case needMore
         /// A request's head: its bytes (valid until the next step) and what was found in them.
@@ -51,9 +51,9 @@ struct HTTPRequestReader {
     }
 
     /// Why the bytes are not a request: the answer's status says it.
-    struct Failure: Error, Equatable {
-        var status: HTTPResponseStatus
-        var reason: String
+    package struct Failure: Error, Equatable {
+        package var status: HTTPResponseStatus
+        package var reason: String
     }
 
     private enum State {
@@ -74,14 +74,19 @@ struct HTTPRequestReader {
 
     private var state = State.head(scanned: 0)
 
+    /// A reader at the start of a connection.
+    package init() {}
+
     /// Takes the next step with the bytes readable in `buffer` (it moves past what the step used).
-    mutating func next(_ buffer: inout ByteBuffer) throws(Failure) -> Step {
+    package mutating func next(_ buffer: inout ByteBuffer) throws(Failure) -> Step {
         switch state {
         case .failed:
             throw Failure(status: .badRequest, reason: "the connection's earlier request was malformed")
         case .head(let scanned):
             // Empty lines before a request are skipped (RFC 9112 2.2: some clients end a POST's body with one).
-            while scanned == 0, buffer.readableBytes >= 2, buffer.getInteger(at: buffer.readerIndex, as: UInt16.self) == 0x0D0A {
+            while scanned == 0, buffer.readableBytes >= 2,
+                buffer.getInteger(at: buffer.readerIndex, as: UInt16.self) == 0x0D0A
+            {
                 buffer.moveReaderIndex(forwardBy: 2)
             }
             guard let end = Self.find(crlfcrlf: buffer, from: scanned) else {
@@ -114,11 +119,15 @@ struct HTTPRequestReader {
             return .body(buffer.readSlice(length: take)!)
         case .chunkSize:
             guard let line = Self.line(buffer) else {
-                if buffer.readableBytes > Self.lineLimit { throw failing(.init(status: .badRequest, reason: "chunk size line too long")) }
+                if buffer.readableBytes > Self.lineLimit {
+                    throw failing(.init(status: .badRequest, reason: "chunk size line too long"))
+                }
                 return .needMore
             }
             let size: Int
-            do { size = try Self.chunkSize(buffer.getSlice(at: buffer.readerIndex, length: line)!) } catch { throw failing(error) }
+            do { size = try Self.chunkSize(buffer.getSlice(at: buffer.readerIndex, length: line)!) } catch {
+                throw failing(error)
+            }
             buffer.moveReaderIndex(forwardBy: line + 2)
             state = size == 0 ? .trailers(scanned: 0, total: 0) : .chunkData(remaining: size)
             return try next(&buffer)
@@ -138,10 +147,14 @@ struct HTTPRequestReader {
             // Trailer fields are read and dropped, up to an empty line.
             while true {
                 guard let line = Self.line(buffer) else {
-                    if buffer.readableBytes > Self.lineLimit { throw failing(.init(status: .badRequest, reason: "trailer too long")) }
+                    if buffer.readableBytes > Self.lineLimit {
+                        throw failing(.init(status: .badRequest, reason: "trailer too long"))
+                    }
                     return .needMore
                 }
-                guard total + line <= Self.lineLimit else { throw failing(.init(status: .badRequest, reason: "trailers too long")) }
+                guard total + line <= Self.lineLimit else {
+                    throw failing(.init(status: .badRequest, reason: "trailers too long"))
+                }
                 buffer.moveReaderIndex(forwardBy: line + 2)
                 if line == 0 {
                     state = .head(scanned: 0)
@@ -214,7 +227,7 @@ struct HTTPRequestReader {
     }
 
     /// Parses a request head (without its final CRLF CRLF).
-    static func parse(_ head: ByteBuffer) throws(Failure) -> Head {
+    package static func parse(_ head: ByteBuffer) throws(Failure) -> Head {
         let result = head.withUnsafeReadableBytes { bytes in
             Result { () throws(Failure) -> Head in try parse(bytes) }
         }
@@ -272,7 +285,9 @@ struct HTTPRequestReader {
             var valueEnd = index
             while index < bytes.count, bytes[index] != 0x0D {
                 let byte = bytes[index]
-                guard byte >= 0x20 || byte == 0x09, byte != 0x7F else { throw malformed("control character in a header") }
+                guard byte >= 0x20 || byte == 0x09, byte != 0x7F else {
+                    throw malformed("control character in a header")
+                }
                 index += 1
                 if byte != 0x20 && byte != 0x09 { valueEnd = index }
             }
@@ -332,7 +347,8 @@ struct HTTPRequestReader {
         case 6 where matches(bytes, at: 0, "DELETE"): return .DELETE
         case 7 where matches(bytes, at: 0, "OPTIONS"): return .OPTIONS
         case 5 where matches(bytes, at: 0, "PATCH"): return .PATCH
-        default: return HTTPMethod(rawValue: String(decoding: UnsafeRawBufferPointer(rebasing: bytes[range]), as: UTF8.self))
+        default:
+            return HTTPMethod(rawValue: String(decoding: UnsafeRawBufferPointer(rebasing: bytes[range]), as: UTF8.self))
         }
     }
 
@@ -340,7 +356,8 @@ struct HTTPRequestReader {
     private static func tokens(_ bytes: UnsafeRawBufferPointer, _ value: Range<Int>) -> [Range<Int>] {
         var result: [Range<Int>] = []
         var start = value.lowerBound
-        for index in value.lowerBound...value.upperBound where index == value.upperBound || bytes[index] == UInt8(ascii: ",") {
+        for index in value.lowerBound...value.upperBound
+        where index == value.upperBound || bytes[index] == UInt8(ascii: ",") {
             var lower = start
             var upper = index
             while lower < upper, bytes[lower] == 0x20 || bytes[lower] == 0x09 { lower += 1 }
@@ -360,7 +377,9 @@ struct HTTPRequestReader {
     }
 
     /// Whether the bytes in `range` are `lowercase` (ASCII, given in lower case) in any case.
-    private static func equalsLowercased(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>, _ lowercase: StaticString) -> Bool {
+    private static func equalsLowercased(
+        _ bytes: UnsafeRawBufferPointer, _ range: Range<Int>, _ lowercase: StaticString
+    ) -> Bool {
         let count = lowercase.utf8CodeUnitCount
         guard range.count == count else { return false }
         let expected = UnsafeRawBufferPointer(start: lowercase.utf8Start, count: count)
@@ -392,12 +411,12 @@ struct HTTPRequestReader {
     // MARK: For requests other than sends
 
     /// The request target of `head` in its `bytes`.
-    static func target(of head: Head, in bytes: ByteBuffer) -> String {
+    package static func target(of head: Head, in bytes: ByteBuffer) -> String {
         bytes.getString(at: bytes.readerIndex + head.target.lowerBound, length: head.target.count) ?? ""
     }
 
     /// Every header of a head's `bytes` (already checked by the step that gave them).
-    static func headers(in bytes: ByteBuffer) -> HTTPHeaders {
+    package static func headers(in bytes: ByteBuffer) -> HTTPHeaders {
         var headers = HTTPHeaders()
         bytes.withUnsafeReadableBytes { bytes in
             var index = 0
@@ -413,10 +432,13 @@ struct HTTPRequestReader {
                 let valueStart = index
                 while index < bytes.count, bytes[index] != 0x0D { index += 1 }
                 var valueEnd = index
-                while valueEnd > valueStart, bytes[valueEnd - 1] == 0x20 || bytes[valueEnd - 1] == 0x09 { valueEnd -= 1 }
+                while valueEnd > valueStart, bytes[valueEnd - 1] == 0x20 || bytes[valueEnd - 1] == 0x09 {
+                    valueEnd -= 1
+                }
                 headers.add(
                     name: name,
-                    value: String(decoding: UnsafeRawBufferPointer(rebasing: bytes[valueStart..<valueEnd]), as: UTF8.self))
+                    value: String(
+                        decoding: UnsafeRawBufferPointer(rebasing: bytes[valueStart..<valueEnd]), as: UTF8.self))
             }
         }
         return headers

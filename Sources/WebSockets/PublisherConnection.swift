@@ -175,7 +175,9 @@ import WebSocketsHub
             if head.isSend {
                 let matches =
                     head.key.map { key in
-                        bytes.withUnsafeReadableBytes { SecurityKey.matches(utf8: $0[key], server.settings.securityKey) }
+                        bytes.withUnsafeReadableBytes {
+                            SecurityKey.matches(utf8: $0[key], server.settings.securityKey)
+                        }
                     } ?? false
                 if let refusal = server.sendKeyRefusal(
                     matches: matches,

@@ -11,15 +11,16 @@ import WebSocketsCore
         /// The sniffer for a new connection whose socket is `descriptor`, or `nil` when there are no socket loops
         /// (the connection stays SwiftNIO's, whatever it is).
         func publisherSniffer(of descriptor: CInt, connectionGuard: HTTPConnectionGuard) -> PublisherSniffer? {
-            let loop = runtime.withLockedValue { runtime -> SocketLoop? in
-                guard !runtime.socketLoops.isEmpty else { return nil }
-                runtime.nextSocketLoop = (runtime.nextSocketLoop + 1) % runtime.socketLoops.count
-                return runtime.socketLoops[runtime.nextSocketLoop]
-            }
-            guard let loop else { return nil }
+            guard runtime.withLockedValue({ !$0.socketLoops.isEmpty }) else { return nil }
             return PublisherSniffer(
                 descriptor: descriptor, connectionGuard: connectionGuard,
                 move: { [self] descriptor, received, peer in
+                    // The loop is chosen now, for publishers only: the next in turn, as an upgraded connection's.
+                    guard let loop = nextSocketLoop() else {
+                        httpConnections.release()
+                        _ = Glibc.close(descriptor)
+                        return
+                    }
                     loop.execute { self.adoptPublisher(descriptor, on: loop, received: received, peer: peer) }
                 },
                 failed: { [self] code in

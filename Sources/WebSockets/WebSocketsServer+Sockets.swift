@@ -53,12 +53,7 @@ import WebSocketsSite
         func socketHandoff(of descriptor: CInt, credentials: BrowserCredentials, deflate: DeflateNegotiation?)
             -> SocketHandoff?
         {
-            let loop = runtime.withLockedValue { runtime -> SocketLoop? in
-                guard !runtime.socketLoops.isEmpty else { return nil }
-                runtime.nextSocketLoop = (runtime.nextSocketLoop + 1) % runtime.socketLoops.count
-                return runtime.socketLoops[runtime.nextSocketLoop]
-            }
-            guard let loop else { return nil }
+            guard let loop = nextSocketLoop() else { return nil }
             return SocketHandoff(
                 descriptor: descriptor,
                 move: { [self] descriptor, received in
@@ -69,6 +64,15 @@ import WebSocketsSite
                 failed: { [self] code in
                     notMoved("its descriptor could not be duplicated", error: IOError(errnoCode: code, reason: "fcntl"))
                 })
+        }
+
+        /// The socket loop next in turn for a connection moving to one, or `nil` when there are none.
+        func nextSocketLoop() -> SocketLoop? {
+            runtime.withLockedValue { runtime -> SocketLoop? in
+                guard !runtime.socketLoops.isEmpty else { return nil }
+                runtime.nextSocketLoop = (runtime.nextSocketLoop + 1) % runtime.socketLoops.count
+                return runtime.socketLoops[runtime.nextSocketLoop]
+            }
         }
 
         /// An upgraded connection closed because its socket could not be moved to a loop of ours (the process is out

@@ -18,6 +18,9 @@ package enum FuzzTarget: String, CaseIterable, Sendable {
     /// Raw bytes through SwiftNIO's HTTP decoder to the server's decisions on each request: admission, the send
     /// key, the upgrade's refusal, compression's agreement, cookies and the form (``HTTPHeadCheck``).
     case http
+    /// A publisher connection's bytes through the server's own request reader: the same steps in any chunking
+    /// (``HTTPReaderCheck``).
+    case httpReader = "http-reader"
     /// `X-Forwarded-For` with `trusted_proxies`.
     case forwarded
     /// `cluster_url` / `POSTGRES_URL`.
@@ -38,6 +41,7 @@ package enum FuzzTarget: String, CaseIterable, Sendable {
         case .send: try JSONCheck.checkSends(bytes)
         case .session: try JSONCheck.checkSession(bytes)
         case .http: try HTTPHeadCheck.check(bytes)
+        case .httpReader: try HTTPReaderCheck.check(bytes)
         case .forwarded: try SettingInputCheck.checkForwarded(bytes)
         case .postgresURL: try SettingInputCheck.checkPostgresURL(bytes)
         case .settings: try SettingInputCheck.checkSettings(bytes)

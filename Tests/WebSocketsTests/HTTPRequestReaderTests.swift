@@ -30,7 +30,8 @@ import Testing
                     events.append(
                         "\(head.method.rawValue) \(target) send=\(head.isSend) keepAlive=\(head.keepAlive)"
                             + " continue=\(head.expectsContinue) framing=\(head.framing)"
-                            + " key=\(head.key.map { bytes.getString(at: bytes.readerIndex + $0.lowerBound, length: $0.count) ?? "" } ?? "-")")
+                            + " key=\(head.key.map { bytes.getString(at: bytes.readerIndex + $0.lowerBound, length: $0.count) ?? "" } ?? "-")"
+                    )
                 case .body(let part):
                     body += part.readableBytesView
                 case .end:
@@ -104,12 +105,15 @@ import Testing
     @Test func anEndlessHeadIsRefused() {
         let head = Array("GET / HTTP/1.1\r\n".utf8) + Array(repeating: UInt8(ascii: "a"), count: 40_000)
         #expect(Self.read([head]) == ["error 431"])
-        #expect(Self.read(stride(from: 0, to: head.count, by: 1000).map { Array(head[$0..<min($0 + 1000, head.count)]) }) == ["error 431"])
+        #expect(
+            Self.read(stride(from: 0, to: head.count, by: 1000).map { Array(head[$0..<min($0 + 1000, head.count)]) })
+                == ["error 431"])
     }
 
     /// Every header of a request other than a send is given to the responder as written.
     @Test func headersAreGivenToTheResponder() throws {
-        var buffer = ByteBuffer(string: "GET /x?y=1 HTTP/1.1\r\nHost: a\r\nCookie: s=1 \r\nX-Forwarded-For:\t1.2.3.4\r\n\r\n")
+        var buffer = ByteBuffer(
+            string: "GET /x?y=1 HTTP/1.1\r\nHost: a\r\nCookie: s=1 \r\nX-Forwarded-For:\t1.2.3.4\r\n\r\n")
         var reader = HTTPRequestReader()
         guard case .head(let head, let bytes) = try reader.next(&buffer) else {
             Issue.record("no head")

@@ -35,8 +35,8 @@ import Testing
                         + "6\r\n[\"two\"\r\na\r\n, 2, 3, 2]\r\n0\r\n\r\n"
                         + "GET /WebSockets/health HTTP/1.1\r\nHost: x\r\n\r\n"
                         + "POST /WebSockets/send HTTP/1.1\r\nX-WebSockets-Key: \(key)\r\nContent-Length: 3\r\n\r\n[1]"
-                        + "POST /WebSockets/send HTTP/1.1\r\nX-WebSockets-Key: \(key)\r\nConnection: close\r\nContent-Length: 18\r\n\r\n[\"three\", 3, 3, 2]"
-                    ).utf8))
+                        + "POST /WebSockets/send HTTP/1.1\r\nX-WebSockets-Key: \(key)\r\nConnection: close\r\nContent-Length: 18\r\n\r\n[\"three\", 3, 3, 2]")
+                        .utf8))
             #expect(await publisher.waitForClose(timeout: .seconds(10)))
             #expect(try await bob.nextMessage() == Message(action: "two", details: 2))
             #expect(try await bob.nextMessage() == Message(action: "three", details: 3))
@@ -55,19 +55,23 @@ import Testing
     /// Its time limits and refusals are those of any HTTP connection, and its count moves with it.
     @Test func aPublishersConnectionKeepsTheLimitsOfAnyHTTPConnection() async throws {
         let harness = try await Harness.start {
-            $0.httpRequestTimeout = 0.5
-            $0.httpIdleTimeout = 0.5
+            // Long enough for a connection to be written to before it is closed idle, under the suite's load.
+            $0.httpRequestTimeout = 2
+            $0.httpIdleTimeout = 2
             $0.maxHTTPConnections = 2
         }
         try await withTeardown({ await harness.stop() }) {
             // A send whose body never comes: closed by the request's time limit.
             let slow = try await RawSocket.connect(port: harness.port)
             try await slow.write(
-                Array("POST /WebSockets/send HTTP/1.1\r\nX-WebSockets-Key: \(harness.key)\r\nContent-Length: 9\r\n\r\n[".utf8))
+                Array(
+                    "POST /WebSockets/send HTTP/1.1\r\nX-WebSockets-Key: \(harness.key)\r\nContent-Length: 9\r\n\r\n["
+                        .utf8))
             // A wrong key: refused from the head, before the 4 MB body, and closed.
             let keyless = try await RawSocket.connect(port: harness.port)
             try await keyless.write(
-                Array("POST /WebSockets/send HTTP/1.1\r\nX-WebSockets-Key: nope\r\nContent-Length: 4000000\r\n\r\n".utf8))
+                Array(
+                    "POST /WebSockets/send HTTP/1.1\r\nX-WebSockets-Key: nope\r\nContent-Length: 4000000\r\n\r\n".utf8))
             #expect(await keyless.waitForClose(timeout: .seconds(10)))
             #expect(Self.text(keyless).hasPrefix("HTTP/1.1 403 Forbidden\r\n"))
             #expect(await slow.waitForClose(timeout: .seconds(10)))
