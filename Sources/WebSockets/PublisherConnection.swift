@@ -176,7 +176,8 @@ import WebSocketsHub
                 let matches =
                     head.key.map { key in
                         bytes.withUnsafeReadableBytes {
-                            SecurityKey.matches(utf8: $0[key], server.settings.securityKey)
+                            SecurityKey.matches(
+                                bytes: UnsafeRawBufferPointer(rebasing: $0[key]), server.settings.securityKey)
                         }
                     } ?? false
                 if let refusal = server.sendKeyRefusal(

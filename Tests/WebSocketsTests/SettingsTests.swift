@@ -146,5 +146,12 @@ import Testing
         // A shorter key is not padded into a match, even against a key that ends in the padding's byte.
         #expect(!SecurityKey.matches("a", "a\0"))
         #expect(SecurityKey.matches("abc"[...], "abc"))
+        // The bytes of a header still in a request.
+        let head = Array("X-WebSockets-Key: abc\r\n".utf8)
+        head.withUnsafeBytes { bytes in
+            #expect(SecurityKey.matches(bytes: UnsafeRawBufferPointer(rebasing: bytes[18..<21]), "abc"))
+            #expect(!SecurityKey.matches(bytes: UnsafeRawBufferPointer(rebasing: bytes[18..<20]), "abc"))
+            #expect(!SecurityKey.matches(bytes: UnsafeRawBufferPointer(rebasing: bytes[18..<22]), "abc"))
+        }
     }
 }
