@@ -56,17 +56,23 @@ package struct JSONParser {
 
     /// The elements of the array that spans all of `bytes` (whitespace around it allowed): each one's value and
     /// where its text lies, so that a caller can keep the text as written and still read the value.
-    package static func elements(of bytes: UnsafeBufferPointer<UInt8>) throws(JSONError) -> [JSONElement] {
+    /// The element at `skipping` is checked but not read: its value is `null` (a send's details, kept as written,
+    /// need no tree).
+    package static func elements(of bytes: UnsafeBufferPointer<UInt8>, skipping: Int? = nil) throws(JSONError)
+        -> [JSONElement]
+    {
         var parser = JSONParser(bytes: bytes)
         parser.skipWhitespace()
-        let elements = try parser.parseElements()
+        let elements = try parser.parseElements(skipping: skipping)
         parser.skipWhitespace()
         guard parser.index == bytes.count else { throw parser.error("unexpected text after the value") }
         return elements
     }
 
     /// For an array of arrays that spans all of `bytes`, the elements of each inner array, in one pass.
-    package static func nestedElements(of bytes: UnsafeBufferPointer<UInt8>) throws(JSONError) -> [[JSONElement]] {
+    package static func nestedElements(of bytes: UnsafeBufferPointer<UInt8>, skipping: Int? = nil) throws(JSONError)
+        -> [[JSONElement]]
+    {
         var parser = JSONParser(bytes: bytes)
         parser.skipWhitespace()
         guard parser.index < bytes.count, bytes[parser.index] == UInt8(ascii: "[") else {
@@ -74,7 +80,7 @@ package struct JSONParser {
         }
         var outer: [[JSONElement]] = []
         try parser.parseArrayElements { (parser: inout JSONParser) throws(JSONError) in
-            outer.append(try parser.parseElements())
+            outer.append(try parser.parseElements(skipping: skipping))
         }
         parser.skipWhitespace()
         guard parser.index == bytes.count else { throw parser.error("unexpected text after the value") }
@@ -82,17 +88,125 @@ package struct JSONParser {
     }
 
     /// Parses the array at the current position, returning each element's value and where its text lies.
-    private mutating func parseElements() throws(JSONError) -> [JSONElement] {
+    private mutating func parseElements(skipping: Int? = nil) throws(JSONError) -> [JSONElement] {
         guard index < bytes.count, bytes[index] == UInt8(ascii: "[") else { throw error("expected an array") }
         var elements: [JSONElement] = []
         // A send has four: grown one by one, the array was three allocations of every send.
         elements.reserveCapacity(4)
         try parseArrayElements { (parser: inout JSONParser) throws(JSONError) in
             let start = parser.index
-            let value = try parser.parseValue()
+            let value: JSON
+            if elements.count == skipping {
+                try parser.skipValue()
+                value = .null
+            } else {
+                value = try parser.parseValue()
+            }
             elements.append(JSONElement(value: value, range: start..<parser.index))
         }
         return elements
+    }
+
+    // MARK: Checking without reading
+
+    /// Moves past the value at the current position, refusing what ``parseValue()`` refuses, without making it: a
+    /// send's details are kept as written, and their tree (a dictionary, strings) was three allocations of every
+    /// targeted send and 6% of its samples.
+    private mutating func skipValue() throws(JSONError) {
+        guard index < bytes.count else { throw error("unexpected end") }
+        switch bytes[index] {
+        case UInt8(ascii: "{"): try skipObject()
+        case UInt8(ascii: "["):
+            try parseArrayElements { (parser: inout JSONParser) throws(JSONError) in try parser.skipValue() }
+        case UInt8(ascii: "\""): try skipString()
+        case UInt8(ascii: "t"): try expectLiteral("true")
+        case UInt8(ascii: "f"): try expectLiteral("false")
+        case UInt8(ascii: "n"): try expectLiteral("null")
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): _ = try scanNumber()
+        default: throw error("unexpected character")
+        }
+    }
+
+    private mutating func skipObject() throws(JSONError) {
+        try enter()
+        defer { depth -= 1 }
+        index += 1
+        skipWhitespace()
+        if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
+            index += 1
+            return
+        }
+        while true {
+            skipWhitespace()
+            guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw error("expected a key") }
+            try skipString()
+            skipWhitespace()
+            guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw error("expected :") }
+            index += 1
+            skipWhitespace()
+            try skipValue()
+            skipWhitespace()
+            guard index < bytes.count else { throw error("unterminated object") }
+            if bytes[index] == UInt8(ascii: ",") {
+                index += 1
+            } else if bytes[index] == UInt8(ascii: "}") {
+                index += 1
+                return
+            } else {
+                throw error("expected , or }")
+            }
+        }
+    }
+
+    /// Moves past a string: its escapes and characters checked as ``parseString()`` checks them. Its raw bytes are
+    /// valid UTF-8 exactly when the unescaped ones are: an escape is ASCII and stands for whole characters.
+    private mutating func skipString() throws(JSONError) {
+        index += 1
+        let start = index
+        var ascii = true
+        while index < bytes.count {
+            let byte = bytes[index]
+            switch byte {
+            case UInt8(ascii: "\""):
+                let end = index
+                index += 1
+                guard ascii || Self.isValidUTF8(UnsafeBufferPointer(rebasing: bytes[start..<end])) else {
+                    throw error("invalid UTF-8 in string")
+                }
+                return
+            case UInt8(ascii: "\\"):
+                index += 1
+                guard index < bytes.count else { throw error("unterminated escape") }
+                let escape = bytes[index]
+                index += 1
+                switch escape {
+                case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"), UInt8(ascii: "b"), UInt8(ascii: "f"),
+                    UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
+                    break
+                case UInt8(ascii: "u"):
+                    _ = try parseHex4()
+                default:
+                    throw error("invalid escape")
+                }
+            default:
+                if byte < 0x20 { throw error("control character in string") }
+                if byte >= 0x80 { ascii = false }
+                index += 1
+            }
+        }
+        throw error("unterminated string")
+    }
+
+    private static func isValidUTF8(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        var iterator = bytes.makeIterator()
+        var decoder = UTF8()
+        while true {
+            switch decoder.decode(&iterator) {
+            case .scalarValue: continue
+            case .emptyInput: return true
+            case .error: return false
+            }
+        }
     }
 
     /// Parses the array whose `[` is at the current position: `element` reads each element (it starts at the
@@ -305,6 +419,15 @@ package struct JSONParser {
 
     private mutating func parseNumber() throws(JSONError) -> JSON {
         let start = index
+        let isInteger = try scanNumber()
+        let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
+        if isInteger, let value = Int64(text) { return .int(value) }
+        guard let value = Double(text) else { throw error("invalid number") }
+        return .double(value)
+    }
+
+    /// Moves past a number's text, checked against RFC 8259's grammar; whether it is an integer.
+    private mutating func scanNumber() throws(JSONError) -> Bool {
         if bytes[index] == UInt8(ascii: "-") { index += 1 }
         guard index < bytes.count, isDigit(bytes[index]) else { throw error("invalid number") }
         if bytes[index] == UInt8(ascii: "0") {
@@ -328,10 +451,7 @@ package struct JSONParser {
             guard index < bytes.count, isDigit(bytes[index]) else { throw error("invalid exponent") }
             while index < bytes.count, isDigit(bytes[index]) { index += 1 }
         }
-        let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
-        if isInteger, let value = Int64(text) { return .int(value) }
-        guard let value = Double(text) else { throw error("invalid number") }
-        return .double(value)
+        return isInteger
     }
 
     private func isDigit(_ byte: UInt8) -> Bool {

@@ -102,12 +102,12 @@ public struct Send: Sendable, Equatable {
         do {
             if isArray, position < bytes.count, bytes[position] == UInt8(ascii: "[") {
                 var sends: [Send] = []
-                for elements in try JSONParser.nestedElements(of: bytes) {
+                for elements in try JSONParser.nestedElements(of: bytes, skipping: 1) {
                     sends.append(try Send(elements: elements, in: bytes))
                 }
                 return sends
             }
-            let elements = try JSONParser.elements(of: bytes)
+            let elements = try JSONParser.elements(of: bytes, skipping: 1)
             return elements.isEmpty ? [] : [try Send(elements: elements, in: bytes)]
         } catch let error as JSONError {
             if isArray, (try? JSON(parsing: bytes)) != nil {

@@ -45,6 +45,27 @@ import Testing
                 #expect(throws: JSONError.self, "\(name)") { try result.get() }
             }
         }
+        // A send's details are checked without being read (`JSONParser.skipValue`): as the value of a send, and of
+        // one of a list, each case is accepted exactly when the parser accepts it, and kept byte for byte.
+        for name in names {
+            let bytes = [UInt8](try Data(contentsOf: folder.appendingPathComponent(name)))
+            let parses = (try? JSON(parsing: bytes)) != nil
+            for send in [
+                Array(#"["a", "#.utf8) + bytes + Array(", 1]".utf8),
+                Array(#"[["b", 1, 1], ["a", "#.utf8) + bytes + Array(", 1]]".utf8),
+            ] {
+                let sends = try? Send.list(parsing: send)
+                #expect((sends != nil) == parses, "\(name) as a send's details")
+                if parses, let last = sends?.last {
+                    #expect(
+                        last.rawDetails.bytes
+                            == Array(
+                                bytes.drop { $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }.reversed().drop {
+                                    $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09
+                                }.reversed()), "\(name)")
+                }
+            }
+        }
         #expect(try JSON(parsing: #""\ud83d""#) == "\u{FFFD}")
         #expect(try JSON(parsing: #""\udc00\ud83d\ude00x""#) == "\u{FFFD}😀x")
         #expect(try JSON(parsing: #""\ud800\ud800\udc00""#) == "\u{FFFD}𐀀")
