@@ -55,9 +55,10 @@ import Testing
     /// Its time limits and refusals are those of any HTTP connection, and its count moves with it.
     @Test func aPublishersConnectionKeepsTheLimitsOfAnyHTTPConnection() async throws {
         let harness = try await Harness.start {
-            // Long enough for a connection to be written to before it is closed idle, under the suite's load.
-            $0.httpRequestTimeout = 2
-            $0.httpIdleTimeout = 2
+            // Long enough for a connection to be written to before it is closed idle, under the suite's load (at
+            // 2 s, the whole suite's start once delayed a write past it).
+            $0.httpRequestTimeout = 5
+            $0.httpIdleTimeout = 5
             $0.maxHTTPConnections = 2
         }
         try await withTeardown({ await harness.stop() }) {
