@@ -18,7 +18,7 @@ import Testing
         try await withTeardown({ await harness.stop() }) {
             let bob = try await harness.connect("bob")
             let publisher = try await RawSocket.connect(port: harness.port)
-            // A client that waits for `100 Continue` before its body (curl does, for bodies over 1 KiB): SwiftNIO's
+            // A client that waits for `100 Continue` before its body (curl 7.88 does, for bodies over 1 MiB): SwiftNIO's
             // path never answered it, so the client waited its own timeout (1 s for curl) on every such send.
             try await publisher.write(
                 Array(
