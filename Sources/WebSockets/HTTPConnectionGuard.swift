@@ -61,28 +61,17 @@ final class HTTPConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     private let limit: Int
     private let metrics: ServerMetrics
     private let logger: Logger
-    private var clock: HTTPRequestClock
-    /// When the connection is closed unless the clock changes first; `nil`: no limit now.
-    private var deadline: NIODeadline?
-    /// The one timer, pending or not. A change of phase only moves `deadline`: the timer, when it fires, closes
-    /// the connection or waits again. It is scheduled at most once per `shortest` per connection, instead of
-    /// scheduled and cancelled twice for each request of a keep-alive publisher.
-    private var timer: Scheduled<Void>?
-    /// The shorter of the two limits: a timer set that far ahead never fires after a deadline set later.
-    private let shortest: TimeAmount
+    private let settings: Settings
+    /// The time limits, once the handler is in a pipeline (they need its loop).
+    private var timeLimit: HTTPTimeLimit?
     private var counted = false
-    /// Its own context, while it is in the pipeline, for ``note(_:)``.
-    private var context: ChannelHandlerContext?
 
     init(settings: Settings, counter: HTTPConnectionCount, metrics: ServerMetrics, logger: Logger) {
         self.counter = counter
         self.limit = settings.maxHTTPConnections
         self.metrics = metrics
         self.logger = logger
-        self.clock = HTTPRequestClock(
-            idleTimeout: .milliseconds(Int64(settings.httpIdleTimeout * 1000)),
-            requestTimeout: .milliseconds(Int64(settings.httpRequestTimeout * 1000)))
-        self.shortest = min(clock.idleTimeout, clock.requestTimeout)
+        self.settings = settings
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -100,86 +89,51 @@ final class HTTPConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
             return
         }
         counted = true
-        apply(clock.opened(), context: context)
+        timeLimit?.change { $0.opened() }
         context.fireChannelActive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        apply(clock.bytesArrived(), context: context)
+        timeLimit?.change { $0.bytesArrived() }
         context.fireChannelRead(data)
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
-        self.context = context
+        let channel = context.channel
+        timeLimit = HTTPTimeLimit(settings: settings, eventLoop: context.eventLoop) {
+            [weak self, logger, metrics] phase in
+            guard self != nil else { return }
+            logger.debug(
+                "HTTP connection closed: \(HTTPTimeLimit.describe(phase))",
+                metadata: ["ip": "\(channel.remoteAddress?.ipAddress ?? "")"])
+            metrics.closed(reason: .httpTimeout)
+            channel.close(promise: nil)
+        }
     }
 
     /// What the HTTP handler behind it tells it, on the connection's loop. A call rather than a user event sent
     /// down the pipeline: two of those per request went through every outbound handler and a dynamic cast.
     func note(_ event: HTTPConnectionEvent) {
-        guard let context else { return }
         switch event {
-        case .requestReceived: apply(clock.requestReceived(), context: context)
-        case .responseSent: apply(clock.responseSent(), context: context)
-        case .answerWaiting: apply(clock.answerWaiting(), context: context)
+        case .requestReceived: timeLimit?.change { $0.requestReceived() }
+        case .responseSent: timeLimit?.change { $0.responseSent() }
+        case .answerWaiting: timeLimit?.change { $0.answerWaiting() }
         }
     }
 
     /// The connection's socket moves to a loop of ours (``PublisherSniffer``), which counts it from now on and
     /// applies the time limits itself.
     func handOver() {
-        timer?.cancel()
-        timer = nil
-        deadline = nil
+        timeLimit?.stop()
         counted = false
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        self.context = nil
-        timer?.cancel()
-        timer = nil
-        deadline = nil
+        timeLimit?.stop()
+        timeLimit = nil
         if counted {
             counted = false
             counter.release()
         }
-    }
-
-    private func apply(_ change: HTTPRequestClock.Timer, context: ChannelHandlerContext) {
-        switch change {
-        case .keep:
-            return
-        case .disarm:
-            deadline = nil
-        case .arm(let timeout):
-            deadline = .now() + timeout
-            if timer == nil { schedule(in: shortest, context: context) }
-        }
-    }
-
-    private func schedule(in delay: TimeAmount, context: ChannelHandlerContext) {
-        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        timer = context.eventLoop.scheduleTask(in: delay) {
-            let (handler, context) = bound.value
-            handler.timerFired(context: context)
-        }
-    }
-
-    private func timerFired(context: ChannelHandlerContext) {
-        timer = nil
-        guard let deadline else { return }
-        let now = NIODeadline.now()
-        guard now >= deadline else {
-            schedule(in: min(deadline - now, shortest), context: context)
-            return
-        }
-        timedOut(in: clock.phase, context: context)
-    }
-
-    private func timedOut(in phase: HTTPRequestClock.Phase, context: ChannelHandlerContext) {
-        logger.debug(
-            "HTTP connection closed: \(phase == .idle ? "idle" : phase == .unread ? "answers unread" : "request too slow")",
-            metadata: ["ip": "\(context.channel.remoteAddress?.ipAddress ?? "")"])
-        metrics.closed(reason: .httpTimeout)
-        context.close(promise: nil)
     }
 }

@@ -28,7 +28,9 @@ import WebSocketsHub
         private var connection: SocketConnection?
         private var reader = HTTPRequestReader()
         private var answers = AnswerQueue()
-        private var clock: HTTPRequestClock
+        /// Set by ``attach(_:received:)``, on the loop.
+        private var timeLimit: HTTPTimeLimit?
+        private let settings: Settings
         /// Bytes read and not used yet: an unfinished head, or what waits behind a request held back. Bounded by
         /// the head limit plus one read, since the socket is not read while a request is held.
         private var pending: ByteBuffer?
@@ -49,25 +51,25 @@ import WebSocketsHub
         private var outgoing: ByteBuffer?
         /// Whether bytes are being handled: answers made meanwhile are flushed at the end, and nothing re-enters.
         private var handling = false
-        /// The time limit (see ``HTTPConnectionGuard``: one timer, moved lazily).
-        private var deadline: NIODeadline?
-        private var timer: Scheduled<Void>?
-        private let shortest: TimeAmount
 
         init(server: WebSocketsServer, loop: SocketLoop, peer: String, settings: Settings) {
             self.server = server
             self.loop = loop
             self.peer = peer
-            self.clock = HTTPRequestClock(
-                idleTimeout: .milliseconds(Int64(settings.httpIdleTimeout * 1000)),
-                requestTimeout: .milliseconds(Int64(settings.httpRequestTimeout * 1000)))
-            self.shortest = min(clock.idleTimeout, clock.requestTimeout)
+            self.settings = settings
         }
 
         /// Starts with `connection`, whose first bytes (`received`) SwiftNIO read before the move.
         func attach(_ connection: SocketConnection, received: ByteBuffer?) {
             self.connection = connection
-            apply(clock.opened())
+            timeLimit = HTTPTimeLimit(settings: settings, eventLoop: loop) { [weak self] phase in
+                guard let self, !self.closed else { return }
+                self.server.logger.debug(
+                    "HTTP connection closed: \(HTTPTimeLimit.describe(phase))", metadata: ["ip": "\(self.peer)"])
+                self.server.metrics.closed(reason: .httpTimeout)
+                self.connection?.close()
+            }
+            timeLimit?.change { $0.opened() }
             if let received, received.readableBytes > 0 { self.received(received) }
         }
 
@@ -75,7 +77,7 @@ import WebSocketsHub
 
         func received(_ bytes: ByteBuffer) {
             guard !closing else { return }
-            apply(clock.bytesArrived())
+            timeLimit?.change { $0.bytesArrived() }
             var bytes = bytes
             if var pending {
                 self.pending = nil
@@ -94,8 +96,8 @@ import WebSocketsHub
         func transportClosed() {
             closed = true
             closing = true
-            timer?.cancel()
-            timer = nil
+            timeLimit?.stop()
+            timeLimit = nil
             pending = nil
             held = nil
             body = []
@@ -215,7 +217,7 @@ import WebSocketsHub
         private func end() {
             guard let head else { return }
             self.head = nil
-            apply(clock.requestReceived())
+            timeLimit?.change { $0.requestReceived() }
             let keepAlive = head.keepAlive
             if !keepAlive { closing = true }
             let body = self.body
@@ -273,7 +275,7 @@ import WebSocketsHub
             held = nil
             body = []
             pending = nil
-            apply(clock.requestReceived())
+            timeLimit?.change { $0.requestReceived() }
             _ = answers.add(version: version, keepAlive: false, readsAhead: false, response: response)
             writeReady()
         }
@@ -287,7 +289,7 @@ import WebSocketsHub
             while let slot = answers.next, let response = slot.response {
                 // A closing answer goes out anyway: nothing is read after it.
                 guard !unwritable || !slot.keepAlive else {
-                    apply(clock.answerWaiting())
+                    timeLimit?.change { $0.answerWaiting() }
                     flush()
                     connection?.pauseReading(true)
                     return
@@ -302,15 +304,14 @@ import WebSocketsHub
                     held = nil
                     pending = nil
                     closing = true
-                    timer?.cancel()
-                    timer = nil
-                    deadline = nil
-                    connection?.write(bytes, thenCloseWithin: clock.idleTimeout)
+                    let within = timeLimit?.idleTimeout ?? .seconds(15)
+                    timeLimit?.stop()
+                    connection?.write(bytes, thenCloseWithin: within)
                     return
                 }
                 outgoing = bytes
             }
-            if wrote && answers.isEmpty { apply(clock.responseSent()) }
+            if wrote && answers.isEmpty { timeLimit?.change { $0.responseSent() } }
             guard !handling else { return }
             // Outside a read: what was written leaves now, and the requests held behind it are handled.
             var buffer = pending ?? ByteBuffer()
@@ -361,42 +362,6 @@ import WebSocketsHub
             }
             bytes.writeStaticString("\r\n\r\n")
             bytes.writeBytes(response.body)
-        }
-
-        // MARK: Time limits
-
-        private func apply(_ change: HTTPRequestClock.Timer) {
-            switch change {
-            case .keep:
-                return
-            case .disarm:
-                deadline = nil
-            case .arm(let timeout):
-                deadline = .now() + timeout
-                if timer == nil { schedule(in: shortest) }
-            }
-        }
-
-        private func schedule(in delay: TimeAmount) {
-            guard !closed else { return }
-            let bound = NIOLoopBound(self, eventLoop: loop)
-            timer = loop.scheduleTask(in: delay) { bound.value.timerFired() }
-        }
-
-        private func timerFired() {
-            timer = nil
-            guard let deadline, !closed else { return }
-            let now = NIODeadline.now()
-            guard now >= deadline else {
-                schedule(in: min(deadline - now, shortest))
-                return
-            }
-            let phase = clock.phase
-            server.logger.debug(
-                "HTTP connection closed: \(phase == .idle ? "idle" : phase == .unread ? "answers unread" : "request too slow")",
-                metadata: ["ip": "\(peer)"])
-            server.metrics.closed(reason: .httpTimeout)
-            connection?.close()
         }
     }
 #endif

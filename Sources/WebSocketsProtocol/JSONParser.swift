@@ -128,34 +128,9 @@ package struct JSONParser {
     }
 
     private mutating func skipObject() throws(JSONError) {
-        try enter()
-        defer { depth -= 1 }
-        index += 1
-        skipWhitespace()
-        if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
-            index += 1
-            return
-        }
-        while true {
-            skipWhitespace()
-            guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw error("expected a key") }
-            try skipString()
-            skipWhitespace()
-            guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw error("expected :") }
-            index += 1
-            skipWhitespace()
-            try skipValue()
-            skipWhitespace()
-            guard index < bytes.count else { throw error("unterminated object") }
-            if bytes[index] == UInt8(ascii: ",") {
-                index += 1
-            } else if bytes[index] == UInt8(ascii: "}") {
-                index += 1
-                return
-            } else {
-                throw error("expected , or }")
-            }
-        }
+        try parseObjectMembers(
+            key: { (parser: inout JSONParser) throws(JSONError) in try parser.skipString() },
+            value: { (parser: inout JSONParser) throws(JSONError) in try parser.skipValue() })
     }
 
     /// Moves past a string: its escapes and characters checked as ``parseString()`` checks them. Its raw bytes are
@@ -290,31 +265,43 @@ package struct JSONParser {
     }
 
     private mutating func parseObject() throws(JSONError) -> JSON {
+        var members: [String: JSON] = [:]
+        var key = ""
+        try parseObjectMembers(
+            key: { (parser: inout JSONParser) throws(JSONError) in key = try parser.parseString() },
+            value: { (parser: inout JSONParser) throws(JSONError) in members[key] = try parser.parseValue() })
+        return .object(members)
+    }
+
+    /// Parses the object whose `{` is at the current position: `key` reads each member's key (at its `"`), `value`
+    /// its value; the separators, the braces and the nesting limit are checked here, once for reading and skipping.
+    private mutating func parseObjectMembers(
+        key: (inout JSONParser) throws(JSONError) -> Void, value: (inout JSONParser) throws(JSONError) -> Void
+    ) throws(JSONError) {
         try enter()
         defer { depth -= 1 }
         index += 1
-        var members: [String: JSON] = [:]
         skipWhitespace()
         if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
             index += 1
-            return .object(members)
+            return
         }
         while true {
             skipWhitespace()
             guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw error("expected a key") }
-            let key = try parseString()
+            try key(&self)
             skipWhitespace()
             guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw error("expected :") }
             index += 1
             skipWhitespace()
-            members[key] = try parseValue()
+            try value(&self)
             skipWhitespace()
             guard index < bytes.count else { throw error("unterminated object") }
             if bytes[index] == UInt8(ascii: ",") {
                 index += 1
             } else if bytes[index] == UInt8(ascii: "}") {
                 index += 1
-                return .object(members)
+                return
             } else {
                 throw error("expected , or }")
             }
