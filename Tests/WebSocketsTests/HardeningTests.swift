@@ -562,7 +562,9 @@ import Testing
         let web = WebStartService(settings: settings, logger: Logger(label: "test"), executable: nil)
         try await web.start()
         let idle = try await RawSocket.connect(port: web.port)
-        #expect(await idle.waitForClose(timeout: .seconds(3)))
+        // The bound of a failure only: at the suite's start in CI (a fresh build, every suite starting at once) the
+        // close of a connection idle for 0.5 s once came after more than 3 s.
+        #expect(await idle.waitForClose(timeout: .seconds(15)))
         await web.shutdown()
     }
 
