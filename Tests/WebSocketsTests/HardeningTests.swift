@@ -68,7 +68,9 @@ import Testing
     func pingFloodsThatNeverReadCostNextToNothing() async throws {
         let site = try await TestSite.start()
         try await withTeardown({ await site.shutdown() }) {
-            let server = try await StartedServer.start(site: site, ["--authentication-timeout", "120"])
+            // The tabs never authenticate: the limit outlasts the test's own bound (300 s below). At 120 s, CI's full
+            // run (the floods took 129 s to send) closed them before their last message, which then never came.
+            let server = try await StartedServer.start(site: site, ["--authentication-timeout", "900"])
             defer { server.kill() }
             var tabs: [TestWebSocket] = []
             for _ in 0..<4 { tabs.append(try await TestWebSocket.connect(port: server.port, autoRead: false)) }
@@ -88,8 +90,7 @@ import Testing
                 try await group.waitForAll()
             }
             // Every tab's last message read, or the tab closed.
-            // 300 s: a bound on a failure only; a full run on a slow day took over 120 s to read 8,000,000 pings
-            // with a debug build (41 s alone).
+            // 300 s: a bound on a failure only (41 s alone with a debug build, 96 s beside four other suites).
             try await eventually(timeout: .seconds(300), "the server has read every ping") {
                 let read = await server.metric("websockets_messages_in_total")
                 let closed = await server.metric(#"websockets_closed_total{reason="slow_reader"}"#)
@@ -111,7 +112,8 @@ import Testing
     func aTabStreamingLargeFramesHoldsAFrameNotTheStream() async throws {
         let site = try await TestSite.start()
         try await withTeardown({ await site.shutdown() }) {
-            let server = try await StartedServer.start(site: site, ["--authentication-timeout", "120"])
+            // The tab never authenticates: the limit outlasts the test (see the ping floods above).
+            let server = try await StartedServer.start(site: site, ["--authentication-timeout", "900"])
             defer { server.kill() }
             let tab = try await TestWebSocket.connect(port: server.port, autoRead: false)
             let before = try server.memory()
