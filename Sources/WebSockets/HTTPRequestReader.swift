@@ -326,16 +326,8 @@ package struct HTTPRequestReader {
             head.framing = .length(length ?? 0)
         }
         head.keepAlive = !closes && (minor == 1 || keepsAlive)
-        head.isSend = method == .POST && isSendTarget(bytes, target)
+        head.isSend = SendTarget.matches(method: method, target: UnsafeRawBufferPointer(rebasing: bytes[target]))
         return head
-    }
-
-    /// `/WebSockets/send`, alone or before a query.
-    private static func isSendTarget(_ bytes: UnsafeRawBufferPointer, _ target: Range<Int>) -> Bool {
-        let path: StaticString = "/WebSockets/send"
-        let count = path.utf8CodeUnitCount
-        guard target.count >= count, matches(bytes, at: target.lowerBound, path) else { return false }
-        return target.count == count || bytes[target.lowerBound + count] == UInt8(ascii: "?")
     }
 
     private static func method(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> HTTPMethod {

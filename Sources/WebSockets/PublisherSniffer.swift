@@ -20,7 +20,7 @@ import WebSocketsConnection
         typealias Move = @Sendable (_ descriptor: CInt, _ received: ByteBuffer, _ peer: String) -> Void
 
         /// What a publisher's connection begins with.
-        static let prefix: [UInt8] = Array("POST /WebSockets/send".utf8)
+        static let prefix = SendTarget.requestLinePrefix
 
         /// What `bytes` (a connection's first) make of it: a publisher's, another's, or not known yet.
         enum Verdict: Equatable {

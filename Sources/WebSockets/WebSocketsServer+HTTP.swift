@@ -155,9 +155,9 @@ extension WebSocketsServer {
         isSend(head)
     }
 
-    /// Whether `head` is a send's (`POST /WebSockets/send`, with or without a query).
+    /// Whether `head` is a send's (``SendTarget``).
     static func isSend(_ head: HTTPRequestHead) -> Bool {
-        head.method == .POST && (head.uri == "/WebSockets/send" || head.uri.hasPrefix("/WebSockets/send?"))
+        SendTarget.matches(head)
     }
 
     /// How much body a send may bring, once its key was found right.
