@@ -327,7 +327,11 @@ struct LoadGenerator {
         }
         if peer.echoes && options.runs("echo") {
             let step = await bench.echo(concurrency: options.echo, seconds: 5)
-            say("Echo through an in-process handler, \(options.echo) in flight:")
+            // Ours runs as `websockets start`: each message goes to the site's message endpoint, which answers the
+            // echo; ws-hub.js and Socket.IO answer in their own process.
+            say(
+                "Echo (\(kind == .ws || kind == .socketIO ? "answered in the server's process" : "answered by the site")), "
+                    + "\(options.echo) in flight:")
             log(step)
             report.set(kind, "echo", step)
         }
