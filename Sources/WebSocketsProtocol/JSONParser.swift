@@ -150,19 +150,7 @@ package struct JSONParser {
                 }
                 return
             case UInt8(ascii: "\\"):
-                index += 1
-                guard index < bytes.count else { throw error("unterminated escape") }
-                let escape = bytes[index]
-                index += 1
-                switch escape {
-                case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"), UInt8(ascii: "b"), UInt8(ascii: "f"),
-                    UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
-                    break
-                case UInt8(ascii: "u"):
-                    _ = try parseHex4()
-                default:
-                    throw error("invalid escape")
-                }
+                _ = try parseEscape()
             default:
                 if byte < 0x20 { throw error("control character in string") }
                 if byte >= 0x80 { ascii = false }
@@ -337,46 +325,7 @@ package struct JSONParser {
                 }
                 return string
             case UInt8(ascii: "\\"):
-                index += 1
-                guard index < bytes.count else { throw error("unterminated escape") }
-                let escape = bytes[index]
-                index += 1
-                switch escape {
-                case UInt8(ascii: "\""): scalars.append(0x22)
-                case UInt8(ascii: "\\"): scalars.append(0x5C)
-                case UInt8(ascii: "/"): scalars.append(0x2F)
-                case UInt8(ascii: "b"): scalars.append(0x08)
-                case UInt8(ascii: "f"): scalars.append(0x0C)
-                case UInt8(ascii: "n"): scalars.append(0x0A)
-                case UInt8(ascii: "r"): scalars.append(0x0D)
-                case UInt8(ascii: "t"): scalars.append(0x09)
-                case UInt8(ascii: "u"):
-                    var code = try parseHex4()
-                    if (0xD800...0xDBFF).contains(code) {
-                        // A high surrogate pairs with a following low one; alone (as JSON.stringify writes a string
-                        // cut inside an emoji) it is allowed by RFC 8259 but has no UTF-8 form: it becomes U+FFFD.
-                        let mark = index
-                        if index + 1 < bytes.count, bytes[index] == UInt8(ascii: "\\"),
-                            bytes[index + 1] == UInt8(ascii: "u")
-                        {
-                            index += 2
-                            let low = try parseHex4()
-                            if (0xDC00...0xDFFF).contains(low) {
-                                code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
-                            } else {
-                                index = mark
-                                code = 0xFFFD
-                            }
-                        } else {
-                            code = 0xFFFD
-                        }
-                    } else if (0xDC00...0xDFFF).contains(code) {
-                        code = 0xFFFD
-                    }
-                    guard let scalar = Unicode.Scalar(code) else { throw error("invalid escape") }
-                    scalars.append(contentsOf: UTF8.encode(scalar)!)
-                default: throw error("invalid escape")
-                }
+                scalars.append(contentsOf: UTF8.encode(try parseEscape())!)
             default:
                 if byte < 0x20 { throw error("control character in string") }
                 scalars.append(byte)
@@ -384,6 +333,50 @@ package struct JSONParser {
             }
         }
         throw error("unterminated string")
+    }
+
+    /// The character an escape stands for, read from its backslash at `index` (RFC 8259 section 7); one rule for
+    /// reading and for skipping a string. A high surrogate pairs with a following low one; alone (as
+    /// JSON.stringify writes a string cut inside an emoji), or a low one alone, it is allowed by RFC 8259 but has no
+    /// UTF-8 form: it becomes U+FFFD.
+    private mutating func parseEscape() throws(JSONError) -> Unicode.Scalar {
+        index += 1
+        guard index < bytes.count else { throw error("unterminated escape") }
+        let escape = bytes[index]
+        index += 1
+        switch escape {
+        case UInt8(ascii: "\""): return "\""
+        case UInt8(ascii: "\\"): return "\\"
+        case UInt8(ascii: "/"): return "/"
+        case UInt8(ascii: "b"): return "\u{08}"
+        case UInt8(ascii: "f"): return "\u{0C}"
+        case UInt8(ascii: "n"): return "\n"
+        case UInt8(ascii: "r"): return "\r"
+        case UInt8(ascii: "t"): return "\t"
+        case UInt8(ascii: "u"):
+            var code = try parseHex4()
+            if (0xD800...0xDBFF).contains(code) {
+                let mark = index
+                if index + 1 < bytes.count, bytes[index] == UInt8(ascii: "\\"), bytes[index + 1] == UInt8(ascii: "u") {
+                    index += 2
+                    let low = try parseHex4()
+                    if (0xDC00...0xDFFF).contains(low) {
+                        code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
+                    } else {
+                        index = mark
+                        code = 0xFFFD
+                    }
+                } else {
+                    code = 0xFFFD
+                }
+            } else if (0xDC00...0xDFFF).contains(code) {
+                code = 0xFFFD
+            }
+            guard let scalar = Unicode.Scalar(code) else { throw error("invalid escape") }
+            return scalar
+        default:
+            throw error("invalid escape")
+        }
     }
 
     private mutating func parseHex4() throws(JSONError) -> UInt32 {
