@@ -127,7 +127,7 @@ import Testing
     }
 
     /// What a connection's first bytes make of it.
-    @Test func theSnifferDecidesFromTwentyOneBytes() {
+    @Test func theSnifferDecidesFromAConnectionsFirstBytes() {
         #expect(PublisherSniffer.verdict(ByteBuffer(string: "POST /WebSockets/send HTTP/1.1\r\n")) == .publisher)
         #expect(PublisherSniffer.verdict(ByteBuffer(string: "POST /WebSockets/send?a")) == .publisher)
         #expect(PublisherSniffer.verdict(ByteBuffer(string: "POST /WebSock")) == .undecided)
@@ -136,5 +136,11 @@ import Testing
         #expect(PublisherSniffer.verdict(ByteBuffer(string: "POST /WebSockets/")) == .undecided)
         #expect(PublisherSniffer.verdict(ByteBuffer(string: "POST /WebSockets/x")) == .other)
         #expect(PublisherSniffer.verdict(ByteBuffer(string: "post /WebSockets/send")) == .other)
+        // A publisher's client that asks who is online, or checks the health, before it sends.
+        #expect(PublisherSniffer.verdict(ByteBuffer(string: "GET /WebSockets/presence?users=1 HTTP/1.1")) == .publisher)
+        #expect(PublisherSniffer.verdict(ByteBuffer(string: "GET /WebSockets/health HTTP/1.1")) == .publisher)
+        #expect(PublisherSniffer.verdict(ByteBuffer(string: "GET /WebSockets/")) == .undecided)
+        #expect(PublisherSniffer.verdict(ByteBuffer(string: "GET /WebSockets/status")) == .other)
+        #expect(PublisherSniffer.verdict(ByteBuffer(string: "GET /WebSockets/client.js")) == .other)
     }
 }
