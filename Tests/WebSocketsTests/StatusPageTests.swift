@@ -9,12 +9,12 @@ import Testing
 /// a server and on a cluster of two.
 @Suite(.serialized) struct StatusPageTests {
     /// Signs in over HTTP as the form does (with curl, which shows the answer's headers); the cookie's `name=value`.
-    private func signIn(_ harness: Harness) throws -> String {
-        try signIn(port: harness.port, key: harness.key)
+    private func signIn(_ harness: Harness) async throws -> String {
+        try await signIn(port: harness.port, key: harness.key)
     }
 
-    private func signIn(port: Int, key: String) throws -> String {
-        let answer = try run(
+    private func signIn(port: Int, key: String) async throws -> String {
+        let answer = try await run(
             "/usr/bin/curl",
             [
                 "-s", "-i", "-X", "POST", "-H", "Origin: http://127.0.0.1:\(port)", "--data-urlencode",
@@ -52,7 +52,7 @@ import Testing
                 try await harness.http("GET", "/WebSockets/status/data", headers: [("X-WebSockets-Key", harness.key)])
                     .status == 401)
             // Signed in: the data; a send from another origin, or without the page's header, is still refused.
-            let cookie = ("Cookie", try signIn(harness))
+            let cookie = ("Cookie", try await signIn(harness))
             let data = try await harness.http("GET", "/WebSockets/status/data", headers: [cookie])
             #expect(data.status == 200)
             #expect(try JSON(parsing: data.body)["connections"]?["total"] == .int(0))
@@ -105,7 +105,7 @@ import Testing
             server.kill()
             await site.shutdown()
         }) {
-            let cookie = try signIn(port: server.port, key: site.key)
+            let cookie = try await signIn(port: server.port, key: site.key)
             let token = String(cookie.split(separator: "=")[1])
             let client = CurlClient(maximumConcurrency: 1)
             let data = await client.perform(
@@ -162,7 +162,7 @@ import Testing
             const n: number = WebSockets.queued;
             console.log(n);
             """.write(toFile: folder + "/module.mts", atomically: true, encoding: .utf8)
-            let good = try run(
+            let good = try await run(
                 tsc,
                 [
                     "--noEmit", "--strict", "--module", "node16", "--moduleResolution", "node16", "--lib", "es2017,dom",
@@ -178,7 +178,7 @@ import Testing
             cs.WebSockets.on(42, () => {});
             cs.WebSockets.state = 'online';
             """.write(toFile: folder + "/wrong.ts", atomically: true, encoding: .utf8)
-            let bad = try run(tsc, ["--noEmit", "--strict", "--lib", "es2017,dom", "wrong.ts"], in: folder)
+            let bad = try await run(tsc, ["--noEmit", "--strict", "--lib", "es2017,dom", "wrong.ts"], in: folder)
             #expect(bad.status != 0)
             for line in ["wrong.ts(2,", "wrong.ts(3,", "wrong.ts(4,", "wrong.ts(5,"] {
                 #expect(bad.output.contains(line), "\(bad.output)")
@@ -186,19 +186,14 @@ import Testing
         }
     }
 
-    private func run(_ executable: String, _ arguments: [String], in folder: String) throws -> (
+    /// Runs `executable` to its end: its status and output. Waited for without holding one of the two threads that run
+    /// the suite's tasks (``ServerProcess/finish(within:)``): `tsc` takes seconds, and a blocking wait for it at the
+    /// suite's start, while every test starts, left the test sites' session answers late (authentications timed out
+    /// in three other suites in one local run).
+    private func run(_ executable: String, _ arguments: [String], in folder: String) async throws -> (
         status: Int32, output: String
     ) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.currentDirectoryURL = URL(fileURLWithPath: folder)
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        return (process.terminationStatus, output)
+        try await ServerProcess(arguments, directory: folder, captureErrors: true, executable: executable).finish(
+            within: .seconds(120))
     }
 }
